@@ -1,0 +1,20 @@
+"""cnnzip: make convolutional networks small and fast, and say honestly what was gained."""
+
+from cnnzip import data, models, train
+from cnnzip.errors import CnnzipError, DataError, ModelError, RunError
+from cnnzip.runs import load_run, save_run
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CnnzipError",
+    "DataError",
+    "ModelError",
+    "RunError",
+    "__version__",
+    "data",
+    "load_run",
+    "models",
+    "save_run",
+    "train",
+]

@@ -1,0 +1,262 @@
+"""The one training loop: ``fit`` and ``evaluate``.
+
+Everything that retrains (pruning, codebook fine-tuning, binary training,
+distillation) plugs in here through three seams instead of copying the loop:
+``loss_fn(logits, y, x)`` (distillation needs the inputs), an optimizer
+factory, and callbacks called at fixed points. Runs are deterministic for a
+given seed, and resumable: each epoch ends with an atomic checkpoint, and a
+resumed run ends with the same weights as one never interrupted.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from cnnzip.data import Dataset, Split, batches, num_batches
+from cnnzip.errors import CnnzipError
+from cnnzip.train import checkpoint as ckpt
+from cnnzip.train.distributed import DistInfo, all_reduce_sum, setup
+
+__all__ = ["Callback", "FitResult", "TrainConfig", "TrainState", "cross_entropy", "evaluate", "fit"]
+
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+
+
+def cross_entropy(logits: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The default loss; ``x`` is unused here but part of every loss's signature."""
+    return F.cross_entropy(logits, y)
+
+
+@dataclass
+class TrainConfig:
+    """What a training run needs besides the model and the data."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    optimizer: str = "adam"  # "adam" or "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    lr_schedule: str = "cosine"  # "cosine" or "constant"
+    seed: int = 0
+    eval_batch_size: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0 or self.batch_size < 1 or not self.lr > 0:
+            raise CnnzipError(
+                f"impossible training settings: epochs={self.epochs} (>= 0), "
+                f"batch_size={self.batch_size} (>= 1), lr={self.lr} (> 0)"
+            )
+        if self.optimizer not in ("adam", "sgd") or self.lr_schedule not in ("cosine", "constant"):
+            raise CnnzipError(
+                f"optimizer must be adam or sgd (got {self.optimizer!r}); "
+                f"lr_schedule cosine or constant (got {self.lr_schedule!r})"
+            )
+
+
+@dataclass
+class TrainState:
+    """What callbacks see: the model being trained (unwrapped), optimizer, position, history."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    config: TrainConfig
+    epoch: int = 0  # epochs completed before the current one
+    step: int = 0  # optimizer steps taken so far
+    steps_per_epoch: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+class Callback:
+    """Hooks into ``fit``. Override what you need; keep state derivable from TrainState
+    (epoch, step) so that a resumed run behaves as an uninterrupted one."""
+
+    def on_epoch_start(self, state: TrainState) -> None: ...
+
+    def on_step_end(self, state: TrainState) -> None:
+        """After each optimizer step (e.g. re-apply a mask, advance a pruning schedule)."""
+
+    def on_epoch_end(self, state: TrainState, metrics: dict[str, float]) -> None: ...
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, float]]
+
+    @property
+    def final(self) -> dict[str, float]:
+        return self.history[-1] if self.history else {}
+
+
+def _make_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _lr_factor(cfg: TrainConfig, step: int, total: int) -> float:
+    if cfg.lr_schedule == "constant" or total == 0:
+        return 1.0
+    return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    split: Split,
+    *,
+    batch_size: int = 1000,
+    loss_fn: LossFn = cross_entropy,
+    device: str | torch.device | None = None,
+) -> dict[str, float]:
+    """Mean loss and accuracy (a fraction in [0, 1]) of ``model`` on ``split``."""
+    device = torch.device(device) if device else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for x, y in batches(split, batch_size):
+        x, y = x.to(device), y.to(device)
+        logits = model(x)
+        loss_sum += float(loss_fn(logits, y, x)) * len(y)
+        correct += int((logits.argmax(1) == y).sum())
+    model.train(was_training)
+    n = max(len(split), 1)
+    return {"loss": loss_sum / n, "accuracy": correct / n}
+
+
+def _train_epoch(
+    net: nn.Module,
+    state: TrainState,
+    data: Dataset,
+    loss_fn: LossFn,
+    callbacks: Sequence[Callback],
+    info: DistInfo,
+    bar: tqdm,
+) -> tuple[float, float]:
+    """One pass over the training split; returns (mean loss, accuracy) over all ranks."""
+    cfg, opt = state.config, state.optimizer
+    total_steps = cfg.epochs * state.steps_per_epoch
+    loss_sum = correct = seen = 0.0
+    net.train()
+    for x, y in batches(
+        data.train, cfg.batch_size, shuffle=True, seed=cfg.seed, epoch=state.epoch,
+        rank=info.rank, world_size=info.world_size,
+    ):  # fmt: skip
+        x, y = x.to(info.device), y.to(info.device)
+        for group in opt.param_groups:
+            group["lr"] = group["initial_lr"] * _lr_factor(cfg, state.step, total_steps)
+        logits = net(x)
+        loss = loss_fn(logits, y, x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        state.step += 1
+        for cb in callbacks:
+            cb.on_step_end(state)
+        loss_sum += float(loss.detach()) * len(y)
+        correct += float((logits.argmax(1) == y).sum())
+        seen += len(y)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
+    loss_sum, correct, seen = all_reduce_sum([loss_sum, correct, seen], info)
+    return loss_sum / max(seen, 1), correct / max(seen, 1)
+
+
+def fit(
+    model: nn.Module,
+    data: Dataset,
+    config: TrainConfig | None = None,
+    *,
+    loss_fn: LossFn = cross_entropy,
+    optimizer: OptimizerFactory | None = None,
+    callbacks: Sequence[Callback] = (),
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
+    device: str | torch.device | None = None,
+    progress: bool | None = None,
+) -> FitResult:
+    """Train ``model`` on ``data.train``, validating on ``data.val`` after every epoch.
+
+    ``checkpoint`` is a file written atomically after each epoch; with
+    ``resume`` training continues from it. Under torchrun (WORLD_SIZE > 1) the
+    run is data-parallel. ``progress=None`` shows a bar only on a terminal.
+    """
+    cfg = config or TrainConfig()
+    info = setup(device)
+    torch.manual_seed(cfg.seed)
+    model.to(info.device)
+    net: nn.Module = model
+    if info.world_size > 1:
+        net = nn.parallel.DistributedDataParallel(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = optimizer(params) if optimizer else _make_optimizer(params, cfg)
+    for group in opt.param_groups:
+        group.setdefault("initial_lr", group["lr"])
+    state = TrainState(
+        model=model, optimizer=opt, config=cfg,
+        steps_per_epoch=num_batches(len(data.train), cfg.batch_size, info.world_size),
+    )  # fmt: skip
+    if resume and checkpoint and Path(checkpoint).exists():
+        ckpt.restore(checkpoint, state)
+    show = (progress is not False) and info.is_main
+    epoch_seconds: list[float] = []
+    while state.epoch < cfg.epochs:
+        # re-seed per epoch (and rank): dropout draws the same after a resume
+        torch.manual_seed(cfg.seed * 1_000_003 + state.epoch * 101 + info.rank)
+        for cb in callbacks:
+            cb.on_epoch_start(state)
+        start = time.perf_counter()
+        eta = _eta(epoch_seconds, cfg.epochs - state.epoch)
+        bar = tqdm(
+            total=state.steps_per_epoch, desc=f"epoch {state.epoch + 1}/{cfg.epochs}{eta}",
+            disable=None if show else True, leave=False, unit="batch",
+        )  # fmt: skip
+        train_loss, train_acc = _train_epoch(net, state, data, loss_fn, callbacks, info, bar)
+        bar.close()
+        val = evaluate(model, data.val, batch_size=cfg.eval_batch_size, loss_fn=loss_fn)
+        epoch_seconds.append(time.perf_counter() - start)
+        metrics = {
+            "epoch": state.epoch + 1,
+            "train_loss": train_loss,
+            "train_accuracy": train_acc,
+            "val_loss": val["loss"],
+            "val_accuracy": val["accuracy"],
+            "seconds": epoch_seconds[-1],
+        }
+        state.history.append(metrics)
+        state.epoch += 1
+        for cb in callbacks:
+            cb.on_epoch_end(state, metrics)
+        if show:
+            tqdm.write(
+                f"epoch {metrics['epoch']}/{cfg.epochs}: loss {train_loss:.4f} "
+                f"acc {train_acc:.4f}  val_acc {val['accuracy']:.4f}  {epoch_seconds[-1]:.1f}s"
+            )
+        if checkpoint and info.is_main:
+            ckpt.save(checkpoint, state)
+    return FitResult(history=state.history)
+
+
+def _eta(epoch_seconds: list[float], remaining: int) -> str:
+    if not epoch_seconds:
+        return ""
+    left = sum(epoch_seconds) / len(epoch_seconds) * remaining
+    return f" (~{left:.0f}s left)"
+
+
+def config_dict(cfg: TrainConfig) -> dict[str, Any]:
+    """The config as plain JSON-able values (stored in run.json)."""
+    return asdict(cfg)
