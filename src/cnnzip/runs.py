@@ -1,8 +1,9 @@
 """Run directories: what ``cnnzip train`` writes and every later command reads.
 
-    RUN/model.safetensors   the weights (never pickle)
-    RUN/run.json            architecture name, builder kwargs, metrics, history
-    RUN/checkpoint.pt       training state for --resume (read with weights_only=True)
+RUN/model.safetensors   the weights (never pickle)
+RUN/run.json            architecture name, builder kwargs, weight transforms
+                        (masks, codebooks: see cnnzip.transforms), metrics, history
+RUN/checkpoint.pt       training state for --resume (read with weights_only=True)
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from cnnzip.errors import RunError
 from cnnzip.fileio import atomic_path, atomic_write_text
 from cnnzip.models import get_model
+from cnnzip.transforms import describe, rebuild
 
 __all__ = ["Run", "load_run", "save_run"]
 
@@ -53,7 +55,14 @@ def save_run(
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     with atomic_path(path / WEIGHTS) as tmp:
         save_file(tensors, str(tmp))
-    body = {"format": "cnnzip-run", "version": 1, "arch": arch, "kwargs": kwargs, **meta}
+    body = {
+        "format": "cnnzip-run",
+        "version": 1,
+        "arch": arch,
+        "kwargs": kwargs,
+        "transforms": describe(model),
+        **meta,
+    }
     atomic_write_text(path / META, json.dumps(body, indent=2, sort_keys=True) + "\n")
     return path
 
@@ -77,6 +86,7 @@ def load_run(path: str | Path) -> Run:
     path = Path(path)
     meta = read_meta(path)
     model = get_model(meta["arch"], **meta.get("kwargs", {}))
+    rebuild(model, meta.get("transforms", []))  # masks, codebooks... before their buffers load
     try:
         state = load_file(str(path / WEIGHTS))
         model.load_state_dict(state)

@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from cnnzip.models.registry import register_model
 
-__all__ = ["LeNet5", "LeNet300", "lenet300", "lenet5"]
+__all__ = ["LeNet5", "LeNet300", "lenet5", "lenet300"]
 
 ConvFactory = Callable[..., nn.Module]
 LinearFactory = Callable[..., nn.Module]

@@ -152,9 +152,14 @@ def _train_epoch(
     loss_sum = correct = seen = 0.0
     net.train()
     for x, y in batches(
-        data.train, cfg.batch_size, shuffle=True, seed=cfg.seed, epoch=state.epoch,
-        rank=info.rank, world_size=info.world_size,
-    ):  # fmt: skip
+        data.train,
+        cfg.batch_size,
+        shuffle=True,
+        seed=cfg.seed,
+        epoch=state.epoch,
+        rank=info.rank,
+        world_size=info.world_size,
+    ):
         x, y = x.to(info.device), y.to(info.device)
         for group in opt.param_groups:
             group["lr"] = group["initial_lr"] * _lr_factor(cfg, state.step, total_steps)
@@ -206,9 +211,11 @@ def fit(
     for group in opt.param_groups:
         group.setdefault("initial_lr", group["lr"])
     state = TrainState(
-        model=model, optimizer=opt, config=cfg,
+        model=model,
+        optimizer=opt,
+        config=cfg,
         steps_per_epoch=num_batches(len(data.train), cfg.batch_size, info.world_size),
-    )  # fmt: skip
+    )
     if resume and checkpoint and Path(checkpoint).exists():
         ckpt.restore(checkpoint, state)
     show = (progress is not False) and info.is_main
@@ -221,9 +228,12 @@ def fit(
         start = time.perf_counter()
         eta = _eta(epoch_seconds, cfg.epochs - state.epoch)
         bar = tqdm(
-            total=state.steps_per_epoch, desc=f"epoch {state.epoch + 1}/{cfg.epochs}{eta}",
-            disable=None if show else True, leave=False, unit="batch",
-        )  # fmt: skip
+            total=state.steps_per_epoch,
+            desc=f"epoch {state.epoch + 1}/{cfg.epochs}{eta}",
+            disable=None if show else True,
+            leave=False,
+            unit="batch",
+        )
         train_loss, train_acc = _train_epoch(net, state, data, loss_fn, callbacks, info, bar)
         bar.close()
         val = evaluate(model, data.val, batch_size=cfg.eval_batch_size, loss_fn=loss_fn)

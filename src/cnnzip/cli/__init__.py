@@ -1,0 +1,6 @@
+"""The ``cnnzip`` command line: one verb per step of the user's path, one module per verb family."""
+
+from cnnzip.cli import train  # noqa: F401  (each import registers its verbs)
+from cnnzip.cli.app import main
+
+__all__ = ["main"]

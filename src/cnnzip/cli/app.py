@@ -1,0 +1,79 @@
+"""The ``cnnzip`` group and what every verb shares: JSON output, -k parsing, data options.
+
+Every verb that reports numbers takes ``--json`` and then prints exactly one
+JSON object as its last line. Bad input ends with one ``error:`` line, exit 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+import cnnzip
+from cnnzip import data as cz_data
+from cnnzip.errors import CnnzipError
+
+
+def parse_kwargs(items: tuple[str, ...]) -> dict[str, Any]:
+    """``-k name=value`` pairs; values are read as JSON (numbers, true, lists) or kept as text."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise CnnzipError(f"-k expects name=value, got {item!r}")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def emit(result: dict[str, Any], as_json: bool, text: Callable[[dict[str, Any]], str]) -> None:
+    """Print ``result`` as one JSON line, or as human text."""
+    if as_json:
+        click.echo(json.dumps(result, sort_keys=True))
+    else:
+        click.echo(text(result))
+
+
+def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False),
+        default=None,
+        help="Folder holding the IDX files (else $CNNZIP_DATA, then Debian's).",
+    )(fn)
+    fn = click.option(
+        "--limit",
+        type=int,
+        default=None,
+        help="Use only the first N training and test images (quick checks).",
+    )(fn)
+    return click.option(
+        "--data",
+        "data_name",
+        default="fashion-mnist",
+        show_default=True,
+        help=f"Dataset: {', '.join(cz_data.list_datasets())}.",
+    )(fn)
+
+
+class _Group(click.Group):
+    """Turns CnnzipError into one clear line instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CnnzipError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(cnnzip.__version__, prog_name="cnnzip")
+def main() -> None:
+    """cnnzip: make convolutional networks small and fast, and measure what was gained."""
