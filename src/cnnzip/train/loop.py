@@ -30,6 +30,7 @@ from cnnzip.train.distributed import DistInfo, all_reduce_sum, setup
 __all__ = ["Callback", "FitResult", "TrainConfig", "TrainState", "cross_entropy", "evaluate", "fit"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+Augment = Callable[[torch.Tensor], torch.Tensor]
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
 
@@ -145,6 +146,7 @@ def _train_epoch(
     callbacks: Sequence[Callback],
     info: DistInfo,
     bar: tqdm,
+    augment: Augment | None = None,
 ) -> tuple[float, float]:
     """One pass over the training split; returns (mean loss, accuracy) over all ranks."""
     cfg, opt = state.config, state.optimizer
@@ -161,6 +163,8 @@ def _train_epoch(
         world_size=info.world_size,
     ):
         x, y = x.to(info.device), y.to(info.device)
+        if augment is not None:  # draws from the per-epoch seeded RNG: resumable
+            x = augment(x)
         for group in opt.param_groups:
             group["lr"] = group["initial_lr"] * _lr_factor(cfg, state.step, total_steps)
         logits = net(x)
@@ -192,12 +196,16 @@ def fit(
     resume: bool = False,
     device: str | torch.device | None = None,
     progress: bool | None = None,
+    augment: Augment | None = None,
 ) -> FitResult:
     """Train ``model`` on ``data.train``, validating on ``data.val`` after every epoch.
 
     ``checkpoint`` is a file written atomically after each epoch; with
     ``resume`` training continues from it. Under torchrun (WORLD_SIZE > 1) the
     run is data-parallel. ``progress=None`` shows a bar only on a terminal.
+    ``augment`` maps each training batch's inputs (N, C, H, W) to new ones
+    (e.g. random jitter); it should draw from torch's global RNG, which is
+    re-seeded every epoch, so augmented runs stay deterministic and resumable.
     """
     cfg = config or TrainConfig()
     info = setup(device)
@@ -234,7 +242,9 @@ def fit(
             leave=False,
             unit="batch",
         )
-        train_loss, train_acc = _train_epoch(net, state, data, loss_fn, callbacks, info, bar)
+        train_loss, train_acc = _train_epoch(
+            net, state, data, loss_fn, callbacks, info, bar, augment
+        )
         bar.close()
         val = evaluate(model, data.val, batch_size=cfg.eval_batch_size, loss_fn=loss_fn)
         epoch_seconds.append(time.perf_counter() - start)
