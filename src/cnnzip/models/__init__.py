@@ -1,6 +1,9 @@
 """The model zoo: every architecture registers its builders here on import."""
 
-from cnnzip.models import lenet  # noqa: F401  (registers the LeNets)
+from cnnzip.models import (
+    lenet,  # noqa: F401  (registers the LeNets)
+    mlp,  # noqa: F401  (registers Hinton's MLPs)
+)
 from cnnzip.models.registry import get_model, get_model_builder, list_models, register_model
 
 __all__ = ["get_model", "get_model_builder", "list_models", "register_model"]
