@@ -1,8 +1,10 @@
 """The model zoo: every architecture registers its builders here on import."""
 
 from cnnzip.models import (
+    alexnet,  # noqa: F401
     lenet,  # noqa: F401  (registers the LeNets)
     mlp,  # noqa: F401  (registers Hinton's MLPs)
+    vgg,  # noqa: F401
 )
 from cnnzip.models.registry import get_model, get_model_builder, list_models, register_model
 
