@@ -2,6 +2,7 @@
 
 from cnnzip.models import (
     alexnet,  # noqa: F401
+    googlenet,  # noqa: F401
     lenet,  # noqa: F401  (registers the LeNets)
     mlp,  # noqa: F401  (registers Hinton's MLPs)
     vgg,  # noqa: F401
