@@ -6,6 +6,7 @@ from cnnzip.models import (
     lenet,  # noqa: F401  (registers the LeNets)
     mlp,  # noqa: F401  (registers Hinton's MLPs)
     resnet,  # noqa: F401
+    squeezenet,  # noqa: F401
     vgg,  # noqa: F401
 )
 from cnnzip.models.registry import get_model, get_model_builder, list_models, register_model
