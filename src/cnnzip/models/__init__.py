@@ -5,6 +5,7 @@ from cnnzip.models import (
     googlenet,  # noqa: F401
     lenet,  # noqa: F401  (registers the LeNets)
     mlp,  # noqa: F401  (registers Hinton's MLPs)
+    mobilenet,  # noqa: F401
     resnet,  # noqa: F401
     squeezenet,  # noqa: F401
     vgg,  # noqa: F401
