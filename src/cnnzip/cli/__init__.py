@@ -1,6 +1,10 @@
 """The ``cnnzip`` command line: one verb per step of the user's path, one module per verb family."""
 
-from cnnzip.cli import train  # noqa: F401  (each import registers its verbs)
+from cnnzip.cli import (  # noqa: F401  (each import registers its verbs)
+    distill,
+    profile,
+    train,
+)
 from cnnzip.cli.app import main
 
 __all__ = ["main"]
