@@ -2,6 +2,7 @@
 
 from cnnzip import data, models, train
 from cnnzip.errors import CnnzipError, DataError, ModelError, RunError
+from cnnzip.profiling import profile
 from cnnzip.runs import load_run, save_run
 
 __version__ = "0.1.0"
@@ -15,6 +16,7 @@ __all__ = [
     "data",
     "load_run",
     "models",
+    "profile",
     "save_run",
     "train",
 ]

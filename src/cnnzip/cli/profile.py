@@ -1,0 +1,145 @@
+"""The ``profile`` verb: what a zoo model or a saved run costs, and theory against measurement."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+import click
+import torch.nn as nn
+
+from cnnzip.cli.app import emit, main, parse_kwargs
+from cnnzip.errors import CnnzipError
+from cnnzip.models import get_model, get_model_builder
+from cnnzip.profiling import Report, compare, profile
+from cnnzip.runs import load_run
+
+
+@main.command("profile")
+@click.argument("sources", nargs=-1, required=True, metavar="NAME|RUN [B]")
+@click.option(
+    "--input",
+    "size",
+    type=int,
+    default=None,
+    help="Input side in pixels [default: the model's img_size, else 224].",
+)
+@click.option(
+    "-k",
+    "kwargs",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Builder keyword argument for zoo names (repeatable), e.g. -k width_mult=0.5.",
+)
+@click.option("--batch", type=int, default=1, show_default=True, help="Batch size for latency.")
+@click.option("--threads", type=int, default=None, help="Threads for latency [default: torch's].")
+@click.option("--latency", is_flag=True, help="Also measure latency.")
+@click.option("--runs", type=int, default=10, show_default=True, help="Timed runs.")
+@click.option("--warmup", type=int, default=2, show_default=True, help="Untimed runs first.")
+@click.option(
+    "--compare", "compare_two", is_flag=True, help="Profile A and B: MAC ratio beside latency."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object as the last line.")
+def profile_cmd(
+    sources: tuple[str, ...],
+    size: int | None,
+    kwargs: tuple[str, ...],
+    batch: int,
+    threads: int | None,
+    latency: bool,
+    runs: int,
+    warmup: int,
+    compare_two: bool,
+    as_json: bool,
+) -> None:
+    """Parameters, MACs (multiply-accumulates), bytes per layer and measured latency.
+
+    NAME is a zoo name (see `cnnzip models`), RUN a run directory. With
+    --compare, give two models A B: it prints how many times fewer MACs A
+    needs than B beside how many times faster A runs (both B/A).
+    """
+    if len(sources) != (2 if compare_two else 1):
+        want = "two models A B with --compare" if compare_two else "one NAME or RUN"
+        raise CnnzipError(f"profile takes {want}, got {len(sources)}: {' '.join(sources)}")
+    timing = {"runs": runs, "warmup": warmup, "threads": threads, "batch": batch}
+    reports = []
+    for source in sources:
+        model, shape = _build(source, size, parse_kwargs(kwargs))
+        reports.append(profile(model, shape, measure_latency=latency or compare_two, **timing))
+    if compare_two:
+        _emit_comparison(sources, reports, as_json)
+    else:
+        emit({"model": sources[0], **reports[0].to_dict()}, as_json, lambda r: str(reports[0]))
+
+
+def _build(source: str, size: int | None, kwargs: dict[str, Any]) -> tuple[nn.Module, tuple]:
+    """The model and one sample's input shape, for a zoo name or a run directory."""
+    if Path(source).is_dir():
+        if kwargs:
+            raise CnnzipError(f"-k applies to zoo names; run {source} is built from its run.json")
+        run = load_run(source)
+        return run.model, _input_shape(run.arch, run.kwargs, size)
+    params = inspect.signature(get_model_builder(source)).parameters
+    if size is not None and "img_size" in params:
+        kwargs = {"img_size": size, **kwargs}  # the head is sized for the input
+    return get_model(source, **kwargs), _input_shape(source, kwargs, size)
+
+
+def _input_shape(arch: str, kwargs: dict[str, Any], size: int | None) -> tuple[int, ...]:
+    """(C, H, W) from in_chans/img_size (given, else the builder's defaults, else 3 and 224);
+    (in_features,) for a model that takes flat vectors."""
+    params = inspect.signature(get_model_builder(arch)).parameters
+
+    def setting(key: str, fallback: Any) -> Any:
+        default = params[key].default if key in params else inspect.Parameter.empty
+        return kwargs.get(key, fallback if default is inspect.Parameter.empty else default)
+
+    if "in_features" in params and "in_chans" not in params:
+        if size is not None:
+            raise CnnzipError(f"{arch} takes flat inputs; set -k in_features=N instead of --input")
+        return (int(setting("in_features", 0)),)
+    side = size or int(setting("img_size", 224))
+    return (int(setting("in_chans", 3)), side, side)
+
+
+def _emit_comparison(sources: tuple[str, ...], reports: list[Report], as_json: bool) -> None:
+    a, b = reports
+    assert a.latency is not None and b.latency is not None  # compare_two measured them
+    result = {
+        "a": sources[0],
+        "b": sources[1],
+        **compare(a, b),
+        "macs": [a.macs, b.macs],
+        "params": [a.params, b.params],
+        "latency_ms": [a.latency.median_ms, b.latency.median_ms],
+        "latency_iqr_ms": [[a.latency.q1_ms, a.latency.q3_ms], [b.latency.q1_ms, b.latency.q3_ms]],
+        "batch": a.latency.batch,
+        "threads": a.latency.threads,
+        "runs": a.latency.runs,
+    }
+
+    def text(r: dict[str, Any]) -> str:
+        rows = [
+            f"{tag}: {name:<16} {p / 1e6:8.2f}M params {m / 1e6:10.1f}M MACs "
+            f"{ms:9.2f} ms (IQR {iqr[0]:.2f}-{iqr[1]:.2f})"
+            for tag, name, p, m, ms, iqr in zip(
+                "AB",
+                sources,
+                r["params"],
+                r["macs"],
+                r["latency_ms"],
+                r["latency_iqr_ms"],
+                strict=True,
+            )
+        ]
+        return "\n".join(
+            [
+                *rows,
+                f"B/A: {r['mac_ratio']:.2f}x the MACs (multiply-accumulates), "
+                f"{r['latency_ratio']:.2f}x the measured latency "
+                f"(batch {r['batch']}, {r['threads']} thread(s), median of {r['runs']} runs)",
+            ]
+        )
+
+    emit(result, as_json, text)

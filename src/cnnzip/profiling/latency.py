@@ -1,0 +1,87 @@
+"""Measured latency: the median and spread of timed forwards after warm-up."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn as nn
+
+from cnnzip.errors import CnnzipError
+from cnnzip.profiling.report import Latency
+
+__all__ = ["eval_mode", "measure_latency", "num_threads"]
+
+
+@contextmanager
+def num_threads(threads: int | None) -> Iterator[int]:
+    """Run the block with ``threads`` intra-op threads (None: as set), then restore."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        if threads < 1:
+            raise CnnzipError(f"threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Inference behaviour (dropout off, batch-norm running stats) for the block, then each
+    module's own mode back."""
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, training in modes.items():
+            m.training = training
+
+
+def _device(model: nn.Module) -> torch.device:
+    tensor = next(iter([*model.parameters(), *model.buffers()]), None)
+    return tensor.device if tensor is not None else torch.device("cpu")
+
+
+def measure_latency(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    *,
+    runs: int = 10,
+    warmup: int = 2,
+    threads: int | None = None,
+    batch: int = 1,
+) -> Latency:
+    """Time ``runs`` no-grad forwards of a random batch of ``batch`` x ``input_shape``,
+    after ``warmup`` untimed ones (first calls pay for allocation and kernel selection)."""
+    if runs < 1 or warmup < 0 or batch < 1:
+        raise CnnzipError(f"need runs >= 1, warmup >= 0, batch >= 1; got {runs}, {warmup}, {batch}")
+    device = _device(model)
+    x = torch.randn((batch, *input_shape), generator=torch.Generator().manual_seed(0)).to(device)
+    times = []
+    with num_threads(threads) as used, eval_mode(model), torch.no_grad():
+        for i in range(warmup + runs):
+            start = time.perf_counter()
+            model(x)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if i >= warmup:
+                times.append((time.perf_counter() - start) * 1e3)
+    q1, median, q3 = statistics.quantiles(times, n=4, method="inclusive") if runs > 1 else times * 3
+    return Latency(
+        median_ms=median,
+        q1_ms=q1,
+        q3_ms=q3,
+        min_ms=min(times),
+        max_ms=max(times),
+        runs=runs,
+        warmup=warmup,
+        batch=batch,
+        threads=used,
+        device=str(device),
+    )

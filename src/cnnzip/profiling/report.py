@@ -1,0 +1,189 @@
+"""The profile of a model: per-layer rows, totals, shares by layer kind, measured latency."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["MAC_CONVENTION", "SHARE_GROUPS", "Latency", "LayerStats", "Report"]
+
+MAC_CONVENTION = (
+    "MACs = multiply-accumulates of conv, fc and matmul layers (biases not counted); "
+    "other ops: one per output element of norms, activations, add/mul, and one per "
+    "window element of pooling"
+)
+
+# layer kind -> the MobileNet paper's Table 2 group it is shared under
+SHARE_GROUPS = {
+    "conv1x1": "1x1 conv",
+    "depthwise": "depthwise conv",
+    "conv": "full conv",
+    "fc": "fully connected",
+}
+
+
+@dataclass
+class LayerStats:
+    """One leaf module (or one tensor op, named ``owner:op``), summed over its calls."""
+
+    name: str
+    kind: str
+    params: int = 0
+    macs: int = 0
+    ops: int = 0
+    weight_bytes: int = 0
+    activation_bytes: int = 0  # bytes of its outputs, per image
+    output_shape: tuple[int, ...] = ()
+    calls: int = 0
+    counted: bool = True  # False: a leaf module the profiler has no counter for
+
+
+@dataclass
+class Latency:
+    """Wall-clock time of one forward of a batch, in milliseconds, over ``runs`` runs."""
+
+    median_ms: float
+    q1_ms: float
+    q3_ms: float
+    min_ms: float
+    max_ms: float
+    runs: int
+    warmup: int
+    batch: int
+    threads: int
+    device: str
+
+    def __str__(self) -> str:
+        return (
+            f"latency: median {self.median_ms:.2f} ms (IQR {self.q1_ms:.2f}-{self.q3_ms:.2f}, "
+            f"min {self.min_ms:.2f}, max {self.max_ms:.2f}) over {self.runs} runs after "
+            f"{self.warmup} warm-up, batch {self.batch}, {self.threads} thread(s), {self.device}"
+        )
+
+
+@dataclass
+class Report:
+    """What ``cnnzip.profile`` returns. Counts are per image (one sample of ``input_shape``)."""
+
+    input_shape: tuple[int, ...]
+    params: int
+    weight_bytes: int
+    layers: list[LayerStats]
+    latency: Latency | None = None
+
+    @property
+    def macs(self) -> int:
+        return sum(layer.macs for layer in self.layers)
+
+    @property
+    def ops(self) -> int:
+        return sum(layer.ops for layer in self.layers)
+
+    @property
+    def activation_bytes(self) -> int:
+        return sum(layer.activation_bytes for layer in self.layers)
+
+    @property
+    def uncounted(self) -> list[str]:
+        """Leaf modules with no counter: their cost is missing from the totals."""
+        return [layer.name for layer in self.layers if not layer.counted]
+
+    def shares(self) -> dict[str, dict[str, float]]:
+        """Fractions of MACs and of parameters by Table 2 group; the rest is ``other``."""
+        groups = [*SHARE_GROUPS.values(), "other"]
+        macs = dict.fromkeys(groups, 0)
+        params = dict.fromkeys(groups, 0)
+        for layer in self.layers:
+            group = SHARE_GROUPS.get(layer.kind, "other")
+            macs[group] += layer.macs
+            params[group] += layer.params
+        params["other"] += self.params - sum(params.values())  # weights outside leaf layers
+        return {
+            "macs": {g: macs[g] / max(self.macs, 1) for g in groups},
+            "params": {g: params[g] / max(self.params, 1) for g in groups},
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "input_shape": list(self.input_shape),
+            "params": self.params,
+            "macs": self.macs,
+            "ops": self.ops,
+            "weight_bytes": self.weight_bytes,
+            "activation_bytes": self.activation_bytes,
+            "convention": MAC_CONVENTION,
+            "shares": self.shares(),
+            "uncounted": self.uncounted,
+            "layers": [
+                {**asdict(layer), "output_shape": list(layer.output_shape)} for layer in self.layers
+            ],
+            "latency": asdict(self.latency) if self.latency else None,
+        }
+
+    def __str__(self) -> str:
+        head = ("layer", "kind", "output", "params", "MACs", "other ops", "weight B", "act B")
+        rows = [
+            (
+                layer.name,
+                layer.kind if layer.counted else f"UNCOUNTED {layer.kind}",
+                "x".join(map(str, layer.output_shape)),
+                _short(layer.params),
+                _short(layer.macs),
+                _short(layer.ops),
+                _short(layer.weight_bytes),
+                _short(layer.activation_bytes),
+            )
+            for layer in self.layers
+        ]
+        lines = _table(head, rows)
+        lines += [
+            "",
+            f"input {'x'.join(map(str, self.input_shape))} (per image)",
+            f"params            {self.params:,}",
+            f"MACs              {self.macs:,}  ({_short(self.macs)})",
+            f"other ops         {self.ops:,}",
+            f"weight bytes      {self.weight_bytes:,}",
+            f"activation bytes  {self.activation_bytes:,}",
+            MAC_CONVENTION + ".",
+            "",
+        ]
+        shares = self.shares()
+        share_rows = [
+            (g, f"{shares['macs'][g]:.2%}", f"{shares['params'][g]:.2%}") for g in shares["macs"]
+        ]
+        lines += _table(("share by kind", "MACs", "params"), share_rows)
+        if self.uncounted:
+            lines.append(f"uncounted (cost missing from totals): {', '.join(self.uncounted)}")
+        if self.latency:
+            lines.append(str(self.latency))
+        return "\n".join(lines)
+
+
+def _short(n: int) -> str:
+    """1234567 -> '1.23M': compact columns; the totals below the table stay exact."""
+    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.2f}{unit}"
+    return str(n)
+
+
+def _table(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    """Left-aligned first two columns, right-aligned numbers."""
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+
+    def line(cells: tuple[str, ...]) -> str:
+        pairs = enumerate(zip(cells, widths, strict=True))
+        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in pairs).rstrip()
+
+    return [line(head), *(line(r) for r in rows)]
+
+
+def compare(a: Report, b: Report) -> dict[str, float]:
+    """Theory beside measurement: how many times fewer MACs A needs than B, and how many
+    times faster A measured (both B / A). Both reports need a measured latency."""
+    if a.latency is None or b.latency is None:
+        raise ValueError("compare needs reports profiled with measure_latency=True")
+    return {
+        "mac_ratio": b.macs / max(a.macs, 1),
+        "latency_ratio": b.latency.median_ms / a.latency.median_ms,
+    }

@@ -1,0 +1,92 @@
+"""Parameters and weight bytes of a layer, as it is actually stored.
+
+A layer's weights are its own parameters plus its parametrized tensors
+(``torch.nn.utils.parametrize``, which cnnzip's pruning masks, codebooks and
+binarization use): a parametrized weight counts once, with the shape of its
+original, whatever transforms sit on it.
+
+Bytes are dense at the tensor's dtype (float32: 4 bytes a weight) unless
+storage is reported otherwise, in one of two ways:
+
+- a weight transform (``cnnzip.transforms.WeightTransform``) that defines
+  ``storage_bytes(self, original: torch.Tensor) -> int`` reports the bytes of
+  the tensor it transforms (a mask: the kept weights plus their indices; a
+  codebook: index bits plus the codebook). The outermost transform on a tensor
+  that defines it decides, since it sees the final form.
+- ``register_storage(ModuleType)`` decorates ``fn(module) -> int`` for a
+  module type whose whole storage differs (a packed binary conv).
+
+Buffers (batch-norm running statistics, masks) are not weights; a transform's
+``storage_bytes`` counts what it needs of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+import torch.nn as nn
+from torch.nn.utils import parametrize
+
+__all__ = ["layer_params", "owned_tensors", "register_storage", "weight_bytes", "weight_owners"]
+
+STORAGE_HOOK = "storage_bytes"
+_MODULE_STORAGE: dict[type[nn.Module], Callable[[nn.Module], int]] = {}
+
+
+def register_storage(
+    cls: type[nn.Module],
+) -> Callable[[Callable[[nn.Module], int]], Callable[[nn.Module], int]]:
+    """Decorator: ``fn(module) -> int`` gives the weight bytes of every module of type ``cls``."""
+
+    def wrap(fn: Callable[[nn.Module], int]) -> Callable[[nn.Module], int]:
+        _MODULE_STORAGE[cls] = fn
+        return fn
+
+    return wrap
+
+
+def owned_tensors(module: nn.Module) -> Iterator[tuple[str, torch.Tensor, list[nn.Module]]]:
+    """``(name, tensor, transforms)`` for the module's own weights.
+
+    Direct parameters come with no transforms; a parametrized tensor comes as
+    its original with the transforms applied to it, in order.
+    """
+    for name, param in module.named_parameters(recurse=False):
+        yield name, param, []
+    if parametrize.is_parametrized(module):
+        for name, plist in module.parametrizations.items():
+            yield name, plist.original, list(plist)
+
+
+def layer_params(module: nn.Module) -> int:
+    """Weights the module owns (not its children's), parametrized ones counted once."""
+    return sum(tensor.numel() for _, tensor, _ in owned_tensors(module))
+
+
+def weight_bytes(module: nn.Module) -> int:
+    """Bytes of the module's own weights at their actual storage (see the module docstring)."""
+    for cls in type(module).__mro__:
+        if cls in _MODULE_STORAGE:
+            return _MODULE_STORAGE[cls](module)
+    total = 0
+    for _, tensor, transforms in owned_tensors(module):
+        reporter = next((t for t in reversed(transforms) if hasattr(t, STORAGE_HOOK)), None)
+        if reporter is not None:
+            total += int(getattr(reporter, STORAGE_HOOK)(tensor))
+        else:
+            total += tensor.numel() * tensor.element_size()
+    return total
+
+
+def weight_owners(model: nn.Module, prefix: str = "") -> Iterator[tuple[str, nn.Module]]:
+    """Every module with its dotted name, skipping the insides of parametrizations.
+
+    A transform's own tensors (a codebook, a mask) belong to the weight it
+    transforms, which ``owned_tensors`` of the parametrized module accounts for.
+    """
+    yield prefix, model
+    for name, child in model.named_children():
+        if name == "parametrizations" and parametrize.is_parametrized(model):
+            continue
+        yield from weight_owners(child, f"{prefix}.{name}" if prefix else name)
