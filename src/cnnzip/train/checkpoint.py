@@ -7,6 +7,8 @@ checkpoint never runs code from it.
 from __future__ import annotations
 
 import json
+import pickle
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,7 +44,15 @@ def restore(path: str | Path, state: TrainState) -> None:
         state.optimizer.load_state_dict(payload["optimizer"])
         state.epoch, state.step = int(payload["epoch"]), int(payload["step"])
         state.history = json.loads(payload["history"])
-    except (RuntimeError, KeyError, ValueError, OSError) as exc:
+    except (
+        RuntimeError,
+        KeyError,
+        ValueError,
+        OSError,
+        EOFError,
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+    ) as exc:
         raise RunError(
             f"cannot resume from {path}: {exc}. Delete it to start afresh, "
             "or resume with the same model and settings that wrote it."
