@@ -13,7 +13,7 @@ from cnnzip.models import get_model, list_models
 from cnnzip.models.registry import data_kwargs
 from cnnzip.runs import CHECKPOINT, load_run, save_run
 from cnnzip.train import TrainConfig, evaluate, fit
-from cnnzip.train.distributed import setup
+from cnnzip.train.distributed import setup, teardown
 
 
 @main.command("models")
@@ -84,7 +84,9 @@ def train_cmd(
     model = get_model(name, **model_kwargs)
     run_dir = Path(out or f"runs/{name}")
     result = fit(model, data, cfg, checkpoint=run_dir / CHECKPOINT, resume=resume)
-    if not setup().is_main:
+    is_main = setup().is_main
+    teardown()
+    if not is_main:
         return
     test = evaluate(model, data.test)
     metrics = {

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "all_reduce_sum", "setup"]
+__all__ = ["DistInfo", "all_reduce_sum", "setup", "teardown"]
 
 
 @dataclass(frozen=True)
@@ -47,3 +47,9 @@ def all_reduce_sum(values: list[float], info: DistInfo) -> list[float]:
     t = torch.tensor(values, dtype=torch.float64, device=info.device)
     dist.all_reduce(t)
     return t.tolist()
+
+
+def teardown() -> None:
+    """Leave the process group (a no-op without one), so torchrun's workers exit cleanly."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
