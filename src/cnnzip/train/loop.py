@@ -13,9 +13,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn as nn
@@ -276,7 +275,3 @@ def _eta(epoch_seconds: list[float], remaining: int) -> str:
     left = sum(epoch_seconds) / len(epoch_seconds) * remaining
     return f" (~{left:.0f}s left)"
 
-
-def config_dict(cfg: TrainConfig) -> dict[str, Any]:
-    """The config as plain JSON-able values (stored in run.json)."""
-    return asdict(cfg)
