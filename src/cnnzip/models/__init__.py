@@ -7,6 +7,7 @@ from cnnzip.models import (
     mlp,  # noqa: F401  (registers Hinton's MLPs)
     mobilenet,  # noqa: F401
     resnet,  # noqa: F401
+    shufflenet,  # noqa: F401
     squeezenet,  # noqa: F401
     vgg,  # noqa: F401
 )
