@@ -1,6 +1,6 @@
 """cnnzip: make convolutional networks small and fast, and say honestly what was gained."""
 
-from cnnzip import data, models, train
+from cnnzip import data, distill, models, train
 from cnnzip.errors import CnnzipError, DataError, ModelError, RunError
 from cnnzip.profiling import profile
 from cnnzip.runs import load_run, save_run
@@ -14,6 +14,7 @@ __all__ = [
     "RunError",
     "__version__",
     "data",
+    "distill",
     "load_run",
     "models",
     "profile",
