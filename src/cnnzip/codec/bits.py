@@ -1,0 +1,86 @@
+"""Bit packing and varints, vectorised with numpy (no Python strings of bits).
+
+Bits are written most-significant first, as Huffman codes are read.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cnnzip.codec.errors import CnnzFormatError
+
+__all__ = ["pack_codes", "read_varints", "unpack_fixed", "windows", "write_varints"]
+
+
+def pack_codes(codes: np.ndarray, lengths: np.ndarray) -> tuple[bytes, int]:
+    """Concatenate ``codes[i]`` written in ``lengths[i]`` bits (MSB first); (bytes, bit count)."""
+    lengths = lengths.astype(np.int64)
+    total = int(lengths.sum())
+    starts = np.cumsum(lengths) - lengths  # (n,) first bit of each code
+    bits = np.zeros(total, dtype=np.uint8)
+    codes = codes.astype(np.uint64)
+    for j in range(int(lengths.max(initial=0))):  # bit j of every code that long
+        has = lengths > j
+        shift = (lengths[has] - 1 - j).astype(np.uint64)
+        bits[starts[has] + j] = ((codes[has] >> shift) & np.uint64(1)).astype(np.uint8)
+    return np.packbits(bits).tobytes(), total
+
+
+def unpack_fixed(data: bytes, n: int, width: int) -> np.ndarray:
+    """``n`` unsigned integers of ``width`` bits each (MSB first), int64 (n,)."""
+    need = (n * width + 7) // 8
+    if len(data) < need:
+        raise CnnzFormatError(f"packed stream has {len(data)} bytes, {need} needed")
+    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8, count=need))[: n * width]
+    weights = (1 << np.arange(width - 1, -1, -1, dtype=np.int64)).astype(np.int64)
+    return bits.reshape(n, width).astype(np.int64) @ weights
+
+
+def windows(data: bytes, positions: np.ndarray, width: int) -> np.ndarray:
+    """The ``width`` (<= 25) bits starting at each bit position, as int64 (MSB first);
+    bits past the end read as zero."""
+    raw = np.frombuffer(data, dtype=np.uint8)
+    padded = np.concatenate([raw, np.zeros(4, dtype=np.uint8)]).astype(np.uint32)
+    byte = positions >> 3
+    word = (
+        (padded[byte] << 24) | (padded[byte + 1] << 16) | (padded[byte + 2] << 8) | padded[byte + 3]
+    )  # 32 bits from the byte holding the position
+    shift = (32 - width - (positions & 7)).astype(np.uint32)
+    return ((word >> shift) & np.uint32((1 << width) - 1)).astype(np.int64)
+
+
+def write_varints(values: np.ndarray) -> bytes:
+    """LEB128: 7 bits per byte, low first, high bit = more bytes follow."""
+    values = np.asarray(values, dtype=np.uint64)
+    if values.size == 0:
+        return b""
+    nbytes = np.maximum(1, (np.floor(np.log2(np.maximum(values, 1))) // 7 + 1).astype(np.int64))
+    # log2 of a float can round up at a power of two: fix by direct comparison
+    nbytes = np.where(
+        values >= (np.uint64(1) << (7 * nbytes).astype(np.uint64)), nbytes + 1, nbytes
+    )
+    owner = np.repeat(np.arange(values.size), nbytes)  # value index of each output byte
+    rank = np.arange(owner.size) - np.repeat(np.cumsum(nbytes) - nbytes, nbytes)
+    out = (values[owner] >> (7 * rank).astype(np.uint64)) & np.uint64(0x7F)
+    more = rank < nbytes[owner] - 1
+    return (out | (more.astype(np.uint64) << np.uint64(7))).astype(np.uint8).tobytes()
+
+
+def read_varints(data: bytes, count: int, max_bytes: int = 8) -> tuple[np.ndarray, int]:
+    """``count`` LEB128 values from the start of ``data``: (uint64 values, bytes used)."""
+    if count == 0:
+        return np.zeros(0, dtype=np.uint64), 0
+    raw = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero(raw < 0x80)[:count]  # last byte of each value
+    if len(ends) < count:
+        raise CnnzFormatError(f"table holds fewer than {count} values")
+    used = int(ends[-1]) + 1
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    if int((ends - starts).max()) >= max_bytes:
+        raise CnnzFormatError(f"table value longer than {max_bytes} bytes")
+    owner = np.repeat(np.arange(count), ends - starts + 1)
+    rank = np.arange(used) - np.repeat(starts, ends - starts + 1)
+    parts = (raw[:used].astype(np.uint64) & np.uint64(0x7F)) << (7 * rank).astype(np.uint64)
+    values = np.zeros(count, dtype=np.uint64)
+    np.add.at(values, owner, parts)
+    return values, used

@@ -1,0 +1,177 @@
+"""Entropy-coded symbol streams: each stream is coded by whichever coder gives the fewest bytes.
+
+A stream is a sequence of small non-negative integers (cluster indices, or
+relative-index gaps) with an alphabet size. Its table is the symbol counts as
+LEB128 varints (both Huffman and rANS rebuild their code from the counts), so
+the table cost is counted in the comparison. Coders:
+
+- ``const``: one distinct symbol, zero bytes;
+- ``raw``: fixed width, ceil(log2(alphabet)) bits per symbol, no table;
+- ``huffman``: canonical Huffman (the paper's choice);
+- ``rans``: interleaved rANS, within ~1% of the empirical entropy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from cnnzip.codec import huffman, rans
+from cnnzip.codec.bits import pack_codes, read_varints, unpack_fixed, write_varints
+from cnnzip.codec.errors import CnnzFormatError
+
+__all__ = [
+    "CODERS",
+    "Coded",
+    "decode_stream",
+    "decode_streams",
+    "encode_stream",
+    "entropy_bits",
+    "raw_width",
+]
+
+CODERS = ("const", "raw", "huffman", "rans")
+
+
+def entropy_bits(counts: np.ndarray) -> float:
+    """n * H(p) of the empirical distribution: the Shannon bound for this stream, in bits."""
+    c = np.asarray(counts, dtype=np.float64)
+    c = c[c > 0]
+    n = c.sum()
+    return float(-(c * np.log2(c / n)).sum()) if n else 0.0
+
+
+def raw_width(alphabet: int) -> int:
+    return max(1, int(alphabet - 1).bit_length())
+
+
+@dataclass(frozen=True)
+class Coded:
+    """One coded stream: ``table`` + ``data`` bytes, and how to read them back."""
+
+    coder: str
+    n: int
+    alphabet: int
+    symbol: int  # the one symbol of a const stream
+    table: bytes
+    data: bytes
+    entropy_bits: float
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.table) + len(self.data)
+
+    def describe(self) -> dict[str, Any]:
+        """What the header stores (the bytes go into a section)."""
+        out: dict[str, Any] = {
+            "coder": self.coder,
+            "n": self.n,
+            "alphabet": self.alphabet,
+            "table_bytes": len(self.table),
+        }
+        if self.coder == "const":
+            out["symbol"] = self.symbol
+        return out
+
+
+def encode_stream(symbols: np.ndarray, alphabet: int, coder: str = "auto") -> Coded:
+    """Code ``symbols`` (ints in [0, alphabet)) with ``coder`` or the smallest of them all."""
+    symbols = np.asarray(symbols, dtype=np.int64)
+    counts = np.bincount(symbols, minlength=alphabet)
+    if len(counts) > alphabet:
+        raise ValueError(f"symbol {int(symbols.max())} outside alphabet {alphabet}")
+    n, h = len(symbols), entropy_bits(counts)
+    present = np.flatnonzero(counts)
+    if coder in ("auto", "const") and len(present) <= 1:
+        sym = int(present[0]) if len(present) else 0
+        return Coded("const", n, alphabet, sym, b"", b"", h)
+    last = int(present[-1]) + 1  # table covers symbols up to the last present one
+    table = write_varints(np.concatenate([[last], counts[:last]]))
+    width = raw_width(alphabet)
+    candidates = {
+        "raw": lambda: (b"", pack_codes(symbols, np.full(n, width))[0]),
+        "huffman": lambda: (table, huffman.encode(symbols, counts[:last])),
+        "rans": lambda: (table, rans.encode(symbols, counts[:last])),
+    }
+    if coder == "auto":
+        sizes = {
+            "raw": (n * width + 7) // 8,
+            "huffman": len(table) + (huffman.encoded_bits(counts[:last]) + 7) // 8,
+            "rans": len(table) + int(h / 8 * 1.002) + 8 * rans.lane_count(n),  # estimate
+        }
+        best = sorted(sizes, key=sizes.__getitem__)[:2]  # encode the two best, keep the smaller
+        coded = [(name, *candidates[name]()) for name in best]
+        name, tab, data = min(coded, key=lambda c: len(c[1]) + len(c[2]))
+    elif coder in candidates:
+        name, (tab, data) = coder, candidates[coder]()
+    else:
+        raise ValueError(f"unknown coder {coder!r}; known: {CODERS}")
+    return Coded(name, n, alphabet, 0, tab, data, h)
+
+
+def _counts(table: bytes, n: int, alphabet: int) -> np.ndarray:
+    (last,), used = read_varints(table, 1)
+    if not 1 <= int(last) <= alphabet:
+        raise CnnzFormatError(f"stream table covers {int(last)} symbols, alphabet is {alphabet}")
+    counts, used2 = read_varints(table[used:], int(last))
+    if used + used2 != len(table) or int(counts.sum()) != n:
+        raise CnnzFormatError("stream table does not match its symbol count")
+    if np.count_nonzero(counts) < 2:
+        raise CnnzFormatError("entropy-coded stream with fewer than two symbols")
+    return counts.astype(np.int64)
+
+
+def _parts(desc: dict[str, Any], payload: bytes) -> tuple[str, int, int, bytes, bytes]:
+    """(coder, n, alphabet, table, data) of a stream, with the header's numbers checked."""
+    coder, n, alphabet = desc.get("coder"), desc.get("n"), desc.get("alphabet")
+    table_bytes = desc.get("table_bytes", 0)
+    if coder not in CODERS:
+        raise CnnzFormatError(f"unknown stream coder {coder!r}; known: {', '.join(CODERS)}")
+    for key, value in (("n", n), ("alphabet", alphabet), ("table_bytes", table_bytes)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise CnnzFormatError(f"stream {key} {value!r} is not a non-negative integer")
+    if not 1 <= alphabet <= 1 << 16 or table_bytes > len(payload):
+        raise CnnzFormatError(
+            f"stream alphabet {alphabet} (1..65536) or table of {table_bytes} bytes "
+            f"(section holds {len(payload)}) is impossible"
+        )
+    return coder, n, alphabet, payload[:table_bytes], payload[table_bytes:]
+
+
+def decode_streams(items: list[tuple[dict[str, Any], bytes]]) -> list[np.ndarray]:
+    """Symbols of several streams, each from its header description and section bytes.
+
+    The caller bounds each ``n`` (by the tensor it belongs to) before calling.
+    All rANS streams are decoded together (see ``rans.decode_many``).
+    """
+    out: list[np.ndarray | None] = [None] * len(items)
+    batch: list[tuple[int, bytes, int, np.ndarray]] = []
+    for i, (desc, payload) in enumerate(items):
+        coder, n, alphabet, table, data = _parts(desc, payload)
+        if coder == "const":
+            symbol = desc.get("symbol", 0)
+            if not (isinstance(symbol, int) and 0 <= symbol < alphabet) or payload:
+                raise CnnzFormatError("constant stream with a bad symbol or unexpected bytes")
+            out[i] = np.full(n, symbol, dtype=np.int64)
+        elif coder == "raw":
+            if table:
+                raise CnnzFormatError("raw stream with a table")
+            out[i] = unpack_fixed(data, n, raw_width(alphabet))
+        elif coder == "huffman":
+            out[i] = huffman.decode(data, n, _counts(table, n, alphabet))
+        else:
+            batch.append((i, data, n, _counts(table, n, alphabet)))
+    decoded = rans.decode_many([(data, n, counts) for _, data, n, counts in batch])
+    for (i, *_), symbols in zip(batch, decoded, strict=True):
+        out[i] = symbols
+    for (desc, _), symbols in zip(items, out, strict=True):
+        if len(symbols) and int(symbols.max()) >= desc["alphabet"]:
+            raise CnnzFormatError(f"stream symbol outside its alphabet of {desc['alphabet']}")
+    return out  # type: ignore[return-value]
+
+
+def decode_stream(desc: dict[str, Any], payload: bytes) -> np.ndarray:
+    """Symbols of one stream from its header description and section bytes (table + data)."""
+    return decode_streams([(desc, payload)])[0]

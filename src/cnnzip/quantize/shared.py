@@ -1,0 +1,158 @@
+"""Trained weight sharing (Deep Compression stage 2) as a weight transform.
+
+A shared layer's weight is ``codebook[index]``: ``index`` is an int32 buffer
+of the weight's shape, ``codebook`` (k,) the only trainable tensor. Autograd's
+backward of the gather sums the gradients of all weights that share a
+centroid, which is exactly the paper's centroid update, so fine-tuning is a
+plain ``cnnzip.train.fit`` run. A pruned layer keeps its mask inside the
+transform and its pruned weights stay exactly +0.0.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.nn.utils import parametrize
+
+from cnnzip.errors import CnnzipError
+from cnnzip.quantize.kmeans import kmeans_1d
+from cnnzip.transforms import WeightTransform, add_transform, register_transform, transforms_of
+
+__all__ = [
+    "MAX_BITS",
+    "SharedWeight",
+    "cluster_error",
+    "default_bits",
+    "share_layer",
+    "share_weights",
+    "shared_of",
+]
+
+MAX_BITS = 16
+
+
+@register_transform
+class SharedWeight(WeightTransform):
+    """``where(mask, codebook[index], 0)``; the incoming (original) weight is ignored."""
+
+    kind = "shared"
+
+    def __init__(
+        self, index: torch.Tensor, codebook: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> None:
+        super().__init__()
+        self.register_buffer("index", index.to(torch.int32))
+        self.codebook = nn.Parameter(codebook.to(torch.float32))
+        self.register_buffer("mask", None if mask is None else mask.to(torch.bool))
+
+    @property
+    def bits(self) -> int:
+        return int(self.codebook.numel() - 1).bit_length() or 1
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        w = self.codebook[self.index]  # (weight shape); gather: gradients sum per centroid
+        if self.mask is None:
+            return w
+        return torch.where(self.mask, w, torch.zeros((), dtype=w.dtype, device=w.device))
+
+    def spec(self) -> dict[str, Any]:
+        return {"k": int(self.codebook.numel()), "masked": self.mask is not None}
+
+    @classmethod
+    def from_spec(cls, weight: torch.Tensor, spec: dict[str, Any]) -> SharedWeight:
+        mask = torch.ones(weight.shape, dtype=torch.bool) if spec.get("masked") else None
+        index = torch.zeros(weight.shape, dtype=torch.int32)
+        return cls(index, torch.zeros(int(spec["k"])), mask)
+
+
+def default_bits(module: nn.Module) -> int:
+    """The paper's defaults: 8 bits for convolutions, 5 for fully connected layers."""
+    return 5 if isinstance(module, nn.Linear) else 8
+
+
+def _current_mask(model: nn.Module, target: str) -> torch.Tensor | None:
+    """The keep-mask of whatever transform on ``target`` has a ``mask`` buffer (pruning)."""
+    for t in transforms_of(model).get(target, []):
+        mask = getattr(t, "mask", None)
+        if torch.is_tensor(mask):
+            return mask.detach().to(torch.bool).cpu()
+    return None
+
+
+@torch.no_grad()
+def share_layer(
+    model: nn.Module, target: str, bits: int, *, init: str = "linear", seed: int = 0
+) -> SharedWeight:
+    """Cluster ``target``'s surviving weights into 2**bits centroids and make it shared.
+
+    Any transform already on the weight (a pruning mask) is folded in: its
+    effective weight is clustered and its mask moves into the SharedWeight.
+    """
+    if not 1 <= bits <= MAX_BITS:
+        raise CnnzipError(f"{target}: weight bits must be in 1..{MAX_BITS}, got {bits}")
+    module_name, _, tensor_name = target.rpartition(".")
+    module = model.get_submodule(module_name)
+    weight = getattr(module, tensor_name).detach().cpu()  # effective (masked) weight
+    mask = _current_mask(model, target)
+    if parametrize.is_parametrized(module, tensor_name):
+        parametrize.remove_parametrizations(module, tensor_name, leave_parametrized=True)
+    kept = weight[mask] if mask is not None else weight.reshape(-1)
+    if kept.numel() == 0:
+        raise CnnzipError(f"{target}: every weight is pruned; nothing to share")
+    k = min(2**bits, kept.numel())
+    result = kmeans_1d(kept.numpy(), k, init=init, seed=seed)
+    index = torch.zeros(weight.shape, dtype=torch.int32)
+    labels = torch.from_numpy(result.labels)
+    if mask is None:
+        index.view(-1).copy_(labels)
+    else:
+        index[mask] = labels
+    shared = SharedWeight(index, torch.from_numpy(result.centroids), mask)
+    add_transform(model, target, shared.to(getattr(module, tensor_name).device))
+    return shared
+
+
+def share_weights(
+    model: nn.Module,
+    targets: list[str] | None = None,
+    *,
+    bits: dict[str, int] | None = None,
+    init: str = "linear",
+    seed: int = 0,
+) -> dict[str, SharedWeight]:
+    """Share every Conv/Linear weight (or ``targets``): bits per layer from ``bits``
+    (keys: dotted weight names, or ``"conv"``/``"linear"`` for a kind), else the defaults."""
+    bits = bits or {}
+    if targets is None:
+        targets = [
+            f"{name}.weight"
+            for name, m in model.named_modules()
+            if isinstance(m, nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d)
+        ]
+    out: dict[str, SharedWeight] = {}
+    for target in targets:
+        module = model.get_submodule(target.rpartition(".")[0])
+        kind = "linear" if isinstance(module, nn.Linear) else "conv"
+        b = bits.get(target, bits.get(target.removesuffix(".weight"), bits.get(kind)))
+        out[target] = share_layer(
+            model, target, int(b or default_bits(module)), init=init, seed=seed
+        )
+    return out
+
+
+def shared_of(model: nn.Module) -> dict[str, SharedWeight]:
+    """Dotted weight name -> its SharedWeight, for every shared layer."""
+    return {
+        target: t
+        for target, ts in transforms_of(model).items()
+        for t in ts
+        if isinstance(t, SharedWeight)
+    }
+
+
+def cluster_error(values: np.ndarray, centroids: np.ndarray, labels: np.ndarray) -> float:
+    """Mean squared distance of values to their centroids (for reports and tests)."""
+    return float(np.mean((values - centroids[labels]) ** 2))
