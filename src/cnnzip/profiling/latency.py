@@ -13,7 +13,7 @@ import torch.nn as nn
 from cnnzip.errors import CnnzipError
 from cnnzip.profiling.report import Latency
 
-__all__ = ["eval_mode", "measure_latency", "num_threads"]
+__all__ = ["eval_mode", "example_input", "measure_latency", "num_threads"]
 
 
 @contextmanager
@@ -43,9 +43,13 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
             m.training = training
 
 
-def _device(model: nn.Module) -> torch.device:
-    tensor = next(iter([*model.parameters(), *model.buffers()]), None)
-    return tensor.device if tensor is not None else torch.device("cpu")
+def example_input(model: nn.Module, shape: tuple[int, ...]) -> torch.Tensor:
+    """Random normal input on the model's device, in its floating dtype (float32 if none)."""
+    tensors = [*model.parameters(), *model.buffers()]
+    device = tensors[0].device if tensors else torch.device("cpu")
+    dtype = next((t.dtype for t in tensors if t.is_floating_point()), torch.float32)
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(shape, generator=generator, dtype=dtype).to(device)
 
 
 def measure_latency(
@@ -61,8 +65,8 @@ def measure_latency(
     after ``warmup`` untimed ones (first calls pay for allocation and kernel selection)."""
     if runs < 1 or warmup < 0 or batch < 1:
         raise CnnzipError(f"need runs >= 1, warmup >= 0, batch >= 1; got {runs}, {warmup}, {batch}")
-    device = _device(model)
-    x = torch.randn((batch, *input_shape), generator=torch.Generator().manual_seed(0)).to(device)
+    x = example_input(model, (batch, *input_shape))
+    device = x.device
     times = []
     with num_threads(threads) as used, eval_mode(model), torch.no_grad():
         for i in range(warmup + runs):

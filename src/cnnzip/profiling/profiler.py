@@ -28,7 +28,7 @@ from torch.utils.hooks import RemovableHandle
 from cnnzip.errors import CnnzipError
 from cnnzip.profiling import latency
 from cnnzip.profiling.counters import Cost, first_tensor, functional_cost, module_counter
-from cnnzip.profiling.latency import eval_mode
+from cnnzip.profiling.latency import eval_mode, example_input
 from cnnzip.profiling.report import LayerStats, Report
 from cnnzip.profiling.storage import layer_params, weight_bytes, weight_owners
 
@@ -73,11 +73,9 @@ def profile(
 
 
 def _trace(model: nn.Module, shape: tuple[int, ...]) -> list[LayerStats]:
-    """Per-layer rows from one no-grad forward of a batch of one, on the model's device."""
-    first = next(iter([*model.parameters(), *model.buffers()]), None)
-    x = torch.zeros((1, *shape), device=first.device if first is not None else "cpu")
+    """Per-layer rows from one no-grad forward of a batch of one, as the model's weights."""
     try:
-        return _Tracer(model).run(x)
+        return _Tracer(model).run(example_input(model, (1, *shape)))
     except RuntimeError as exc:
         raise CnnzipError(
             f"the model's forward fails on a batch of one {shape} input: {exc} "
