@@ -1,8 +1,10 @@
 """cnnzip: make convolutional networks small and fast, and say honestly what was gained."""
 
-from cnnzip import data, distill, models, train
+from cnnzip import codec, data, distill, models, quantize, train
+from cnnzip.codec import load
 from cnnzip.errors import CnnzipError, DataError, ModelError, RunError
 from cnnzip.profiling import profile
+from cnnzip.recipes import compress
 from cnnzip.runs import load_run, save_run
 
 __version__ = "0.1.0"
@@ -13,11 +15,15 @@ __all__ = [
     "ModelError",
     "RunError",
     "__version__",
+    "codec",
+    "compress",
     "data",
     "distill",
+    "load",
     "load_run",
     "models",
     "profile",
+    "quantize",
     "save_run",
     "train",
 ]

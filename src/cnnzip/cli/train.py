@@ -9,6 +9,7 @@ import torch
 
 from cnnzip import data as cz_data
 from cnnzip.cli.app import data_options, emit, main, parse_kwargs
+from cnnzip.codec import load as load_cnnz
 from cnnzip.models import get_model, list_models
 from cnnzip.models.registry import data_kwargs
 from cnnzip.runs import CHECKPOINT, load_run, save_run
@@ -119,10 +120,10 @@ def train_cmd(
 def eval_cmd(
     source: str, data_name: str, data_dir: str | None, limit: int | None, as_json: bool
 ) -> None:
-    """Evaluate a run directory on the test split."""
-    run = load_run(source)
+    """Evaluate a run directory, or a .cnnz file as decoded, on the test split."""
+    model = load_cnnz(source) if Path(source).is_file() else load_run(source).model
     data = cz_data.load(data_name, root=data_dir, limit=limit)
-    test = evaluate(run.model, data.test)
+    test = evaluate(model, data.test)
     emit(
         {"accuracy": test["accuracy"], "loss": test["loss"], "n": len(data.test), "source": source},
         as_json,

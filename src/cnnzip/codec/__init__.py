@@ -1,9 +1,9 @@
 """Deep Compression stage 3 and the file that proves it: sparse storage, entropy coding, .cnnz.
 
-    from cnnzip import codec
-    codec.save("lenet5.cnnz", model, arch={"name": "lenet5", "kwargs": {}})
-    model = codec.load("lenet5.cnnz")            # nn.Module, weights bit-exact
-    print(codec.inspect("lenet5.cnnz").table())  # per-layer bytes by stage
+from cnnzip import codec
+codec.save("lenet5.cnnz", model, arch={"name": "lenet5", "kwargs": {}})
+model = codec.load("lenet5.cnnz")            # nn.Module, weights bit-exact
+print(codec.inspect("lenet5.cnnz").table())  # per-layer bytes by stage
 """
 
 from cnnzip.codec.container import CnnzFile, read

@@ -63,6 +63,15 @@ def _entries(model: nn.Module) -> list[tuple[str, torch.Tensor, list[WeightTrans
     return out
 
 
+def _plain_name(name: str) -> str:
+    """``fc1.parametrizations.weight.original`` -> ``fc1.weight``."""
+    module, sep, rest = name.partition("parametrizations.")
+    if not sep:
+        return name
+    tensor = rest.split(".")[0]
+    return f"{module}{tensor}"
+
+
 class _Sections(list):
     def add(self, data: bytes) -> int:
         self.append(data)
@@ -138,10 +147,13 @@ def encode(
     if index_bits is not None and not 1 <= index_bits <= MAX_INDEX_BITS:
         raise CnnzipError(f"index bits must be in 1..{MAX_INDEX_BITS}, got {index_bits}")
     sections = _Sections()
-    tensors = [
-        _encode_tensor(sections, name, value, ts, dense_dtype, index_bits)
-        for name, value, ts in _entries(model)
-    ]
+    params = {_plain_name(name) for name, _ in model.named_parameters()}
+    tensors = []
+    for name, value, ts in _entries(model):
+        entry = _encode_tensor(sections, name, value, ts, dense_dtype, index_bits)
+        if name not in params:
+            entry["buffer"] = True  # not counted in the float32 parameter bytes
+        tensors.append(entry)
     header = {"format": "cnnz", "arch": arch, "meta": meta or {}, "tensors": tensors}
     return container.pack(header, sections)
 

@@ -111,6 +111,8 @@ def _split(data: bytes, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def decode_many(streams: list[tuple[bytes, int, np.ndarray]]) -> list[np.ndarray]:
     """Decode several streams (data, n, counts) in one loop over the lanes of them all
     (in groups of ``GROUP``, which bounds the slot tables to 3 * GROUP * 2**16 entries)."""
+    if not streams:
+        return []
     if len(streams) > GROUP:
         return [
             out

@@ -1,0 +1,98 @@
+"""Verbs for Deep Compression's file: ``compress`` (run a recipe, write .cnnz) and ``inspect``."""
+
+from __future__ import annotations
+
+import click
+
+from cnnzip import data as cz_data
+from cnnzip.cli.app import data_options, emit, main, parse_kwargs
+from cnnzip.codec import load as load_cnnz
+from cnnzip.codec.inspect import inspect
+from cnnzip.errors import CnnzipError
+from cnnzip.recipes import builtin_recipes, compress, load_recipe
+from cnnzip.runs import load_run
+from cnnzip.train import evaluate
+
+
+@main.command("compress")
+@click.argument("run_dir", metavar="RUN", type=click.Path(exists=True, file_okay=False))
+@data_options
+@click.option(
+    "--recipe",
+    default="deep-compression",
+    show_default=True,
+    help=f"Built-in recipe ({', '.join(builtin_recipes())}) or a YAML file.",
+)
+@click.option(
+    "-s",
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="STAGE.OPTION=VALUE",
+    help="Override a recipe option (repeatable), e.g. -s prune.sparsity=0.9.",
+)
+@click.option("-o", "--out", type=click.Path(dir_okay=False), required=True, help="The .cnnz file.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object as the last line.")
+def compress_cmd(
+    run_dir: str,
+    data_name: str,
+    data_dir: str | None,
+    limit: int | None,
+    recipe: str,
+    overrides: tuple[str, ...],
+    out: str,
+    as_json: bool,
+) -> None:
+    """Compress the model of run directory RUN with a recipe and write a .cnnz file."""
+    plan = load_recipe(recipe, _overrides(overrides))
+    run = load_run(run_dir)
+    data = cz_data.load(data_name, root=data_dir, limit=limit)
+    baseline = evaluate(run.model, data.test)["accuracy"]
+    result = compress(
+        run.model,
+        data,
+        plan,
+        arch={"name": run.arch, "kwargs": run.kwargs},
+        meta={"source": str(run_dir), "data": data_name, "baseline_test_accuracy": baseline},
+        log=lambda line: click.echo(line, err=as_json),
+    )
+    result.save(out)
+    accuracy = evaluate(load_cnnz(out), data.test)["accuracy"]  # measured on the file
+    result.meta["file_test_accuracy"] = accuracy
+    result.save(out)  # the same tensors, now with the accuracy of the file in its metadata
+    report = inspect(out)
+    summary = {
+        **{k: v for k, v in report.to_dict().items() if k != "layers"},
+        "file": out,
+        "test_accuracy": accuracy,
+        "baseline_accuracy": baseline,
+        "accuracy_drop_pp": 100 * (baseline - accuracy),
+    }
+    emit(
+        summary,
+        as_json,
+        lambda r: (
+            f"{report.table()}\n\n{out}: {r['file_bytes']} bytes, {r['ratio']:.1f}x smaller;"
+            f" test accuracy {accuracy:.4f} (dense {baseline:.4f}, {r['accuracy_drop_pp']:+.2f} pp)"
+        ),
+    )
+
+
+def _overrides(items: tuple[str, ...]) -> dict[str, object]:
+    """``-s stage.option=value`` pairs; values are read as JSON, like ``-k``."""
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise CnnzipError(f"-s expects STAGE.OPTION=VALUE, got {item!r}")
+        out[key] = parse_kwargs((f"value={raw}",))["value"]
+    return out
+
+
+@main.command("inspect")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object as the last line.")
+def inspect_cmd(path: str, as_json: bool) -> None:
+    """Per-layer weights, kept %, bits and bytes after each stage of a .cnnz file."""
+    report = inspect(path)
+    emit(report.to_dict(), as_json, lambda _: report.table())

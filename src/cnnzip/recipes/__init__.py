@@ -1,0 +1,16 @@
+"""Recipes: ordered compression stages (built-in YAML or your own) and ``compress``."""
+
+from cnnzip.recipes.compress import Compressed, compress
+from cnnzip.recipes.loader import Recipe, builtin_recipes, load_recipe, parse_recipe
+from cnnzip.recipes.stages import STAGES, RecipeError
+
+__all__ = [
+    "STAGES",
+    "Compressed",
+    "Recipe",
+    "RecipeError",
+    "builtin_recipes",
+    "compress",
+    "load_recipe",
+    "parse_recipe",
+]

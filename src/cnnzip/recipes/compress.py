@@ -1,0 +1,71 @@
+"""``compress``: run a recipe's stages on a model, then write the .cnnz file.
+
+result = cnnzip.compress(model, data, "deep-compression", arch={"name": "lenet5", "kwargs": {}})
+result.save("lenet5.cnnz")
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch.nn as nn
+
+from cnnzip.codec import save as save_cnnz
+from cnnzip.data import Dataset
+from cnnzip.recipes.loader import Recipe, load_recipe
+from cnnzip.recipes.stages import STAGES, EncodeStage
+from cnnzip.train import evaluate
+
+__all__ = ["Compressed", "compress"]
+
+
+@dataclass
+class Compressed:
+    """A compressed model (with its weight transforms) and what each stage did."""
+
+    model: nn.Module
+    recipe: Recipe
+    arch: dict[str, Any] | None
+    log: list[dict[str, Any]] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, path: str | Path) -> int:
+        """Write the .cnnz file (atomically); returns its size in bytes."""
+        enc = self.recipe.stage("encode") or EncodeStage()
+        return save_cnnz(
+            path,
+            self.model,
+            arch=self.arch,
+            meta={**self.meta, "recipe": self.recipe.to_dict(), "stages": self.log},
+            dense_dtype=enc.dense_dtype,
+            index_bits=enc.index_bits,
+        )
+
+
+def compress(
+    model: nn.Module,
+    data: Dataset,
+    recipe: str | Path | Recipe = "deep-compression",
+    *,
+    arch: dict[str, Any] | None = None,
+    meta: dict[str, Any] | None = None,
+    log: Callable[[str], None] = print,
+) -> Compressed:
+    """Apply ``recipe``'s stages to ``model`` in place (it ends up pruned and shared).
+
+    ``arch`` ({"name", "kwargs"} of a zoo model) lets ``cnnzip.load`` rebuild the
+    model from the file alone; ``meta`` is stored in the file (e.g. accuracies).
+    """
+    if not isinstance(recipe, Recipe):
+        recipe = load_recipe(recipe)
+    result = Compressed(model=model, recipe=recipe, arch=arch, meta=dict(meta or {}))
+    for name, cfg in recipe.stages:
+        start = time.perf_counter()
+        info = STAGES[name][1](model, data, cfg, log)
+        result.log.append({"stage": name, "seconds": time.perf_counter() - start, **info})
+    result.meta["test_accuracy"] = evaluate(model, data.test)["accuracy"]
+    return result

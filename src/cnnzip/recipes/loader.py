@@ -1,0 +1,147 @@
+"""YAML recipes: an ordered list of stages on disk, validated with clear errors.
+
+    name: my-recipe
+    stages:
+      - prune: {sparsity: 0.9}
+      - share: {bits: 6}
+      - finetune: {epochs: 2}
+      - encode: {dense_dtype: float32}
+
+A recipe is a built-in name (``deep-compression``) or a path to such a file.
+Every stage's options are checked against its dataclass: unknown names,
+wrong types and values out of range fail naming the stage and the option.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cnnzip.recipes.stages import STAGES, RecipeError
+
+__all__ = ["Recipe", "builtin_recipes", "load_recipe", "parse_recipe"]
+
+
+@dataclass
+class Recipe:
+    name: str
+    stages: list[tuple[str, Any]]  # (stage name, its config dataclass)
+    description: str = ""
+
+    def stage(self, name: str) -> Any | None:
+        return next((cfg for n, cfg in self.stages if n == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "stages": [{n: dataclasses.asdict(cfg)} for n, cfg in self.stages],
+        }
+
+
+def builtin_recipes() -> list[str]:
+    files = resources.files("cnnzip.recipes").iterdir()
+    return sorted(f.name.removesuffix(".yaml") for f in files if f.name.endswith(".yaml"))
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    """Does ``value`` (from YAML) fit the annotation ``hint``?"""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is dict:
+        key_t, val_t = typing.get_args(hint)
+        return isinstance(value, dict) and all(
+            _type_ok(k, key_t) and _type_ok(v, val_t) for k, v in value.items()
+        )
+    return isinstance(value, hint)
+
+
+def _stage(where: str, item: Any) -> tuple[str, Any]:
+    if not isinstance(item, dict) or len(item) != 1:
+        raise RecipeError(
+            f"{where}: each stage is one mapping like `- prune: {{...}}`, got {item!r}"
+        )
+    ((name, options),) = item.items()
+    if name not in STAGES:
+        raise RecipeError(f"{where}: unknown stage {name!r}; known: {', '.join(STAGES)}")
+    options = options or {}
+    if not isinstance(options, dict):
+        raise RecipeError(f"{where} ({name}): options must be a mapping, got {options!r}")
+    cls = STAGES[name][0]
+    hints = typing.get_type_hints(cls)
+    for key, value in options.items():
+        if key not in hints:
+            raise RecipeError(
+                f"{where} ({name}): unknown option {key!r}; known: {', '.join(hints)}"
+            )
+        if not _type_ok(value, hints[key]):
+            raise RecipeError(f"{where} ({name}): option {key}={value!r} should be {hints[key]}")
+    return name, cls(**{k: float(v) if hints[k] is float else v for k, v in options.items()})
+
+
+def parse_recipe(body: Any, source: str = "recipe") -> Recipe:
+    """A Recipe from the parsed YAML ``body``."""
+    if not isinstance(body, dict):
+        raise RecipeError(f"{source}: a recipe is a mapping with `name` and `stages`")
+    unknown = set(body) - {"name", "description", "stages"}
+    if unknown:
+        raise RecipeError(
+            f"{source}: unknown key(s) {', '.join(sorted(unknown))}; "
+            "known: name, description, stages"
+        )
+    stages = body.get("stages")
+    if not isinstance(stages, list) or not stages:
+        raise RecipeError(f"{source}: `stages` must be a non-empty list")
+    parsed = [_stage(f"{source} stage {i + 1}", item) for i, item in enumerate(stages)]
+    names = [n for n, _ in parsed]
+    if names.count("encode") > 1 or ("encode" in names and names[-1] != "encode"):
+        raise RecipeError(f"{source}: `encode` may appear once, as the last stage")
+    return Recipe(
+        name=str(body.get("name", source)),
+        stages=parsed,
+        description=str(body.get("description", "")),
+    )
+
+
+def load_recipe(recipe: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
+    """A built-in recipe by name, or a YAML file by path; ``overrides`` maps
+    ``"stage.option"`` to a value (e.g. ``{"prune.sparsity": 0.9}``), checked like the file."""
+    text: str
+    if str(recipe) in builtin_recipes():
+        text = resources.files("cnnzip.recipes").joinpath(f"{recipe}.yaml").read_text()
+    elif Path(recipe).is_file():
+        text = Path(recipe).read_text()
+    else:
+        raise RecipeError(
+            f"no recipe {str(recipe)!r}: give a YAML file or one of {', '.join(builtin_recipes())}"
+        )
+    try:
+        body = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{recipe}: not valid YAML: {exc}") from None
+    for key, value in (overrides or {}).items():
+        stage, _, option = key.partition(".")
+        hits = [item for item in _stage_items(body) if stage in item]
+        if not option or not hits:
+            raise RecipeError(f"override {key!r}: expected STAGE.OPTION with a stage of the recipe")
+        for item in hits:
+            item[stage] = {**(item[stage] or {}), option: value}
+    return parse_recipe(body, str(recipe))
+
+
+def _stage_items(body: Any) -> list[dict[str, Any]]:
+    stages = body.get("stages") if isinstance(body, dict) else None
+    return [item for item in stages or [] if isinstance(item, dict)]

@@ -1,0 +1,132 @@
+"""Recipe stages: a config dataclass and a function each, applied in order to a model.
+
+prune     automatic per-layer ratios (cnnzip.prune: sensitivity -> allocate),
+          then iterative prune -> retrain
+share     k-means weight sharing of every Conv/Linear weight
+finetune  retrain (the codebooks, biases...) through cnnzip.train.fit
+encode    how the .cnnz is written (read by ``Compressed.save``)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch.nn as nn
+
+from cnnzip import prune
+from cnnzip.data import Dataset
+from cnnzip.errors import CnnzipError
+from cnnzip.quantize import INITS, MAX_BITS, share_weights
+from cnnzip.train import TrainConfig, evaluate, fit
+
+__all__ = ["STAGES", "EncodeStage", "FinetuneStage", "PruneStage", "RecipeError", "ShareStage"]
+
+
+class RecipeError(CnnzipError):
+    """A recipe that cannot be run: unknown stage or option, or a value out of range."""
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise RecipeError(message)
+
+
+@dataclass
+class PruneStage:
+    sparsity: float = 0.92
+    steps: int = 3
+    epochs: int = 3
+    lr: float = 1e-4
+    batch_size: int = 128
+    ratios: dict[str, float] | None = None  # fixed per-layer ratios instead of automatic ones
+
+    def __post_init__(self) -> None:
+        _check(0.0 <= self.sparsity < 1.0, f"prune: sparsity {self.sparsity} must be in [0, 1)")
+        _check(self.steps >= 1 and self.epochs >= 0, "prune: steps >= 1 and epochs >= 0")
+        _check(self.lr > 0 and self.batch_size >= 1, "prune: lr > 0 and batch_size >= 1")
+
+
+@dataclass
+class ShareStage:
+    bits: int | dict[str, int] = field(default_factory=lambda: {"conv": 8, "linear": 5})
+    init: str = "linear"
+
+    def __post_init__(self) -> None:
+        values = self.bits.values() if isinstance(self.bits, dict) else [self.bits]
+        _check(
+            all(isinstance(b, int) and 1 <= b <= MAX_BITS for b in values),
+            f"share: bits must be integers in 1..{MAX_BITS}, got {self.bits}",
+        )
+        _check(self.init in INITS, f"share: init {self.init!r} is not one of {', '.join(INITS)}")
+
+
+@dataclass
+class FinetuneStage:
+    epochs: int = 3
+    lr: float = 1e-4
+    batch_size: int = 128
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 0 and self.lr > 0, "finetune: epochs >= 0 and lr > 0")
+
+
+@dataclass
+class EncodeStage:
+    dense_dtype: str = "float16"
+    index_bits: int | None = None
+
+    def __post_init__(self) -> None:
+        _check(
+            self.dense_dtype in ("float32", "float16"),
+            f"encode: dense_dtype {self.dense_dtype!r} must be float32 or float16",
+        )
+        _check(
+            self.index_bits is None or 1 <= self.index_bits <= 16,
+            "encode: index_bits must be in 1..16 (or absent: best per layer)",
+        )
+
+
+Log = Callable[[str], None]
+
+
+def run_prune(model: nn.Module, data: Dataset, cfg: PruneStage, log: Log) -> dict[str, Any]:
+    targets = prune.prunable(model)
+    if cfg.ratios is not None:
+        ratios = {prune.prunable(model, [t])[0]: r for t, r in cfg.ratios.items()}
+    else:
+        sens = prune.analyze(model, data.val, targets)
+        ratios = prune.allocate(sens.curves, cfg.sparsity)
+    log("prune: per-layer ratios " + ", ".join(f"{t} {r:.3f}" for t, r in ratios.items()))
+    retrain = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size)
+    report = prune.iterative(model, data, prune.growing_plan(ratios, cfg.steps), config=retrain)
+    log(report.table())
+    return {"ratios": ratios, "kept_fraction": report.kept_fraction}
+
+
+def run_share(model: nn.Module, data: Dataset, cfg: ShareStage, log: Log) -> dict[str, Any]:
+    bits = cfg.bits if isinstance(cfg.bits, dict) else {"conv": cfg.bits, "linear": cfg.bits}
+    shared = share_weights(model, bits=bits, init=cfg.init)
+    acc = evaluate(model, data.val)["accuracy"]
+    log(f"share: {len(shared)} layers clustered, val accuracy {acc:.4f} before fine-tuning")
+    return {"bits": {t: s.bits for t, s in shared.items()}, "val_accuracy": acc}
+
+
+def run_finetune(model: nn.Module, data: Dataset, cfg: FinetuneStage, log: Log) -> dict[str, Any]:
+    fit(model, data, TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size))
+    acc = evaluate(model, data.val)["accuracy"]
+    log(f"finetune: val accuracy {acc:.4f}")
+    return {"val_accuracy": acc}
+
+
+def run_encode(model: nn.Module, data: Dataset, cfg: EncodeStage, log: Log) -> dict[str, Any]:
+    return {}  # the options are read when the result is saved
+
+
+STAGES: dict[str, tuple[type, Callable[..., dict[str, Any]]]] = {
+    "prune": (PruneStage, run_prune),
+    "share": (ShareStage, run_share),
+    "finetune": (FinetuneStage, run_finetune),
+    "encode": (EncodeStage, run_encode),
+}
