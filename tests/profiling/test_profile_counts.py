@@ -11,6 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import cnnzip
+from cnnzip.errors import CnnzipError
 from cnnzip.profiling import register_storage, weight_bytes
 from cnnzip.transforms import WeightTransform, add_transform
 
@@ -237,3 +238,24 @@ def test_report_text_json_and_shares() -> None:
     body = json.loads(json.dumps(report.to_dict()))
     assert body["macs"] == sum(macs.values()) and body["params"] == report.params
     assert body["layers"][3]["kind"] == "norm" and body["layers"][3]["ops"] == 4 * 16
+
+
+class _NeedsValues(nn.Module):
+    """A data-dependent forward: cannot run on the meta device, so the real forward counts it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(5, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x) if x.abs().sum().item() >= 0 else x
+
+
+def test_forwards_that_need_values_are_counted_by_a_real_forward() -> None:
+    report = cnnzip.profile(_NeedsValues(), (5,))
+    assert report.macs == 15 and report.layers[0].output_shape == (1, 3)
+
+
+def test_a_wrong_input_shape_is_one_clear_error() -> None:
+    with pytest.raises(CnnzipError, match="without the batch dimension"):
+        cnnzip.profile(_lenet_like(), (1, 1, 28, 28))
