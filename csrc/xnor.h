@@ -1,0 +1,68 @@
+/* XNOR-popcount binary convolution on x86 (AVX-512 VPOPCNTDQ / AVX2) and portable C.
+ *
+ * Conventions shared with the Python side (cnnzip.runtime.xnor) and with
+ * training (cnnzip.binary):
+ *   - sign: a value v binarizes to -1 when v < 0, else +1 (so 0, -0.0 and NaN give +1);
+ *   - bit:  a set bit means -1 (the float sign bit), a clear bit +1;
+ *   - channels are packed along 64-bit words, little-endian: channel c is bit c % 64
+ *     of word c / 64; the bits past the last channel are 0 in weights and activations,
+ *     so they never count;
+ *   - padding is +1 (clear bits): training pads the +-1 activations with +1 too;
+ *   - a dot product of n +-1 values is n - 2 * popcount(a XOR w);
+ *   - output transform, per output channel co and pixel p, in float32 without
+ *     fused multiply-add:  y = dot [* K[p]] * scale[co] + bias[co]
+ *     (alpha, the batch norm that follows, and the layer's bias folded into
+ *     scale and bias; K is XNOR-Net's map of mean |input| over each window).
+ *
+ * Weight words: [cout][kh][kw][cw] with cw = ceil(c / 64).
+ * No Python object is seen below this header; the binding is xnor_module.c.
+ */
+#ifndef CNNZIP_XNOR_H
+#define CNNZIP_XNOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum { CZ_PORTABLE = 0, CZ_AVX2 = 1, CZ_AVX512 = 2, CZ_NPATHS = 3 };
+
+typedef struct {
+    int n, c, h, w;                /* input, NCHW float32 */
+    int cout, kh, kw, stride, pad; /* layer */
+    int ho, wo;                    /* output */
+    int use_k;                     /* multiply by XNOR-Net's K map */
+} cz_geom;
+
+/* Fill ho/wo; 0 on success, -1 when the shape is impossible. */
+int cz_geom_init(cz_geom *g);
+
+/* Whether this CPU runs `path`; the fastest path it runs. */
+int cz_path_supported(int path);
+int cz_best_path(void);
+
+/* Kernel-specific copy of the packed weight words, made once per layer. */
+size_t cz_prepared_size(int path, int cout, int c, int kh, int kw);
+void cz_prepare(int path, const uint64_t *words, int cout, int c, int kh, int kw, uint8_t *blob);
+
+/* out[n][cout][ho][wo] = transform(binary conv of sign(x) with the weights).
+ * Returns 0, or -1 when scratch memory could not be allocated. */
+int cz_conv2d(int path, const cz_geom *g, const float *x, const uint8_t *blob,
+              const float *scale, const float *bias, float *out, int threads);
+
+/* ---- internals shared by the .c files ---- */
+typedef void (*cz_range_fn)(void *ctx, int begin, int end, int thread);
+/* Split [0, nitems) into `threads` contiguous ranges run in parallel (pthreads). */
+int cz_parallel(int threads, int nitems, cz_range_fn fn, void *ctx);
+
+/* Binarize and pack image-major NCHW floats into padded NHWC bit planes:
+ * layout 0: bytes of the words ([n][hp][wp][8*cw]); layout 1: one byte per
+ * 4 channels holding 16 * nibble ([n][hp][wp][cg], cg = ceil(c / 4)).
+ * `a` (may be NULL) receives mean |x| over channels per pixel ([n][h][w]).
+ * Work items are chunks of 256 pixels of one image: [begin, end) of cz_pack_items(g).
+ * The padding and the unused bits of dst must be zero beforehand. */
+int cz_pack_items(const cz_geom *g);
+void cz_pack_portable(const cz_geom *g, const float *x, uint8_t *dst, int layout, float *a,
+                      int begin, int end);
+void cz_pack_avx2(const cz_geom *g, const float *x, uint8_t *dst, int layout, float *a,
+                  int begin, int end);
+
+#endif

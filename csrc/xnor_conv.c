@@ -1,0 +1,475 @@
+/* Binary convolution kernels, run-time dispatch, threads (see xnor.h). */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "xnor.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define CZ_X86 1
+#endif
+
+#define WIDTH 32  /* output channels per AVX2 vector (one byte each) */
+#define SUPER 4   /* vectors of output channels per AVX2 register block */
+#define FLUSH 63  /* byte counters hold 63 table lookups of at most 4 each */
+
+int cz_geom_init(cz_geom *g) {
+    if (g->n < 1 || g->c < 1 || g->cout < 1 || g->kh < 1 || g->kw < 1 || g->stride < 1 ||
+        g->pad < 0)
+        return -1;
+    g->ho = (g->h + 2 * g->pad - g->kh) / g->stride + 1;
+    g->wo = (g->w + 2 * g->pad - g->kw) / g->stride + 1;
+    return (g->h + 2 * g->pad >= g->kh && g->w + 2 * g->pad >= g->kw) ? 0 : -1;
+}
+
+int cz_path_supported(int path) {
+#ifdef CZ_X86
+    __builtin_cpu_init();
+    if (path == CZ_AVX512)
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq");
+    if (path == CZ_AVX2) return __builtin_cpu_supports("avx2");
+#endif
+    return path == CZ_PORTABLE;
+}
+
+int cz_best_path(void) {
+    for (int p = CZ_NPATHS - 1; p > 0; p--)
+        if (cz_path_supported(p)) return p;
+    return CZ_PORTABLE;
+}
+
+/* ---------------------------------------------------------------- threads */
+
+typedef struct {
+    cz_range_fn fn;
+    void *ctx;
+    int begin, end, thread;
+} cz_task;
+
+static void *run_task(void *arg) {
+    cz_task *t = (cz_task *)arg;
+    t->fn(t->ctx, t->begin, t->end, t->thread);
+    return NULL;
+}
+
+int cz_parallel(int threads, int nitems, cz_range_fn fn, void *ctx) {
+    if (threads > nitems) threads = nitems;
+    if (threads <= 1) {
+        if (nitems > 0) fn(ctx, 0, nitems, 0);
+        return 0;
+    }
+    cz_task tasks[256];
+    pthread_t ids[256];
+    int started[256] = {0};
+    if (threads > 256) threads = 256;
+    for (int t = 0; t < threads; t++)
+        tasks[t] = (cz_task){fn, ctx, (int)((long)nitems * t / threads),
+                             (int)((long)nitems * (t + 1) / threads), t};
+    for (int t = 1; t < threads; t++)
+        started[t] = pthread_create(&ids[t], NULL, run_task, &tasks[t]) == 0;
+    run_task(&tasks[0]);
+    for (int t = 1; t < threads; t++) {
+        if (started[t])
+            pthread_join(ids[t], NULL);
+        else
+            run_task(&tasks[t]); /* could not start a thread: do its share here */
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- weights */
+
+static int cw_of(int c) { return (c + 63) / 64; }
+static int cg_of(int c) { return (c + 3) / 4; }
+
+size_t cz_prepared_size(int path, int cout, int c, int kh, int kw) {
+    if (path == CZ_AVX2) /* [cout/32][kh][kw][cg][32] nibbles, one per byte */
+        return (size_t)((cout + WIDTH - 1) / WIDTH) * kh * kw * cg_of(c) * WIDTH;
+    return (size_t)cout * kh * kw * cw_of(c) * 8; /* the words themselves */
+}
+
+void cz_prepare(int path, const uint64_t *words, int cout, int c, int kh, int kw, uint8_t *blob) {
+    size_t cw = cw_of(c), cg = cg_of(c), taps = (size_t)kh * kw;
+    if (path != CZ_AVX2) {
+        memcpy(blob, words, cz_prepared_size(path, cout, c, kh, kw));
+        return;
+    }
+    memset(blob, 0, cz_prepared_size(path, cout, c, kh, kw));
+    for (int co = 0; co < cout; co++)
+        for (size_t t = 0; t < taps; t++)
+            for (size_t q = 0; q < cg; q++) {
+                uint64_t word = words[((size_t)co * taps + t) * cw + q / 16];
+                size_t at = (((size_t)(co / WIDTH) * taps + t) * cg + q) * WIDTH + co % WIDTH;
+                blob[at] = (uint8_t)((word >> (4 * (q % 16))) & 15);
+            }
+}
+
+/* ---------------------------------------------------------------- shared */
+
+typedef struct {
+    const cz_geom *g;
+    const float *x;
+    const uint8_t *blob;
+    const float *scale, *bias, *kmap; /* kmap: [n][ho][wo] or NULL */
+    float *out;
+    uint8_t *act; /* padded NHWC planes */
+    float *amap;  /* [n][h][w] mean |x| or NULL */
+    int layout, path;
+    size_t pb;    /* bytes per padded pixel */
+    int nsuper;   /* AVX2: register blocks of output channels */
+    uint16_t **acc; /* AVX2: per-thread [wo][SUPER * WIDTH] counters */
+    int failed;     /* a thread could not allocate its scratch */
+} conv_ctx;
+
+static int hp_of(const cz_geom *g) { return g->h + 2 * g->pad; }
+static int wp_of(const cz_geom *g) { return g->w + 2 * g->pad; }
+
+/* The output transform of one channel's row of dots. */
+static inline void emit_row(const conv_ctx *cx, int n, int co, int oy, const int32_t *dot) {
+    const cz_geom *g = cx->g;
+    float s = cx->scale[co], b = cx->bias[co];
+    float *o = cx->out + (((size_t)n * g->cout + co) * g->ho + oy) * g->wo;
+    const float *k = cx->kmap ? cx->kmap + ((size_t)n * g->ho + oy) * g->wo : NULL;
+    for (int ox = 0; ox < g->wo; ox++) {
+        float y = (float)dot[ox];
+        if (k) y = y * k[ox];
+        o[ox] = y * s + b;
+    }
+}
+
+static void pack_range(void *p, int begin, int end, int thread) {
+    conv_ctx *cx = (conv_ctx *)p;
+    (void)thread;
+    if (cx->path == CZ_PORTABLE)
+        cz_pack_portable(cx->g, cx->x, cx->act, cx->layout, cx->amap, begin, end);
+    else
+        cz_pack_avx2(cx->g, cx->x, cx->act, cx->layout, cx->amap, begin, end);
+}
+
+/* K = box filter of the mean-|x| map over each window, zero padded (XNOR-Net's K = A * k). */
+static void k_map(const cz_geom *g, const float *a, float *k) {
+    for (int n = 0; n < g->n; n++)
+        for (int oy = 0; oy < g->ho; oy++)
+            for (int ox = 0; ox < g->wo; ox++) {
+                float s = 0.0f;
+                for (int ky = 0; ky < g->kh; ky++)
+                    for (int kx = 0; kx < g->kw; kx++) {
+                        int y = oy * g->stride + ky - g->pad, x = ox * g->stride + kx - g->pad;
+                        if (y >= 0 && y < g->h && x >= 0 && x < g->w)
+                            s += a[((size_t)n * g->h + y) * g->w + x];
+                    }
+                k[((size_t)n * g->ho + oy) * g->wo + ox] = s / (float)(g->kh * g->kw);
+            }
+}
+
+/* ---------------------------------------------------------------- portable */
+
+static inline int popcount64(uint64_t v) { return __builtin_popcountll(v); }
+
+/* Items: (n, oy). Words layout; one output channel at a time. */
+static void conv_portable(void *p, int begin, int end, int thread) {
+    conv_ctx *cx = (conv_ctx *)p;
+    const cz_geom *g = cx->g;
+    const uint64_t *act = (const uint64_t *)cx->act, *wt = (const uint64_t *)cx->blob;
+    size_t cw = cw_of(g->c), len = (size_t)g->kw * cw;
+    int32_t total = g->c * g->kh * g->kw, *dot = malloc(sizeof(int32_t) * g->wo);
+    (void)thread;
+    if (!dot) {
+        cx->failed = 1;
+        return;
+    }
+    for (int item = begin; item < end; item++) {
+        int n = item / g->ho, oy = item % g->ho;
+        for (int co = 0; co < g->cout; co++) {
+            for (int ox = 0; ox < g->wo; ox++) {
+                int pop = 0;
+                for (int ky = 0; ky < g->kh; ky++) {
+                    const uint64_t *a =
+                        act + (((size_t)n * hp_of(g) + oy * g->stride + ky) * wp_of(g) +
+                               (size_t)ox * g->stride) * cw;
+                    const uint64_t *w = wt + ((size_t)co * g->kh + ky) * len;
+                    for (size_t j = 0; j < len; j++) pop += popcount64(a[j] ^ w[j]);
+                }
+                dot[ox] = total - 2 * pop;
+            }
+            emit_row(cx, n, co, oy, dot);
+        }
+    }
+    free(dot);
+}
+
+#ifdef CZ_X86
+/* ---------------------------------------------------------------- AVX2
+ * Table lookup instead of popcount: for a 4-channel group of one input pixel
+ * with bits `a`, the row LUT[a] holds popcount(a ^ w) for the 16 possible
+ * weight nibbles w; one VPSHUFB looks up 32 output channels' weight nibbles
+ * at once (128 bit-products). Byte counters are flushed to 16-bit ones before
+ * they can overflow. */
+
+static const uint8_t LUT[256] __attribute__((aligned(16))) = {
+#define R(a) \
+    __builtin_popcount((a) ^ 0), __builtin_popcount((a) ^ 1), __builtin_popcount((a) ^ 2), \
+    __builtin_popcount((a) ^ 3), __builtin_popcount((a) ^ 4), __builtin_popcount((a) ^ 5), \
+    __builtin_popcount((a) ^ 6), __builtin_popcount((a) ^ 7), __builtin_popcount((a) ^ 8), \
+    __builtin_popcount((a) ^ 9), __builtin_popcount((a) ^ 10), __builtin_popcount((a) ^ 11), \
+    __builtin_popcount((a) ^ 12), __builtin_popcount((a) ^ 13), __builtin_popcount((a) ^ 14), \
+    __builtin_popcount((a) ^ 15)
+    R(0), R(1), R(2), R(3), R(4), R(5), R(6), R(7),
+    R(8), R(9), R(10), R(11), R(12), R(13), R(14), R(15)
+#undef R
+};
+
+/* P output pixels x M vectors of 32 output channels over `steps` (<= FLUSH) groups.
+ * a: first pixel's table offsets (next pixel at +astep); w: first vector's nibbles
+ * (next vector at +wvec); acc: 16-bit counters of pixel p, vector m at p*accstep + m*32,
+ * in the lane order of unpacklo/unpackhi (see lane_channel). */
+#define CZ_KERNEL(P, M)                                                                        \
+    __attribute__((target("avx2"))) static void kern_##P##x##M(                                \
+        const uint8_t *a, size_t astep, const uint8_t *w, size_t wvec, int steps,              \
+        uint16_t *acc, size_t accstep) {                                                       \
+        __m256i sum[P][M];                                                                     \
+        for (int p = 0; p < P; p++)                                                            \
+            for (int m = 0; m < M; m++) sum[p][m] = _mm256_setzero_si256();                    \
+        for (int j = 0; j < steps; j++) {                                                      \
+            __m256i wv[M];                                                                     \
+            for (int m = 0; m < M; m++) {                                                      \
+                wv[m] = _mm256_loadu_si256((const __m256i *)(w + m * wvec + (size_t)j * 32));  \
+                __asm__("" : "+x"(wv[m])); /* keep in a register: load once, use P times */   \
+            }                                                                                  \
+            for (int p = 0; p < P; p++) {                                                      \
+                __m256i t = _mm256_broadcastsi128_si256(                                       \
+                    _mm_load_si128((const __m128i *)(LUT + a[p * astep + j])));                \
+                for (int m = 0; m < M; m++)                                                    \
+                    sum[p][m] = _mm256_add_epi8(sum[p][m], _mm256_shuffle_epi8(t, wv[m]));     \
+            }                                                                                  \
+        }                                                                                      \
+        const __m256i zero = _mm256_setzero_si256();                                           \
+        for (int p = 0; p < P; p++)                                                            \
+            for (int m = 0; m < M; m++) {                                                      \
+                __m256i *o = (__m256i *)(acc + p * accstep + m * 32);                          \
+                __m256i lo = _mm256_unpacklo_epi8(sum[p][m], zero);                            \
+                __m256i hi = _mm256_unpackhi_epi8(sum[p][m], zero);                            \
+                _mm256_storeu_si256(o, _mm256_add_epi16(_mm256_loadu_si256(o), lo));           \
+                _mm256_storeu_si256(o + 1, _mm256_add_epi16(_mm256_loadu_si256(o + 1), hi));   \
+            }                                                                                  \
+    }
+CZ_KERNEL(1, 4)
+CZ_KERNEL(2, 1)
+CZ_KERNEL(1, 1)
+#undef CZ_KERNEL
+
+/* Add byte counters to 16-bit ones (unpack order, see lane_channel). */
+__attribute__((target("avx2"))) static inline void flush(__m256i sum, uint16_t *acc) {
+    const __m256i zero = _mm256_setzero_si256();
+    __m256i *o = (__m256i *)acc;
+    _mm256_storeu_si256(o, _mm256_add_epi16(_mm256_loadu_si256(o), _mm256_unpacklo_epi8(sum, zero)));
+    _mm256_storeu_si256(o + 1,
+                        _mm256_add_epi16(_mm256_loadu_si256(o + 1), _mm256_unpackhi_epi8(sum, zero)));
+}
+
+/* The hot 2 x 4 block, as kern_PxM above, written in assembly because GCC adds a
+ * register copy per accumulator per step (8 of 35 instructions) to the C version. */
+__attribute__((target("avx2"))) static void kern_2x4(const uint8_t *a, size_t astep,
+                                                     const uint8_t *w, size_t wvec, int steps,
+                                                     uint16_t *acc, size_t accstep) {
+    __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0,
+            s7 = s0;
+    const size_t w3 = 3 * wvec; /* the 4 vectors: w, w + wvec, w + 2 * wvec, w + w3 */
+    for (int j = 0; j < steps; j++, w += 32) {
+        size_t ia = a[j], ib = a[astep + j]; /* table offsets of the 2 pixels */
+        __m256i x0, x1, x2, x3, t0, t1, tmp;
+        __asm__(
+            "vmovdqu (%[w]), %[x0]\n\t"
+            "vmovdqu (%[w],%[w1]), %[x1]\n\t"
+            "vmovdqu (%[w],%[w1],2), %[x2]\n\t"
+            "vmovdqu (%[w],%[w3]), %[x3]\n\t"
+            "vbroadcasti128 (%[lut],%[ia]), %[t0]\n\t"
+            "vbroadcasti128 (%[lut],%[ib]), %[t1]\n\t"
+            "vpshufb %[x0], %[t0], %[tmp]\n\t"
+            "vpaddb %[tmp], %[s0], %[s0]\n\t"
+            "vpshufb %[x1], %[t0], %[tmp]\n\t"
+            "vpaddb %[tmp], %[s1], %[s1]\n\t"
+            "vpshufb %[x2], %[t0], %[tmp]\n\t"
+            "vpaddb %[tmp], %[s2], %[s2]\n\t"
+            "vpshufb %[x3], %[t0], %[tmp]\n\t"
+            "vpaddb %[tmp], %[s3], %[s3]\n\t"
+            "vpshufb %[x0], %[t1], %[tmp]\n\t"
+            "vpaddb %[tmp], %[s4], %[s4]\n\t"
+            "vpshufb %[x1], %[t1], %[tmp]\n\t"
+            "vpaddb %[tmp], %[s5], %[s5]\n\t"
+            "vpshufb %[x2], %[t1], %[tmp]\n\t"
+            "vpaddb %[tmp], %[s6], %[s6]\n\t"
+            "vpshufb %[x3], %[t1], %[tmp]\n\t"
+            "vpaddb %[tmp], %[s7], %[s7]\n\t"
+            : [s0] "+x"(s0), [s1] "+x"(s1), [s2] "+x"(s2), [s3] "+x"(s3), [s4] "+x"(s4),
+              [s5] "+x"(s5), [s6] "+x"(s6), [s7] "+x"(s7), [x0] "=&x"(x0), [x1] "=&x"(x1),
+              [x2] "=&x"(x2), [x3] "=&x"(x3), [t0] "=&x"(t0), [t1] "=&x"(t1), [tmp] "=&x"(tmp)
+            : [w] "r"(w), [w1] "r"(wvec), [w3] "r"(w3), [lut] "r"(LUT), [ia] "r"(ia),
+              [ib] "r"(ib)
+            : "memory");
+    }
+    flush(s0, acc);
+    flush(s1, acc + 32);
+    flush(s2, acc + 64);
+    flush(s3, acc + 96);
+    flush(s4, acc + accstep);
+    flush(s5, acc + accstep + 32);
+    flush(s6, acc + accstep + 64);
+    flush(s7, acc + accstep + 96);
+}
+
+/* Counter k of a 32-channel vector holds channel lane_channel(k) (unpack order). */
+static inline int lane_channel(int k) { return k < 8 ? k : k < 16 ? k + 8 : k < 24 ? k - 8 : k; }
+
+/* Items: (n, oy, block of SUPER vectors of output channels). */
+__attribute__((target("avx2"))) static void conv_avx2(void *p, int begin, int end, int thread) {
+    conv_ctx *cx = (conv_ctx *)p;
+    const cz_geom *g = cx->g;
+    size_t cg = cx->pb, len = (size_t)g->kw * cg, wvec = (size_t)g->kh * len * WIDTH;
+    size_t astep = (size_t)g->stride * cg, row = (size_t)wp_of(g) * cg;
+    int nvec = (g->cout + WIDTH - 1) / WIDTH, total = g->c * g->kh * g->kw;
+    uint16_t *acc = cx->acc[thread];
+    int32_t *dot = malloc(sizeof(int32_t) * g->wo);
+    if (!dot) {
+        cx->failed = 1;
+        return;
+    }
+    for (int item = begin; item < end; item++) {
+        int sb = item % cx->nsuper, oy = (item / cx->nsuper) % g->ho;
+        int n = item / cx->nsuper / g->ho, v0 = sb * SUPER;
+        int mv = nvec - v0 < SUPER ? nvec - v0 : SUPER;
+        size_t accstep = (size_t)mv * 32;
+        memset(acc, 0, sizeof(uint16_t) * g->wo * accstep);
+        for (int ky = 0; ky < g->kh; ky++) {
+            const uint8_t *arow =
+                cx->act + ((size_t)n * hp_of(g) + (size_t)oy * g->stride + ky) * row;
+            for (size_t j0 = 0; j0 < len; j0 += FLUSH) {
+                int steps = (int)(len - j0 < FLUSH ? len - j0 : FLUSH);
+                /* this weight segment (mv * 2 KB) stays in L1 across the row */
+                const uint8_t *w = cx->blob + (size_t)v0 * wvec + (ky * len + j0) * WIDTH;
+                const uint8_t *a = arow + j0;
+                int ox = 0;
+                if (mv == SUPER) {
+                    for (; ox + 2 <= g->wo; ox += 2)
+                        kern_2x4(a + ox * astep, astep, w, wvec, steps, acc + ox * accstep, accstep);
+                    for (; ox < g->wo; ox++)
+                        kern_1x4(a + ox * astep, astep, w, wvec, steps, acc + ox * accstep, accstep);
+                    continue;
+                }
+                for (int m = 0; m < mv; m++) {
+                    for (ox = 0; ox + 2 <= g->wo; ox += 2)
+                        kern_2x1(a + ox * astep, astep, w + m * wvec, wvec, steps,
+                                 acc + ox * accstep + m * 32, accstep);
+                    for (; ox < g->wo; ox++)
+                        kern_1x1(a + ox * astep, astep, w + m * wvec, wvec, steps,
+                                 acc + ox * accstep + m * 32, accstep);
+                }
+            }
+        }
+        for (int m = 0; m < mv; m++)
+            for (int k = 0; k < WIDTH; k++) {
+                int co = (v0 + m) * WIDTH + lane_channel(k);
+                if (co >= g->cout) continue;
+                for (int ox = 0; ox < g->wo; ox++)
+                    dot[ox] = total - 2 * acc[ox * accstep + m * 32 + k];
+                emit_row(cx, n, co, oy, dot);
+            }
+    }
+    free(dot);
+}
+
+/* ---------------------------------------------------------------- AVX-512
+ * Words layout; VPOPCNTDQ on 8 words at a time, 4 output channels per loaded
+ * activation vector. Items: (n, oy). */
+__attribute__((target("avx512f,avx512vpopcntdq"))) static void conv_avx512(void *p, int begin,
+                                                                           int end, int thread) {
+    conv_ctx *cx = (conv_ctx *)p;
+    const cz_geom *g = cx->g;
+    const uint64_t *act = (const uint64_t *)cx->act, *wt = (const uint64_t *)cx->blob;
+    size_t cw = cw_of(g->c), len = (size_t)g->kw * cw;
+    int total = g->c * g->kh * g->kw;
+    int32_t *dot[4], *buf = malloc(sizeof(int32_t) * 4 * g->wo);
+    (void)thread;
+    if (!buf) {
+        cx->failed = 1;
+        return;
+    }
+    for (int m = 0; m < 4; m++) dot[m] = buf + (size_t)m * g->wo;
+    for (int item = begin; item < end; item++) {
+        int n = item / g->ho, oy = item % g->ho;
+        for (int co0 = 0; co0 < g->cout; co0 += 4) {
+            int mc = g->cout - co0 < 4 ? g->cout - co0 : 4;
+            for (int ox = 0; ox < g->wo; ox++) {
+                __m512i sum[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(),
+                                  _mm512_setzero_si512(), _mm512_setzero_si512()};
+                for (int ky = 0; ky < g->kh; ky++) {
+                    const uint64_t *a =
+                        act + (((size_t)n * hp_of(g) + oy * g->stride + ky) * wp_of(g) +
+                               (size_t)ox * g->stride) * cw;
+                    for (size_t j = 0; j < len; j += 8) {
+                        __mmask8 k = len - j >= 8 ? 0xFF : (__mmask8)((1u << (len - j)) - 1);
+                        __m512i av = _mm512_maskz_loadu_epi64(k, a + j);
+                        for (int m = 0; m < mc; m++) {
+                            const uint64_t *w = wt + ((size_t)(co0 + m) * g->kh + ky) * len;
+                            __m512i x = _mm512_xor_si512(av, _mm512_maskz_loadu_epi64(k, w + j));
+                            sum[m] = _mm512_add_epi64(sum[m], _mm512_popcnt_epi64(x));
+                        }
+                    }
+                }
+                for (int m = 0; m < mc; m++)
+                    dot[m][ox] = total - 2 * (int)_mm512_reduce_add_epi64(sum[m]);
+            }
+            for (int m = 0; m < mc; m++) emit_row(cx, n, co0 + m, oy, dot[m]);
+        }
+    }
+    free(buf);
+}
+#endif
+
+/* ---------------------------------------------------------------- entry */
+
+int cz_conv2d(int path, const cz_geom *g, const float *x, const uint8_t *blob,
+              const float *scale, const float *bias, float *out, int threads) {
+    conv_ctx cx = {.g = g, .x = x, .blob = blob, .scale = scale, .bias = bias, .out = out,
+                   .path = path, .layout = path == CZ_AVX2 ? 1 : 0};
+    cx.pb = cx.layout ? (size_t)cg_of(g->c) : (size_t)8 * cw_of(g->c);
+    size_t act_bytes = (size_t)g->n * hp_of(g) * wp_of(g) * cx.pb;
+    int rc = -1, nthreads = threads < 1 ? 1 : threads;
+    float *kmap = NULL;
+    cx.act = calloc(act_bytes + 64, 1); /* +64: vector loads may read past the last pixel */
+    if (g->use_k) {
+        cx.amap = malloc(sizeof(float) * g->n * g->h * g->w);
+        kmap = malloc(sizeof(float) * g->n * g->ho * g->wo);
+        cx.kmap = kmap;
+    }
+    if (!cx.act || (g->use_k && (!cx.amap || !kmap))) goto done;
+    cz_parallel(nthreads, cz_pack_items(g), pack_range, &cx);
+    if (g->use_k) k_map(g, cx.amap, kmap);
+#ifdef CZ_X86
+    if (path == CZ_AVX2) {
+        int nvec = (g->cout + WIDTH - 1) / WIDTH;
+        cx.nsuper = (nvec + SUPER - 1) / SUPER;
+        int items = g->n * g->ho * cx.nsuper, used = nthreads < items ? nthreads : items;
+        uint16_t *bufs[256] = {0};
+        cx.acc = bufs;
+        rc = 0;
+        for (int t = 0; t < used && t < 256; t++)
+            if (!(bufs[t] = malloc(sizeof(uint16_t) * g->wo * SUPER * WIDTH))) rc = -1;
+        if (rc == 0) cz_parallel(used, items, conv_avx2, &cx);
+        for (int t = 0; t < 256; t++) free(bufs[t]);
+        goto done;
+    }
+    if (path == CZ_AVX512) {
+        rc = cz_parallel(nthreads, g->n * g->ho, conv_avx512, &cx);
+        goto done;
+    }
+#endif
+    rc = cz_parallel(nthreads, g->n * g->ho, conv_portable, &cx);
+done:
+    if (cx.failed) rc = -1;
+    free(cx.act);
+    free(cx.amap);
+    free(kmap);
+    return rc;
+}

@@ -1,0 +1,143 @@
+/* Binarize + pack: NCHW float32 -> padded NHWC bit planes (see xnor.h). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "xnor.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define CZ_X86 1
+#endif
+
+#define CHUNK 256 /* pixels per work item: 32 blocks of 8 */
+
+int cz_pack_items(const cz_geom *g) { return g->n * ((g->h * g->w + CHUNK - 1) / CHUNK); }
+
+/* Bytes per padded pixel in a layout. */
+static size_t pixel_bytes(const cz_geom *g, int layout) {
+    return layout == 0 ? (size_t)8 * ((g->c + 63) / 64) : (size_t)(g->c + 3) / 4;
+}
+
+/* Transpose an 8x8 bit matrix: bit j of byte i moves to bit i of byte j. */
+static inline uint64_t transpose8(uint64_t x) {
+    uint64_t t;
+    t = (x ^ (x >> 7)) & 0x00AA00AA00AA00AAULL;
+    x = x ^ t ^ (t << 7);
+    t = (x ^ (x >> 14)) & 0x0000CCCC0000CCCCULL;
+    x = x ^ t ^ (t << 14);
+    t = (x ^ (x >> 28)) & 0x00000000F0F0F0F0ULL;
+    x = x ^ t ^ (t << 28);
+    return x;
+}
+
+/* Store byte b (channels 8k..8k+7 of one pixel) at the pixel's address. */
+static inline void put_byte(uint8_t *pix, int k, uint8_t b, int layout, size_t pb) {
+    if (layout == 0) {
+        pix[k] = b;
+        return;
+    }
+    pix[2 * k] = (uint8_t)((b & 15) << 4); /* nibble as an offset into the 16x16 table */
+    if ((size_t)(2 * k + 1) < pb) pix[2 * k + 1] = (uint8_t)(b & 0xF0);
+}
+
+/* Padded-pixel address of pixel p of image n. */
+static inline uint8_t *pixel_at(const cz_geom *g, uint8_t *dst, int layout, int n, int p) {
+    int hp = g->h + 2 * g->pad, wp = g->w + 2 * g->pad;
+    int y = p / g->w + g->pad, x = p % g->w + g->pad;
+    return dst + (((size_t)n * hp + y) * wp + x) * pixel_bytes(g, layout);
+}
+
+/* Pixels [p0, p1) of image n, one at a time. */
+static void pack_pixels(const cz_geom *g, const float *x, uint8_t *dst, int layout, float *a,
+                        int n, int p0, int p1) {
+    size_t hw = (size_t)g->h * g->w, pb = pixel_bytes(g, layout);
+    const float *img = x + (size_t)n * g->c * hw;
+    for (int p = p0; p < p1; p++) {
+        uint8_t *pix = pixel_at(g, dst, layout, n, p);
+        float s = 0.0f;
+        for (int c0 = 0; c0 < g->c; c0 += 8) {
+            uint8_t b = 0;
+            for (int i = 0; i < 8 && c0 + i < g->c; i++) {
+                float v = img[(size_t)(c0 + i) * hw + p];
+                b |= (uint8_t)((v < 0.0f) << i);
+                s += fabsf(v);
+            }
+            put_byte(pix, c0 / 8, b, layout, pb);
+        }
+        if (a) a[(size_t)n * hw + p] = s / (float)g->c;
+    }
+}
+
+static void item_range(const cz_geom *g, int item, int *n, int *p0, int *p1) {
+    int hw = g->h * g->w, nchunk = (hw + CHUNK - 1) / CHUNK;
+    *n = item / nchunk;
+    *p0 = (item % nchunk) * CHUNK;
+    *p1 = *p0 + CHUNK < hw ? *p0 + CHUNK : hw;
+}
+
+void cz_pack_portable(const cz_geom *g, const float *x, uint8_t *dst, int layout, float *a,
+                      int begin, int end) {
+    for (int item = begin; item < end; item++) {
+        int n, p0, p1;
+        item_range(g, item, &n, &p0, &p1);
+        pack_pixels(g, x, dst, layout, a, n, p0, p1);
+    }
+}
+
+#ifdef CZ_X86
+/* Two passes per chunk of 256 pixels: (1) stream each channel's row of the chunk
+ * (contiguous floats) into sign bytes, bits[c][block]; (2) transpose 8x8 bit
+ * blocks into per-pixel channel bytes. */
+__attribute__((target("avx2"))) void cz_pack_avx2(const cz_geom *g, const float *x, uint8_t *dst,
+                                                   int layout, float *a, int begin, int end) {
+    size_t hw = (size_t)g->h * g->w, pb = pixel_bytes(g, layout);
+    int c8 = (g->c + 7) / 8 * 8;
+    uint8_t *bits = calloc((size_t)c8 * (CHUNK / 8), 1); /* rows past c stay zero */
+    const __m256 zero = _mm256_setzero_ps();
+    const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    if (!bits) { /* no scratch: the one-pixel-at-a-time path gives the same bits */
+        cz_pack_portable(g, x, dst, layout, a, begin, end);
+        return;
+    }
+    for (int item = begin; item < end; item++) {
+        int n, p0, p1;
+        item_range(g, item, &n, &p0, &p1);
+        int nb = (p1 - p0) / 8; /* full blocks of 8 pixels */
+        const float *img = x + (size_t)n * g->c * hw + p0;
+        __m256 asum[CHUNK / 8];
+        for (int b = 0; b < nb; b++) asum[b] = _mm256_setzero_ps();
+        for (int c = 0; c < g->c; c++) {
+            const float *row = img + (size_t)c * hw;
+            for (int b = 0; b < nb; b++) {
+                __m256 v = _mm256_loadu_ps(row + 8 * b);
+                bits[c * (CHUNK / 8) + b] =
+                    (uint8_t)_mm256_movemask_ps(_mm256_cmp_ps(v, zero, _CMP_LT_OQ));
+                if (a) asum[b] = _mm256_add_ps(asum[b], _mm256_and_ps(v, absmask));
+            }
+        }
+        for (int b = 0; b < nb; b++) {
+            uint8_t *pix[8];
+            for (int j = 0; j < 8; j++) pix[j] = pixel_at(g, dst, layout, n, p0 + 8 * b + j);
+            for (int c0 = 0; c0 < g->c; c0 += 8) {
+                uint64_t m = 0; /* byte i: sign bits of channel c0+i at the 8 pixels */
+                for (int i = 0; i < 8; i++)
+                    m |= (uint64_t)bits[(c0 + i) * (CHUNK / 8) + b] << (8 * i);
+                m = transpose8(m); /* byte j: the 8 channels' bits of pixel j */
+                for (int j = 0; j < 8; j++)
+                    put_byte(pix[j], c0 / 8, (uint8_t)(m >> (8 * j)), layout, pb);
+            }
+            if (a)
+                _mm256_storeu_ps(a + (size_t)n * hw + p0 + 8 * b,
+                                 _mm256_div_ps(asum[b], _mm256_set1_ps((float)g->c)));
+        }
+        pack_pixels(g, x, dst, layout, a, n, p0 + 8 * nb, p1); /* the image's last few pixels */
+    }
+    free(bits);
+}
+#else
+void cz_pack_avx2(const cz_geom *g, const float *x, uint8_t *dst, int layout, float *a, int begin,
+                  int end) {
+    cz_pack_portable(g, x, dst, layout, a, begin, end);
+}
+#endif

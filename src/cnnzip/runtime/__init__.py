@@ -1,0 +1,23 @@
+"""Fast inference: the Python side of the C kernels (csrc/) and their torch fallback."""
+
+from cnnzip.runtime.xnor import (
+    BinaryConvKernel,
+    available_paths,
+    binarize,
+    default_path,
+    get_threads,
+    pack_signs,
+    set_threads,
+    unpack_signs,
+)
+
+__all__ = [
+    "BinaryConvKernel",
+    "available_paths",
+    "binarize",
+    "default_path",
+    "get_threads",
+    "pack_signs",
+    "set_threads",
+    "unpack_signs",
+]

@@ -1,0 +1,199 @@
+"""Python side of the XNOR-popcount kernels (csrc/), with a torch fallback.
+
+Conventions (shared with csrc/xnor.h and with training in cnnzip.binary):
+a value binarizes to -1 when it is < 0, else to +1; padding is +1; weights
+are stored packed, 1 bit per weight (set bit = -1) along input channels in
+64-bit little-endian words, as ``(cout, kh, kw, 8 * ceil(cin / 64))`` bytes.
+A layer's output is ``dot [* K] * scale + bias`` per output channel, where
+``dot`` is the exact +-1 convolution and ``scale``/``bias`` fold the weight
+scale alpha, the layer bias and the batch norm that follows.
+
+The compiled extension ``cnnzip._xnor`` runs the kernels (AVX-512 VPOPCNTDQ,
+AVX2 or portable C, chosen at run time). Without it, ``"torch"`` computes the
+same numbers, bit for bit, with ordinary torch ops.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cnnzip.errors import CnnzipError
+
+try:
+    from cnnzip import _xnor
+except ImportError:  # not compiled: everything runs through the torch fallback
+    _xnor = None
+
+__all__ = [
+    "BinaryConvKernel",
+    "available_paths",
+    "binarize",
+    "default_path",
+    "get_threads",
+    "pack_signs",
+    "set_threads",
+    "unpack_signs",
+]
+
+_threads: int | None = None
+
+
+def available_paths() -> list[str]:
+    """Kernel paths this machine runs, slowest first; ``"torch"`` always works."""
+    return ["torch", *(_xnor.paths() if _xnor else [])]
+
+
+def default_path() -> str:
+    """$CNNZIP_KERNEL if set, else the fastest compiled path, else ``"torch"``."""
+    forced = os.environ.get("CNNZIP_KERNEL")
+    if forced:
+        _check_path(forced)
+        return forced
+    return _xnor.best_path() if _xnor else "torch"
+
+
+def _check_path(path: str) -> None:
+    if path not in available_paths():
+        raise CnnzipError(
+            f"kernel path {path!r} is not available here; available: {available_paths()}"
+        )
+
+
+def set_threads(n: int | None) -> None:
+    """Threads the kernels use; None follows torch.get_num_threads()."""
+    if n is not None and n < 1:
+        raise CnnzipError(f"thread count must be >= 1, got {n}")
+    global _threads
+    _threads = n
+
+
+def get_threads() -> int:
+    return _threads or torch.get_num_threads()
+
+
+def binarize(x: torch.Tensor) -> torch.Tensor:
+    """-1 where x < 0, else +1 (0, -0.0 and NaN give +1), in x's dtype."""
+    return torch.where(x < 0, -1.0, 1.0).to(x.dtype)
+
+
+def pack_signs(w: torch.Tensor) -> torch.Tensor:
+    """Signs of a (cout, cin, kh, kw) weight as packed bits: uint8 (cout, kh, kw, 8 * cw)."""
+    cout, cin, kh, kw = w.shape
+    cw = -(-cin // 64)
+    bits = (w.detach() < 0).permute(0, 2, 3, 1).cpu().numpy()  # (cout, kh, kw, cin)
+    bits = np.pad(bits, ((0, 0), (0, 0), (0, 0), (0, 64 * cw - cin)))
+    return torch.from_numpy(np.packbits(bits, axis=-1, bitorder="little"))
+
+
+def unpack_signs(words: torch.Tensor, cin: int) -> torch.Tensor:
+    """Inverse of pack_signs: float32 +-1 weights (cout, cin, kh, kw)."""
+    bits = np.unpackbits(words.numpy(), axis=-1, bitorder="little")[..., :cin]
+    return torch.from_numpy(1.0 - 2.0 * bits.astype(np.float32)).permute(0, 3, 1, 2).contiguous()
+
+
+@dataclass(eq=False)
+class BinaryConvKernel:
+    """One binary conv layer ready to run: packed weights plus its output transform."""
+
+    words: torch.Tensor  # uint8 (cout, kh, kw, 8 * cw), see pack_signs
+    in_chans: int
+    scale: torch.Tensor  # float32 (cout,)
+    bias: torch.Tensor  # float32 (cout,)
+    stride: int = 1
+    padding: int = 0
+    use_k: bool = False  # multiply by XNOR-Net's K map (mean |x| over each window)
+    _prepared: dict[str, bytes] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.scale = self.scale.detach().float().contiguous()
+        self.bias = self.bias.detach().float().contiguous()
+
+    @property
+    def out_chans(self) -> int:
+        return int(self.words.shape[0])
+
+    @property
+    def kernel_size(self) -> tuple[int, int]:
+        return int(self.words.shape[1]), int(self.words.shape[2])
+
+    def __call__(
+        self, x: torch.Tensor, *, threads: int | None = None, path: str | None = None
+    ) -> torch.Tensor:
+        """(n, cin, h, w) float32 -> (n, cout, ho, wo) float32."""
+        path = path or default_path()
+        _check_path(path)
+        if x.dim() != 4 or x.shape[1] != self.in_chans:
+            raise CnnzipError(
+                f"binary conv expects input (N, {self.in_chans}, H, W), got {tuple(x.shape)}"
+            )
+        x = x.detach().float().contiguous()
+        if path == "torch":
+            return self._torch(x)
+        kh, kw = self.kernel_size
+        n, c, h, w = x.shape
+        ho = (h + 2 * self.padding - kh) // self.stride + 1
+        wo = (w + 2 * self.padding - kw) // self.stride + 1
+        out = torch.empty(n, self.out_chans, ho, wo)
+        _xnor.conv2d(
+            x.numpy(),
+            self._blob(path),
+            self.scale.numpy(),
+            self.bias.numpy(),
+            out.numpy(),
+            (n, c, h, w),
+            (self.out_chans, kh, kw, self.stride, self.padding),
+            threads or get_threads(),
+            self.use_k,
+            path,
+        )
+        return out
+
+    def _blob(self, path: str) -> bytes:
+        if path not in self._prepared:
+            kh, kw = self.kernel_size
+            words = self.words.contiguous().numpy()
+            self._prepared[path] = _xnor.prepare(words, self.out_chans, self.in_chans, kh, kw, path)
+        return self._prepared[path]
+
+    def _torch(self, x: torch.Tensor) -> torch.Tensor:
+        """The fallback: the same arithmetic as the C kernels, in the same order."""
+        p = self.padding
+        xb = F.pad(binarize(x), (p, p, p, p), value=1.0)  # +1 padding
+        w = unpack_signs(self.words, self.in_chans)
+        y = F.conv2d(xb, w, stride=self.stride)  # exact: integer sums far below 2**24
+        if self.use_k:
+            y = y * k_map(x, self.kernel_size, self.stride, p)
+        return y * self.scale[:, None, None] + self.bias[:, None, None]
+
+
+def k_map(x: torch.Tensor, kernel_size: tuple[int, int], stride: int, padding: int) -> torch.Tensor:
+    """XNOR-Net's K: mean |x| over channels, box-filtered over each window (zero padded).
+
+    Summed in the C kernels' order (channels, then window rows, then columns) so the
+    fallback matches them bit for bit: (n, 1, ho, wo).
+    """
+    a = torch.zeros_like(x[:, :1])
+    for c in range(x.shape[1]):
+        a = a + x[:, c : c + 1].abs()
+    a = F.pad(a / x.shape[1], (padding,) * 4)
+    kh, kw = kernel_size
+    ho = (a.shape[2] - kh) // stride + 1
+    wo = (a.shape[3] - kw) // stride + 1
+    k = torch.zeros(x.shape[0], 1, ho, wo)
+    for ky in range(kh):
+        for kx in range(kw):
+            k = (
+                k
+                + a[
+                    :,
+                    :,
+                    ky : ky + stride * (ho - 1) + 1 : stride,
+                    kx : kx + stride * (wo - 1) + 1 : stride,
+                ]
+            )
+    return k / (kh * kw)
