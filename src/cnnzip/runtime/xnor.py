@@ -83,7 +83,7 @@ def binarize(x: torch.Tensor) -> torch.Tensor:
 
 def pack_signs(w: torch.Tensor) -> torch.Tensor:
     """Signs of a (cout, cin, kh, kw) weight as packed bits: uint8 (cout, kh, kw, 8 * cw)."""
-    cout, cin, kh, kw = w.shape
+    cin = w.shape[1]
     cw = -(-cin // 64)
     bits = (w.detach() < 0).permute(0, 2, 3, 1).cpu().numpy()  # (cout, kh, kw, cin)
     bits = np.pad(bits, ((0, 0), (0, 0), (0, 0), (0, 64 * cw - cin)))
