@@ -1,0 +1,130 @@
+"""The binary conv kernels against a plain torch reference: float conv of the same +-1 tensors."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cnnzip.errors import CnnzipError
+from cnnzip.runtime import xnor
+from cnnzip.runtime.xnor import BinaryConvKernel, available_paths, pack_signs, unpack_signs
+
+COMPILED = [p for p in available_paths() if p != "torch"]
+
+
+def sign(t: torch.Tensor) -> torch.Tensor:
+    return torch.where(t < 0, -1.0, 1.0)
+
+
+def reference(x, w, scale, bias, stride, pad):
+    """+-1 conv in float32 (exact: integer sums < 2**24), +1 padding, then the transform."""
+    xb = F.pad(sign(x), (pad,) * 4, value=1.0)
+    y = F.conv2d(xb, sign(w), stride=stride)
+    return y * scale[:, None, None] + bias[:, None, None]
+
+
+shapes = st.fixed_dictionaries(
+    {
+        "n": st.integers(1, 8),
+        "cin": st.integers(1, 150),
+        "cout": st.integers(1, 70),
+        "h": st.integers(3, 11),
+        "w": st.integers(3, 11),
+        "k": st.sampled_from([1, 3]),
+        "stride": st.sampled_from([1, 2]),
+        "pad": st.sampled_from([0, 1]),
+        "seed": st.integers(0, 2**31 - 1),
+    }
+)
+
+
+def make(s, use_k=False):
+    g = torch.Generator().manual_seed(s["seed"])
+    x = torch.randn(s["n"], s["cin"], s["h"], s["w"], generator=g)
+    x[x.abs() < 0.05] = 0.0  # exact zeros binarize to +1 everywhere
+    w = torch.randn(s["cout"], s["cin"], s["k"], s["k"], generator=g)
+    scale, bias = torch.randn(s["cout"], generator=g), torch.randn(s["cout"], generator=g)
+    kernel = BinaryConvKernel(pack_signs(w), s["cin"], scale, bias, s["stride"], s["pad"], use_k)
+    return x, w, scale, bias, kernel
+
+
+@settings(max_examples=40, deadline=None)
+@given(shapes)
+def test_every_path_equals_the_float_reference_exactly(s):
+    x, w, scale, bias, kernel = make(s)
+    want = reference(x, w, scale, bias, s["stride"], s["pad"])
+    for path in available_paths():
+        assert torch.equal(kernel(x, path=path, threads=2), want), path
+
+
+@settings(max_examples=15, deadline=None)
+@given(shapes)
+def test_k_map_paths_agree_bit_for_bit_and_match_xnor_net(s):
+    x, w, scale, bias, kernel = make(s, use_k=True)
+    fallback = kernel(x, path="torch")
+    for path in COMPILED:
+        assert torch.equal(kernel(x, path=path), fallback), path
+    # XNOR-Net's K: mean |x| over channels, averaged over each window (zero padded)
+    a = F.pad(x.abs().mean(1, keepdim=True), (s["pad"],) * 4)
+    k = F.avg_pool2d(a, s["k"], s["stride"])
+    dots = reference(x, w, torch.ones_like(scale), torch.zeros_like(bias), s["stride"], s["pad"])
+    want = dots * k * scale[:, None, None] + bias[:, None, None]
+    torch.testing.assert_close(fallback, want, rtol=1e-5, atol=1e-5)
+
+
+def test_paper_sized_layer_all_paths_and_thread_counts():
+    s = {"n": 1, "cin": 256, "cout": 96, "h": 14, "w": 14, "k": 3, "stride": 1, "pad": 1}
+    x, w, scale, bias, kernel = make({**s, "seed": 1})
+    want = reference(x, w, scale, bias, 1, 1)
+    for path in available_paths():
+        for threads in (1, 3):
+            assert torch.equal(kernel(x, path=path, threads=threads), want), (path, threads)
+
+
+def test_pack_signs_is_one_bit_per_weight_and_round_trips():
+    w = torch.randn(5, 70, 3, 3)
+    words = pack_signs(w)
+    assert words.shape == (5, 3, 3, 16) and words.dtype == torch.uint8  # 70 ch -> 2 words
+    assert torch.equal(unpack_signs(words, 70), sign(w))
+    # channel c is bit c % 8 of byte c // 8 (little-endian words), set for -1
+    assert int(words[0, 0, 0, 0]) & 1 == int(w[0, 0, 0, 0] < 0)
+
+
+def test_wrong_input_channels_is_a_clear_error():
+    kernel = BinaryConvKernel(pack_signs(torch.randn(4, 8, 3, 3)), 8, torch.ones(4), torch.zeros(4))
+    with pytest.raises(CnnzipError, match="expects input"):
+        kernel(torch.randn(1, 9, 5, 5))
+
+
+def test_unknown_path_is_a_clear_error():
+    kernel = BinaryConvKernel(pack_signs(torch.randn(4, 8, 1, 1)), 8, torch.ones(4), torch.zeros(4))
+    with pytest.raises(CnnzipError, match="not available"):
+        kernel(torch.randn(1, 8, 5, 5), path="neon")
+
+
+@pytest.mark.skipif(not COMPILED, reason="C kernels not built")
+def test_binding_checks_buffer_sizes():
+    from cnnzip import _xnor
+
+    words = pack_signs(torch.randn(4, 8, 3, 3)).numpy()
+    with pytest.raises(ValueError, match="bytes"):
+        _xnor.prepare(words[:2], 4, 8, 3, 3, "portable")
+    blob = _xnor.prepare(words, 4, 8, 3, 3, "portable")
+    x, out = torch.randn(1, 8, 5, 5), torch.empty(1, 4, 5, 5)
+    one, zero = torch.ones(4).numpy(), torch.zeros(4).numpy()
+    with pytest.raises(ValueError, match="output"):
+        _xnor.conv2d(
+            x.numpy(), blob, one, zero, out[:, :3].contiguous().numpy(),
+            (1, 8, 5, 5), (4, 3, 3, 1, 1), 1, False, "portable",
+        )  # fmt: skip
+    with pytest.raises(TypeError, match="float32"):
+        _xnor.conv2d(
+            x.double().numpy(), blob, one, zero, out.numpy(),
+            (1, 8, 5, 5), (4, 3, 3, 1, 1), 1, False, "portable",
+        )  # fmt: skip
+
+
+def test_env_var_forces_the_fallback(monkeypatch):
+    monkeypatch.setenv("CNNZIP_KERNEL", "torch")
+    assert xnor.default_path() == "torch"
