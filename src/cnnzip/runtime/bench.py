@@ -1,0 +1,86 @@
+"""Measured speed of the binary kernels against torch's float32 conv, in one process.
+
+Both sides run at the same thread count, interleaved, so that the load of a
+shared machine falls on both; each time is the median of ``repeats`` runs.
+With one thread, the CPU time of the calling thread is reported beside the
+wall time: on a shared machine it leaves out the time other processes took.
+The binary side starts from the same float input as torch and includes
+binarize + pack + XNOR-popcount conv + output transform.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from cnnzip.runtime.xnor import BinaryConvKernel, default_path, pack_signs
+
+__all__ = ["PAPER_LAYERS", "bench_layers", "median_ms"]
+
+# (channels, height = width): 3x3 convs from ResNet-style stages, batch 1
+PAPER_LAYERS: tuple[tuple[int, int], ...] = ((256, 56), (128, 28), (512, 7))
+
+
+def median_ms(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, dict[str, float]]:
+    """Median wall and calling-thread CPU time of each function, calls interleaved."""
+    for fn in fns.values():  # warm up: caches, lazily prepared weights, oneDNN primitives
+        fn()
+    wall: dict[str, list[float]] = {k: [] for k in fns}
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for key, fn in fns.items():
+            w0, c0 = time.perf_counter(), time.thread_time()
+            fn()
+            cpu[key].append((time.thread_time() - c0) * 1e3)
+            wall[key].append((time.perf_counter() - w0) * 1e3)
+    return {k: {"wall": statistics.median(wall[k]), "cpu": statistics.median(cpu[k])} for k in fns}
+
+
+def bench_layers(
+    layers: tuple[tuple[int, int], ...] = PAPER_LAYERS,
+    *,
+    threads: int = 1,
+    repeats: int = 15,
+    path: str | None = None,
+) -> dict[str, Any]:
+    """Float vs binary 3x3 stride-1 pad-1 conv, cin = cout, batch 1, per layer."""
+    path = path or default_path()
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    rows = []
+    try:
+        for chans, hw in layers:
+            gen = torch.Generator().manual_seed(chans + hw)
+            x = torch.randn(1, chans, hw, hw, generator=gen)
+            w = torch.randn(chans, chans, 3, 3, generator=gen)
+            kernel = BinaryConvKernel(
+                pack_signs(w), chans, w.abs().mean((1, 2, 3)), torch.zeros(chans), 1, 1
+            )
+            ms = median_ms(
+                {
+                    "float": lambda x=x, w=w: F.conv2d(x, w, padding=1),
+                    "binary": lambda x=x, k=kernel: k(x, threads=threads, path=path),
+                },
+                repeats,
+            )
+            row = {
+                "cin": chans,
+                "cout": chans,
+                "hw": hw,
+                "float_ms": ms["float"]["wall"],
+                "binary_ms": ms["binary"]["wall"],
+                "speedup": ms["float"]["wall"] / ms["binary"]["wall"],
+            }
+            if threads == 1:  # other threads' CPU time would be missed
+                row["float_cpu_ms"] = ms["float"]["cpu"]
+                row["binary_cpu_ms"] = ms["binary"]["cpu"]
+                row["cpu_speedup"] = ms["float"]["cpu"] / ms["binary"]["cpu"]
+            rows.append(row)
+    finally:
+        torch.set_num_threads(saved)
+    return {"layers": rows, "threads": threads, "path": path, "repeats": repeats}
