@@ -1,9 +1,11 @@
 """The ``cnnzip`` command line: one verb per step of the user's path, one module per verb family."""
 
 from cnnzip.cli import (  # noqa: F401  (each import registers its verbs)
+    binary,
     compress,
     distill,
     profile,
+    prune,
     train,
 )
 from cnnzip.cli.app import main
