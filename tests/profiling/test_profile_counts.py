@@ -178,7 +178,7 @@ class _Branches(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (1, 4, 6, 6)
         y = self.relu(self.a(x)) + x  # (1, 4, 6, 6)
         y = torch.cat([y, self.relu(self.b(y))], dim=1)  # (1, 6, 6, 6)
-        return F.relu(y)
+        return F.relu(y) * y.mean((2, 3), keepdim=True)  # (1, 6, 6, 6)
 
 
 def test_tensor_ops_in_forward_are_listed_under_their_module() -> None:
@@ -187,6 +187,8 @@ def test_tensor_ops_in_forward_are_listed_under_their_module() -> None:
     assert rows["0:add"].kind == "add" and rows["0:add"].ops == 4 * 36
     assert rows["0:cat"].ops == 0 and rows["0:cat"].activation_bytes == 4 * 6 * 36
     assert rows["0:relu"].kind == "act" and rows["0:relu"].ops == 6 * 36
+    assert rows["0:mean"].kind == "pool" and rows["0:mean"].ops == 6 * 36
+    assert rows["0:mul"].ops == 6 * 36 and rows["0:mul"].output_shape == (1, 6, 6, 6)
     assert rows["0.relu"].calls == 2 and rows["0.relu"].ops == 4 * 36 + 2 * 36
     assert rows["0.a"].macs == 4 * 36 * 4 * 9 and rows["0.b"].macs == 2 * 36 * 4
     assert rows["2"].macs == 6 * 36 * 3

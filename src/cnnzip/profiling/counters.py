@@ -208,10 +208,12 @@ _ELEMENTWISE = {
             "log_softmax",
         )
     },
+    **{n: "norm" for n in ("batch_norm", "layer_norm", "group_norm", "instance_norm")},
 }  # fmt: skip
 _CONCAT = {"cat", "concat", "concatenate", "stack"}
 _POOL = {f"{p}_pool{d}d" for p in ("avg", "max") for d in (1, 2, 3)}
-_ADAPTIVE_POOL = {f"adaptive_{p}_pool{d}d" for p in ("avg", "max") for d in (1, 2, 3)}
+# global pooling written as x.mean((2, 3)) costs what adaptive pooling does
+_ADAPTIVE_POOL = {f"adaptive_{p}_pool{d}d" for p in ("avg", "max") for d in (1, 2, 3)} | {"mean"}
 _CONV = {"conv1d", "conv2d", "conv3d"}
 _MATMUL = {"matmul", "mm", "bmm", "__matmul__"}
 
