@@ -1,0 +1,173 @@
+"""Verbs for pruning: ``prune`` (prune -> retrain to a target) and ``sensitivity``."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cnnzip import data as cz_data
+from cnnzip import prune as P
+from cnnzip.cli.app import data_options, emit, main
+from cnnzip.data import Dataset
+from cnnzip.runs import Run, load_run, save_run
+
+# overall sparsities tried in turn by --max-drop, each followed by retraining
+SEARCH = (0.5, 0.7, 0.8, 0.85, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99)
+
+
+def _ratios_option(text: str | None) -> tuple[float, ...]:
+    if not text:
+        return P.DEFAULT_RATIOS
+    try:
+        ratios = sorted({0.0, *(float(r) for r in text.split(","))})
+    except ValueError:
+        raise P.PruneError(f"--ratios expects numbers separated by commas, got {text!r}") from None
+    return tuple(P.check_sparsity(r, "each ratio") for r in ratios)
+
+
+@main.command("sensitivity")
+@click.argument("source", type=click.Path())
+@data_options
+@click.option("--layer", "layers", multiple=True, help="Only this layer (repeatable).")
+@click.option("--ratios", default=None, help="Comma-separated ratios [default: 0 to 0.995].")
+@click.option(
+    "--plot", "plot_path", default=None, help="PNG to write [default: RUN/sensitivity.png]."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object as the last line.")
+def sensitivity_cmd(
+    source: str,
+    data_name: str,
+    data_dir: str | None,
+    limit: int | None,
+    layers: tuple[str, ...],
+    ratios: str | None,
+    plot_path: str | None,
+    as_json: bool,
+) -> None:
+    """Prune each layer of run SOURCE alone at a sweep of ratios and measure (no retraining).
+
+    The curves are cached as SOURCE/sensitivity.json and plotted to a PNG."""
+    run = load_run(source)
+    targets = P.prunable(run.model, layers)
+    data = cz_data.load(data_name, root=data_dir, limit=limit)
+    sens = P.cached(run.path, run.model, data.val, targets, _ratios_option(ratios))
+    png = Path(plot_path or run.path / "sensitivity.png")
+    P.plot(sens, png)
+    result = {
+        "layers": [vars(c) for c in sens.curves],
+        "curves": str(run.path / P.sensitivity.CACHE),
+        "plot": str(png),
+    }
+    emit(result, as_json, lambda r: f"{sens.table()}\ncurves: {r['curves']}\nplot: {r['plot']}")
+
+
+@main.command("prune")
+@click.argument("source", type=click.Path())
+@click.option("--sparsity", type=float, default=None, help="Fraction of the weights to remove.")
+@click.option("--auto", "auto", is_flag=True, help="Per-layer ratios from the sensitivity curves.")
+@click.option("--max-drop", type=float, default=None, help="Largest validation drop, in pp.")
+@click.option("--budget", type=int, default=None, help="Size budget in bytes (sparse fp32).")
+@click.option("--layer", "layers", multiple=True, help="Prune only this layer (repeatable).")
+@click.option("--steps", type=int, default=3, show_default=True, help="Prune -> retrain steps.")
+@click.option("--epochs", type=int, default=3, show_default=True, help="Retraining epochs/step.")
+@click.option("--lr", type=float, default=1e-4, show_default=True, help="Retraining lr (Adam).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-o", "--out", type=click.Path(file_okay=False), required=True, help="Run to write.")
+@data_options
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object as the last line.")
+def prune_cmd(
+    source: str,
+    sparsity: float | None,
+    auto: bool,
+    max_drop: float | None,
+    budget: int | None,
+    layers: tuple[str, ...],
+    steps: int,
+    epochs: int,
+    lr: float,
+    seed: int,
+    out: str,
+    data_name: str,
+    data_dir: str | None,
+    limit: int | None,
+    as_json: bool,
+) -> None:
+    """Prune run SOURCE by magnitude with retraining, and save it (masks included) as OUT.
+
+    Give one target: --sparsity S (uniform per layer; --auto chooses per-layer
+    ratios from the sensitivity curves), --max-drop PP (the sparsest point of
+    the automatic path within PP of the dense validation accuracy), or
+    --budget BYTES (automatic ratios that fit the size)."""
+    if [sparsity, max_drop, budget].count(None) != 2:
+        raise P.PruneError("give exactly one of --sparsity, --max-drop, --budget")
+    if steps < 1:
+        raise P.PruneError(f"--steps must be >= 1, got {steps}")
+    start = time.perf_counter()
+    run = load_run(source)
+    targets = P.prunable(run.model, layers)
+    data = cz_data.load(data_name, root=data_dir, limit=limit)
+    plan, max_val_drop = _plan(run, data, targets, sparsity, auto, max_drop, budget, steps)
+    cfg = replace(P.RETRAIN, epochs=epochs, lr=lr, seed=seed)
+    report = P.iterative(run.model, data, plan, config=cfg, max_val_drop=max_val_drop)
+    result = _result(report, run, Path(out), time.perf_counter() - start)
+    save_run(
+        out,
+        run.model,
+        arch=run.arch,
+        kwargs=run.kwargs,
+        data=data_name,
+        source=str(source),
+        metrics={k: result[k] for k in ("test_accuracy", "baseline_test_accuracy", "drop_pp")},
+        config=vars(cfg),
+        prune=report.to_dict(),
+    )
+    emit(result, as_json, lambda r: f"{report.table()}\n-> {out}")
+
+
+def _plan(
+    run: Run,
+    data: Dataset,
+    targets: list[str],
+    sparsity: float | None,
+    auto: bool,
+    max_drop: float | None,
+    budget: int | None,
+    steps: int,
+) -> tuple[list[dict[str, float]], float | None]:
+    """The ratios of each prune step, and the validation drop that stops the search."""
+    if sparsity is not None and not auto:
+        P.check_sparsity(sparsity)
+        return P.growing_plan(dict.fromkeys(targets, sparsity), steps), None
+    curves = P.cached(run.path, run.model, data.val, targets).curves
+    if max_drop is not None:
+        if max_drop < 0:
+            raise P.PruneError(f"--max-drop is in percentage points and must be >= 0: {max_drop}")
+        return P.sparsity_path(curves, SEARCH), max_drop / 100
+    if budget is not None:
+        prunable = sum(c.weights for c in curves)
+        dense = sum(p.numel() for p in run.model.parameters()) - prunable
+        sparsity = P.budget_sparsity(prunable, dense, budget)
+    assert sparsity is not None
+    return P.growing_plan(P.allocate(curves, sparsity), steps), None
+
+
+def _result(report: P.PruneReport, run: Run, out: Path, seconds: float) -> dict[str, Any]:
+    base, last = report.steps[0], report.steps[-1]
+    assert base.test_accuracy is not None and last.test_accuracy is not None
+    return {
+        "test_accuracy": last.test_accuracy,
+        "baseline_test_accuracy": base.test_accuracy,
+        "drop_pp": 100 * (base.test_accuracy - last.test_accuracy),
+        "kept_fraction": report.kept_fraction,
+        "kept": report.kept,
+        "weights": report.weights,
+        "layers": [s.to_dict() for s in report.layers],
+        "steps": [vars(s) for s in report.steps],
+        "source": str(run.path),
+        "run": str(out),
+        "seconds": seconds,
+    }

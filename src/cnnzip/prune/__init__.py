@@ -1,0 +1,73 @@
+"""Pruning (Deep Compression stage 1): masks, rules, schedules, sensitivity, automatic ratios.
+
+from cnnzip import prune
+targets = prune.prunable(model)                      # every Conv/Linear weight
+sens = prune.analyze(model, data.val, targets)       # each layer alone, no retraining
+ratios = prune.allocate(sens.curves, 0.92)           # per-layer ratios, exact overall count
+report = prune.iterative(model, data, prune.growing_plan(ratios, steps=3))
+print(report.table())
+"""
+
+from cnnzip.prune.auto import allocate, budget_sparsity, sparsity_path
+from cnnzip.prune.masks import (
+    Mask,
+    MaskKeeper,
+    PruneError,
+    apply_masks,
+    enforce_masks,
+    get_mask,
+    masked_weights,
+    original_weight,
+    prunable,
+    remove_masks,
+    set_mask,
+)
+from cnnzip.prune.report import LayerStat, PruneReport, Step, layer_stats
+from cnnzip.prune.rules import Pruned, check_sparsity, global_magnitude, magnitude, std_threshold
+from cnnzip.prune.schedules import (
+    RETRAIN,
+    GradualPruning,
+    cubic_sparsity,
+    growing_plan,
+    iterative,
+    one_shot,
+)
+from cnnzip.prune.sensitivity import DEFAULT_RATIOS, Curve, Sensitivity, analyze, cached, plot
+
+__all__ = [
+    "DEFAULT_RATIOS",
+    "RETRAIN",
+    "Curve",
+    "GradualPruning",
+    "LayerStat",
+    "Mask",
+    "MaskKeeper",
+    "PruneError",
+    "PruneReport",
+    "Pruned",
+    "Sensitivity",
+    "Step",
+    "allocate",
+    "analyze",
+    "apply_masks",
+    "budget_sparsity",
+    "cached",
+    "check_sparsity",
+    "cubic_sparsity",
+    "enforce_masks",
+    "get_mask",
+    "global_magnitude",
+    "growing_plan",
+    "iterative",
+    "layer_stats",
+    "magnitude",
+    "masked_weights",
+    "one_shot",
+    "original_weight",
+    "plot",
+    "prunable",
+    "remove_masks",
+    "set_mask",
+    "sparsity_path",
+    "std_threshold",
+]

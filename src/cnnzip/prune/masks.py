@@ -1,0 +1,173 @@
+"""Pruning masks: a ``mask`` parametrization on Conv/Linear weights; pruned weights stay dead.
+
+A pruned weight is ``original * mask`` (torch.nn.utils.parametrize), so the
+one training loop retrains a pruned model unchanged, and save_run/load_run
+round-trip the masks through cnnzip.transforms. The product already zeroes the
+gradient of ``original`` where the mask is 0; ``MaskKeeper`` also zeroes
+``original`` and the optimizer's per-weight state (momentum, Adam moments)
+there after every step, so a pruned weight is exactly zero underneath too and
+nothing (stale moments, weight decay) can bring it back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch.nn.utils import parametrize
+
+from cnnzip.errors import CnnzipError
+from cnnzip.train import Callback, TrainState
+from cnnzip.transforms import WeightTransform, add_transform, register_transform, transforms_of
+
+__all__ = [
+    "PRUNABLE_TYPES",
+    "Mask",
+    "MaskKeeper",
+    "PruneError",
+    "apply_masks",
+    "enforce_masks",
+    "get_mask",
+    "masked_weights",
+    "original_weight",
+    "prunable",
+    "remove_masks",
+    "set_mask",
+]
+
+PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+
+class PruneError(CnnzipError):
+    """Bad pruning input: a ratio out of range, an unknown layer, nothing to prune."""
+
+
+@register_transform
+class Mask(WeightTransform):
+    """``weight * mask`` with ``mask`` a bool buffer of the weight's shape (True = kept)."""
+
+    kind = "mask"
+
+    def __init__(self, mask: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mask", mask.to(torch.bool))
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return weight * self.mask
+
+    @classmethod
+    def from_spec(cls, weight: torch.Tensor, spec: dict[str, Any]) -> Mask:
+        return cls(torch.ones_like(weight, dtype=torch.bool))
+
+
+def _weight_target(name: str) -> str:
+    return name if name.endswith(".weight") else f"{name}.weight"
+
+
+def prunable(
+    model: nn.Module,
+    names: Sequence[str] | None = None,
+    *,
+    types: tuple[type[nn.Module], ...] = PRUNABLE_TYPES,
+) -> list[str]:
+    """Dotted weight names to prune: ``names`` (``"fc1"`` or ``"fc1.weight"``) checked against
+    the model, or else the weight of every module of ``types``. Biases are never pruned."""
+    modules = dict(model.named_modules())
+    layers = [n for n, m in modules.items() if isinstance(m, types) and n]
+    if names:
+        targets = [_weight_target(n) for n in names]
+        unknown = [t for t in targets if t.removesuffix(".weight") not in layers]
+        if unknown:
+            raise PruneError(
+                f"unknown or unprunable layer(s) {', '.join(unknown)}; "
+                f"prunable layers: {', '.join(layers) or 'none'}"
+            )
+        return targets
+    if not layers:
+        raise PruneError(
+            f"{type(model).__name__} has nothing to prune: no "
+            f"{'/'.join(t.__name__ for t in types)} layer with a weight"
+        )
+    return [f"{n}.weight" for n in layers]
+
+
+def get_mask(model: nn.Module, target: str) -> Mask | None:
+    """The Mask on ``target``, or None when it has none."""
+    return next((t for t in transforms_of(model).get(target, []) if isinstance(t, Mask)), None)
+
+
+def original_weight(model: nn.Module, target: str) -> torch.Tensor:
+    """The trained tensor under any transforms (``parametrizations.weight.original``)."""
+    module_name, _, tensor_name = target.rpartition(".")
+    module = model.get_submodule(module_name)
+    if parametrize.is_parametrized(module, tensor_name):
+        return module.parametrizations[tensor_name].original
+    return getattr(module, tensor_name)
+
+
+def masked_weights(model: nn.Module, target: str) -> torch.Tensor:
+    """The weight the forward pass uses (mask applied), detached."""
+    module_name, _, tensor_name = target.rpartition(".")
+    return getattr(model.get_submodule(module_name), tensor_name).detach()
+
+
+@torch.no_grad()
+def set_mask(model: nn.Module, target: str, keep: torch.Tensor) -> None:
+    """Prune ``target`` to ``keep`` (bool, the weight's shape), adding a Mask when it has none;
+    the pruned entries of the original tensor are zeroed at once."""
+    weight = original_weight(model, target)
+    if keep.shape != weight.shape:
+        raise PruneError(f"mask shape {tuple(keep.shape)} != {target} shape {tuple(weight.shape)}")
+    mask = get_mask(model, target)
+    if mask is None:
+        add_transform(model, target, Mask(keep.to(weight.device)))
+    else:
+        mask.mask.copy_(keep)
+    original_weight(model, target).mul_(keep.to(weight.device))
+
+
+def apply_masks(model: nn.Module, targets: Iterable[str]) -> None:
+    """Give each target an all-ones Mask (unless it has one), e.g. before a training run
+    that prunes as it goes, so the optimizer sees the final parameters from the start."""
+    for target in targets:
+        if get_mask(model, target) is None:
+            add_transform(model, target, Mask(torch.ones_like(original_weight(model, target))))
+
+
+@torch.no_grad()
+def enforce_masks(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> None:
+    """Zero every masked entry of the original tensors and of their optimizer state."""
+    for target, ts in transforms_of(model).items():
+        masks = [t.mask for t in ts if isinstance(t, Mask)]
+        if not masks:
+            continue
+        weight = original_weight(model, target)
+        state = optimizer.state.get(weight, {}) if optimizer is not None else {}
+        tensors = [weight] + [v for v in state.values() if torch.is_tensor(v)]
+        for mask in masks:
+            for t in tensors:
+                if t.shape == mask.shape:  # skips Adam's scalar step counter
+                    t.mul_(mask)
+
+
+class MaskKeeper(Callback):
+    """Keeps pruned weights at exactly zero through retraining (see the module docstring)."""
+
+    def on_epoch_start(self, state: TrainState) -> None:
+        enforce_masks(state.model, state.optimizer)
+
+    def on_step_end(self, state: TrainState) -> None:
+        enforce_masks(state.model, state.optimizer)
+
+
+def remove_masks(model: nn.Module) -> None:
+    """Make the masks permanent: each masked weight becomes a plain Parameter holding
+    ``original * mask`` (any other transform stacked on the same weight is applied too)."""
+    for target, ts in transforms_of(model).items():
+        if any(isinstance(t, Mask) for t in ts):
+            module_name, _, tensor_name = target.rpartition(".")
+            parametrize.remove_parametrizations(
+                model.get_submodule(module_name), tensor_name, leave_parametrized=True
+            )
