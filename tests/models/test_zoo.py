@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from cnnzip.cli.app import parse_kwargs
 from cnnzip.errors import ModelError
 from cnnzip.models import get_model, list_models, register_model
 from cnnzip.models.layers import ConvNormAct
@@ -226,11 +227,20 @@ def test_duplicate_registration_is_refused() -> None:
 
     with pytest.raises(ValueError, match="already registered"):
         register_model()(alexnet)
-    assert type(get_model("alexnet", img_size=28, num_classes=2)).__name__ == "AlexNet"
+    assert type(meta_model("alexnet")).__name__ == "AlexNet"  # the first one stays
 
 
-def test_builder_keywords_and_their_errors() -> None:
-    assert get_model("mobilenet_v1", width_mult=0.5, num_classes=7).fc.out_features == 7
+def test_builder_keywords_as_the_cli_passes_them() -> None:
+    kwargs = parse_kwargs(("width_mult=0.5", "num_classes=7"))
+    model = meta_model("mobilenet_v1", **kwargs)
+    assert (model.fc.in_features, model.fc.out_features) == (512, 7)
+    model = meta_model("shufflenet_v1", **parse_kwargs(("groups=8", "shuffle=false")))
+    assert model.stage3[0].shuffle_groups == 1 and model.stage3[0].conv1.conv.groups == 8
+    model = meta_model("squeezenet1_1", **parse_kwargs(("bypass=complex",)))
+    assert sum(isinstance(m, Fire) and m.shortcut is not None for m in model.modules()) == 8
+
+
+def test_bad_builder_keywords_are_model_errors() -> None:
     with pytest.raises(ModelError, match="groups"):
         get_model("shufflenet_v1", groups=5)
     with pytest.raises(ModelError, match="width_mult"):
