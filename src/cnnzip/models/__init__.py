@@ -1,5 +1,6 @@
 """The model zoo: every architecture registers its builders here on import."""
 
+from cnnzip.binary import convert as _binary  # noqa: F401  (registers "binarized")
 from cnnzip.models import (
     alexnet,  # noqa: F401
     googlenet,  # noqa: F401
