@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.nn.utils.prune
 
 import cnnzip
 from cnnzip.errors import CnnzipError
@@ -144,6 +145,17 @@ def test_parametrized_layers_count_as_the_plain_layer_and_report_their_storage()
     kept = int(mask.sum())
     assert masked.layers[0].weight_bytes == 4 * (kept + 6)  # kept weights + dense bias
     assert masked.weight_bytes == plain.weight_bytes - 4 * (150 - kept)
+
+
+def test_torch_prune_hooks_do_not_add_rows() -> None:
+    """torch.nn.utils.prune recomputes the weight in a pre-hook: part of the layer's own call."""
+    model = _lenet_like()
+    plain = cnnzip.profile(model, (1, 28, 28))
+    torch.nn.utils.prune.l1_unstructured(model[0], "weight", amount=0.5)
+    pruned = cnnzip.profile(model, (1, 28, 28))
+    assert [(r.name, r.macs, r.ops) for r in pruned.layers] == [
+        (r.name, r.macs, r.ops) for r in plain.layers
+    ]
 
 
 def test_register_storage_overrides_a_module_type() -> None:

@@ -158,7 +158,7 @@ class _Tracer(TorchFunctionMode):
                 self._attach(child_name, child)
 
     def _hook(self, module: nn.Module, pre: Callable[..., None], post: Callable[..., None]) -> None:
-        self.handles.append(module.register_forward_pre_hook(pre))
+        self.handles.append(module.register_forward_pre_hook(pre, prepend=True))
         self.handles.append(module.register_forward_hook(post, always_call=True))
 
     def _enter(self, *_: Any) -> None:
