@@ -31,7 +31,13 @@ from torch.utils.hooks import RemovableHandle
 
 from cnnzip.errors import CnnzipError
 from cnnzip.profiling import latency
-from cnnzip.profiling.counters import Cost, first_tensor, functional_cost, module_counter
+from cnnzip.profiling.counters import (
+    Cost,
+    ModuleCounter,
+    first_tensor,
+    functional_cost,
+    module_counter,
+)
 from cnnzip.profiling.latency import eval_mode, example_input
 from cnnzip.profiling.report import LayerStats, Report
 from cnnzip.profiling.storage import layer_params, weight_bytes, weight_owners
@@ -85,7 +91,7 @@ def _trace(model: nn.Module, shape: tuple[int, ...]) -> list[LayerStats]:
         pass
     try:
         return _Tracer(model).run(x)
-    except RuntimeError as exc:
+    except (RuntimeError, ValueError) as exc:  # what torch raises for mismatched shapes
         raise CnnzipError(
             f"the model's forward fails on a batch of one {shape} input: {exc} "
             "(input_shape is one sample's shape without the batch dimension, e.g. (3, 224, 224))"
@@ -173,7 +179,7 @@ class _Tracer(TorchFunctionMode):
     def _pop(self, *_: Any) -> None:
         self.stack.pop()
 
-    def _count(self, name: str, counter: Any) -> Callable[..., None]:
+    def _count(self, name: str, counter: ModuleCounter | None) -> Callable[..., None]:
         """Post-hook: record the call's cost; ``counter`` None marks an uncounted leaf."""
 
         def hook(module: nn.Module, inputs: tuple[Any, ...], out: Any) -> None:
