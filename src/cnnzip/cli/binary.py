@@ -6,9 +6,63 @@ from typing import Any
 
 import click
 
-from cnnzip.cli.app import emit, main
+from cnnzip import data as cz_data
+from cnnzip.binary import MODES
+from cnnzip.binary.finetune import binarize_run
+from cnnzip.cli.app import data_options, emit, main
+from cnnzip.runs import load_run
 from cnnzip.runtime.bench import bench_layers
 from cnnzip.runtime.xnor import available_paths
+from cnnzip.train import TrainConfig
+
+
+@main.command("binarize")
+@click.argument("source", type=click.Path(exists=True, file_okay=False))
+@click.option("--mode", type=click.Choice(MODES), required=True, help="bwn: weights; xnor: both.")
+@data_options
+@click.option("--epochs", type=int, default=3, show_default=True)
+@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--keep",
+    multiple=True,
+    metavar="LAYER",
+    help="Layer kept in full precision (repeatable) [default: the first and the last].",
+)
+@click.option("--no-k", is_flag=True, help="XNOR without the K scaling map.")
+@click.option("-o", "--out", type=click.Path(file_okay=False), required=True, help="New run.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object as the last line.")
+def binarize_cmd(
+    source: str,
+    mode: str,
+    data_name: str,
+    data_dir: str | None,
+    limit: int | None,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    keep: tuple[str, ...],
+    no_k: bool,
+    out: str,
+    as_json: bool,
+) -> None:
+    """Binarize the float run SOURCE (BWN or XNOR-Net) and fine-tune it into run OUT."""
+    run = load_run(source)
+    data = cz_data.load(data_name, root=data_dir, seed=0, limit=limit)
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    _, metrics = binarize_run(
+        run, data, out, mode=mode, config=cfg, keep=list(keep) or None, scale_k=not no_k
+    )
+    emit(
+        {**metrics, "mode": mode, "run": out, "source": source},
+        as_json,
+        lambda r: (
+            f"{mode}: test accuracy {r['test_accuracy']:.4f} "
+            f"(float {r['source_test_accuracy']}) -> {out}"
+        ),
+    )
 
 
 @main.group("bench")

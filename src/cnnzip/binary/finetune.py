@@ -1,0 +1,58 @@
+"""Binarize a trained run and fine-tune it through the ordinary training loop."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch.nn as nn
+
+from cnnzip.binary.convert import convert
+from cnnzip.data import Dataset
+from cnnzip.errors import RunError
+from cnnzip.runs import CHECKPOINT, Run, save_run
+from cnnzip.train import TrainConfig, evaluate, fit
+
+__all__ = ["binarize_run"]
+
+
+def binarize_run(
+    run: Run,
+    data: Dataset,
+    out: str | Path,
+    *,
+    mode: str,
+    config: TrainConfig,
+    keep: list[str] | None = None,
+    scale_k: bool = True,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Convert ``run``'s float model to ``mode``, fine-tune it, save it as run ``out``.
+
+    The saved run names the "binarized" builder, so ``load_run`` rebuilds it.
+    """
+    if run.arch == "binarized":
+        raise RunError(f"{run.path} is already binary; binarize its float source run instead")
+    model = convert(run.model, mode, keep=keep, scale_k=scale_k)
+    result = fit(model, data, config, checkpoint=Path(out) / CHECKPOINT)
+    test = evaluate(model, data.test)
+    kwargs = {"base": run.arch, "base_kwargs": run.kwargs, "mode": mode, "keep": keep}
+    kwargs["scale_k"] = scale_k
+    metrics = {
+        "test_accuracy": test["accuracy"],
+        "test_loss": test["loss"],
+        "val_accuracy": result.final.get("val_accuracy"),
+        "source_test_accuracy": run.meta.get("metrics", {}).get("test_accuracy"),
+    }
+    save_run(
+        out,
+        model,
+        arch="binarized",
+        kwargs=kwargs,
+        data=data.name,
+        metrics=metrics,
+        config=asdict(config),
+        history=result.history,
+        source=str(run.path),
+    )
+    return model, metrics

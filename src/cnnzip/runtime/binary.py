@@ -1,0 +1,82 @@
+"""Run a trained XNOR model on the C kernels: ``compile_binary(model)``.
+
+Each XNOR block (BatchNorm -> BinActiv -> conv, cnnzip.binary.layers) becomes
+a module that applies its input batch norm as a per-channel affine map in
+torch, then calls one kernel for binarize + pack + XNOR-popcount conv + output
+transform (alpha, K and the conv bias folded per output channel). Layers kept
+in full precision and BWN layers (float activations) stay as they are.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn as nn
+from torch.nn.utils import parametrize
+
+from cnnzip.binary.layers import XnorConv2d, XnorLinear
+from cnnzip.runtime.xnor import BinaryConvKernel, pack_signs
+
+__all__ = ["FastXnorConv2d", "FastXnorLinear", "compile_binary"]
+
+
+def _real_weight(layer: nn.Module) -> torch.Tensor:
+    """The real-valued weight under the BWN transform (its sign and mean |W| are what count)."""
+    if parametrize.is_parametrized(layer, "weight"):
+        return layer.parametrizations.weight.original.detach()
+    return layer.weight.detach()
+
+
+def _norm_affine(norm: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """An eval-mode batch norm as y = x * a + b per channel."""
+    a = norm.weight.detach() / torch.sqrt(norm.running_var + norm.eps)
+    return a, norm.bias.detach() - norm.running_mean * a
+
+
+def _kernel(layer: nn.Module, w: torch.Tensor, stride: int, padding: int) -> BinaryConvKernel:
+    alpha = w.abs().mean(dim=tuple(range(1, w.dim())))  # BWN's per-filter scale
+    bias = layer.bias.detach() if layer.bias is not None else torch.zeros_like(alpha)
+    return BinaryConvKernel(pack_signs(w), w.shape[1], alpha, bias, stride, padding, layer.scale_k)
+
+
+class FastXnorConv2d(nn.Module):
+    """An XnorConv2d in eval mode, run by the kernels."""
+
+    def __init__(self, layer: XnorConv2d) -> None:
+        super().__init__()
+        a, b = _norm_affine(layer.norm)
+        self.register_buffer("in_scale", a[:, None, None])
+        self.register_buffer("in_shift", b[:, None, None])
+        self.kernel = _kernel(layer, _real_weight(layer), layer.stride[0], layer.padding[0])
+        if layer.stride[0] != layer.stride[1]:
+            raise ValueError("the binary kernels need the same stride along both axes")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.kernel(torch.addcmul(self.in_shift, x, self.in_scale))  # (N, Cout, Ho, Wo)
+
+
+class FastXnorLinear(nn.Module):
+    """An XnorLinear in eval mode, run by the kernels as a 1x1 conv on a 1x1 image."""
+
+    def __init__(self, layer: XnorLinear) -> None:
+        super().__init__()
+        a, b = _norm_affine(layer.norm)
+        self.register_buffer("in_scale", a)
+        self.register_buffer("in_shift", b)
+        self.kernel = _kernel(layer, _real_weight(layer)[:, :, None, None], 1, 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.addcmul(self.in_shift, x, self.in_scale)  # (N, F)
+        return self.kernel(x[:, :, None, None]).flatten(1)
+
+
+def compile_binary(model: nn.Module) -> nn.Module:
+    """An eval-mode copy of ``model`` whose XNOR blocks run on the kernels."""
+    fast = copy.deepcopy(model).eval()
+    for name, module in list(fast.named_modules()):
+        if isinstance(module, XnorConv2d | XnorLinear):
+            parent_name, _, child = name.rpartition(".")
+            twin = FastXnorConv2d if isinstance(module, XnorConv2d) else FastXnorLinear
+            setattr(fast.get_submodule(parent_name), child, twin(module))
+    return fast
