@@ -39,13 +39,13 @@ class AlexNet(nn.Module):
     ) -> None:
         super().__init__()
         small = use_small_stem(img_size, small_input)
-
         conv = partial(
             ConvNormAct, conv_layer=conv_layer, norm_layer=norm_layer, act_layer=act_layer
         )
 
         # Shapes at 224 (small stem at 28: 28 -> 28 -> 13 -> 6).
         stem = [conv(in_chans, 64, 11, stride=1 if small else 4, padding=5 if small else 2)]
+        # (N, 64, 55, 55)
         if not small:
             stem.append(nn.MaxPool2d(3, 2))  # (N, 64, 27, 27)
         self.features = nn.Sequential(
