@@ -1,5 +1,6 @@
 """Fast inference: the Python side of the C kernels (csrc/) and their torch fallback."""
 
+from cnnzip.runtime.binary import compile_binary
 from cnnzip.runtime.xnor import (
     BinaryConvKernel,
     available_paths,
@@ -15,6 +16,7 @@ __all__ = [
     "BinaryConvKernel",
     "available_paths",
     "binarize",
+    "compile_binary",
     "default_path",
     "get_threads",
     "pack_signs",

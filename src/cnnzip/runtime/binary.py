@@ -13,19 +13,12 @@ import copy
 
 import torch
 import torch.nn as nn
-from torch.nn.utils import parametrize
 
 from cnnzip.binary.layers import XnorConv2d, XnorLinear
+from cnnzip.binary.storage import real_weight
 from cnnzip.runtime.xnor import BinaryConvKernel, pack_signs
 
 __all__ = ["FastXnorConv2d", "FastXnorLinear", "compile_binary"]
-
-
-def _real_weight(layer: nn.Module) -> torch.Tensor:
-    """The real-valued weight under the BWN transform (its sign and mean |W| are what count)."""
-    if parametrize.is_parametrized(layer, "weight"):
-        return layer.parametrizations.weight.original.detach()
-    return layer.weight.detach()
 
 
 def _norm_affine(norm: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,7 +41,7 @@ class FastXnorConv2d(nn.Module):
         a, b = _norm_affine(layer.norm)
         self.register_buffer("in_scale", a[:, None, None])
         self.register_buffer("in_shift", b[:, None, None])
-        self.kernel = _kernel(layer, _real_weight(layer), layer.stride[0], layer.padding[0])
+        self.kernel = _kernel(layer, real_weight(layer), layer.stride[0], layer.padding[0])
         if layer.stride[0] != layer.stride[1]:
             raise ValueError("the binary kernels need the same stride along both axes")
 
@@ -64,7 +57,7 @@ class FastXnorLinear(nn.Module):
         a, b = _norm_affine(layer.norm)
         self.register_buffer("in_scale", a)
         self.register_buffer("in_shift", b)
-        self.kernel = _kernel(layer, _real_weight(layer)[:, :, None, None], 1, 0)
+        self.kernel = _kernel(layer, real_weight(layer)[:, :, None, None], 1, 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.addcmul(self.in_shift, x, self.in_scale)  # (N, F)
