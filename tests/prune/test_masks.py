@@ -1,0 +1,169 @@
+"""Masks: exact zeros through SGD (momentum, weight decay) and Adam, remove(), save/load, resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+
+from cnnzip.data import Dataset
+from cnnzip.models import get_model
+from cnnzip.prune import (
+    GradualPruning,
+    Mask,
+    PruneError,
+    get_mask,
+    one_shot,
+    original_weight,
+    prunable,
+    remove_masks,
+    set_mask,
+)
+from cnnzip.runs import load_run, save_run
+from cnnzip.train import Callback, TrainConfig, TrainState, fit
+from cnnzip.transforms import describe
+
+KWARGS = {"num_classes": 10, "in_features": 784, "hidden": [32, 16]}
+RATIOS = {"fc1.weight": 0.8, "fc2.weight": 0.5}
+
+
+def small_mlp(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return get_model("lenet300", **KWARGS)
+
+
+class PruneAt(Callback):
+    """Prunes once, mid-training, while the optimizer already has momentum/moments,
+    and does nothing to keep the pruned weights at zero afterwards."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, state: TrainState) -> None:
+        if state.step == self.step:
+            one_shot(state.model, RATIOS)
+
+
+OPTIMIZERS = {
+    "sgd-momentum-wd": TrainConfig(
+        epochs=2, batch_size=64, optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=1e-2
+    ),
+    "adam-wd": TrainConfig(epochs=2, batch_size=64, optimizer="adam", lr=1e-2, weight_decay=1e-2),
+}
+
+
+def pruned_mid_training(data: Dataset, cfg: TrainConfig, callback: Callback) -> nn.Module:
+    model = small_mlp()
+    one_shot(model, dict.fromkeys(RATIOS, 0.0))  # all-ones masks before the optimizer exists
+    fit(model, data, cfg, callbacks=[callback], progress=False)
+    return model
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_pruned_weights_stay_exactly_zero(toy_data: Dataset, name: str) -> None:
+    cfg = OPTIMIZERS[name]
+    model = pruned_mid_training(toy_data, cfg, GradualPruning(RATIOS, n=1, interval=5, start=3))
+    for target, ratio in RATIOS.items():
+        dead = ~get_mask(model, target).mask
+        assert int(dead.sum()) == round(ratio * dead.numel())
+        assert torch.all(original_weight(model, target)[dead] == 0)  # underneath, too
+        opt_free = model.get_submodule(target.removesuffix(".weight")).weight
+        assert torch.all(opt_free[dead] == 0)
+    remove_masks(model)
+    assert describe(model) == []
+    for target in RATIOS:
+        weight = model.get_submodule(target.removesuffix(".weight")).weight
+        assert isinstance(weight, nn.Parameter)
+        assert int((weight == 0).sum()) == round(RATIOS[target] * weight.numel())
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_without_the_keeper_the_optimizer_state_revives_the_original(
+    toy_data: Dataset, name: str
+) -> None:
+    """The control for the test above: momentum and moments do move masked entries."""
+    model = pruned_mid_training(toy_data, OPTIMIZERS[name], PruneAt(step=8))
+    dead = ~get_mask(model, "fc1.weight").mask
+    assert torch.any(original_weight(model, "fc1.weight")[dead] != 0)
+    assert torch.all(model.fc1.weight[dead] == 0)  # the forward still sees zeros
+
+
+def test_save_and_load_round_trip_masks(toy_data: Dataset, tmp_path: Path) -> None:
+    model = small_mlp()
+    one_shot(model, RATIOS)
+    save_run(tmp_path / "run", model, arch="lenet300", kwargs=KWARGS)
+    loaded = load_run(tmp_path / "run").model
+    assert [d["kind"] for d in describe(loaded)] == ["mask", "mask"]
+    for target in RATIOS:
+        assert torch.equal(get_mask(loaded, target).mask, get_mask(model, target).mask)
+    assert torch.equal(loaded(toy_data.test.x), model(toy_data.test.x))
+
+
+class StopAtEpoch(Callback):
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epoch_start(self, state: TrainState) -> None:
+        if state.epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_gradual_pruning_resumes_like_an_uninterrupted_run(
+    toy_data: Dataset, tmp_path: Path
+) -> None:
+    cfg = TrainConfig(epochs=3, batch_size=64)  # 8 steps/epoch: pruning spans the interruption
+
+    def gradual() -> GradualPruning:
+        return GradualPruning(RATIOS, n=4, interval=4)
+
+    straight = small_mlp()
+    fit(straight, toy_data, cfg, callbacks=[gradual().prepare(straight)], progress=False)
+    ckpt = tmp_path / "checkpoint.pt"
+    first = small_mlp()
+    with pytest.raises(KeyboardInterrupt):
+        fit(first, toy_data, cfg, callbacks=[gradual().prepare(first), StopAtEpoch(1)],
+            checkpoint=ckpt, progress=False)  # fmt: skip
+    resumed = small_mlp(seed=1)  # different init: everything must come from the checkpoint
+    fit(resumed, toy_data, cfg, callbacks=[gradual().prepare(resumed)], checkpoint=ckpt,
+        resume=True, progress=False)  # fmt: skip
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(),
+                            strict=True):  # fmt: skip
+        assert torch.equal(a, b), name
+    assert int(get_mask(resumed, "fc1.weight").mask.sum()) == round(0.2 * 784 * 32)
+
+
+def test_mask_is_a_weight_transform_with_a_bool_buffer() -> None:
+    model = small_mlp()
+    keep = torch.rand(16, 32) > 0.5
+    set_mask(model, "fc2.weight", keep)
+    mask = get_mask(model, "fc2.weight")
+    assert isinstance(mask, Mask) and mask.kind == "mask" and mask.mask.dtype == torch.bool
+    assert torch.equal(model.fc2.weight, original_weight(model, "fc2.weight") * keep)
+    with pytest.raises(PruneError, match="shape"):
+        set_mask(model, "fc2.weight", keep.T)
+
+
+def test_prunable_layers_by_name_and_type() -> None:
+    torch.manual_seed(0)
+    model = get_model("lenet5")
+    assert prunable(model) == ["conv1.weight", "conv2.weight", "fc1.weight", "fc2.weight"]
+    assert prunable(model, ["conv2", "fc1.weight"]) == ["conv2.weight", "fc1.weight"]
+    assert prunable(model, types=(nn.Linear,)) == ["fc1.weight", "fc2.weight"]
+
+
+@pytest.mark.parametrize(
+    ("model", "names", "message"),
+    [
+        (
+            nn.Sequential(nn.Linear(4, 4)),
+            ["fc9"],
+            "unknown or unprunable layer.*fc9.*prunable layers: 0",
+        ),
+        (nn.Sequential(nn.ReLU(), nn.Flatten()), None, "nothing to prune"),
+    ],
+)
+def test_prunable_errors(model: nn.Module, names: list[str] | None, message: str) -> None:
+    with pytest.raises(PruneError, match=message):
+        prunable(model, names)
