@@ -30,7 +30,8 @@ from cnnzip.runs import load_run
     "kwargs",
     multiple=True,
     metavar="NAME=VALUE",
-    help="Builder keyword argument for zoo names (repeatable), e.g. -k width_mult=0.5.",
+    help="Builder keyword argument (repeatable), e.g. -k width_mult=0.5; with --compare, "
+    "for both models.",
 )
 @click.option("--batch", type=int, default=1, show_default=True, help="Batch size for latency.")
 @click.option("--threads", type=int, default=None, help="Threads for latency [default: torch's].")
