@@ -1,0 +1,110 @@
+"""BWN / XNOR layers against hand computations and torch references; conversion; round trips."""
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import cnnzip
+from cnnzip.binary import BWN, XnorConv2d, binary_layers, convert, sign_ste
+from cnnzip.binary.storage import decode_signs, encode_layer, layer_bytes
+from cnnzip.errors import ModelError
+from cnnzip.models import get_model
+from cnnzip.runtime import available_paths, compile_binary
+from cnnzip.transforms import describe
+
+
+def test_sign_ste_forward_and_clipped_straight_through_gradient():
+    x = torch.tensor([-2.0, -0.5, -0.0, 0.0, 0.5, 1.0, 2.0], requires_grad=True)
+    y = sign_ste(x)
+    assert y.tolist() == [-1, -1, 1, 1, 1, 1, 1]  # x < 0 -> -1, as the kernels
+    y.sum().backward()
+    assert x.grad.tolist() == [0, 1, 1, 1, 1, 1, 0]  # 1 where |x| <= 1
+
+
+def test_bwn_is_alpha_times_sign_with_alpha_the_mean_abs_per_filter():
+    w = torch.tensor([[[[0.5, -1.5]]], [[[-2.0, -4.0]]]])  # (2, 1, 1, 2)
+    out = BWN()(w)
+    assert out.flatten().tolist() == [1.0, -1.0, -3.0, -3.0]  # alpha = 1.0 and 3.0
+
+
+def test_convert_keeps_first_and_last_and_records_transforms():
+    model = convert(get_model("lenet5"), "bwn")
+    assert binary_layers(get_model("lenet5")) == ["conv2", "fc1"]
+    assert [d["target"] for d in describe(model)] == ["conv2.weight", "fc1.weight"]
+    w = model.conv2.parametrizations.weight.original
+    alpha = w.abs().mean((1, 2, 3), keepdim=True)
+    assert torch.equal(model.conv2.weight, alpha * torch.where(w < 0, -1.0, 1.0))
+
+
+def test_convert_keep_by_name_and_unknown_names():
+    assert binary_layers(get_model("lenet5"), keep=["fc2"]) == ["conv1", "conv2", "fc1"]
+    with pytest.raises(ModelError, match="conv9"):
+        convert(get_model("lenet5"), "xnor", keep=["conv9"])
+    with pytest.raises(ModelError, match="mode"):
+        convert(get_model("lenet5"), "ternary")
+
+
+@pytest.mark.parametrize("scale_k", [True, False])
+def test_xnor_conv_equals_a_hand_built_reference(scale_k):
+    torch.manual_seed(0)
+    conv = XnorConv2d(6, 5, 3, stride=2, padding=1, scale_k=scale_k).eval()
+    x = torch.randn(2, 6, 9, 8)
+    xn = conv.norm(x)
+    xb = F.pad(torch.where(xn < 0, -1.0, 1.0), (1, 1, 1, 1), value=1.0)  # +1 padding
+    want = F.conv2d(xb, conv.weight, stride=2)
+    if scale_k:  # XNOR-Net: K = A * k, A = mean_c |I|, k a 3x3 box filter
+        a = F.pad(xn.abs().mean(1, keepdim=True), (1, 1, 1, 1))
+        want = want * F.conv2d(a, torch.full((1, 1, 3, 3), 1 / 9), stride=2)
+    want = want + conv.bias[:, None, None]
+    torch.testing.assert_close(conv(x), want, rtol=1e-5, atol=1e-5)
+
+
+def trained_xnor(toy_data):
+    torch.manual_seed(0)
+    model = convert(get_model("lenet5"), "xnor")
+    cfg = cnnzip.train.TrainConfig(epochs=2, batch_size=64, lr=5e-3, seed=0)
+    cnnzip.train.fit(model, toy_data, cfg, progress=False)
+    return model.eval()
+
+
+def test_xnor_lenet_trains_and_runs_on_every_kernel_path(toy_data, monkeypatch):
+    model = trained_xnor(toy_data)
+    assert cnnzip.train.evaluate(model, toy_data.test)["accuracy"] > 0.5  # chance is 0.1
+    x = toy_data.test.x[:16]
+    fast = compile_binary(model)
+    with torch.no_grad():
+        want = model(x)
+        for path in available_paths():
+            monkeypatch.setenv("CNNZIP_KERNEL", path)
+            # float rounding differs (alpha applied after the sum), the +-1 sums do not
+            torch.testing.assert_close(fast(x), want, rtol=1e-4, atol=1e-4)
+
+
+def test_binarize_run_round_trips_through_load_run(toy_data, tmp_path: Path):
+    from cnnzip.binary.finetune import binarize_run
+
+    torch.manual_seed(0)
+    base = get_model("lenet5")
+    cnnzip.save_run(tmp_path / "f", base, arch="lenet5", kwargs={})
+    cfg = cnnzip.train.TrainConfig(epochs=1, seed=0)
+    model, metrics = binarize_run(
+        cnnzip.load_run(tmp_path / "f"), toy_data, tmp_path / "x", mode="xnor", config=cfg
+    )
+    again = cnnzip.load_run(tmp_path / "x").model.eval()
+    x = toy_data.test.x[:8]
+    with torch.no_grad():
+        assert torch.equal(again(x), model.eval()(x))
+    assert isinstance(again.conv2, XnorConv2d)
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0
+
+
+def test_stored_layer_is_1_bit_per_weight_and_decodes_the_signs():
+    model = convert(get_model("lenet5"), "xnor")
+    arrays = encode_layer(model.fc1)
+    assert arrays["bits"].nbytes == 800 * 500 // 8
+    w = model.fc1.parametrizations.weight.original
+    assert torch.equal(decode_signs(arrays["bits"], (500, 800, 1, 1))[:, :, 0, 0], sign_ste(w))
+    sizes = layer_bytes(model.fc1)
+    assert sizes["float32"] / sizes["binary"] > 25
