@@ -108,3 +108,28 @@ def test_stored_layer_is_1_bit_per_weight_and_decodes_the_signs():
     assert torch.equal(decode_signs(arrays["bits"], (500, 800, 1, 1))[:, :, 0, 0], sign_ste(w))
     sizes = layer_bytes(model.fc1)
     assert sizes["float32"] / sizes["binary"] > 25
+
+
+def test_cnnz_stores_1_bit_per_weight_and_loads_back_exactly(tmp_path: Path):
+    from cnnzip.binary.cnnz import load, save
+    from cnnzip.runtime import load as load_fast
+
+    torch.manual_seed(0)
+    kwargs = {"base": "lenet5", "mode": "xnor"}
+    model = get_model("binarized", **kwargs)
+    for name in binary_layers(get_model("lenet5")):
+        cnnzip.transforms.add_transform(model, f"{name}.weight", BWN())
+    model.eval()
+    size = save(tmp_path / "m.cnnz", model, arch={"name": "binarized", "kwargs": kwargs})
+    float_bytes = 4 * sum(p.numel() for p in model.parameters())
+    assert size < float_bytes / 12  # conv1 and fc2 stay float32
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        want = model(x)
+        assert torch.equal(load(tmp_path / "m.cnnz")(x), want)  # alpha * sign, bit for bit
+        torch.testing.assert_close(load_fast(tmp_path / "m.cnnz")(x), want, rtol=1e-4, atol=1e-4)
+    data = bytearray((tmp_path / "m.cnnz").read_bytes())
+    data[-5] ^= 0xFF
+    (tmp_path / "bad.cnnz").write_bytes(bytes(data))
+    with pytest.raises(cnnzip.CnnzipError, match="CRC32"):
+        load(tmp_path / "bad.cnnz")

@@ -8,6 +8,7 @@ import click
 
 from cnnzip import data as cz_data
 from cnnzip.binary import MODES
+from cnnzip.binary.cnnz import save as save_cnnz
 from cnnzip.binary.finetune import binarize_run
 from cnnzip.cli.app import data_options, emit, main
 from cnnzip.runs import load_run
@@ -32,6 +33,12 @@ from cnnzip.train import TrainConfig
 )
 @click.option("--no-k", is_flag=True, help="XNOR without the K scaling map.")
 @click.option("-o", "--out", type=click.Path(file_okay=False), required=True, help="New run.")
+@click.option(
+    "--cnnz",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write the model as a .cnnz file (1 bit per binarized weight).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object as the last line.")
 def binarize_cmd(
     source: str,
@@ -46,15 +53,21 @@ def binarize_cmd(
     keep: tuple[str, ...],
     no_k: bool,
     out: str,
+    cnnz: str | None,
     as_json: bool,
 ) -> None:
     """Binarize the float run SOURCE (BWN or XNOR-Net) and fine-tune it into run OUT."""
     run = load_run(source)
     data = cz_data.load(data_name, root=data_dir, seed=0, limit=limit)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
-    _, metrics = binarize_run(
+    model, metrics = binarize_run(
         run, data, out, mode=mode, config=cfg, keep=list(keep) or None, scale_k=not no_k
     )
+    if cnnz:
+        saved = load_run(out)
+        metrics["cnnz_bytes"] = save_cnnz(
+            cnnz, model, arch={"name": saved.arch, "kwargs": saved.kwargs}
+        )
     emit(
         {**metrics, "mode": mode, "run": out, "source": source},
         as_json,

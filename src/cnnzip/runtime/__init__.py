@@ -1,6 +1,6 @@
 """Fast inference: the Python side of the C kernels (csrc/) and their torch fallback."""
 
-from cnnzip.runtime.binary import compile_binary
+from cnnzip.runtime.binary import compile_binary, load
 from cnnzip.runtime.xnor import (
     BinaryConvKernel,
     available_paths,
@@ -19,6 +19,7 @@ __all__ = [
     "compile_binary",
     "default_path",
     "get_threads",
+    "load",
     "pack_signs",
     "set_threads",
     "unpack_signs",

@@ -10,15 +10,17 @@ in full precision and BWN layers (float activations) stay as they are.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 
+from cnnzip.binary.cnnz import load as load_binary
 from cnnzip.binary.layers import XnorConv2d, XnorLinear
 from cnnzip.binary.storage import real_weight
 from cnnzip.runtime.xnor import BinaryConvKernel, pack_signs
 
-__all__ = ["FastXnorConv2d", "FastXnorLinear", "compile_binary"]
+__all__ = ["FastXnorConv2d", "FastXnorLinear", "compile_binary", "load"]
 
 
 def _norm_affine(norm: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,3 +75,8 @@ def compile_binary(model: nn.Module) -> nn.Module:
             twin = FastXnorConv2d if isinstance(module, XnorConv2d) else FastXnorLinear
             setattr(fast.get_submodule(parent_name), child, twin(module))
     return fast
+
+
+def load(path: str | Path) -> nn.Module:
+    """A binarized .cnnz (cnnzip.binary.cnnz.save) ready to run on the kernels."""
+    return compile_binary(load_binary(path))
