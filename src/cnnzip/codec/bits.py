@@ -78,9 +78,7 @@ def read_varints(data: bytes, count: int, max_bytes: int = 8) -> tuple[np.ndarra
     starts = np.concatenate([[0], ends[:-1] + 1])
     if int((ends - starts).max()) >= max_bytes:
         raise CnnzFormatError(f"table value longer than {max_bytes} bytes")
-    owner = np.repeat(np.arange(count), ends - starts + 1)
-    rank = np.arange(used) - np.repeat(starts, ends - starts + 1)
+    rank = np.arange(used) - np.repeat(starts, ends - starts + 1)  # byte's place in its value
     parts = (raw[:used].astype(np.uint64) & np.uint64(0x7F)) << (7 * rank).astype(np.uint64)
-    values = np.zeros(count, dtype=np.uint64)
-    np.add.at(values, owner, parts)
+    values = np.add.reduceat(parts, starts)
     return values, used

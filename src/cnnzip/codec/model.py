@@ -305,7 +305,11 @@ def _zoo_model(cf: container.CnnzFile) -> nn.Module:
     with torch.device("meta"):  # shapes only: a lying header allocates nothing
         skeleton = get_model(arch["name"], **kwargs)
     _check_shapes(cf, skeleton)
-    return get_model(arch["name"], **kwargs)
+    if len(skeleton.state_dict()) == len(list(skeleton.parameters())) + len(
+        list(skeleton.buffers())
+    ):  # every tensor comes from the file: skip the random initialisation
+        return skeleton.to_empty(device="cpu")
+    return get_model(arch["name"], **kwargs)  # non-persistent buffers need their init
 
 
 def load(path: str | Path, model: nn.Module | None = None) -> nn.Module:
