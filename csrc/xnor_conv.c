@@ -119,6 +119,7 @@ typedef struct {
     size_t pb;    /* bytes per padded pixel */
     int nsuper;   /* AVX2: register blocks of output channels */
     uint16_t **acc; /* AVX2: per-thread [wo][SUPER * WIDTH] counters */
+    uint16_t *pairs; /* AVX2: LUT2 offsets of pixel pairs, laid out as act */
     int failed;     /* a thread could not allocate its scratch */
 } conv_ctx;
 
@@ -268,56 +269,102 @@ __attribute__((target("avx2"))) static inline void flush(__m256i sum, uint16_t *
                         _mm256_add_epi16(_mm256_loadu_si256(o + 1), _mm256_unpackhi_epi8(sum, zero)));
 }
 
-/* The hot 2 x 4 block, as kern_PxM above, written in assembly because GCC adds a
- * register copy per accumulator per step (8 of 35 instructions) to the C version. */
-__attribute__((target("avx2"))) static void kern_2x4(const uint8_t *a, size_t astep,
-                                                     const uint8_t *w, size_t wvec, int steps,
-                                                     uint16_t *acc, size_t accstep) {
-    __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0,
-            s7 = s0;
-    const size_t w3 = 3 * wvec; /* the 4 vectors: w, w + wvec, w + 2 * wvec, w + w3 */
-    for (int j = 0; j < steps; j++, w += 32) {
-        size_t ia = a[j], ib = a[astep + j]; /* table offsets of the 2 pixels */
-        __m256i x0, x1, x2, x3, t0, t1, tmp;
-        __asm__(
-            "vmovdqu (%[w]), %[x0]\n\t"
-            "vmovdqu (%[w],%[w1]), %[x1]\n\t"
-            "vmovdqu (%[w],%[w1],2), %[x2]\n\t"
-            "vmovdqu (%[w],%[w3]), %[x3]\n\t"
-            "vbroadcasti128 (%[lut],%[ia]), %[t0]\n\t"
-            "vbroadcasti128 (%[lut],%[ib]), %[t1]\n\t"
-            "vpshufb %[x0], %[t0], %[tmp]\n\t"
-            "vpaddb %[tmp], %[s0], %[s0]\n\t"
-            "vpshufb %[x1], %[t0], %[tmp]\n\t"
-            "vpaddb %[tmp], %[s1], %[s1]\n\t"
-            "vpshufb %[x2], %[t0], %[tmp]\n\t"
-            "vpaddb %[tmp], %[s2], %[s2]\n\t"
-            "vpshufb %[x3], %[t0], %[tmp]\n\t"
-            "vpaddb %[tmp], %[s3], %[s3]\n\t"
-            "vpshufb %[x0], %[t1], %[tmp]\n\t"
-            "vpaddb %[tmp], %[s4], %[s4]\n\t"
-            "vpshufb %[x1], %[t1], %[tmp]\n\t"
-            "vpaddb %[tmp], %[s5], %[s5]\n\t"
-            "vpshufb %[x2], %[t1], %[tmp]\n\t"
-            "vpaddb %[tmp], %[s6], %[s6]\n\t"
-            "vpshufb %[x3], %[t1], %[tmp]\n\t"
-            "vpaddb %[tmp], %[s7], %[s7]\n\t"
-            : [s0] "+x"(s0), [s1] "+x"(s1), [s2] "+x"(s2), [s3] "+x"(s3), [s4] "+x"(s4),
-              [s5] "+x"(s5), [s6] "+x"(s6), [s7] "+x"(s7), [x0] "=&x"(x0), [x1] "=&x"(x1),
-              [x2] "=&x"(x2), [x3] "=&x"(x3), [t0] "=&x"(t0), [t1] "=&x"(t1), [tmp] "=&x"(tmp)
-            : [w] "r"(w), [w1] "r"(wvec), [w3] "r"(w3), [lut] "r"(LUT), [ia] "r"(ia),
-              [ib] "r"(ib)
-            : "memory");
-    }
-    flush(s0, acc);
-    flush(s1, acc + 32);
-    flush(s2, acc + 64);
-    flush(s3, acc + 96);
-    flush(s4, acc + accstep);
-    flush(s5, acc + accstep + 32);
-    flush(s6, acc + accstep + 64);
-    flush(s7, acc + accstep + 96);
+/* Two output pixels share one lookup: row p of LUT2 holds, for the nibbles
+ * a = p & 15 (pixel A) and b = p >> 4 (pixel B), popcount(a ^ w) + 16 * popcount(b ^ w).
+ * One VPSHUFB then gives 2 pixels x 32 output channels x 4 input channels (256
+ * bit-products); the packed counters are split into per-pixel byte counters
+ * every 3 steps, before the low nibble (at most 4 per step) can overflow. */
+static uint8_t LUT2[256 * 16] __attribute__((aligned(16)));
+static pthread_once_t lut2_once = PTHREAD_ONCE_INIT;
+
+static void fill_lut2(void) {
+    for (int p = 0; p < 256; p++)
+        for (int w = 0; w < 16; w++)
+            LUT2[p * 16 + w] =
+                (uint8_t)(__builtin_popcount((p & 15) ^ w) + 16 * __builtin_popcount((p >> 4) ^ w));
 }
+
+/* Offsets into LUT2 of output pixel pairs: pair[x] = 16 * nibble(x) + 256 * nibble(x + s),
+ * for every padded pixel x and 4-channel group (the nibble of a pixel past the row is 0). */
+static void pair_offsets(const cz_geom *g, const uint8_t *act, size_t cg, uint16_t *pair) {
+    size_t rows = (size_t)g->n * hp_of(g), wp = wp_of(g), s = g->stride;
+    for (size_t r = 0; r < rows; r++)
+        for (size_t x = 0; x < wp; x++) {
+            const uint8_t *a = act + (r * wp + x) * cg, *b = a + s * cg;
+            uint16_t *o = pair + (r * wp + x) * cg;
+            for (size_t q = 0; q < cg; q++) o[q] = (uint16_t)(a[q] + (x + s < wp ? 16 * b[q] : 0));
+        }
+}
+
+/* One step: the table of one pixel pair (offset I), 4 vectors of weights at byte OFF. */
+#define CZ_PAIR_STEP(I, OFF)                                        \
+    "vbroadcasti128 (%[lut],%[" I "]), %[t]\n\t"                     \
+    "vpshufb " OFF "(%[w]), %[t], %[tmp]\n\t"                        \
+    "vpaddb %[tmp], %[q0], %[q0]\n\t"                                \
+    "vpshufb " OFF "(%[w],%[w1]), %[t], %[tmp]\n\t"                  \
+    "vpaddb %[tmp], %[q1], %[q1]\n\t"                                \
+    "vpshufb " OFF "(%[w],%[w1],2), %[t], %[tmp]\n\t"                \
+    "vpaddb %[tmp], %[q2], %[q2]\n\t"                                \
+    "vpshufb " OFF "(%[w],%[w3]), %[t], %[tmp]\n\t"                  \
+    "vpaddb %[tmp], %[q3], %[q3]\n\t"
+/* Split packed counters q into pixel A (low nibbles) and pixel B (high nibbles). */
+#define CZ_SPLIT(Q, A, B)                                           \
+    "vpand %[low], %[" Q "], %[tmp]\n\t"                             \
+    "vpaddb %[tmp], %[" A "], %[" A "]\n\t"                          \
+    "vpsrlw $4, %[" Q "], %[tmp]\n\t"                                \
+    "vpand %[low], %[tmp], %[tmp]\n\t"                               \
+    "vpaddb %[tmp], %[" B "], %[" B "]\n\t"                          \
+    "vpxor %[" Q "], %[" Q "], %[" Q "]\n\t"
+#define CZ_SPLIT_ALL \
+    CZ_SPLIT("q0", "a0", "b0") CZ_SPLIT("q1", "a1", "b1") CZ_SPLIT("q2", "a2", "b2") \
+    CZ_SPLIT("q3", "a3", "b3")
+#define CZ_STEP_OPERANDS                                                                   \
+    : [q0] "+x"(q0), [q1] "+x"(q1), [q2] "+x"(q2), [q3] "+x"(q3), [t] "=&x"(t),            \
+      [tmp] "=&x"(tmp)                                                                     \
+    : [w] "r"(w), [w1] "r"(wvec), [w3] "r"(w3), [lut] "r"(LUT2), [i0] "r"(i0),             \
+      [i1] "r"(i1), [i2] "r"(i2)                                                           \
+    : "memory"
+#define CZ_SPLIT_OPERANDS                                                                  \
+    : [q0] "+x"(q0), [q1] "+x"(q1), [q2] "+x"(q2), [q3] "+x"(q3), [a0] "+x"(a0),           \
+      [a1] "+x"(a1), [a2] "+x"(a2), [a3] "+x"(a3), [b0] "+x"(b0), [b1] "+x"(b1),           \
+      [b2] "+x"(b2), [b3] "+x"(b3), [tmp] "=&x"(tmp)                                       \
+    : [low] "x"(low)
+
+/* The hot 2 x 4 block (as kern_PxM) on pixel pairs, pa = pair offsets of the first pixel;
+ * in assembly because GCC spills or copies accumulators in the C version. */
+__attribute__((target("avx2"))) static void kern_pair4(const uint16_t *pa, const uint8_t *w,
+                                                       size_t wvec, int steps, uint16_t *acc,
+                                                       size_t accstep) {
+    const __m256i low = _mm256_set1_epi8(15);
+    __m256i z = _mm256_setzero_si256(), q0 = z, q1 = z, q2 = z, q3 = z;
+    __m256i a0 = z, a1 = z, a2 = z, a3 = z, b0 = z, b1 = z, b2 = z, b3 = z, t, tmp;
+    const size_t w3 = 3 * wvec;
+    int j = 0;
+    for (; j + 3 <= steps; j += 3, w += 96) { /* 3 steps fill a nibble up to 12 */
+        size_t i0 = pa[j], i1 = pa[j + 1], i2 = pa[j + 2];
+        __asm__(CZ_PAIR_STEP("i0", "0") CZ_PAIR_STEP("i1", "32")
+                    CZ_PAIR_STEP("i2", "64") CZ_STEP_OPERANDS);
+        __asm__(CZ_SPLIT_ALL CZ_SPLIT_OPERANDS);
+    }
+    for (; j < steps; j++, w += 32) {
+        size_t i0 = pa[j], i1 = 0, i2 = 0;
+        __asm__(CZ_PAIR_STEP("i0", "0") CZ_STEP_OPERANDS);
+        __asm__(CZ_SPLIT_ALL CZ_SPLIT_OPERANDS);
+    }
+    flush(a0, acc);
+    flush(a1, acc + 32);
+    flush(a2, acc + 64);
+    flush(a3, acc + 96);
+    flush(b0, acc + accstep);
+    flush(b1, acc + accstep + 32);
+    flush(b2, acc + accstep + 64);
+    flush(b3, acc + accstep + 96);
+}
+#undef CZ_PAIR_STEP
+#undef CZ_SPLIT
+#undef CZ_SPLIT_ALL
+#undef CZ_STEP_OPERANDS
+#undef CZ_SPLIT_OPERANDS
 
 /* Counter k of a 32-channel vector holds channel lane_channel(k) (unpack order). */
 static inline int lane_channel(int k) { return k < 8 ? k : k < 16 ? k + 8 : k < 24 ? k - 8 : k; }
@@ -351,8 +398,9 @@ __attribute__((target("avx2"))) static void conv_avx2(void *p, int begin, int en
                 const uint8_t *a = arow + j0;
                 int ox = 0;
                 if (mv == SUPER) {
+                    const uint16_t *pa = cx->pairs + (arow - cx->act) + j0;
                     for (; ox + 2 <= g->wo; ox += 2)
-                        kern_2x4(a + ox * astep, astep, w, wvec, steps, acc + ox * accstep, accstep);
+                        kern_pair4(pa + ox * astep, w, wvec, steps, acc + ox * accstep, accstep);
                     for (; ox < g->wo; ox++)
                         kern_1x4(a + ox * astep, astep, w, wvec, steps, acc + ox * accstep, accstep);
                     continue;
@@ -454,10 +502,14 @@ int cz_conv2d(int path, const cz_geom *g, const float *x, const uint8_t *blob,
         uint16_t *bufs[256] = {0};
         cx.acc = bufs;
         rc = 0;
+        pthread_once(&lut2_once, fill_lut2);
+        if (!(cx.pairs = malloc(sizeof(uint16_t) * act_bytes))) rc = -1;
+        else pair_offsets(g, cx.act, cx.pb, cx.pairs);
         for (int t = 0; t < used && t < 256; t++)
             if (!(bufs[t] = malloc(sizeof(uint16_t) * g->wo * SUPER * WIDTH))) rc = -1;
         if (rc == 0) cz_parallel(used, items, conv_avx2, &cx);
         for (int t = 0; t < 256; t++) free(bufs[t]);
+        free(cx.pairs);
         goto done;
     }
     if (path == CZ_AVX512) {
