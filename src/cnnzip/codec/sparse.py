@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnnzip.codec.bits import write_varints
 from cnnzip.codec.errors import CnnzFormatError
 from cnnzip.codec.rans import lane_count
 from cnnzip.codec.streams import entropy_bits
@@ -60,15 +61,15 @@ def gap_counts(positions: np.ndarray, p: int) -> np.ndarray:
 
 
 def best_index_bits(positions: np.ndarray, *, coded: bool = True) -> int:
-    """p with the fewest bytes: entropy-coded (estimated: the entropy, a table of ~1.5
-    bytes per present symbol, 8 bytes per rANS lane) or, with ``coded=False``, fixed
-    p bits per entry."""
+    """p with the fewest bytes: entropy-coded (estimated: the entropy, the exact table,
+    8 bytes per rANS lane) or, with ``coded=False``, fixed p bits per entry."""
 
     def cost(p: int) -> float:
         counts = gap_counts(positions, p)
         if not coded:
             return float(counts.sum() * p)
         n = int(counts.sum())
-        return entropy_bits(counts) + 12.0 * np.count_nonzero(counts) + 64.0 * lane_count(n)
+        table = len(write_varints(counts[: np.flatnonzero(counts)[-1] + 1])) if n else 0
+        return entropy_bits(counts) + 8.0 * table + 64.0 * lane_count(n)
 
     return min(range(1, MAX_INDEX_BITS + 1), key=cost)

@@ -40,10 +40,21 @@ class Compressed:
             path,
             self.model,
             arch=self.arch,
-            meta={**self.meta, "recipe": self.recipe.to_dict(), "stages": self.log},
+            meta=_rounded({**self.meta, "recipe": self.recipe.to_dict(), "stages": self.log}),
             dense_dtype=enc.dense_dtype,
             index_bits=enc.index_bits,
         )
+
+
+def _rounded(value: Any, digits: int = 5) -> Any:
+    """Floats to ``digits`` significant digits: metadata is part of the file's size."""
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rounded(v, digits) for v in value]
+    return value
 
 
 def compress(

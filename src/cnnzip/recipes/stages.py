@@ -16,7 +16,7 @@ from typing import Any
 import torch.nn as nn
 
 from cnnzip import prune
-from cnnzip.data import Dataset
+from cnnzip.data import Dataset, num_batches
 from cnnzip.errors import CnnzipError
 from cnnzip.quantize import INITS, MAX_BITS, share_weights
 from cnnzip.train import TrainConfig, evaluate, fit
@@ -35,15 +35,26 @@ def _check(ok: bool, message: str) -> None:
 
 @dataclass
 class PruneStage:
+    """``iterative``: ``steps`` rounds of prune -> retrain (``epochs`` each), Han et al.;
+    ``gradual``: one run of ``epochs`` pruning ``steps`` times along the cubic curve
+    during its first ``prune_until`` share (Zhu & Gupta), then training on."""
+
     sparsity: float = 0.92
+    schedule: str = "iterative"
     steps: int = 3
     epochs: int = 3
     lr: float = 1e-4
     batch_size: int = 128
+    prune_until: float = 0.6
     ratios: dict[str, float] | None = None  # fixed per-layer ratios instead of automatic ones
 
     def __post_init__(self) -> None:
         _check(0.0 <= self.sparsity < 1.0, f"prune: sparsity {self.sparsity} must be in [0, 1)")
+        _check(
+            self.schedule in ("iterative", "gradual"),
+            f"prune: schedule {self.schedule!r} must be iterative or gradual",
+        )
+        _check(0.0 < self.prune_until <= 1.0, "prune: prune_until must be in (0, 1]")
         _check(self.steps >= 1 and self.epochs >= 0, "prune: steps >= 1 and epochs >= 0")
         _check(self.lr > 0 and self.batch_size >= 1, "prune: lr > 0 and batch_size >= 1")
 
@@ -99,10 +110,25 @@ def run_prune(model: nn.Module, data: Dataset, cfg: PruneStage, log: Log) -> dic
         sens = prune.analyze(model, data.val, targets)
         ratios = prune.allocate(sens.curves, cfg.sparsity)
     log("prune: per-layer ratios " + ", ".join(f"{t} {r:.3f}" for t, r in ratios.items()))
-    retrain = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size)
-    report = prune.iterative(model, data, prune.growing_plan(ratios, cfg.steps), config=retrain)
-    log(report.table())
-    return {"ratios": ratios, "kept_fraction": report.kept_fraction}
+    train_cfg = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size)
+    if cfg.schedule == "iterative":
+        plan = prune.growing_plan(ratios, cfg.steps)
+        report = prune.iterative(model, data, plan, config=train_cfg)
+        log(report.table())
+        return {"ratios": ratios, "kept_fraction": report.kept_fraction}
+    total = cfg.epochs * num_batches(len(data.train), cfg.batch_size)
+    interval = max(1, int(cfg.prune_until * total) // cfg.steps)
+    gradual = prune.GradualPruning(ratios, n=cfg.steps, interval=interval).prepare(model)
+    fit(model, data, train_cfg, callbacks=[gradual])
+    stats = prune.layer_stats(model, targets)
+    kept = sum(s.kept for s in stats) / sum(s.weights for s in stats)
+    acc = evaluate(model, data.val)["accuracy"]
+    log(
+        f"prune: {100 * kept:.2f}% kept ("
+        + ", ".join(f"{s.name} {100 * s.kept_fraction:.1f}%" for s in stats)
+        + f"), val accuracy {acc:.4f}"
+    )
+    return {"ratios": ratios, "kept_fraction": kept, "val_accuracy": acc}
 
 
 def run_share(model: nn.Module, data: Dataset, cfg: ShareStage, log: Log) -> dict[str, Any]:
