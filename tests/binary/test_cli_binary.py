@@ -1,0 +1,40 @@
+"""The binarize and bench xnor verbs through the real CLI."""
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from cnnzip.cli import main
+from cnnzip.runtime import available_paths
+
+
+def run_cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.output
+
+
+def test_bench_xnor_json_has_the_documented_fields():
+    code, out = run_cli("bench", "xnor", "--repeats", "1", "--json")
+    assert code == 0, out
+    result = json.loads(out.strip().splitlines()[-1])
+    assert [(r["cin"], r["hw"]) for r in result["layers"]] == [(256, 56), (128, 28), (512, 7)]
+    for row in result["layers"]:
+        assert row["cout"] == row["cin"] and row["float_ms"] > 0 and row["binary_ms"] > 0
+        assert abs(row["speedup"] - row["float_ms"] / row["binary_ms"]) < 1e-9
+        if len(available_paths()) > 1:  # compiled kernels: far faster than float32
+            assert row["speedup"] > 1
+
+
+def test_binarize_refuses_a_folder_that_is_not_a_run(tmp_path: Path):
+    code, out = run_cli(
+        "binarize",
+        str(tmp_path),
+        "--mode",
+        "xnor",
+        "--data",
+        "synthetic",
+        "-o",
+        str(tmp_path / "b"),
+    )
+    assert code == 2 and "not a run directory" in out and "Traceback" not in out
