@@ -38,14 +38,14 @@ def teacher_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option(
         "--hard-weight",
         type=float,
-        default=0.1,
+        default=0.5,
         show_default=True,
         help="Weight of the cross-entropy with the true labels.",
     )(fn)
     fn = click.option(
         "--soft-weight",
         type=float,
-        default=0.9,
+        default=0.5,
         show_default=True,
         help="Weight of the T^2-scaled divergence from the teachers' softened outputs.",
     )(fn)

@@ -44,8 +44,8 @@ class KDLoss:
         self,
         teachers: nn.Module | Sequence[nn.Module] | Teachers,
         T: float = 4.0,
-        soft_weight: float = 0.9,
-        hard_weight: float = 0.1,
+        soft_weight: float = 0.5,
+        hard_weight: float = 0.5,
         *,
         cache: bool = False,
     ) -> None:
@@ -81,8 +81,8 @@ class KDLoss:
 def make_loss(
     teachers: Sequence[TeacherSource] | None,
     T: float = 4.0,
-    soft_weight: float = 0.9,
-    hard_weight: float = 0.1,
+    soft_weight: float = 0.5,
+    hard_weight: float = 0.5,
     *,
     cache: bool = False,
 ) -> LossFn:
