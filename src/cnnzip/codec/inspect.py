@@ -19,7 +19,7 @@ import numpy as np
 
 from cnnzip.codec import container
 from cnnzip.codec.model import _check_entries, _numel, decode_state
-from cnnzip.codec.sparse import best_index_bits, gap_counts
+from cnnzip.codec.sparse import best_index_bits, gap_counts, gap_decode
 from cnnzip.codec.streams import decode_stream, entropy_bits
 
 __all__ = ["Report", "inspect"]
@@ -100,12 +100,15 @@ class Report:
         return "\n".join(rows)
 
 
-def _stream_stats(cf: container.CnnzFile, entry: dict[str, Any], key: str) -> dict[str, Any]:
+def _stream_stats(
+    cf: container.CnnzFile, entry: dict[str, Any], key: str
+) -> tuple[dict[str, Any], np.ndarray]:
+    """(what the report shows of a stream, its symbols)."""
     desc = entry[key]
     blob = cf.section(desc["section"])
     symbols = decode_stream(desc, blob)
     h = entropy_bits(np.bincount(symbols, minlength=desc["alphabet"]))
-    return {
+    stats = {
         "stream": "indices" if key == "codes" else "gaps",
         "coder": desc["coder"],
         "symbols": desc["n"],
@@ -114,9 +117,10 @@ def _stream_stats(cf: container.CnnzFile, entry: dict[str, Any], key: str) -> di
         "data_bytes": len(blob) - desc.get("table_bytes", 0),
         "table_bytes": desc.get("table_bytes", 0),
     }
+    return stats, symbols
 
 
-def _layer(cf: container.CnnzFile, entry: dict[str, Any], value: np.ndarray) -> dict[str, Any]:
+def _layer(cf: container.CnnzFile, entry: dict[str, Any]) -> dict[str, Any]:
     numel, enc = _numel(entry), entry["encoding"]
     layer: dict[str, Any] = {"name": entry["name"], "encoding": enc, "weights": numel}
     if enc == "dense":
@@ -127,17 +131,18 @@ def _layer(cf: container.CnnzFile, entry: dict[str, Any], value: np.ndarray) -> 
             "streams": [], "buffer": bool(entry.get("buffer")),
         }  # fmt: skip
     count = entry["count"]
-    positions = np.flatnonzero(value.reshape(-1) != 0)  # kept weights (a zero centroid aside)
+    gaps, symbols = _stream_stats(cf, entry, "gaps")
+    positions = gap_decode(symbols, entry["index_bits"], numel, count)
     p_fixed = best_index_bits(positions, coded=False)
     index_bytes = (int(gap_counts(positions, p_fixed).sum()) * p_fixed + 7) // 8
-    streams = [_stream_stats(cf, entry, "gaps")]
+    streams = [gaps]
     coded = len(cf.section(entry["gaps"]["section"]))
     pruned = 4 * count + index_bytes
     if enc == "shared":
         k = entry["k"]
         bits = max(1, (k - 1).bit_length())
         shared = (count * bits + 7) // 8 + index_bytes + 4 * k
-        streams.insert(0, _stream_stats(cf, entry, "codes"))
+        streams.insert(0, _stream_stats(cf, entry, "codes")[0])
         coded += len(cf.section(entry["codebook"])) + len(cf.section(entry["codes"]["section"]))
         weight_bits = 8 * len(cf.section(entry["codes"]["section"])) / max(count, 1)
     else:
@@ -157,9 +162,8 @@ def _layer(cf: container.CnnzFile, entry: dict[str, Any], value: np.ndarray) -> 
 def inspect(path: str | Path) -> Report:
     """Read, check and decode ``path`` and report it per layer and per stage."""
     cf = container.read(path)
-    state = decode_state(cf)
-    entries = _check_entries(cf.header["tensors"])
-    layers = [_layer(cf, e, state[e["name"]].numpy()) for e in entries]
+    decode_state(cf)  # checks the whole file before anything is reported
+    layers = [_layer(cf, e) for e in _check_entries(cf.header["tensors"])]
     dense = sum(4 * layer["weights"] for layer in layers if not layer["buffer"])
     meta = cf.header.get("meta") if isinstance(cf.header.get("meta"), dict) else {}
     return Report(file_bytes=os.path.getsize(path), dense_bytes=dense, layers=layers, meta=meta)

@@ -40,7 +40,7 @@ def entropy_bits(counts: np.ndarray) -> float:
     c = np.asarray(counts, dtype=np.float64)
     c = c[c > 0]
     n = c.sum()
-    return float(-(c * np.log2(c / n)).sum()) if n else 0.0
+    return float((c * np.log2(n / c)).sum()) if n else 0.0
 
 
 def raw_width(alphabet: int) -> int:
