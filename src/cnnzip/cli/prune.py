@@ -74,7 +74,7 @@ def sensitivity_cmd(
 @click.option("--layer", "layers", multiple=True, help="Prune only this layer (repeatable).")
 @click.option("--steps", type=int, default=3, show_default=True, help="Prune -> retrain steps.")
 @click.option("--epochs", type=int, default=3, show_default=True, help="Retraining epochs/step.")
-@click.option("--lr", type=float, default=1e-4, show_default=True, help="Retraining lr (Adam).")
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Retraining lr (Adam).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("-o", "--out", type=click.Path(file_okay=False), required=True, help="Run to write.")
 @data_options
