@@ -133,3 +133,21 @@ def test_cnnz_stores_1_bit_per_weight_and_loads_back_exactly(tmp_path: Path):
     (tmp_path / "bad.cnnz").write_bytes(bytes(data))
     with pytest.raises(cnnzip.CnnzipError, match="CRC32"):
         load(tmp_path / "bad.cnnz")
+
+
+def test_a_norm_after_an_xnor_conv_is_folded_into_the_kernel():
+    torch.manual_seed(0)
+    conv = XnorConv2d(16, 24, 3, padding=1)
+    cnnzip.transforms.add_transform(conv, "weight", BWN())
+    norm = torch.nn.BatchNorm2d(24)
+    with torch.no_grad():  # a norm that really moves things
+        norm.running_mean.uniform_(-2, 2)
+        norm.running_var.uniform_(0.5, 3)
+        norm.weight.uniform_(-2, 2)
+        norm.bias.uniform_(-1, 1)
+    model = torch.nn.Sequential(conv, norm).eval()
+    fast = compile_binary(model)
+    assert isinstance(fast[1], torch.nn.Identity)
+    x = torch.randn(2, 16, 9, 9)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), model(x), rtol=1e-4, atol=1e-4)

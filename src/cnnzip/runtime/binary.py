@@ -66,14 +66,31 @@ class FastXnorLinear(nn.Module):
         return self.kernel(x[:, :, None, None]).flatten(1)
 
 
+def _fold_following_norms(fast: nn.Module) -> None:
+    """A BatchNorm2d right after a fast conv in a Sequential joins its output transform."""
+    for seq in [m for m in fast.modules() if isinstance(m, nn.Sequential)]:
+        for i in range(len(seq) - 1):
+            conv, norm = seq[i], seq[i + 1]
+            if isinstance(conv, FastXnorConv2d) and isinstance(norm, nn.BatchNorm2d):
+                a, b = _norm_affine(norm)  # y * a + b after y = dot [* K] * scale + bias
+                conv.kernel.scale = (conv.kernel.scale * a).contiguous()
+                conv.kernel.bias = (conv.kernel.bias * a + b).contiguous()
+                seq[i + 1] = nn.Identity()
+
+
 def compile_binary(model: nn.Module) -> nn.Module:
-    """An eval-mode copy of ``model`` whose XNOR blocks run on the kernels."""
+    """An eval-mode copy of ``model`` whose XNOR blocks run on the kernels.
+
+    A BatchNorm2d that directly follows an XNOR conv in a Sequential is folded into
+    the kernel's per-channel output transform.
+    """
     fast = copy.deepcopy(model).eval()
     for name, module in list(fast.named_modules()):
         if isinstance(module, XnorConv2d | XnorLinear):
             parent_name, _, child = name.rpartition(".")
             twin = FastXnorConv2d if isinstance(module, XnorConv2d) else FastXnorLinear
             setattr(fast.get_submodule(parent_name), child, twin(module))
+    _fold_following_norms(fast)
     return fast
 
 
