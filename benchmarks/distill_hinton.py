@@ -25,6 +25,7 @@ it again with the same arguments and it continues where it stopped.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import time
@@ -61,8 +62,13 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--soft-weight", type=float, default=0.5)
     p.add_argument("--hard-weight", type=float, default=0.5)
     p.add_argument(
-        "--limit", type=int, default=10000, help="first N training images (4/5 train, 1/5 val)"
+        "--limit",
+        type=int,
+        default=10000,
+        help="first N training images (4/5 train, 1/5 val; 0: all)",
     )
+    p.add_argument("--cnn-teacher", default=None, help="use this run as the CNN teacher")
+    p.add_argument("--only", nargs="+", default=None, help="run only keys with these prefixes")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest when busy)")
     p.add_argument("--runs", default="runs/distill_hinton", help="teacher run directories")
     p.add_argument("--results", default="benchmarks/results/distill_hinton.json")
@@ -149,25 +155,32 @@ def run(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     path = Path(args.results)
     results = load_results(path)
-    config = {k: v for k, v in vars(args).items() if k not in ("table", "threads", "seeds")}
+    skip = ("table", "threads", "seeds", "only")
+    config = {k: v for k, v in vars(args).items() if k not in skip and v is not None}
     if results.setdefault("config", config) != config:
         raise SystemExit(f"{path} holds results of other settings {results['config']}: move it")
-    data = cz_data.load("fashion-mnist", limit=args.limit)
-    members = {name: train_teacher(name, data, args) for name in ("mlp1200", "lenet5")}
-    teacher_sets = {
-        name: Teachers([members[m] for m in names], cache=True)
-        for name, names in TEACHER_SETS.items()
-    }
-    for name, teachers in teacher_sets.items():
-        key = f"teacher|{name}"
-        if key not in results:
-            record(results, path, key, {"test_accuracy": teachers.accuracy(data.test)})
+    data = cz_data.load("fashion-mnist", limit=args.limit or None)
+
+    @functools.cache
+    def member(name: str) -> nn.Module:
+        if name == "lenet5" and args.cnn_teacher:
+            return load_run(args.cnn_teacher).model
+        return train_teacher(name, data, args)
+
+    @functools.cache
+    def teacher_set(name: str) -> Teachers:
+        teachers = Teachers([member(m) for m in TEACHER_SETS[name]], cache=True)
+        if f"teacher|{name}" not in results:
+            accuracy = teachers.accuracy(data.test)
+            record(results, path, f"teacher|{name}", {"test_accuracy": accuracy})
+        return teachers
+
     for key, student, teacher, T, seed in jobs(args):
-        if key in results:
+        if key in results or (args.only and not key.startswith(tuple(args.only))):
             continue
         loss_fn = cross_entropy
         if teacher is not None:
-            loss_fn = KDLoss(teacher_sets[teacher], T, args.soft_weight, args.hard_weight)
+            loss_fn = KDLoss(teacher_set(teacher), T, args.soft_weight, args.hard_weight)
         record(results, path, key, train_student(student, seed, data, args, loss_fn))
         print(f"{key}: {results[key]['test_accuracy']:.4f} ({results[key]['seconds']:.0f}s)")
     print(table(results, args))
@@ -204,6 +217,8 @@ def table(results: dict[str, Any], args: argparse.Namespace) -> str:
         rows += [(f"{t} T=4", f"{student}|{t}|T=4") for t in ("mlp1200", "lenet5")]
         for label, prefix in rows:
             accs = _accs(results, prefix, seeds)
+            if not accs:
+                continue
             full = len(accs) == len(alone) == len(seeds)
             beats = all(a > b for a, b in zip(accs, alone, strict=True)) if full else None
             mark = "-" if beats is None else ("yes" if beats else "no")
