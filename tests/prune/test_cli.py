@@ -72,6 +72,26 @@ def test_prune_uniform_and_by_layer(run_dir: str, tmp_path: Path) -> None:
     assert layer["name"] == "fc2.weight" and layer["kept"] == 256
 
 
+def test_prune_to_a_byte_budget(run_dir: str, tmp_path: Path) -> None:
+    # 58 biases stay dense (232 B); 5 B per kept weight: room for exactly 2576 of 25760
+    budget = 4 * 58 + 5 * 2576
+    args = ["--budget", str(budget), "--steps", "1", "--epochs", "0", "--json"]
+    code, text = run_cli("prune", run_dir, *args, "-o", str(tmp_path / "b"), "--data", "synthetic")
+    assert code == 0, text
+    assert last_json(text)["kept"] == 2576
+
+
+def test_prune_to_a_maximum_drop(run_dir: str, tmp_path: Path) -> None:
+    code, text = run_cli("prune", run_dir, "--max-drop", "1", "-o", str(tmp_path / "d"),
+                         "--data", "synthetic", "--epochs", "1", "--json")  # fmt: skip
+    assert code == 0, text
+    res = last_json(text)
+    steps = res["steps"]
+    assert steps[-1]["val_accuracy"] >= steps[0]["val_accuracy"] - 0.01
+    assert res["kept_fraction"] <= 0.5  # the first point of the path (50%) costs nothing here
+    assert res["kept_fraction"] == pytest.approx(steps[-1]["kept_fraction"])
+
+
 def test_sensitivity_prints_the_table_and_writes_curves_and_plot(
     run_dir: str, tmp_path: Path
 ) -> None:
