@@ -13,6 +13,7 @@ from cnnzip import data as cz_data
 from cnnzip import prune as P
 from cnnzip.cli.app import data_options, emit, main
 from cnnzip.data import Dataset
+from cnnzip.prune.sensitivity import CACHE
 from cnnzip.runs import Run, load_run, save_run
 
 # overall sparsities tried in turn by --max-drop, each followed by retraining
@@ -59,7 +60,7 @@ def sensitivity_cmd(
     P.plot(sens, png)
     result = {
         "layers": [vars(c) for c in sens.curves],
-        "curves": str(run.path / P.sensitivity.CACHE),
+        "curves": str(run.path / CACHE),
         "plot": str(png),
     }
     emit(result, as_json, lambda r: f"{sens.table()}\ncurves: {r['curves']}\nplot: {r['plot']}")
