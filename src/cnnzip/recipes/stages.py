@@ -39,7 +39,7 @@ class PruneStage:
     ``gradual``: one run of ``epochs`` pruning ``steps`` times along the cubic curve
     during its first ``prune_until`` share (Zhu & Gupta), then training on."""
 
-    sparsity: float = 0.92
+    sparsity: float = 0.94
     schedule: str = "iterative"
     steps: int = 3
     epochs: int = 3
