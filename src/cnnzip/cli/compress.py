@@ -73,7 +73,8 @@ def compress_cmd(
         as_json,
         lambda r: (
             f"{report.table()}\n\n{out}: {r['file_bytes']} bytes, {r['ratio']:.1f}x smaller;"
-            f" test accuracy {accuracy:.4f} (dense {baseline:.4f}, {r['accuracy_drop_pp']:+.2f} pp)"
+            f" test accuracy {accuracy:.4f} (dense {baseline:.4f},"
+            f" {100 * (accuracy - baseline):+.2f} pp)"
         ),
     )
 
