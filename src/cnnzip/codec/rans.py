@@ -137,15 +137,17 @@ def decode_many(streams: list[tuple[bytes, int, np.ndarray]]) -> list[np.ndarray
     order = np.argsort(-todo, kind="stable")  # busiest first: active lanes are a prefix
     st, j, todo = st[order], j[order], todo[order]
     x = np.concatenate([p[0] for p in parts])[order]
-    words = np.concatenate([p[1] for p in parts] + [np.zeros(1, np.int64)])  # pad: safe gather
     lane_words = np.concatenate([p[2] for p in parts])
+    steps = int(todo.max(initial=0))
+    # zero padding: a lane reads at most one word per step, so even word counts that lie
+    # cannot make a gather leave the array
+    words = np.concatenate([p[1] for p in parts] + [np.zeros(steps + 1, np.int64)])
     ptr = (np.cumsum(lane_words) - lane_words)[order]  # next word of each lane
     end = ptr + lane_words[order]
     slot_base = st * TOTAL
     out_base = np.cumsum(ns) - ns
     pos = out_base[st] + j  # (L,) where each lane's next symbol goes
     stride = lanes[st]
-    steps = int(todo.max(initial=0))
     active = np.searchsorted(-todo, -np.arange(steps), side="left")  # lanes busy at step g
     slots = np.zeros(int(ns.sum()), dtype=np.int64)  # decoded global slot of every symbol
     for g in range(steps):
