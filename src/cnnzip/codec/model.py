@@ -262,7 +262,7 @@ def decode_state(cf: container.CnnzFile) -> dict[str, torch.Tensor]:
 
 def _dense(cf: container.CnnzFile, entry: dict[str, Any]) -> torch.Tensor:
     dtype, stored = entry.get("dtype"), entry.get("stored")
-    if dtype not in DTYPES or stored not in DTYPES:
+    if not (isinstance(dtype, str) and isinstance(stored, str)) or {dtype, stored} - DTYPES.keys():
         raise CnnzFormatError(f"tensor {entry['name']!r}: unknown dtype {dtype!r}/{stored!r}")
     blob = cf.section(entry.get("section"))
     np_dtype = np.dtype(DTYPES[stored][1])
