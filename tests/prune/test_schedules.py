@@ -9,7 +9,15 @@ import torch
 
 from cnnzip.data import Dataset
 from cnnzip.models import get_model
-from cnnzip.prune import RETRAIN, GradualPruning, cubic_sparsity, get_mask, growing_plan, iterative
+from cnnzip.prune import (
+    RETRAIN,
+    GradualPruning,
+    PruneError,
+    cubic_sparsity,
+    get_mask,
+    growing_plan,
+    iterative,
+)
 from cnnzip.train import TrainConfig, fit
 
 
@@ -81,3 +89,8 @@ def test_max_val_drop_undoes_the_step_that_breaks_the_model(toy_data: Dataset) -
     assert report.steps[1].val_accuracy >= report.steps[0].val_accuracy - 0.02
     assert int(get_mask(model, "fc1.weight").mask.sum()) == 784 * 32 // 2
     assert report.layers[0].kept == 784 * 32 // 2
+
+
+def test_an_empty_plan_is_refused(toy_data: Dataset) -> None:
+    with pytest.raises(PruneError, match="plan is empty"):
+        iterative(get_model("lenet300", hidden=[32, 16]), toy_data, [])

@@ -15,7 +15,7 @@ from dataclasses import replace
 import torch.nn as nn
 
 from cnnzip.data import Dataset
-from cnnzip.prune.masks import MaskKeeper, apply_masks, masked_weights, set_mask
+from cnnzip.prune.masks import MaskKeeper, PruneError, apply_masks, masked_weights, set_mask
 from cnnzip.prune.report import PruneReport, Step, layer_stats
 from cnnzip.prune.rules import Pruned, magnitude
 from cnnzip.train import TrainConfig, TrainState, evaluate, fit
@@ -84,10 +84,12 @@ def iterative(
     more than that below the dense model's is undone and the search stops: the
     plan is then a path of growing sparsity and the result its last safe point.
     """
+    if not plan:
+        raise PruneError("the pruning plan is empty: give at least one step of per-layer ratios")
     targets = list(plan[0])
     apply_masks(model, targets)  # every snapshot below then has the same state_dict keys
     sizes = {s.name: s.weights for s in layer_stats(model, targets)}
-    report = PruneReport(layers=layer_stats(model, targets))
+    report = PruneReport(layers=[])  # filled at the end, with the last thresholds
     report.steps.append(_measure(model, data, 0, 0.0, targets))
     base_val = report.steps[0].val_accuracy
     thresholds: dict[str, float] = {}
