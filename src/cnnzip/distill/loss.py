@@ -37,7 +37,10 @@ class KDLoss:
     ``teachers`` is one module, a list of modules (an ensemble), or a
     ``Teachers`` (to share its cache between losses). The teachers run on the
     same x the student sees, frozen (see ``Teachers``); ``cache=True`` keeps
-    their outputs per sample, for input pipelines without augmentation.
+    their outputs per sample, for input pipelines without augmentation (a
+    ``Teachers`` passed in keeps its own setting). The equal default weights
+    were the best measured for LeNet-300-100 from LeNet-5 (BENCHMARKS.md); the
+    paper preferred a lower hard weight, which lost accuracy there.
     """
 
     def __init__(
