@@ -212,7 +212,8 @@ def table(results: dict[str, Any], args: argparse.Namespace) -> str:
     ]
     for student in STUDENTS:
         alone = _accs(results, f"{student}|alone", seeds)
-        lines.append(f"| {student} | alone | {_cell(alone)} | |")
+        if alone:
+            lines.append(f"| {student} | alone | {_cell(alone)} | |")
         rows = [(f"ensemble T={T:g}", f"{student}|ensemble|T={T:g}") for T in args.temperatures]
         rows += [(f"{t} T=4", f"{student}|{t}|T=4") for t in ("mlp1200", "lenet5")]
         for label, prefix in rows:
