@@ -11,7 +11,7 @@ install: $(STAMP)
 
 # Pinned dependencies first (torch==2.13.0, the CPU build on local disk), then
 # the package itself without letting pip resolve anything else.
-$(STAMP): pyproject.toml requirements.txt
+$(STAMP): pyproject.toml requirements.txt setup.py $(wildcard csrc/*.c csrc/*.h)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -r requirements.txt
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
