@@ -307,14 +307,20 @@ static void pair_offsets(const cz_geom *g, const uint8_t *act, size_t cg, uint16
     "vpaddb %[tmp], %[q2], %[q2]\n\t"                                \
     "vpshufb " OFF "(%[w],%[w3]), %[t], %[tmp]\n\t"                  \
     "vpaddb %[tmp], %[q3], %[q3]\n\t"
+/* The first step of a group writes the counters instead of adding to them. */
+#define CZ_PAIR_FIRST(I)                                            \
+    "vbroadcasti128 (%[lut],%[" I "]), %[t]\n\t"                     \
+    "vpshufb (%[w]), %[t], %[q0]\n\t"                               \
+    "vpshufb (%[w],%[w1]), %[t], %[q1]\n\t"                         \
+    "vpshufb (%[w],%[w1],2), %[t], %[q2]\n\t"                       \
+    "vpshufb (%[w],%[w3]), %[t], %[q3]\n\t"
 /* Split packed counters q into pixel A (low nibbles) and pixel B (high nibbles). */
 #define CZ_SPLIT(Q, A, B)                                           \
     "vpand %[low], %[" Q "], %[tmp]\n\t"                             \
     "vpaddb %[tmp], %[" A "], %[" A "]\n\t"                          \
     "vpsrlw $4, %[" Q "], %[tmp]\n\t"                                \
     "vpand %[low], %[tmp], %[tmp]\n\t"                               \
-    "vpaddb %[tmp], %[" B "], %[" B "]\n\t"                          \
-    "vpxor %[" Q "], %[" Q "], %[" Q "]\n\t"
+    "vpaddb %[tmp], %[" B "], %[" B "]\n\t"
 #define CZ_SPLIT_ALL \
     CZ_SPLIT("q0", "a0", "b0") CZ_SPLIT("q1", "a1", "b1") CZ_SPLIT("q2", "a2", "b2") \
     CZ_SPLIT("q3", "a3", "b3")
@@ -342,13 +348,13 @@ __attribute__((target("avx2"))) static void kern_pair4(const uint16_t *pa, const
     int j = 0;
     for (; j + 3 <= steps; j += 3, w += 96) { /* 3 steps fill a nibble up to 12 */
         size_t i0 = pa[j], i1 = pa[j + 1], i2 = pa[j + 2];
-        __asm__(CZ_PAIR_STEP("i0", "0") CZ_PAIR_STEP("i1", "32")
+        __asm__(CZ_PAIR_FIRST("i0") CZ_PAIR_STEP("i1", "32")
                     CZ_PAIR_STEP("i2", "64") CZ_STEP_OPERANDS);
         __asm__(CZ_SPLIT_ALL CZ_SPLIT_OPERANDS);
     }
     for (; j < steps; j++, w += 32) {
         size_t i0 = pa[j], i1 = 0, i2 = 0;
-        __asm__(CZ_PAIR_STEP("i0", "0") CZ_STEP_OPERANDS);
+        __asm__(CZ_PAIR_FIRST("i0") CZ_STEP_OPERANDS);
         __asm__(CZ_SPLIT_ALL CZ_SPLIT_OPERANDS);
     }
     flush(a0, acc);
@@ -361,6 +367,7 @@ __attribute__((target("avx2"))) static void kern_pair4(const uint16_t *pa, const
     flush(b3, acc + accstep + 96);
 }
 #undef CZ_PAIR_STEP
+#undef CZ_PAIR_FIRST
 #undef CZ_SPLIT
 #undef CZ_SPLIT_ALL
 #undef CZ_STEP_OPERANDS
