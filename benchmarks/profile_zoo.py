@@ -22,7 +22,7 @@ import torch
 
 import cnnzip
 from cnnzip.models import get_model
-from cnnzip.profiling import Report
+from cnnzip.profiling import Latency, compare, measure_latency
 
 SHAPE = (3, 224, 224)
 
@@ -77,31 +77,34 @@ def reference_table() -> str:
 
 
 def latency_table(threads: int, runs: int, warmup: int) -> str:
-    """Every model measured in the same process and setting; ratios are baseline / compact."""
-    reports: dict[str, Report] = {}
-    for name, kwargs in [*BASELINES, *COMPACT]:
-        model = get_model(name, **kwargs)
-        reports[_label(name, kwargs)] = cnnzip.profile(
-            model, SHAPE, measure_latency=True, runs=runs, warmup=warmup, threads=threads
-        )
+    """Models timed round-robin, one forward each per round, so that load from other jobs
+    drifting during the benchmark hits every model alike; ratios are baseline / row."""
+    models = {_label(n, kw): get_model(n, **kw) for n, kw in [*BASELINES, *COMPACT]}
+    reports = {label: cnnzip.profile(m, SHAPE) for label, m in models.items()}
+    for model in models.values():
+        measure_latency(model, SHAPE, runs=1, warmup=warmup, threads=threads)
+    times: dict[str, list[float]] = {label: [] for label in models}
+    for _ in range(runs):
+        for label, model in models.items():
+            lat = measure_latency(model, SHAPE, runs=1, warmup=0, threads=threads)
+            times[label].append(lat.median_ms)
+    for label, report in reports.items():
+        setting = {"warmup": warmup, "batch": 1, "threads": threads, "device": "cpu"}
+        report.latency = Latency.from_times(times[label], **setting)
     head = "| model | MACs | latency ms (IQR) |"
     rule = "|---|---:|---:|"
     for base, _ in BASELINES:
         head += f" MACs {base}/x | latency {base}/x |"
         rule += "---:|---:|"
-    lines = [
-        f"{threads} thread(s), batch 1, median of {runs} runs after {warmup} warm-up",
-        "",
-        head,
-        rule,
-    ]
+    title = f"{threads} thread(s), batch 1, median of {runs} rounds after {warmup} warm-up"
+    lines = [title, "", head, rule]
     for label, report in reports.items():
         lat = report.latency
         assert lat is not None
         spread = f"{lat.median_ms:,.1f} ({lat.q1_ms:,.1f}-{lat.q3_ms:,.1f})"
         row = f"| {label} | {report.macs / 1e6:,.0f} M | {spread} |"
         for base, _ in BASELINES:
-            ratios = cnnzip.profiling.compare(report, reports[base])
+            ratios = compare(report, reports[base])
             row += f" {ratios['mac_ratio']:.2f}x | {ratios['latency_ratio']:.2f}x |"
         lines.append(row)
     return "\n".join(lines)

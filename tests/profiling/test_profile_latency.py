@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 
 import cnnzip
 from cnnzip.errors import CnnzipError
-from cnnzip.profiling import measure_latency
+from cnnzip.profiling import Latency, measure_latency
 
 
 def _tiny() -> nn.Module:
@@ -41,3 +42,11 @@ def test_latency_counts_the_whole_batch() -> None:
 def test_bad_latency_settings_are_refused(kwargs: dict) -> None:
     with pytest.raises(CnnzipError):
         measure_latency(_tiny(), (1, 28, 28), **kwargs)
+
+
+def test_latency_summary_matches_numpy_percentiles() -> None:
+    times = [4.0, 1.0, 3.0, 2.0, 5.0, 9.0]
+    lat = Latency.from_times(times, warmup=0, batch=1, threads=1, device="cpu")
+    q1, median, q3 = np.percentile(times, [25, 50, 75])  # linear interpolation
+    assert (lat.q1_ms, lat.median_ms, lat.q3_ms) == pytest.approx((q1, median, q3))
+    assert (lat.min_ms, lat.max_ms, lat.runs) == (1.0, 9.0, 6)

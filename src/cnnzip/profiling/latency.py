@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -76,16 +75,4 @@ def measure_latency(
                 torch.cuda.synchronize(device)
             if i >= warmup:
                 times.append((time.perf_counter() - start) * 1e3)
-    q1, median, q3 = statistics.quantiles(times, n=4, method="inclusive") if runs > 1 else times * 3
-    return Latency(
-        median_ms=median,
-        q1_ms=q1,
-        q3_ms=q3,
-        min_ms=min(times),
-        max_ms=max(times),
-        runs=runs,
-        warmup=warmup,
-        batch=batch,
-        threads=used,
-        device=str(device),
-    )
+    return Latency.from_times(times, warmup=warmup, batch=batch, threads=used, device=str(device))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -52,6 +53,24 @@ class Latency:
     batch: int
     threads: int
     device: str
+
+    @classmethod
+    def from_times(cls, times_ms: list[float], **setting: Any) -> Latency:
+        """Median, quartiles and range of timed runs; ``setting``: warmup, batch, threads, device"""
+        q1, median, q3 = (
+            statistics.quantiles(times_ms, n=4, method="inclusive")
+            if len(times_ms) > 1
+            else times_ms * 3
+        )
+        return cls(
+            median_ms=median,
+            q1_ms=q1,
+            q3_ms=q3,
+            min_ms=min(times_ms),
+            max_ms=max(times_ms),
+            runs=len(times_ms),
+            **setting,
+        )
 
     def __str__(self) -> str:
         return (
