@@ -110,8 +110,7 @@ def test_stored_layer_is_1_bit_per_weight_and_decodes_the_signs():
     assert sizes["float32"] / sizes["binary"] > 25
 
 
-def test_cnnz_stores_1_bit_per_weight_and_loads_back_exactly(tmp_path: Path):
-    from cnnzip.binary.cnnz import load, save
+def test_cnnz_stores_1_bit_per_weight_and_runs_on_the_kernels(tmp_path: Path):
     from cnnzip.runtime import load as load_fast
 
     torch.manual_seed(0)
@@ -120,19 +119,16 @@ def test_cnnz_stores_1_bit_per_weight_and_loads_back_exactly(tmp_path: Path):
     for name in binary_layers(get_model("lenet5")):
         cnnzip.transforms.add_transform(model, f"{name}.weight", BWN())
     model.eval()
-    size = save(tmp_path / "m.cnnz", model, arch={"name": "binarized", "kwargs": kwargs})
+    size = cnnzip.codec.save(
+        tmp_path / "m.cnnz", model, arch={"name": "binarized", "kwargs": kwargs}
+    )
     float_bytes = 4 * sum(p.numel() for p in model.parameters())
     assert size < float_bytes / 12  # conv1 and fc2 stay float32
     x = torch.randn(3, 1, 28, 28)
     with torch.no_grad():
         want = model(x)
-        assert torch.equal(load(tmp_path / "m.cnnz")(x), want)  # alpha * sign, bit for bit
+        assert torch.equal(cnnzip.load(tmp_path / "m.cnnz")(x), want)  # alpha * sign, exactly
         torch.testing.assert_close(load_fast(tmp_path / "m.cnnz")(x), want, rtol=1e-4, atol=1e-4)
-    data = bytearray((tmp_path / "m.cnnz").read_bytes())
-    data[-5] ^= 0xFF
-    (tmp_path / "bad.cnnz").write_bytes(bytes(data))
-    with pytest.raises(cnnzip.CnnzipError, match="CRC32"):
-        load(tmp_path / "bad.cnnz")
 
 
 def test_a_norm_after_an_xnor_conv_is_folded_into_the_kernel():

@@ -8,9 +8,9 @@ import click
 
 from cnnzip import data as cz_data
 from cnnzip.binary import MODES
-from cnnzip.binary.cnnz import save as save_cnnz
 from cnnzip.binary.finetune import binarize_run
 from cnnzip.cli.app import data_options, emit, main
+from cnnzip.codec import save as save_cnnz
 from cnnzip.runs import load_run
 from cnnzip.runtime.bench import bench_layers
 from cnnzip.runtime.xnor import available_paths

@@ -4,8 +4,10 @@ For each tensor: its weights, the share kept, the bits per weight and per
 index, and its bytes after each stage: dense float32; pruned (float32 values
 plus fixed p-bit relative indices, p the best for fixed width); + sharing
 (b-bit cluster indices, the same indices, the codebook); + entropy coding
-(the real sections in the file). Every coded stream is reported beside its
-empirical entropy (the Shannon bound), its table counted separately.
+(the real sections in the file). A binary (BWN) weight is not pruned; its
+sign bits and per-channel alpha are its shared and coded stages. Every coded
+stream is reported beside its empirical entropy (the Shannon bound), its
+table counted separately.
 """
 
 from __future__ import annotations
@@ -129,6 +131,14 @@ def _layer(cf: container.CnnzFile, entry: dict[str, Any]) -> dict[str, Any]:
             **layer, "kept": numel, "kept_pct": 100.0, "weight_bits": None, "index_bits": None,
             "bytes": {"dense": 4 * numel, "pruned": 4 * numel, "shared": 4 * numel, "coded": coded},
             "streams": [], "buffer": bool(entry.get("buffer")),
+        }  # fmt: skip
+    if enc == "binary":
+        stored = len(cf.section(entry["bits"])) + len(cf.section(entry["alpha"]))
+        return {
+            **layer, "kept": numel, "kept_pct": 100.0,
+            "weight_bits": 8 * len(cf.section(entry["bits"])) / numel, "index_bits": None,
+            "bytes": {"dense": 4 * numel, "pruned": 4 * numel, "shared": stored, "coded": stored},
+            "streams": [], "buffer": False,
         }  # fmt: skip
     count = entry["count"]
     gaps, symbols = _stream_stats(cf, entry, "gaps")

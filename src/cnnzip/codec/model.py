@@ -8,6 +8,10 @@ Each tensor of the plain model (parametrizations resolved) is stored as:
   layer); pruned weights decode to +0.0;
 - ``sparse``: a pruned but unshared layer: float32 values of the kept
   weights and the relative indices;
+- ``binary``: a weight under the BWN transform (see cnnzip.binary), alpha *
+  sign per output channel: its sign bits packed densely (section "bits", set
+  = negative, little-endian bit order, in the tensor's element order) and
+  alpha per output channel (section "alpha", float32): 1 bit per weight;
 - ``dense``: everything else (biases, norms, unpruned weights), floats as
   float32 or float16 by choice, other dtypes as they are.
 
@@ -24,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from cnnzip.binary.layers import BWN
 from cnnzip.codec import container
 from cnnzip.codec.errors import CnnzFormatError
 from cnnzip.codec.sparse import MAX_INDEX_BITS, best_index_bits, gap_decode, gap_encode
@@ -100,6 +105,8 @@ def _encode_tensor(
     index_bits: int | None,
 ) -> dict[str, Any]:
     entry: dict[str, Any] = {"name": name, "shape": list(value.shape)}
+    if any(isinstance(t, BWN) for t in ts):
+        return _encode_binary(sections, entry, value)
     shared = next((t for t in ts if isinstance(t, SharedWeight)), None)
     mask = shared.mask if shared is not None else _keep_mask(ts)
     if shared is None and mask is None:
@@ -129,6 +136,25 @@ def _encode_tensor(
         "k": len(codebook),
         "codebook": sections.add(codebook.astype("<f4").tobytes()),
         "codes": _stream(sections, codes, len(codebook)),
+    }
+
+
+def _encode_binary(sections: _Sections, entry: dict[str, Any], value: torch.Tensor) -> dict:
+    """alpha * sign as sign bits and alpha per output channel; refuses any other values."""
+    w = value.detach().cpu().reshape(len(value), -1)  # (cout, fan_in)
+    alpha = w.abs().amax(1)  # (cout,): every |w| of a row is its alpha
+    if value.dtype != torch.float32 or not torch.equal(w.abs(), alpha[:, None].expand_as(w)):
+        raise CnnzipError(
+            f"tensor {entry['name']!r}: a binary weight must be float32 and +-alpha per "
+            "output channel; store BWN layers without other transforms on them"
+        )
+    bits = np.packbits(torch.signbit(w).reshape(-1).numpy(), bitorder="little")
+    return {
+        **entry,
+        "encoding": "binary",
+        "dtype": "float32",
+        "bits": sections.add(bits.tobytes()),
+        "alpha": sections.add(alpha.numpy().astype("<f4").tobytes()),
     }
 
 
@@ -225,7 +251,7 @@ def decode_state(cf: container.CnnzFile) -> dict[str, torch.Tensor]:
     plans: list[tuple[dict[str, Any], int, int]] = []  # (entry, gaps item, codes item or -1)
     for entry in tensors:
         numel, enc = _numel(entry), entry.get("encoding")
-        if enc == "dense":
+        if enc in _DIRECT:
             continue
         if enc not in ("shared", "sparse"):
             raise CnnzFormatError(f"tensor {entry['name']!r}: unknown encoding {enc!r}")
@@ -244,7 +270,9 @@ def decode_state(cf: container.CnnzFile) -> dict[str, torch.Tensor]:
         plans.append((entry, len(items) - 1 - (codes >= 0), codes))
     symbols = decode_streams(items)
     state = {
-        entry["name"]: _dense(cf, entry) for entry in tensors if entry.get("encoding") == "dense"
+        entry["name"]: _DIRECT[entry["encoding"]](cf, entry)
+        for entry in tensors
+        if entry.get("encoding") in _DIRECT
     }
     for entry, gaps, codes in plans:
         numel, count = _numel(entry), entry["count"]
@@ -272,6 +300,26 @@ def _dense(cf: container.CnnzFile, entry: dict[str, Any]) -> torch.Tensor:
         )
     array = np.frombuffer(blob, dtype=np_dtype).reshape(entry["shape"])
     return torch.from_numpy(array.copy()).to(DTYPES[dtype][0])
+
+
+def _binary(cf: container.CnnzFile, entry: dict[str, Any]) -> torch.Tensor:
+    shape, numel = entry["shape"], _numel(entry)
+    if len(shape) < 2 or not numel:
+        raise CnnzFormatError(f"tensor {entry['name']!r}: binary weights of shape {shape}")
+    bits = cf.section(entry.get("bits"))
+    if len(bits) != (numel + 7) // 8:
+        raise CnnzFormatError(
+            f"tensor {entry['name']!r}: {len(bits)} bytes of sign bits for {numel} weights"
+        )
+    alpha = _float32(cf.section(entry.get("alpha")), shape[0], entry["name"])
+    if not np.all(np.isfinite(alpha) & (alpha >= 0)):
+        raise CnnzFormatError(f"tensor {entry['name']!r}: alpha is negative or not finite")
+    negative = np.unpackbits(np.frombuffer(bits, np.uint8), count=numel, bitorder="little")
+    signs = np.where(negative.reshape(shape[0], -1), -1.0, 1.0).astype(np.float32)
+    return torch.from_numpy(alpha[:, None] * signs).reshape(shape)  # alpha * sign, exactly
+
+
+_DIRECT = {"dense": _dense, "binary": _binary}  # encodings decoded without entropy streams
 
 
 def _check_shapes(cf: container.CnnzFile, model: nn.Module) -> None:

@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from cnnzip.binary.cnnz import load as load_binary
 from cnnzip.binary.layers import XnorConv2d, XnorLinear
 from cnnzip.binary.storage import real_weight
+from cnnzip.codec import load as load_cnnz
 from cnnzip.runtime.xnor import BinaryConvKernel, pack_signs
 
 __all__ = ["FastXnorConv2d", "FastXnorLinear", "compile_binary", "load"]
@@ -95,5 +95,6 @@ def compile_binary(model: nn.Module) -> nn.Module:
 
 
 def load(path: str | Path) -> nn.Module:
-    """A binarized .cnnz (cnnzip.binary.cnnz.save) ready to run on the kernels."""
-    return compile_binary(load_binary(path))
+    """A binarized .cnnz (e.g. ``cnnzip binarize --cnnz``), as ``cnnzip.load`` decodes it,
+    ready to run on the kernels."""
+    return compile_binary(load_cnnz(path))
