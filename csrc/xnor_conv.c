@@ -118,7 +118,7 @@ typedef struct {
     int layout, path;
     size_t pb;    /* bytes per padded pixel */
     int nsuper;   /* AVX2: register blocks of output channels */
-    uint16_t **acc; /* AVX2: per-thread [wo][SUPER * WIDTH] counters */
+    uint16_t **acc; /* AVX2: per-thread [wo8][SUPER * WIDTH] counters */
     uint16_t *pairs; /* AVX2: LUT2 offsets of pixel pairs, laid out as act */
     int failed;     /* a thread could not allocate its scratch */
 } conv_ctx;
@@ -376,25 +376,86 @@ __attribute__((target("avx2"))) static void kern_pair4(const uint16_t *pa, const
 /* Counter k of a 32-channel vector holds channel lane_channel(k) (unpack order). */
 static inline int lane_channel(int k) { return k < 8 ? k : k < 16 ? k + 8 : k < 24 ? k - 8 : k; }
 
+/* Output pixels rounded up to whole blocks of 8: the rows of the AVX2 counters. */
+static int wo8(const cz_geom *g) { return (g->wo + 7) / 8 * 8; }
+
+/* Transpose 8x8 floats: r[i] lane j -> r[j] lane i. */
+__attribute__((target("avx2"))) static inline void transpose8x8(__m256 r[8]) {
+    __m256 t[8], s[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        s[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        s[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+        s[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        s[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm256_permute2f128_ps(s[i], s[i + 4], 0x20);
+        r[i + 4] = _mm256_permute2f128_ps(s[i], s[i + 4], 0x31);
+    }
+}
+
+/* The output transform (as emit_row, same float operations in the same order) of one
+ * output row's counters, 8 channels x 8 pixels at a time: counters are pixel-major
+ * ([ox][32 * m + k]), the output channel-major, hence the transpose. */
+__attribute__((target("avx2"))) static void emit_avx2(const conv_ctx *cx, int n, int oy, int v0,
+                                                      int mv, const uint16_t *acc,
+                                                      size_t accstep) {
+    const cz_geom *g = cx->g;
+    const __m256i total = _mm256_set1_epi32(g->c * g->kh * g->kw);
+    const float *k = cx->kmap ? cx->kmap + ((size_t)n * g->ho + oy) * g->wo : NULL;
+    for (int m = 0; m < mv; m++)
+        for (int k0 = 0; k0 < WIDTH; k0 += 8) { /* counters k0..k0+7: 8 channels in a row */
+            int co0 = (v0 + m) * WIDTH + lane_channel(k0);
+            if (co0 >= g->cout) continue;
+            for (int ox0 = 0; ox0 < g->wo; ox0 += 8) {
+                int nx = g->wo - ox0 < 8 ? g->wo - ox0 : 8;
+                __m256 r[8], kv = _mm256_setzero_ps();
+                if (k) {
+                    float kbuf[8] = {0};
+                    memcpy(kbuf, k + ox0, sizeof(float) * nx);
+                    kv = _mm256_loadu_ps(kbuf);
+                }
+                for (int i = 0; i < 8; i++) { /* r[i]: pixel ox0 + i, lanes = channels */
+                    const uint16_t *c = acc + (size_t)(ox0 + i) * accstep + m * 32 + k0;
+                    __m256i cnt = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)c));
+                    r[i] = _mm256_cvtepi32_ps(_mm256_sub_epi32(total, _mm256_add_epi32(cnt, cnt)));
+                }
+                transpose8x8(r); /* r[j]: channel co0 + j, lanes = pixels */
+                for (int j = 0; j < 8 && co0 + j < g->cout; j++) {
+                    __m256 y = k ? _mm256_mul_ps(r[j], kv) : r[j];
+                    y = _mm256_add_ps(_mm256_mul_ps(y, _mm256_set1_ps(cx->scale[co0 + j])),
+                                      _mm256_set1_ps(cx->bias[co0 + j]));
+                    float *o = cx->out + (((size_t)n * g->cout + co0 + j) * g->ho + oy) * g->wo;
+                    if (nx == 8) {
+                        _mm256_storeu_ps(o + ox0, y);
+                    } else { /* the row's last pixels (masked stores are slow on AMD) */
+                        float part[8];
+                        _mm256_storeu_ps(part, y);
+                        memcpy(o + ox0, part, sizeof(float) * nx);
+                    }
+                }
+            }
+        }
+}
+
 /* Items: (n, oy, block of SUPER vectors of output channels). */
 __attribute__((target("avx2"))) static void conv_avx2(void *p, int begin, int end, int thread) {
     conv_ctx *cx = (conv_ctx *)p;
     const cz_geom *g = cx->g;
     size_t cg = cx->pb, len = (size_t)g->kw * cg, wvec = (size_t)g->kh * len * WIDTH;
     size_t astep = (size_t)g->stride * cg, row = (size_t)wp_of(g) * cg;
-    int nvec = (g->cout + WIDTH - 1) / WIDTH, total = g->c * g->kh * g->kw;
+    int nvec = (g->cout + WIDTH - 1) / WIDTH;
     uint16_t *acc = cx->acc[thread];
-    int32_t *dot = malloc(sizeof(int32_t) * g->wo);
-    if (!dot) {
-        cx->failed = 1;
-        return;
-    }
     for (int item = begin; item < end; item++) {
         int sb = item % cx->nsuper, oy = (item / cx->nsuper) % g->ho;
         int n = item / cx->nsuper / g->ho, v0 = sb * SUPER;
         int mv = nvec - v0 < SUPER ? nvec - v0 : SUPER;
         size_t accstep = (size_t)mv * 32;
-        memset(acc, 0, sizeof(uint16_t) * g->wo * accstep);
+        memset(acc, 0, sizeof(uint16_t) * wo8(g) * accstep);
         for (int ky = 0; ky < g->kh; ky++) {
             const uint8_t *arow =
                 cx->act + ((size_t)n * hp_of(g) + (size_t)oy * g->stride + ky) * row;
@@ -422,16 +483,8 @@ __attribute__((target("avx2"))) static void conv_avx2(void *p, int begin, int en
                 }
             }
         }
-        for (int m = 0; m < mv; m++)
-            for (int k = 0; k < WIDTH; k++) {
-                int co = (v0 + m) * WIDTH + lane_channel(k);
-                if (co >= g->cout) continue;
-                for (int ox = 0; ox < g->wo; ox++)
-                    dot[ox] = total - 2 * acc[ox * accstep + m * 32 + k];
-                emit_row(cx, n, co, oy, dot);
-            }
+        emit_avx2(cx, n, oy, v0, mv, acc, accstep);
     }
-    free(dot);
 }
 
 /* ---------------------------------------------------------------- AVX-512
@@ -513,7 +566,7 @@ int cz_conv2d(int path, const cz_geom *g, const float *x, const uint8_t *blob,
         if (!(cx.pairs = malloc(sizeof(uint16_t) * act_bytes))) rc = -1;
         else pair_offsets(g, cx.act, cx.pb, cx.pairs);
         for (int t = 0; t < used && t < 256; t++)
-            if (!(bufs[t] = malloc(sizeof(uint16_t) * g->wo * SUPER * WIDTH))) rc = -1;
+            if (!(bufs[t] = malloc(sizeof(uint16_t) * wo8(g) * SUPER * WIDTH))) rc = -1;
         if (rc == 0) cz_parallel(used, items, conv_avx2, &cx);
         for (int t = 0; t < 256; t++) free(bufs[t]);
         free(cx.pairs);
