@@ -21,7 +21,13 @@ from cnnzip.train import TrainConfig
 @click.argument("source", type=click.Path(exists=True, file_okay=False))
 @click.option("--mode", type=click.Choice(MODES), required=True, help="bwn: weights; xnor: both.")
 @data_options
-@click.option("--epochs", type=int, default=3, show_default=True)
+@click.option(
+    "--epochs",
+    type=int,
+    default=4,
+    show_default=True,
+    help="Fine-tuning epochs (BWN LeNet-5 from a trained float run: see BENCHMARKS.md).",
+)
 @click.option("--batch-size", type=int, default=128, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
