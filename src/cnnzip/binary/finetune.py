@@ -12,7 +12,8 @@ from cnnzip.binary.convert import convert
 from cnnzip.data import Dataset
 from cnnzip.errors import RunError
 from cnnzip.runs import CHECKPOINT, Run, save_run
-from cnnzip.train import TrainConfig, evaluate, fit
+from cnnzip.train import TrainConfig, cross_entropy, evaluate, fit
+from cnnzip.train.loop import LossFn
 
 __all__ = ["binarize_run"]
 
@@ -26,15 +27,17 @@ def binarize_run(
     config: TrainConfig,
     keep: list[str] | None = None,
     scale_k: bool = True,
+    loss_fn: LossFn = cross_entropy,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Convert ``run``'s float model to ``mode``, fine-tune it, save it as run ``out``.
 
-    The saved run names the "binarized" builder, so ``load_run`` rebuilds it.
+    The saved run names the "binarized" builder, so ``load_run`` rebuilds it. ``loss_fn``
+    is the fine-tuning loss, e.g. ``cnnzip.distill.make_loss`` to learn from a float teacher.
     """
     if run.arch == "binarized":
         raise RunError(f"{run.path} is already binary; binarize its float source run instead")
     model = convert(run.model, mode, keep=keep, scale_k=scale_k)
-    result = fit(model, data, config, checkpoint=Path(out) / CHECKPOINT)
+    result = fit(model, data, config, loss_fn=loss_fn, checkpoint=Path(out) / CHECKPOINT)
     test = evaluate(model, data.test)
     kwargs = {"base": run.arch, "base_kwargs": run.kwargs, "mode": mode, "keep": keep}
     kwargs["scale_k"] = scale_k

@@ -10,6 +10,7 @@ from cnnzip import data as cz_data
 from cnnzip.binary import MODES
 from cnnzip.binary.finetune import binarize_run
 from cnnzip.cli.app import data_options, emit, main
+from cnnzip.cli.distill import teacher_loss, teacher_options
 from cnnzip.codec import save as save_cnnz
 from cnnzip.runs import load_run
 from cnnzip.runtime.bench import bench_layers
@@ -45,6 +46,7 @@ from cnnzip.train import TrainConfig
     default=None,
     help="Also write the model as a .cnnz file (1 bit per binarized weight).",
 )
+@teacher_options
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object as the last line.")
 def binarize_cmd(
     source: str,
@@ -60,14 +62,28 @@ def binarize_cmd(
     no_k: bool,
     out: str,
     cnnz: str | None,
+    teachers: tuple[str, ...],
+    temperature: float,
+    soft_weight: float,
+    hard_weight: float,
     as_json: bool,
 ) -> None:
-    """Binarize the float run SOURCE (BWN or XNOR-Net) and fine-tune it into run OUT."""
+    """Binarize the float run SOURCE (BWN or XNOR-Net) and fine-tune it into run OUT.
+
+    With --teacher (e.g. SOURCE itself) the fine-tuning distills from the teacher runs."""
     run = load_run(source)
     data = cz_data.load(data_name, root=data_dir, seed=0, limit=limit)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    loss_fn = teacher_loss(teachers, data_name, temperature, soft_weight, hard_weight, cache=True)
     model, metrics = binarize_run(
-        run, data, out, mode=mode, config=cfg, keep=list(keep) or None, scale_k=not no_k
+        run,
+        data,
+        out,
+        mode=mode,
+        config=cfg,
+        keep=list(keep) or None,
+        scale_k=not no_k,
+        loss_fn=loss_fn,
     )
     if cnnz:
         saved = load_run(out)

@@ -6,6 +6,7 @@ import click
 
 from cnnzip import data as cz_data
 from cnnzip.cli.app import data_options, emit, main, parse_kwargs
+from cnnzip.cli.distill import teacher_loss, teacher_options
 from cnnzip.codec import load as load_cnnz
 from cnnzip.codec.inspect import inspect
 from cnnzip.errors import CnnzipError
@@ -32,6 +33,7 @@ from cnnzip.train import evaluate
     help="Override a recipe option (repeatable), e.g. -s prune.sparsity=0.9.",
 )
 @click.option("-o", "--out", type=click.Path(dir_okay=False), required=True, help="The .cnnz file.")
+@teacher_options
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object as the last line.")
 def compress_cmd(
     run_dir: str,
@@ -41,20 +43,31 @@ def compress_cmd(
     recipe: str,
     overrides: tuple[str, ...],
     out: str,
+    teachers: tuple[str, ...],
+    temperature: float,
+    soft_weight: float,
+    hard_weight: float,
     as_json: bool,
 ) -> None:
-    """Compress the model of run directory RUN with a recipe and write a .cnnz file."""
+    """Compress the model of run directory RUN with a recipe and write a .cnnz file.
+
+    With --teacher every stage that retrains distills from the teacher runs."""
     plan = load_recipe(recipe, _overrides(overrides))
     run = load_run(run_dir)
     data = cz_data.load(data_name, root=data_dir, limit=limit)
     baseline = evaluate(run.model, data.test)["accuracy"]
+    loss_fn = teacher_loss(teachers, data_name, temperature, soft_weight, hard_weight, cache=True)
+    meta = {"source": str(run_dir), "data": data_name, "baseline_test_accuracy": baseline}
+    if teachers:
+        meta["distill"] = {"teachers": list(teachers), "T": temperature}
     result = compress(
         run.model,
         data,
         plan,
         arch={"name": run.arch, "kwargs": run.kwargs},
-        meta={"source": str(run_dir), "data": data_name, "baseline_test_accuracy": baseline},
+        meta=meta,
         log=lambda line: click.echo(line, err=as_json),
+        loss_fn=loss_fn,
     )
     result.save(out)
     accuracy = evaluate(load_cnnz(out), data.test)["accuracy"]  # measured on the file

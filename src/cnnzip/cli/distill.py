@@ -4,7 +4,8 @@ A verb that retrains becomes distillation-aware with two lines::
 
     @teacher_options
     def prune_cmd(..., teachers, temperature, soft_weight, hard_weight): ...
-        loss_fn = make_loss(teachers, temperature, soft_weight, hard_weight, cache=True)
+        loss_fn = teacher_loss(teachers, data_name, temperature, soft_weight, hard_weight,
+                               cache=True)
         fit(model, data, cfg, loss_fn=loss_fn)
 
 (``cache=True`` only where the verb trains without augmentation.)
@@ -22,15 +23,16 @@ import torch
 
 from cnnzip import data as cz_data
 from cnnzip.cli.app import data_options, emit, main, parse_kwargs
-from cnnzip.distill import KDLoss, Teachers, jitter
+from cnnzip.distill import KDLoss, Teachers, jitter, make_loss
 from cnnzip.errors import CnnzipError
 from cnnzip.models import get_model
 from cnnzip.models.registry import data_kwargs
 from cnnzip.runs import CHECKPOINT, load_run, save_run
 from cnnzip.train import TrainConfig, evaluate, fit
 from cnnzip.train.distributed import setup
+from cnnzip.train.loop import LossFn
 
-__all__ = ["teacher_options"]
+__all__ = ["teacher_loss", "teacher_options"]
 
 
 def teacher_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -79,6 +81,21 @@ def _load_teacher_models(paths: tuple[str, ...], data_name: str) -> list[torch.n
             )
         models.append(run.model)
     return models
+
+
+def teacher_loss(
+    teachers: tuple[str, ...],
+    data_name: str,
+    temperature: float,
+    soft_weight: float,
+    hard_weight: float,
+    *,
+    cache: bool,
+) -> LossFn:
+    """The retraining loss of a verb with ``teacher_options``: cross-entropy without --teacher,
+    else distillation from the teachers, loaded once here so that every stage shares them."""
+    models = _load_teacher_models(teachers, data_name) if teachers else None
+    return make_loss(models, temperature, soft_weight, hard_weight, cache=cache)
 
 
 @main.command("distill")

@@ -12,6 +12,7 @@ import click
 from cnnzip import data as cz_data
 from cnnzip import prune as P
 from cnnzip.cli.app import data_options, emit, main
+from cnnzip.cli.distill import teacher_loss, teacher_options
 from cnnzip.data import Dataset
 from cnnzip.prune.sensitivity import CACHE
 from cnnzip.runs import Run, load_run, save_run
@@ -79,6 +80,7 @@ def sensitivity_cmd(
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("-o", "--out", type=click.Path(file_okay=False), required=True, help="Run to write.")
 @data_options
+@teacher_options
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object as the last line.")
 def prune_cmd(
     source: str,
@@ -95,6 +97,10 @@ def prune_cmd(
     data_name: str,
     data_dir: str | None,
     limit: int | None,
+    teachers: tuple[str, ...],
+    temperature: float,
+    soft_weight: float,
+    hard_weight: float,
     as_json: bool,
 ) -> None:
     """Prune run SOURCE by magnitude with retraining, and save it (masks included) as OUT.
@@ -102,7 +108,8 @@ def prune_cmd(
     Give one target: --sparsity S (uniform per layer; --auto chooses per-layer
     ratios from the sensitivity curves), --max-drop PP (the sparsest point of
     the automatic path within PP of the dense validation accuracy), or
-    --budget BYTES (automatic ratios that fit the size)."""
+    --budget BYTES (automatic ratios that fit the size). With --teacher the
+    retraining distills from the teacher runs."""
     if [sparsity, max_drop, budget].count(None) != 2:
         raise P.PruneError("give exactly one of --sparsity, --max-drop, --budget")
     if steps < 1:
@@ -113,7 +120,10 @@ def prune_cmd(
     data = cz_data.load(data_name, root=data_dir, limit=limit)
     plan, max_val_drop = _plan(run, data, targets, sparsity, auto, max_drop, budget, steps)
     cfg = replace(P.RETRAIN, epochs=epochs, lr=lr, seed=seed)
-    report = P.iterative(run.model, data, plan, config=cfg, max_val_drop=max_val_drop)
+    loss_fn = teacher_loss(teachers, data_name, temperature, soft_weight, hard_weight, cache=True)
+    report = P.iterative(
+        run.model, data, plan, config=cfg, max_val_drop=max_val_drop, loss_fn=loss_fn
+    )
     result = _result(report, run, Path(out), time.perf_counter() - start)
     save_run(
         out,

@@ -18,7 +18,8 @@ from cnnzip.data import Dataset
 from cnnzip.prune.masks import MaskKeeper, PruneError, apply_masks, masked_weights, set_mask
 from cnnzip.prune.report import PruneReport, Step, layer_stats
 from cnnzip.prune.rules import Pruned, magnitude
-from cnnzip.train import TrainConfig, TrainState, evaluate, fit
+from cnnzip.train import TrainConfig, TrainState, cross_entropy, evaluate, fit
+from cnnzip.train.loop import LossFn
 
 __all__ = [
     "RETRAIN",
@@ -77,12 +78,14 @@ def iterative(
     config: TrainConfig = RETRAIN,
     max_val_drop: float | None = None,
     progress: bool | None = None,
+    loss_fn: LossFn = cross_entropy,
 ) -> PruneReport:
     """Prune to each entry of ``plan`` (target -> ratio) in turn, retraining after each.
 
     With ``max_val_drop`` (a fraction), a step whose validation accuracy falls
     more than that below the dense model's is undone and the search stops: the
     plan is then a path of growing sparsity and the result its last safe point.
+    ``loss_fn`` is the retraining loss, e.g. ``cnnzip.distill.make_loss`` to learn from a teacher.
     """
     if not plan:
         raise PruneError("the pruning plan is empty: give at least one step of per-layer ratios")
@@ -97,7 +100,7 @@ def iterative(
         before = copy.deepcopy(model.state_dict()) if max_val_drop is not None else None
         pruned = one_shot(model, ratios)
         cfg = replace(config, seed=config.seed + i)  # a fresh batch order per step
-        fit(model, data, cfg, callbacks=[MaskKeeper()], progress=progress)
+        fit(model, data, cfg, loss_fn=loss_fn, callbacks=[MaskKeeper()], progress=progress)
         step = _measure(model, data, i, _overall(ratios, sizes), targets)
         if before is not None and base_val - step.val_accuracy > max_val_drop:
             model.load_state_dict(before)

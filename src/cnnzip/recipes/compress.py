@@ -18,7 +18,8 @@ from cnnzip.codec import save as save_cnnz
 from cnnzip.data import Dataset
 from cnnzip.recipes.loader import Recipe, load_recipe
 from cnnzip.recipes.stages import STAGES, EncodeStage
-from cnnzip.train import evaluate
+from cnnzip.train import cross_entropy, evaluate
+from cnnzip.train.loop import LossFn
 
 __all__ = ["Compressed", "compress"]
 
@@ -65,18 +66,21 @@ def compress(
     arch: dict[str, Any] | None = None,
     meta: dict[str, Any] | None = None,
     log: Callable[[str], None] = print,
+    loss_fn: LossFn = cross_entropy,
 ) -> Compressed:
     """Apply ``recipe``'s stages to ``model`` in place (it ends up pruned and shared).
 
     ``arch`` ({"name", "kwargs"} of a zoo model) lets ``cnnzip.load`` rebuild the
     model from the file alone; ``meta`` is stored in the file (e.g. accuracies).
+    ``loss_fn`` is the loss of every stage that retrains: one
+    ``cnnzip.distill.make_loss`` makes the whole recipe distillation-aware.
     """
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
     result = Compressed(model=model, recipe=recipe, arch=arch, meta=dict(meta or {}))
     for name, cfg in recipe.stages:
         start = time.perf_counter()
-        info = STAGES[name][1](model, data, cfg, log)
+        info = STAGES[name][1](model, data, cfg, log, loss_fn)
         result.log.append({"stage": name, "seconds": time.perf_counter() - start, **info})
     result.meta["test_accuracy"] = evaluate(model, data.test)["accuracy"]
     return result

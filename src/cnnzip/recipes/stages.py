@@ -5,6 +5,10 @@ prune     automatic per-layer ratios (cnnzip.prune: sensitivity -> allocate),
 share     k-means weight sharing of every Conv/Linear weight
 finetune  retrain (the codebooks, biases...) through cnnzip.train.fit
 encode    how the .cnnz is written (read by ``Compressed.save``)
+
+Every stage function takes the same ``loss_fn``; the stages that retrain
+(prune, finetune) train with it, so one teacher (``cnnzip.distill.make_loss``)
+serves the whole recipe.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from cnnzip import prune
 from cnnzip.data import Dataset, num_batches
 from cnnzip.errors import CnnzipError
 from cnnzip.quantize import INITS, MAX_BITS, share_weights
-from cnnzip.train import TrainConfig, evaluate, fit
+from cnnzip.train import TrainConfig, cross_entropy, evaluate, fit
+from cnnzip.train.loop import LossFn
 
 __all__ = ["STAGES", "EncodeStage", "FinetuneStage", "PruneStage", "RecipeError", "ShareStage"]
 
@@ -102,7 +107,9 @@ class EncodeStage:
 Log = Callable[[str], None]
 
 
-def run_prune(model: nn.Module, data: Dataset, cfg: PruneStage, log: Log) -> dict[str, Any]:
+def run_prune(
+    model: nn.Module, data: Dataset, cfg: PruneStage, log: Log, loss_fn: LossFn = cross_entropy
+) -> dict[str, Any]:
     targets = prune.prunable(model)
     if cfg.ratios is not None:
         ratios = {prune.prunable(model, [t])[0]: r for t, r in cfg.ratios.items()}
@@ -113,13 +120,13 @@ def run_prune(model: nn.Module, data: Dataset, cfg: PruneStage, log: Log) -> dic
     train_cfg = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size)
     if cfg.schedule == "iterative":
         plan = prune.growing_plan(ratios, cfg.steps)
-        report = prune.iterative(model, data, plan, config=train_cfg)
+        report = prune.iterative(model, data, plan, config=train_cfg, loss_fn=loss_fn)
         log(report.table())
         return {"ratios": ratios, "kept_fraction": report.kept_fraction}
     total = cfg.epochs * num_batches(len(data.train), cfg.batch_size)
     interval = max(1, int(cfg.prune_until * total) // cfg.steps)
     gradual = prune.GradualPruning(ratios, n=cfg.steps, interval=interval).prepare(model)
-    fit(model, data, train_cfg, callbacks=[gradual])
+    fit(model, data, train_cfg, loss_fn=loss_fn, callbacks=[gradual])
     stats = prune.layer_stats(model, targets)
     kept = sum(s.kept for s in stats) / sum(s.weights for s in stats)
     acc = evaluate(model, data.val)["accuracy"]
@@ -131,7 +138,9 @@ def run_prune(model: nn.Module, data: Dataset, cfg: PruneStage, log: Log) -> dic
     return {"ratios": ratios, "kept_fraction": kept, "val_accuracy": acc}
 
 
-def run_share(model: nn.Module, data: Dataset, cfg: ShareStage, log: Log) -> dict[str, Any]:
+def run_share(
+    model: nn.Module, data: Dataset, cfg: ShareStage, log: Log, loss_fn: LossFn = cross_entropy
+) -> dict[str, Any]:
     bits = cfg.bits if isinstance(cfg.bits, dict) else {"conv": cfg.bits, "linear": cfg.bits}
     shared = share_weights(model, bits=bits, init=cfg.init)
     acc = evaluate(model, data.val)["accuracy"]
@@ -139,14 +148,19 @@ def run_share(model: nn.Module, data: Dataset, cfg: ShareStage, log: Log) -> dic
     return {"bits": {t: s.bits for t, s in shared.items()}, "val_accuracy": acc}
 
 
-def run_finetune(model: nn.Module, data: Dataset, cfg: FinetuneStage, log: Log) -> dict[str, Any]:
-    fit(model, data, TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size))
+def run_finetune(
+    model: nn.Module, data: Dataset, cfg: FinetuneStage, log: Log, loss_fn: LossFn = cross_entropy
+) -> dict[str, Any]:
+    train_cfg = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size)
+    fit(model, data, train_cfg, loss_fn=loss_fn)
     acc = evaluate(model, data.val)["accuracy"]
     log(f"finetune: val accuracy {acc:.4f}")
     return {"val_accuracy": acc}
 
 
-def run_encode(model: nn.Module, data: Dataset, cfg: EncodeStage, log: Log) -> dict[str, Any]:
+def run_encode(
+    model: nn.Module, data: Dataset, cfg: EncodeStage, log: Log, loss_fn: LossFn = cross_entropy
+) -> dict[str, Any]:
     return {}  # the options are read when the result is saved
 
 
