@@ -5,6 +5,7 @@ from cnnzip.cli import (  # noqa: F401  (each import registers its verbs)
     compress,
     distill,
     profile,
+    prune,
     train,
 )
 from cnnzip.cli.app import main
