@@ -8,12 +8,14 @@ box-filtered over each window with zero padding.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from cnnzip.profiling.counters import Cost, conv_kind, register_counter
 from cnnzip.transforms import WeightTransform, register_transform
 
 __all__ = ["BWN", "BinActiv", "XnorConv2d", "XnorLinear", "sign_ste"]
@@ -38,6 +40,11 @@ class BWN(WeightTransform):
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         alpha = weight.abs().mean(dim=tuple(range(1, weight.dim())), keepdim=True)
         return alpha * sign_ste(weight)
+
+    def storage_bytes(self, original: torch.Tensor) -> int:
+        """1 bit per weight plus a float32 alpha per output channel, as the .cnnz stores it
+        (read by ``cnnzip.profile``)."""
+        return math.ceil(original.numel() / 8) + 4 * original.shape[0]
 
     @classmethod
     def from_spec(cls, weight: torch.Tensor, spec: dict[str, Any]) -> BWN:
@@ -95,3 +102,27 @@ class XnorLinear(nn.Linear):
         if self.scale_k:
             y = y * x.abs().mean(1, keepdim=True)
         return y if self.bias is None else y + self.bias
+
+
+# --- what cnnzip.profile counts for these layers ---------------------------------------
+
+
+@register_counter(BinActiv)
+def _count_binactiv(m: nn.Module, inputs: tuple[Any, ...], out: torch.Tensor) -> Cost:
+    """One sign per element, no MACs."""
+    return Cost("act", ops=out.numel())
+
+
+@register_counter(XnorConv2d, XnorLinear)
+def _count_xnor(m: nn.Module, inputs: tuple[Any, ...], out: torch.Tensor) -> Cost:
+    """The conv/fc MACs (on +-1 inputs and weights: XNOR-popcounts in the kernels), plus one
+    op per input element for the batch norm and one for the sign, and with K one per input
+    element for mean |x| and one per output element for the scaling."""
+    if isinstance(m, XnorConv2d):
+        kind = conv_kind(m.in_channels, m.groups, m.kernel_size)
+        fan_in = m.in_channels * math.prod(m.kernel_size)
+    else:
+        kind, fan_in = "fc", m.in_features
+    x = inputs[0].numel()
+    ops = 2 * x + (x + out.numel() if m.scale_k else 0)
+    return Cost(kind, macs=out.numel() * fan_in, ops=ops)

@@ -32,7 +32,7 @@ class LayerStats:
     params: int = 0
     macs: int = 0
     ops: int = 0
-    weight_bytes: int = 0
+    weight_bytes: int = 0  # as stored (sparse/codebook/binary before entropy coding; storage.py)
     activation_bytes: int = 0  # bytes of its outputs, per image
     output_shape: tuple[int, ...] = ()
     calls: int = 0
@@ -140,7 +140,7 @@ class Report:
         }
 
     def __str__(self) -> str:
-        head = ("layer", "kind", "output", "params", "MACs", "other ops", "weight B", "act B")
+        head = ("layer", "kind", "output", "params", "MACs", "other ops", "stored B", "act B")
         rows = [
             (
                 layer.name,
@@ -161,7 +161,7 @@ class Report:
             f"params            {self.params:,}",
             f"MACs              {self.macs:,}  ({_short(self.macs)})",
             f"other ops         {self.ops:,}",
-            f"weight bytes      {self.weight_bytes:,}",
+            f"weight bytes      {self.weight_bytes:,}  (as stored, before entropy coding)",
             f"activation bytes  {self.activation_bytes:,}",
             MAC_CONVENTION + ".",
             "",

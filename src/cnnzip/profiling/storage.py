@@ -10,25 +10,41 @@ storage is reported otherwise, in one of two ways:
 
 - a weight transform (``cnnzip.transforms.WeightTransform``) that defines
   ``storage_bytes(self, original: torch.Tensor) -> int`` reports the bytes of
-  the tensor it transforms (a mask: the kept weights plus their indices; a
-  codebook: index bits plus the codebook). The outermost transform on a tensor
-  that defines it decides, since it sees the final form.
+  the tensor it transforms (a mask: the kept weights plus their relative
+  indices; a codebook: b-bit indices plus the codebook; BWN: 1 bit a weight
+  plus alpha per output channel). The outermost transform on a tensor that
+  defines it decides, since it sees the final form.
 - ``register_storage(ModuleType)`` decorates ``fn(module) -> int`` for a
   module type whose whole storage differs (a packed binary conv).
 
 Buffers (batch-norm running statistics, masks) are not weights; a transform's
 ``storage_bytes`` counts what it needs of them.
+
+The transforms report the .cnnz layout (cnnzip.codec) before entropy coding:
+every stream at a fixed width (gaps at p bits, codebook indices at b bits),
+each section rounded up to whole bytes: the "pruned" and "shared" stages of
+``cnnzip.codec.inspect``. A .cnnz file is smaller by what its entropy coder
+saves (inspect's "coded" stage).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 
+import numpy as np
 import torch
 import torch.nn as nn
 from torch.nn.utils import parametrize
 
-__all__ = ["layer_params", "owned_tensors", "register_storage", "weight_bytes", "weight_owners"]
+__all__ = [
+    "layer_params",
+    "owned_tensors",
+    "register_storage",
+    "sparse_index_bytes",
+    "weight_bytes",
+    "weight_owners",
+]
 
 STORAGE_HOOK = "storage_bytes"
 _MODULE_STORAGE: dict[type[nn.Module], Callable[[nn.Module], int]] = {}
@@ -44,6 +60,19 @@ def register_storage(
         return fn
 
     return wrap
+
+
+def sparse_index_bytes(keep: torch.Tensor) -> int:
+    """Bytes of the relative indices of ``keep``'s True entries, before entropy coding.
+
+    The codec's own gap symbols (fillers included) at the fixed width p that
+    makes them smallest, so this is the .cnnz index stream stored raw.
+    """
+    from cnnzip.codec.sparse import best_index_bits, gap_counts  # codec -> transforms -> here
+
+    positions = np.flatnonzero(keep.detach().cpu().reshape(-1).numpy())
+    p = best_index_bits(positions, coded=False)
+    return math.ceil(int(gap_counts(positions, p).sum()) * p / 8)
 
 
 def owned_tensors(module: nn.Module) -> Iterator[tuple[str, torch.Tensor, list[nn.Module]]]:
