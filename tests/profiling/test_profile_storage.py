@@ -109,3 +109,23 @@ def test_binarized_lenet5_keeps_its_macs_and_stores_bits() -> None:
     assert report.uncounted == []
     fc1 = {r.name: r for r in report.layers}["fc1"]  # binary: conv1 and fc2 stay float
     assert fc1.weight_bytes == math.ceil(800 * 500 / 8) + 4 * 500 + 4 * 500
+
+
+def test_matches_the_codecs_own_pre_entropy_stage(tmp_path) -> None:
+    """The .cnnz file's inspect report ("shared" stage: fixed-width streams) agrees per layer."""
+    torch.manual_seed(1)
+    model = get_model("lenet300")
+    for name, density in (("fc1", 0.08), ("fc2", 0.09), ("fc3", 0.26)):
+        set_mask(
+            model, f"{name}.weight", torch.rand(model.get_submodule(name).weight.shape) < density
+        )
+    share_layer(model, "fc2.weight", 5)
+    cnnzip.codec.save(tmp_path / "m.cnnz", model)
+    stages = {
+        layer["name"].removesuffix(".weight"): layer["bytes"]["shared"]
+        for layer in cnnzip.codec.inspect(tmp_path / "m.cnnz").to_dict()["layers"]
+        if layer["name"].endswith(".weight")
+    }
+    rows = {r.name: r.weight_bytes for r in cnnzip.profile(model, (784,)).layers}
+    for name, stored in stages.items():
+        assert rows[name] == stored + 4 * model.get_submodule(name).bias.numel()
