@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from cnnzip.binary import convert
 from cnnzip.cli import main
 from cnnzip.models import get_model
 from cnnzip.runs import save_run
@@ -53,6 +54,18 @@ def test_run_directory(tmp_path: Path) -> None:
     body = _json(str(tmp_path / "run"), "--latency", "--runs", "2", "--warmup", "0")
     assert (body["params"], body["macs"], body["input_shape"]) == (266_610, LENET300_MACS, [784])
     assert body["latency"]["runs"] == 2 and body["latency"]["median_ms"] > 0
+
+
+def test_binarized_run_takes_its_base_models_input(tmp_path: Path) -> None:
+    kwargs = {"base": "lenet5", "base_kwargs": {"img_size": 28, "in_chans": 1}, "mode": "bwn"}
+    model = convert(get_model("lenet5"), "bwn")  # as ``cnnzip binarize`` saves it
+    save_run(tmp_path / "run", model, arch="binarized", kwargs=kwargs)
+    body = _json(str(tmp_path / "run"))
+    assert (body["macs"], body["input_shape"], body["uncounted"]) == (LENET5_MACS, [1, 28, 28], [])
+    # conv1 and fc2 stay float32; conv2 and fc1: a bit a weight + float32 alpha and bias
+    float_bytes = 4 * (20 * 25 + 20) + 4 * (500 * 10 + 10)
+    binary_bytes = 50 * 500 // 8 + 8 * 50 + 800 * 500 // 8 + 8 * 500
+    assert body["weight_bytes"] == float_bytes + binary_bytes
 
 
 def test_compare_prints_mac_and_latency_ratios() -> None:

@@ -96,6 +96,10 @@ def _input_shape(arch: str, kwargs: dict[str, Any], size: int | None) -> tuple[i
         default = params[key].default if key in params else inspect.Parameter.empty
         return kwargs.get(key, fallback if default is inspect.Parameter.empty else default)
 
+    if "base" in params:  # a wrapper of another zoo model (binarized): the base's input
+        given = {k: v for k, v in kwargs.items() if k in ("in_chans", "img_size") and v}
+        base_kwargs = {**(kwargs.get("base_kwargs") or {}), **given}
+        return _input_shape(setting("base", None), base_kwargs, size)
     if "in_features" in params and "in_chans" not in params:
         if size is not None:
             raise CnnzipError(f"{arch} takes flat inputs; set -k in_features=N instead of --input")
