@@ -256,7 +256,7 @@ def _with_header(data: bytes, edit) -> bytes:
         head["sections"] = table
         raw = zlib.compress(json.dumps(head).encode())
         prefix = (
-            struct.pack("<4sHHI", b"CNNZ", 1, 1, len(raw))
+            struct.pack("<4sHHI", b"CNNZ", container.VERSION, 1, len(raw))
             + raw
             + struct.pack("<I", zlib.crc32(raw))
         )
@@ -315,8 +315,9 @@ def test_headers_that_lie_fail_without_huge_allocations(small_file, tmp_path) ->
 
 def test_wrong_version_and_magic_are_named(small_file) -> None:
     data, _ = small_file
-    with pytest.raises(CnnzVersionError, match="version 2"):
-        container.unpack(data[:4] + struct.pack("<H", 2) + data[6:])
+    for old_or_new in (1, container.VERSION + 1):  # 1: rANS lanes that started at 2**16
+        with pytest.raises(CnnzVersionError, match=f"version {old_or_new}"):
+            container.unpack(data[:4] + struct.pack("<H", old_or_new) + data[6:])
     with pytest.raises(CnnzFormatError, match=r"not a \.cnnz"):
         container.unpack(b"PK\3\4" + data[4:])
     with pytest.raises(CnnzFormatError, match="too short"):

@@ -27,7 +27,7 @@ from cnnzip.fileio import atomic_write_bytes
 __all__ = ["MAGIC", "VERSION", "CnnzFile", "pack", "read", "unpack"]
 
 MAGIC = b"CNNZ"
-VERSION = 1
+VERSION = 2  # 2: rANS lanes start at state 1 (version 1 files need re-encoding)
 FLAG_DEFLATE = 1
 _PREFIX = struct.Struct("<4sHHI")  # magic, version, flags, header length
 MAX_HEADER = 64 << 20  # bytes of (decompressed) header JSON we agree to read

@@ -5,15 +5,21 @@ with no whole-bit rounding per symbol. It is sequential within one state, so
 a stream is cut round-robin into ``lanes`` independent states (symbol i goes
 to lane i % lanes) and numpy advances every lane one symbol per array step.
 Each lane keeps its renormalisation words in its own region of the stream,
-so a step needs no bookkeeping across lanes. A lane costs ~8 bytes (final
-state, word count, start-up), so there is one lane per 1024 symbols (at most
-1024): ~1% overhead. All rANS streams of a file decode together in one
-loop of ~1,024 steps (``decode_many``): LeNet-5 loads in a tenth of a second.
+so a step needs no bookkeeping across lanes. The encoder starts each lane at
+state 1, not at the renormalisation bound, so no start-up bits are wasted:
+the 6-byte final state is all information but ~1 byte, and a lane costs ~1
+byte plus its word count (1-2 bytes). One lane per 1024 symbols (at
+most 1024) keeps that under 0.5%. All rANS streams of a file decode together
+in one loop of ~1,024 steps (``decode_many``): LeNet-5 loads in a tenth of a
+second.
 
-Layout: final lane states (uint32 LE), the word count of every lane but the
+Layout: final lane states (48 bits LE), the word count of every lane but the
 last (LEB128), then the lanes' 16-bit words (LE), lane after lane.
-State: 32 bits in [2**16, 2**32); frequencies are the symbol counts (stored
-in the file) scaled to sum to 2**16.
+State: 48 bits; in [2**32, 2**48) once above 2**32, so x // f stays large and
+rounding costs nothing measurable (a 32-bit state lost ~1% on skewed streams).
+Below 2**32 (a lane's first encoded symbols) the encoder emits no words, so
+the decoder reads a word only while its lane has words left. Frequencies are
+the symbol counts (stored in the file) scaled to sum to 2**16.
 """
 
 from __future__ import annotations
@@ -27,15 +33,18 @@ __all__ = ["PROB_BITS", "decode", "decode_many", "encode", "lane_count", "quanti
 
 PROB_BITS = 16
 TOTAL = 1 << PROB_BITS
-LOW = 1 << 16  # lower bound of the state
+LOW = 1 << 32  # lower bound of the state once it has grown past it
+STATE_BYTES = 6  # states < 2**48: every product below fits int64
+START = 1  # the encoder's first state: the decoder must end on it
 MAX_LANES = 1024
 SYMBOLS_PER_LANE = 1024
 GROUP = 16  # streams decoded together
 
 
 def lane_count(n: int) -> int:
-    """Lanes for a stream of ``n`` symbols: one per 1024, at least 1, at most 1024."""
-    return int(min(max(1, -(-n // SYMBOLS_PER_LANE)), MAX_LANES))
+    """Lanes for a stream of ``n`` symbols: one per whole 1024 (a lane holds up to 2047, so a
+    small stream pays for few lanes), at least 1, at most 1024."""
+    return int(min(max(1, n // SYMBOLS_PER_LANE), MAX_LANES))
 
 
 def quantize_counts(counts: np.ndarray) -> np.ndarray:
@@ -61,15 +70,15 @@ def encode(symbols: np.ndarray, counts: np.ndarray) -> bytes:
     """Code ``symbols`` (int, < len(counts)) with frequencies from ``counts``."""
     n = len(symbols)
     lanes = lane_count(n)
-    freq = quantize_counts(counts)  # int64: states < 2**32, f * (x >> 16) < 2**32
+    freq = quantize_counts(counts)  # int64: states < 2**48, f * (x >> 16) < 2**48
     cum = np.cumsum(freq) - freq
-    x = np.full(lanes, LOW, dtype=np.int64)
+    x = np.full(lanes, START, dtype=np.int64)
     emitted: list[tuple[np.ndarray, np.ndarray, int]] = []  # (lanes, words, step)
     for g in range(-(-n // lanes) - 1, -1, -1):  # backwards: the decoder reads forwards
         s = symbols[g * lanes : (g + 1) * lanes]
         a = len(s)  # the last step may have fewer symbols than lanes
         f, xa = freq[s], x[:a]
-        emit = xa >= (f << 16)  # one 16-bit word at most: then x < f * 2**16
+        emit = xa >= (f << 32)  # one 16-bit word at most: then x < f * 2**32 (never below LOW)
         who = np.flatnonzero(emit)
         emitted.append((who, xa[who] & 0xFFFF, g))
         xa = np.where(emit, xa >> 16, xa)
@@ -80,7 +89,7 @@ def encode(symbols: np.ndarray, counts: np.ndarray) -> bytes:
     order = np.lexsort((steps, lane_ids))  # lane after lane, each in decoding order
     per_lane = np.bincount(lane_ids, minlength=lanes)
     return (
-        x.astype("<u4").tobytes()
+        x.astype("<u8").view(np.uint8).reshape(lanes, 8)[:, :STATE_BYTES].tobytes()
         + write_varints(per_lane[:-1])
         + words[order].astype("<u2").tobytes()
     )
@@ -94,11 +103,13 @@ def decode(data: bytes, n: int, counts: np.ndarray) -> np.ndarray:
 def _split(data: bytes, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(lane states, words, word count per lane) of one stream, checked."""
     lanes = lane_count(n)
-    if len(data) < 4 * lanes:
+    size = STATE_BYTES * lanes
+    if len(data) < size:
         raise CnnzFormatError("rANS stream is shorter than its lane states")
-    states = np.frombuffer(data, dtype="<u4", count=lanes).astype(np.int64)
-    head, used = read_varints(data[4 * lanes :], lanes - 1, max_bytes=4)
-    body = data[4 * lanes + used :]
+    raw = np.frombuffer(data, dtype=np.uint8, count=size).reshape(lanes, STATE_BYTES)
+    states = np.pad(raw, ((0, 0), (0, 8 - STATE_BYTES))).view("<u8")[:, 0].astype(np.int64)
+    head, used = read_varints(data[size:], lanes - 1, max_bytes=4)
+    body = data[size + used :]
     if len(body) % 2:
         raise CnnzFormatError("rANS stream ends in half a word")
     words = np.frombuffer(body, dtype="<u2").astype(np.int64)
@@ -157,10 +168,10 @@ def decode_many(streams: list[tuple[bytes, int, np.ndarray]]) -> list[np.ndarray
         slots[pos[:a]] = gs
         pos += stride
         new = freq_of[gs] * (xa >> PROB_BITS) + bias_of[gs]
-        need = new < LOW
+        need = (new < LOW) & (ptr[:a] < end[:a])  # below LOW with no words left: START's tail
         x[:a] = np.where(need, (new << 16) | words[ptr[:a]], new)
         ptr[:a] += need
-    if np.any(ptr != end) or np.any(x != LOW):
+    if np.any(ptr != end) or np.any(x != START):
         raise CnnzFormatError("rANS stream does not end where its symbols do (corrupt data)")
     symbols = symbol_of[slots]
     return [symbols[b : b + n] for b, n in zip(out_base, ns, strict=True)]

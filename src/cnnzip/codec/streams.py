@@ -8,7 +8,7 @@ the table cost is counted in the comparison. Coders:
 - ``const``: one distinct symbol, zero bytes;
 - ``raw``: fixed width, ceil(log2(alphabet)) bits per symbol, no table;
 - ``huffman``: canonical Huffman (the paper's choice);
-- ``rans``: interleaved rANS, within ~1% of the empirical entropy.
+- ``rans``: interleaved rANS, within ~1% of the empirical entropy (~2% at 1,500 symbols).
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def encode_stream(symbols: np.ndarray, alphabet: int, coder: str = "auto") -> Co
         sizes = {
             "raw": (n * width + 7) // 8,
             "huffman": len(table) + (huffman.encoded_bits(counts[:last]) + 7) // 8,
-            "rans": len(table) + int(h / 8 * 1.002) + 8 * rans.lane_count(n),  # estimate
+            "rans": len(table) + int(h / 8 * 1.002) + 3 * rans.lane_count(n),  # estimate
         }
         best = sorted(sizes, key=sizes.__getitem__)[:2]  # encode the two best, keep the smaller
         coded = [(name, *candidates[name]()) for name in best]
