@@ -6,12 +6,13 @@ a stream is cut round-robin into ``lanes`` independent states (symbol i goes
 to lane i % lanes) and numpy advances every lane one symbol per array step.
 Each lane keeps its renormalisation words in its own region of the stream,
 so a step needs no bookkeeping across lanes. The encoder starts each lane at
-state 1, not at the renormalisation bound, so no start-up bits are wasted:
-the 6-byte final state is all information but ~1 byte, and a lane costs ~1
-byte plus its word count (1-2 bytes). One lane per 1024 symbols (at
-most 1024) keeps that under 0.5%. All rANS streams of a file decode together
-in one loop of ~1,024 steps (``decode_many``): LeNet-5 loads in a tenth of a
-second.
+state 1, not at the renormalisation bound (16 bits that carried nothing), and
+a lane costs ~2.5 bytes: its 6-byte final state, less the information it
+holds, the symbols coded while the state is still small, and its word count.
+One lane per whole 1024 symbols (at most 1024) keeps that under 0.5%, and a
+lone lane of up to 2047 symbols keeps a small stream within ~2% of its
+entropy. All rANS streams of a file decode together in one loop of at most
+~2,048 steps (``decode_many``): LeNet-5 loads in under a tenth of a second.
 
 Layout: final lane states (48 bits LE), the word count of every lane but the
 last (LEB128), then the lanes' 16-bit words (LE), lane after lane.
