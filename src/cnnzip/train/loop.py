@@ -274,4 +274,3 @@ def _eta(epoch_seconds: list[float], remaining: int) -> str:
         return ""
     left = sum(epoch_seconds) / len(epoch_seconds) * remaining
     return f" (~{left:.0f}s left)"
-
