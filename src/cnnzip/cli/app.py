@@ -40,6 +40,18 @@ def emit(result: dict[str, Any], as_json: bool, text: Callable[[dict[str, Any]],
         click.echo(text(result))
 
 
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print a JSON object as the last line."
+)
+
+
+def kwargs_option(
+    help: str = "Builder keyword argument (repeatable), e.g. -k width_mult=0.5.",
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``-k NAME=VALUE`` (repeatable), parsed by ``parse_kwargs``."""
+    return click.option("-k", "kwargs", multiple=True, metavar="NAME=VALUE", help=help)
+
+
 def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option(
         "--data-dir",

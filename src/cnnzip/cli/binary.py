@@ -9,7 +9,7 @@ import click
 from cnnzip import data as cz_data
 from cnnzip.binary import MODES
 from cnnzip.binary.finetune import binarize_run
-from cnnzip.cli.app import data_options, emit, main
+from cnnzip.cli.app import data_options, emit, json_option, main
 from cnnzip.cli.distill import teacher_loss, teacher_options
 from cnnzip.codec import save as save_cnnz
 from cnnzip.runs import load_run
@@ -47,7 +47,7 @@ from cnnzip.train import TrainConfig
     help="Also write the model as a .cnnz file (1 bit per binarized weight).",
 )
 @teacher_options
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON object as the last line.")
+@json_option
 def binarize_cmd(
     source: str,
     mode: str,
@@ -114,7 +114,7 @@ def bench() -> None:
     default=None,
     help="Kernel path [default: the fastest this CPU runs; $CNNZIP_KERNEL overrides].",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON object as the last line.")
+@json_option
 def bench_xnor(threads: int, repeats: int, path: str | None, as_json: bool) -> None:
     """Binary 3x3 convs (256@56, 128@28, 512@7, batch 1) vs torch float32 conv2d.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from cnnzip import data as cz_data
-from cnnzip.cli.app import data_options, emit, main, parse_kwargs
+from cnnzip.cli.app import data_options, emit, json_option, main, parse_kwargs
 from cnnzip.cli.distill import teacher_loss, teacher_options
 from cnnzip.codec import load as load_cnnz
 from cnnzip.codec.inspect import inspect
@@ -34,7 +34,7 @@ from cnnzip.train import evaluate
 )
 @click.option("-o", "--out", type=click.Path(dir_okay=False), required=True, help="The .cnnz file.")
 @teacher_options
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON object as the last line.")
+@json_option
 def compress_cmd(
     run_dir: str,
     data_name: str,
@@ -105,7 +105,7 @@ def _overrides(items: tuple[str, ...]) -> dict[str, object]:
 
 @main.command("inspect")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON object as the last line.")
+@json_option
 def inspect_cmd(path: str, as_json: bool) -> None:
     """Per-layer weights, kept %, bits and bytes after each stage of a .cnnz file."""
     report = inspect(path)

@@ -22,7 +22,7 @@ import click
 import torch
 
 from cnnzip import data as cz_data
-from cnnzip.cli.app import data_options, emit, main, parse_kwargs
+from cnnzip.cli.app import data_options, emit, json_option, kwargs_option, main, parse_kwargs
 from cnnzip.distill import KDLoss, Teachers, jitter, make_loss
 from cnnzip.errors import CnnzipError
 from cnnzip.models import get_model
@@ -101,13 +101,7 @@ def teacher_loss(
 @main.command("distill")
 @teacher_options
 @click.option("--student", required=True, help="Zoo model name of the student, e.g. lenet300.")
-@click.option(
-    "-k",
-    "kwargs",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="Student builder argument (repeatable), e.g. -k hidden=[30,30].",
-)
+@kwargs_option("Student builder argument (repeatable), e.g. -k hidden=[30,30].")
 @data_options
 @click.option("--epochs", type=int, default=10, show_default=True)
 @click.option("--batch-size", type=int, default=128, show_default=True)
@@ -135,7 +129,7 @@ def teacher_loss(
     help="Run directory to write [default: runs/STUDENT-distilled].",
 )
 @click.option("--resume", is_flag=True, help="Continue from the run directory's checkpoint.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON object as the last line.")
+@json_option
 def distill_cmd(
     teachers: tuple[str, ...],
     temperature: float,

@@ -9,7 +9,7 @@ from typing import Any
 import click
 import torch.nn as nn
 
-from cnnzip.cli.app import emit, main, parse_kwargs
+from cnnzip.cli.app import emit, json_option, kwargs_option, main, parse_kwargs
 from cnnzip.errors import CnnzipError
 from cnnzip.models import get_model, get_model_builder
 from cnnzip.profiling import Report, compare, profile
@@ -25,13 +25,9 @@ from cnnzip.runs import load_run
     default=None,
     help="Input side in pixels [default: the model's img_size, else 224].",
 )
-@click.option(
-    "-k",
-    "kwargs",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="Builder keyword argument (repeatable), e.g. -k width_mult=0.5; with --compare, "
-    "for both models.",
+@kwargs_option(
+    "Builder keyword argument (repeatable), e.g. -k width_mult=0.5; with --compare, "
+    "for both models."
 )
 @click.option("--batch", type=int, default=1, show_default=True, help="Batch size for latency.")
 @click.option("--threads", type=int, default=None, help="Threads for latency [default: torch's].")
@@ -41,7 +37,7 @@ from cnnzip.runs import load_run
 @click.option(
     "--compare", "compare_two", is_flag=True, help="Profile A and B: MAC ratio beside latency."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON object as the last line.")
+@json_option
 def profile_cmd(
     sources: tuple[str, ...],
     size: int | None,

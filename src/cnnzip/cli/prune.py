@@ -11,7 +11,7 @@ import click
 
 from cnnzip import data as cz_data
 from cnnzip import prune as P
-from cnnzip.cli.app import data_options, emit, main
+from cnnzip.cli.app import data_options, emit, json_option, main
 from cnnzip.cli.distill import teacher_loss, teacher_options
 from cnnzip.data import Dataset
 from cnnzip.prune.sensitivity import CACHE
@@ -39,7 +39,7 @@ def _ratios_option(text: str | None) -> tuple[float, ...]:
 @click.option(
     "--plot", "plot_path", default=None, help="PNG to write [default: RUN/sensitivity.png]."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON object as the last line.")
+@json_option
 def sensitivity_cmd(
     source: str,
     data_name: str,
@@ -81,7 +81,7 @@ def sensitivity_cmd(
 @click.option("-o", "--out", type=click.Path(file_okay=False), required=True, help="Run to write.")
 @data_options
 @teacher_options
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON object as the last line.")
+@json_option
 def prune_cmd(
     source: str,
     sparsity: float | None,

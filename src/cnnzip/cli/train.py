@@ -8,7 +8,7 @@ import click
 import torch
 
 from cnnzip import data as cz_data
-from cnnzip.cli.app import data_options, emit, main, parse_kwargs
+from cnnzip.cli.app import data_options, emit, json_option, kwargs_option, main, parse_kwargs
 from cnnzip.codec import load as load_cnnz
 from cnnzip.models import get_model, list_models
 from cnnzip.models.registry import data_kwargs
@@ -18,7 +18,7 @@ from cnnzip.train.distributed import setup, teardown
 
 
 @main.command("models")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+@json_option
 def models_cmd(as_json: bool) -> None:
     """List the registered model names."""
     emit({"models": list_models()}, as_json, lambda r: "\n".join(r["models"]))
@@ -36,13 +36,7 @@ def models_cmd(as_json: bool) -> None:
     "--lr-schedule", type=click.Choice(["cosine", "constant"]), default="cosine", show_default=True
 )
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "-k",
-    "kwargs",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="Builder keyword argument (repeatable), e.g. -k width_mult=0.5.",
-)
+@kwargs_option()
 @click.option(
     "-o",
     "--out",
@@ -51,7 +45,7 @@ def models_cmd(as_json: bool) -> None:
     help="Run directory to write [default: runs/NAME].",
 )
 @click.option("--resume", is_flag=True, help="Continue from the run directory's checkpoint.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON object as the last line.")
+@json_option
 def train_cmd(
     name: str,
     data_name: str,
@@ -116,7 +110,7 @@ def train_cmd(
 @main.command("eval")
 @click.argument("source", type=click.Path(exists=True))
 @data_options
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON object as the last line.")
+@json_option
 def eval_cmd(
     source: str, data_name: str, data_dir: str | None, limit: int | None, as_json: bool
 ) -> None:
