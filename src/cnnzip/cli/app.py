@@ -52,6 +52,22 @@ def kwargs_option(
     return click.option("-k", "kwargs", multiple=True, metavar="NAME=VALUE", help=help)
 
 
+resume_option = click.option(
+    "--resume", is_flag=True, help="Continue from the run directory's checkpoint."
+)
+
+
+def run_out_option(default: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``-o/--out RUN``: the run directory a training verb writes (``default`` is for the help)."""
+    return click.option(
+        "-o",
+        "--out",
+        type=click.Path(file_okay=False),
+        default=None,
+        help=f"Run directory to write [default: {default}].",
+    )
+
+
 def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option(
         "--data-dir",

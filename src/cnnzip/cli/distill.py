@@ -22,7 +22,16 @@ import click
 import torch
 
 from cnnzip import data as cz_data
-from cnnzip.cli.app import data_options, emit, json_option, kwargs_option, main, parse_kwargs
+from cnnzip.cli.app import (
+    data_options,
+    emit,
+    json_option,
+    kwargs_option,
+    main,
+    parse_kwargs,
+    resume_option,
+    run_out_option,
+)
 from cnnzip.distill import KDLoss, Teachers, jitter, make_loss
 from cnnzip.errors import CnnzipError
 from cnnzip.models import get_model
@@ -127,14 +136,8 @@ def teacher_loss(
     show_default=True,
     help="Keep the teachers' outputs per image (only without --jitter, where images repeat).",
 )
-@click.option(
-    "-o",
-    "--out",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Run directory to write [default: runs/STUDENT-distilled].",
-)
-@click.option("--resume", is_flag=True, help="Continue from the run directory's checkpoint.")
+@run_out_option("runs/STUDENT-distilled")
+@resume_option
 @json_option
 def distill_cmd(
     teachers: tuple[str, ...],

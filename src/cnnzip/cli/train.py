@@ -8,7 +8,16 @@ import click
 import torch
 
 from cnnzip import data as cz_data
-from cnnzip.cli.app import data_options, emit, json_option, kwargs_option, main, parse_kwargs
+from cnnzip.cli.app import (
+    data_options,
+    emit,
+    json_option,
+    kwargs_option,
+    main,
+    parse_kwargs,
+    resume_option,
+    run_out_option,
+)
 from cnnzip.codec import load as load_cnnz
 from cnnzip.models import get_model, list_models
 from cnnzip.models.registry import data_kwargs
@@ -37,14 +46,8 @@ def models_cmd(as_json: bool) -> None:
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @kwargs_option()
-@click.option(
-    "-o",
-    "--out",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Run directory to write [default: runs/NAME].",
-)
-@click.option("--resume", is_flag=True, help="Continue from the run directory's checkpoint.")
+@run_out_option("runs/NAME")
+@resume_option
 @json_option
 def train_cmd(
     name: str,
