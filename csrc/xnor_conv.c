@@ -84,8 +84,10 @@ static int cw_of(int c) { return (c + 63) / 64; }
 static int cg_of(int c) { return (c + 3) / 4; }
 
 size_t cz_prepared_size(int path, int cout, int c, int kh, int kw) {
-    if (path == CZ_AVX2) /* [cout/32][kh][kw][cg][32] nibbles, one per byte */
-        return (size_t)((cout + WIDTH - 1) / WIDTH) * kh * kw * cg_of(c) * WIDTH;
+    if (path == CZ_AVX2) /* [vectors][kh][kw][cg][32] nibbles, one per byte; whole super
+                            blocks of SUPER vectors, zero past cout */
+        return (size_t)((cout + SUPER * WIDTH - 1) / (SUPER * WIDTH)) * SUPER * kh * kw *
+               cg_of(c) * WIDTH;
     return (size_t)cout * kh * kw * cw_of(c) * 8; /* the words themselves */
 }
 
@@ -202,78 +204,12 @@ static void conv_portable(void *p, int begin, int end, int thread) {
 
 #ifdef CZ_X86
 /* ---------------------------------------------------------------- AVX2
- * Table lookup instead of popcount: for a 4-channel group of one input pixel
- * with bits `a`, the row LUT[a] holds popcount(a ^ w) for the 16 possible
- * weight nibbles w; one VPSHUFB looks up 32 output channels' weight nibbles
- * at once (128 bit-products). Byte counters are flushed to 16-bit ones before
- * they can overflow. */
-
-static const uint8_t LUT[256] __attribute__((aligned(16))) = {
-#define R(a) \
-    __builtin_popcount((a) ^ 0), __builtin_popcount((a) ^ 1), __builtin_popcount((a) ^ 2), \
-    __builtin_popcount((a) ^ 3), __builtin_popcount((a) ^ 4), __builtin_popcount((a) ^ 5), \
-    __builtin_popcount((a) ^ 6), __builtin_popcount((a) ^ 7), __builtin_popcount((a) ^ 8), \
-    __builtin_popcount((a) ^ 9), __builtin_popcount((a) ^ 10), __builtin_popcount((a) ^ 11), \
-    __builtin_popcount((a) ^ 12), __builtin_popcount((a) ^ 13), __builtin_popcount((a) ^ 14), \
-    __builtin_popcount((a) ^ 15)
-    R(0), R(1), R(2), R(3), R(4), R(5), R(6), R(7),
-    R(8), R(9), R(10), R(11), R(12), R(13), R(14), R(15)
-#undef R
-};
-
-/* P output pixels x M vectors of 32 output channels over `steps` (<= FLUSH) groups.
- * a: first pixel's table offsets (next pixel at +astep); w: first vector's nibbles
- * (next vector at +wvec); acc: 16-bit counters of pixel p, vector m at p*accstep + m*32,
- * in the lane order of unpacklo/unpackhi (see lane_channel). */
-#define CZ_KERNEL(P, M)                                                                        \
-    __attribute__((target("avx2"))) static void kern_##P##x##M(                                \
-        const uint8_t *a, size_t astep, const uint8_t *w, size_t wvec, int steps,              \
-        uint16_t *acc, size_t accstep) {                                                       \
-        __m256i sum[P][M];                                                                     \
-        for (int p = 0; p < P; p++)                                                            \
-            for (int m = 0; m < M; m++) sum[p][m] = _mm256_setzero_si256();                    \
-        for (int j = 0; j < steps; j++) {                                                      \
-            __m256i wv[M];                                                                     \
-            for (int m = 0; m < M; m++) {                                                      \
-                wv[m] = _mm256_loadu_si256((const __m256i *)(w + m * wvec + (size_t)j * 32));  \
-                __asm__("" : "+x"(wv[m])); /* keep in a register: load once, use P times */   \
-            }                                                                                  \
-            for (int p = 0; p < P; p++) {                                                      \
-                __m256i t = _mm256_broadcastsi128_si256(                                       \
-                    _mm_load_si128((const __m128i *)(LUT + a[p * astep + j])));                \
-                for (int m = 0; m < M; m++)                                                    \
-                    sum[p][m] = _mm256_add_epi8(sum[p][m], _mm256_shuffle_epi8(t, wv[m]));     \
-            }                                                                                  \
-        }                                                                                      \
-        const __m256i zero = _mm256_setzero_si256();                                           \
-        for (int p = 0; p < P; p++)                                                            \
-            for (int m = 0; m < M; m++) {                                                      \
-                __m256i *o = (__m256i *)(acc + p * accstep + m * 32);                          \
-                __m256i lo = _mm256_unpacklo_epi8(sum[p][m], zero);                            \
-                __m256i hi = _mm256_unpackhi_epi8(sum[p][m], zero);                            \
-                _mm256_storeu_si256(o, _mm256_add_epi16(_mm256_loadu_si256(o), lo));           \
-                _mm256_storeu_si256(o + 1, _mm256_add_epi16(_mm256_loadu_si256(o + 1), hi));   \
-            }                                                                                  \
-    }
-CZ_KERNEL(1, 4)
-CZ_KERNEL(2, 1)
-CZ_KERNEL(1, 1)
-#undef CZ_KERNEL
-
-/* Add byte counters to 16-bit ones (unpack order, see lane_channel). */
-__attribute__((target("avx2"))) static inline void flush(__m256i sum, uint16_t *acc) {
-    const __m256i zero = _mm256_setzero_si256();
-    __m256i *o = (__m256i *)acc;
-    _mm256_storeu_si256(o, _mm256_add_epi16(_mm256_loadu_si256(o), _mm256_unpacklo_epi8(sum, zero)));
-    _mm256_storeu_si256(o + 1,
-                        _mm256_add_epi16(_mm256_loadu_si256(o + 1), _mm256_unpackhi_epi8(sum, zero)));
-}
-
-/* Two output pixels share one lookup: row p of LUT2 holds, for the nibbles
- * a = p & 15 (pixel A) and b = p >> 4 (pixel B), popcount(a ^ w) + 16 * popcount(b ^ w).
- * One VPSHUFB then gives 2 pixels x 32 output channels x 4 input channels (256
- * bit-products); the packed counters are split into per-pixel byte counters
- * every 3 steps, before the low nibble (at most 4 per step) can overflow. */
+ * Table lookup instead of popcount, two output pixels per lookup: row p of
+ * LUT2 holds, for the 4-channel nibbles a = p & 15 (pixel A) and b = p >> 4
+ * (pixel B) of two input pixels, popcount(a ^ w) + 16 * popcount(b ^ w) for
+ * the 16 possible weight nibbles w. One VPSHUFB on 32 output channels' weight
+ * nibbles then gives 2 pixels x 32 output channels x 4 input channels (256
+ * bit-products). */
 static uint8_t LUT2[256 * 16] __attribute__((aligned(16)));
 static pthread_once_t lut2_once = PTHREAD_ONCE_INIT;
 
@@ -296,82 +232,114 @@ static void pair_offsets(const cz_geom *g, const uint8_t *act, size_t cg, uint16
         }
 }
 
-/* One step: the table of one pixel pair (offset I), 4 vectors of weights at byte OFF. */
-#define CZ_PAIR_STEP(I, OFF)                                        \
-    "vbroadcasti128 (%[lut],%[" I "]), %[t]\n\t"                     \
-    "vpshufb " OFF "(%[w]), %[t], %[tmp]\n\t"                        \
-    "vpaddb %[tmp], %[q0], %[q0]\n\t"                                \
-    "vpshufb " OFF "(%[w],%[w1]), %[t], %[tmp]\n\t"                  \
-    "vpaddb %[tmp], %[q1], %[q1]\n\t"                                \
-    "vpshufb " OFF "(%[w],%[w1],2), %[t], %[tmp]\n\t"                \
-    "vpaddb %[tmp], %[q2], %[q2]\n\t"                                \
-    "vpshufb " OFF "(%[w],%[w3]), %[t], %[tmp]\n\t"                  \
-    "vpaddb %[tmp], %[q3], %[q3]\n\t"
-/* The first step of a group writes the counters instead of adding to them. */
-#define CZ_PAIR_FIRST(I)                                            \
-    "vbroadcasti128 (%[lut],%[" I "]), %[t]\n\t"                     \
-    "vpshufb (%[w]), %[t], %[q0]\n\t"                               \
-    "vpshufb (%[w],%[w1]), %[t], %[q1]\n\t"                         \
-    "vpshufb (%[w],%[w1],2), %[t], %[q2]\n\t"                       \
-    "vpshufb (%[w],%[w3]), %[t], %[q3]\n\t"
-/* Split packed counters q into pixel A (low nibbles) and pixel B (high nibbles). */
-#define CZ_SPLIT(Q, A, B)                                           \
-    "vpand %[low], %[" Q "], %[tmp]\n\t"                             \
-    "vpaddb %[tmp], %[" A "], %[" A "]\n\t"                          \
-    "vpsrlw $4, %[" Q "], %[tmp]\n\t"                                \
-    "vpand %[low], %[tmp], %[tmp]\n\t"                               \
-    "vpaddb %[tmp], %[" B "], %[" B "]\n\t"
-#define CZ_SPLIT_ALL \
-    CZ_SPLIT("q0", "a0", "b0") CZ_SPLIT("q1", "a1", "b1") CZ_SPLIT("q2", "a2", "b2") \
-    CZ_SPLIT("q3", "a3", "b3")
-#define CZ_STEP_OPERANDS                                                                   \
-    : [q0] "+x"(q0), [q1] "+x"(q1), [q2] "+x"(q2), [q3] "+x"(q3), [t] "=&x"(t),            \
-      [tmp] "=&x"(tmp)                                                                     \
-    : [w] "r"(w), [w1] "r"(wvec), [w3] "r"(w3), [lut] "r"(LUT2), [i0] "r"(i0),             \
-      [i1] "r"(i1), [i2] "r"(i2)                                                           \
-    : "memory"
-#define CZ_SPLIT_OPERANDS                                                                  \
-    : [q0] "+x"(q0), [q1] "+x"(q1), [q2] "+x"(q2), [q3] "+x"(q3), [a0] "+x"(a0),           \
-      [a1] "+x"(a1), [a2] "+x"(a2), [a3] "+x"(a3), [b0] "+x"(b0), [b1] "+x"(b1),           \
-      [b2] "+x"(b2), [b3] "+x"(b3), [tmp] "=&x"(tmp)                                       \
-    : [low] "x"(low)
+/* The hot 2 x 4 block, written as one assembly loop because it is bound by
+ * loads (two per cycle): each step is one table broadcast and four weight
+ * vectors straight from memory, with the pair offsets read in the loop.
+ * Registers: ymm0-3 the packed counters q of the 4 weight vectors over a group
+ * of 3 steps (a + 16 b per byte, at most 12 + 16 * 12), ymm4-7 their window
+ * sums S = sum q, ymm8-11 B = sum (q >> 4) (16-bit shifts: an even byte also
+ * receives 16 times its odd neighbour's a), ymm12 the table, ymm14-15 scratch.
+ * S and B wrap mod 256; unpair() recovers a and b exactly because their
+ * window sums stay below 256 (FLUSH steps). */
+#define CZ_BCAST(OFF) "movzwl " OFF "(%[p]), %%eax\n\t vbroadcasti128 (%[lut],%%rax), %%ymm12\n\t"
+#define CZ_FIRST                                                      \
+    "vpshufb (%[wp]), %%ymm12, %%ymm0\n\t"                              \
+    "vpshufb (%[wp],%[w1]), %%ymm12, %%ymm1\n\t"                        \
+    "vpshufb (%[wp],%[w1],2), %%ymm12, %%ymm2\n\t"                      \
+    "vpshufb (%[wp],%[w3]), %%ymm12, %%ymm3\n\t"
+#define CZ_NEXT(OFF)                                                  \
+    "vpshufb " OFF "(%[wp]), %%ymm12, %%ymm14\n\t"                      \
+    "vpaddb %%ymm14, %%ymm0, %%ymm0\n\t"                               \
+    "vpshufb " OFF "(%[wp],%[w1]), %%ymm12, %%ymm15\n\t"                \
+    "vpaddb %%ymm15, %%ymm1, %%ymm1\n\t"                               \
+    "vpshufb " OFF "(%[wp],%[w1],2), %%ymm12, %%ymm14\n\t"              \
+    "vpaddb %%ymm14, %%ymm2, %%ymm2\n\t"                               \
+    "vpshufb " OFF "(%[wp],%[w3]), %%ymm12, %%ymm15\n\t"                \
+    "vpaddb %%ymm15, %%ymm3, %%ymm3\n\t"
+#define CZ_FOLD(Q, S, B, T)                                           \
+    "vpaddb %%ymm" Q ", %%ymm" S ", %%ymm" S "\n\t"                    \
+    "vpsrlw $4, %%ymm" Q ", %%ymm" T "\n\t"                            \
+    "vpaddb %%ymm" T ", %%ymm" B ", %%ymm" B "\n\t"
+#define CZ_FOLD_ALL                                                   \
+    CZ_FOLD("0", "4", "8", "14") CZ_FOLD("1", "5", "9", "15")         \
+    CZ_FOLD("2", "6", "10", "14") CZ_FOLD("3", "7", "11", "15")
 
-/* The hot 2 x 4 block (as kern_PxM) on pixel pairs, pa = pair offsets of the first pixel;
- * in assembly because GCC spills or copies accumulators in the C version. */
-__attribute__((target("avx2"))) static void kern_pair4(const uint16_t *pa, const uint8_t *w,
-                                                       size_t wvec, int steps, uint16_t *acc,
-                                                       size_t accstep) {
-    const __m256i low = _mm256_set1_epi8(15);
-    __m256i z = _mm256_setzero_si256(), q0 = z, q1 = z, q2 = z, q3 = z;
-    __m256i a0 = z, a1 = z, a2 = z, a3 = z, b0 = z, b1 = z, b2 = z, b3 = z, t, tmp;
-    const size_t w3 = 3 * wvec;
-    int j = 0;
-    for (; j + 3 <= steps; j += 3, w += 96) { /* 3 steps fill a nibble up to 12 */
-        size_t i0 = pa[j], i1 = pa[j + 1], i2 = pa[j + 2];
-        __asm__(CZ_PAIR_FIRST("i0") CZ_PAIR_STEP("i1", "32")
-                    CZ_PAIR_STEP("i2", "64") CZ_STEP_OPERANDS);
-        __asm__(CZ_SPLIT_ALL CZ_SPLIT_OPERANDS);
-    }
-    for (; j < steps; j++, w += 32) {
-        size_t i0 = pa[j], i1 = 0, i2 = 0;
-        __asm__(CZ_PAIR_FIRST("i0") CZ_STEP_OPERANDS);
-        __asm__(CZ_SPLIT_ALL CZ_SPLIT_OPERANDS);
-    }
-    flush(a0, acc);
-    flush(a1, acc + 32);
-    flush(a2, acc + 64);
-    flush(a3, acc + 96);
-    flush(b0, acc + accstep);
-    flush(b1, acc + accstep + 32);
-    flush(b2, acc + accstep + 64);
-    flush(b3, acc + accstep + 96);
+/* Add the window sums of weight vector M to the 16-bit counters of pixel A (acc) and
+ * pixel B (%rax): per byte k, B_k = b_k + 16 a_{k+1} for even k and b_k for odd k,
+ * so a = S - 16 B (mod 256) for every k and b_k = B_k - 16 a_{k+1} for even k.
+ * Counters in unpack order (see lane_channel). Needs ymm12 = 0, ymm13 = 0xF0 bytes,
+ * ymm14 = 0xFF00 words, ymm15 = 0x00FF words; uses ymm0-3; zeroes S and B. */
+#define CZ_UNPAIR(M, S, B)                                                     \
+    "vpsllw $4, %%ymm" B ", %%ymm0\n\t vpand %%ymm13, %%ymm0, %%ymm0\n\t"        \
+    "vpsubb %%ymm0, %%ymm" S ", %%ymm0\n\t"                /* a */               \
+    "vpand %%ymm14, %%ymm0, %%ymm1\n\t vpsrlw $4, %%ymm1, %%ymm1\n\t"            \
+    "vpand %%ymm15, %%ymm1, %%ymm1\n\t vpsubb %%ymm1, %%ymm" B ", %%ymm1\n\t" /* b */ \
+    "vpunpcklbw %%ymm12, %%ymm0, %%ymm2\n\t vpaddw " M "(%[acc]), %%ymm2, %%ymm2\n\t" \
+    "vmovdqu %%ymm2, " M "(%[acc])\n\t"                                            \
+    "vpunpckhbw %%ymm12, %%ymm0, %%ymm3\n\t vpaddw " M "+32(%[acc]), %%ymm3, %%ymm3\n\t" \
+    "vmovdqu %%ymm3, " M "+32(%[acc])\n\t"                                         \
+    "vpunpcklbw %%ymm12, %%ymm1, %%ymm2\n\t vpaddw " M "(%%rax), %%ymm2, %%ymm2\n\t" \
+    "vmovdqu %%ymm2, " M "(%%rax)\n\t"                                             \
+    "vpunpckhbw %%ymm12, %%ymm1, %%ymm3\n\t vpaddw " M "+32(%%rax), %%ymm3, %%ymm3\n\t" \
+    "vmovdqu %%ymm3, " M "+32(%%rax)\n\t"                                          \
+    "vpxor %%xmm" S ", %%xmm" S ", %%xmm" S "\n\t vpxor %%xmm" B ", %%xmm" B ", %%xmm" B "\n\t"
+
+static const uint16_t UNPAIR_MASKS[3][16] __attribute__((aligned(32))) = {
+    {0xF0F0, 0xF0F0, 0xF0F0, 0xF0F0, 0xF0F0, 0xF0F0, 0xF0F0, 0xF0F0,
+     0xF0F0, 0xF0F0, 0xF0F0, 0xF0F0, 0xF0F0, 0xF0F0, 0xF0F0, 0xF0F0},
+    {0xFF00, 0xFF00, 0xFF00, 0xFF00, 0xFF00, 0xFF00, 0xFF00, 0xFF00,
+     0xFF00, 0xFF00, 0xFF00, 0xFF00, 0xFF00, 0xFF00, 0xFF00, 0xFF00},
+    {0x00FF, 0x00FF, 0x00FF, 0x00FF, 0x00FF, 0x00FF, 0x00FF, 0x00FF,
+     0x00FF, 0x00FF, 0x00FF, 0x00FF, 0x00FF, 0x00FF, 0x00FF, 0x00FF}};
+
+/* `npairs` pixel pairs x 4 vectors of 32 output channels over one window of `steps`
+ * (<= FLUSH) steps: pair i's table offsets at pa + i * pstep, its counters at
+ * acc + i * 2 * accstep (pixel A) and + accstep (pixel B). w: the window's weight
+ * nibbles of the first vector (next vector at +wvec), the same for every pair, so
+ * they stay in L1 across the row. */
+__attribute__((target("avx2"))) static void kern_pairs4(const uint16_t *pa, size_t pstep,
+                                                        int npairs, const uint8_t *w,
+                                                        size_t wvec, int steps, uint16_t *acc,
+                                                        size_t accstep) {
+    size_t groups = (size_t)steps / 3, rest = (size_t)steps % 3, w3 = 3 * wvec;
+    size_t pbytes = 2 * pstep, bbytes = 2 * accstep, abytes = 4 * accstep, g, r;
+    long left = npairs;
+    const uint8_t *wp;
+    const uint16_t *p;
+    if (npairs < 1) return;
+    __asm__ volatile(
+        "vpxor %%xmm4, %%xmm4, %%xmm4\n\t vmovdqa %%ymm4, %%ymm5\n\t vmovdqa %%ymm4, %%ymm6\n\t"
+        "vmovdqa %%ymm4, %%ymm7\n\t vmovdqa %%ymm4, %%ymm8\n\t vmovdqa %%ymm4, %%ymm9\n\t"
+        "vmovdqa %%ymm4, %%ymm10\n\t vmovdqa %%ymm4, %%ymm11\n"
+        "0:\n\t mov %[pa], %[p]\n\t mov %[w], %[wp]\n\t mov %[groups], %[g]\n\t mov %[rest], %[r]\n\t"
+        "test %[g], %[g]\n\t jz 2f\n"
+        "1:\n\t" CZ_BCAST("0") CZ_FIRST CZ_BCAST("2") CZ_NEXT("32") CZ_BCAST("4") CZ_NEXT("64")
+        CZ_FOLD_ALL
+        "add $96, %[wp]\n\t add $6, %[p]\n\t dec %[g]\n\t jnz 1b\n"
+        "2:\n\t test %[r], %[r]\n\t jz 4f\n"
+        "3:\n\t" CZ_BCAST("0") CZ_FIRST CZ_FOLD_ALL
+        "add $32, %[wp]\n\t add $2, %[p]\n\t dec %[r]\n\t jnz 3b\n"
+        "4:\n\t"
+        "vpxor %%xmm12, %%xmm12, %%xmm12\n\t vmovdqa %[m0], %%ymm13\n\t"
+        "vmovdqa %[m1], %%ymm14\n\t vmovdqa %[m2], %%ymm15\n\t"
+        "mov %[acc], %%rax\n\t add %[bbytes], %%rax\n\t"
+        CZ_UNPAIR("0", "4", "8") CZ_UNPAIR("64", "5", "9") CZ_UNPAIR("128", "6", "10")
+        CZ_UNPAIR("192", "7", "11")
+        "add %[abytes], %[acc]\n\t add %[pbytes], %[pa]\n\t decq %[left]\n\t jnz 0b\n\t"
+        : [pa] "+r"(pa), [acc] "+r"(acc), [left] "+m"(left), [p] "=&r"(p), [wp] "=&r"(wp),
+          [g] "=&r"(g), [r] "=&r"(r)
+        : [w] "m"(w), [w1] "r"(wvec), [w3] "r"(w3), [lut] "r"(LUT2), [groups] "m"(groups),
+          [rest] "m"(rest), [pbytes] "m"(pbytes), [bbytes] "m"(bbytes), [abytes] "m"(abytes),
+          [m0] "m"(UNPAIR_MASKS[0]), [m1] "m"(UNPAIR_MASKS[1]), [m2] "m"(UNPAIR_MASKS[2])
+        : "rax", "cc", "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6",
+          "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
 }
-#undef CZ_PAIR_STEP
-#undef CZ_PAIR_FIRST
-#undef CZ_SPLIT
-#undef CZ_SPLIT_ALL
-#undef CZ_STEP_OPERANDS
-#undef CZ_SPLIT_OPERANDS
+#undef CZ_BCAST
+#undef CZ_FIRST
+#undef CZ_NEXT
+#undef CZ_FOLD
+#undef CZ_FOLD_ALL
+#undef CZ_UNPAIR
 
 /* Counter k of a 32-channel vector holds channel lane_channel(k) (unpack order). */
 static inline int lane_channel(int k) { return k < 8 ? k : k < 16 ? k + 8 : k < 24 ? k - 8 : k; }
@@ -442,48 +410,32 @@ __attribute__((target("avx2"))) static void emit_avx2(const conv_ctx *cx, int n,
         }
 }
 
-/* Items: (n, oy, block of SUPER vectors of output channels). */
+/* Items: (n, oy, block of SUPER vectors of output channels). Every output pixel
+ * is in a pair (an odd row's last pair has a pixel B past the row, computed into
+ * the spare counters of wo8 and never emitted). */
 __attribute__((target("avx2"))) static void conv_avx2(void *p, int begin, int end, int thread) {
     conv_ctx *cx = (conv_ctx *)p;
     const cz_geom *g = cx->g;
     size_t cg = cx->pb, len = (size_t)g->kw * cg, wvec = (size_t)g->kh * len * WIDTH;
     size_t astep = (size_t)g->stride * cg, row = (size_t)wp_of(g) * cg;
-    int nvec = (g->cout + WIDTH - 1) / WIDTH;
+    size_t accstep = SUPER * WIDTH;
+    int nvec = (g->cout + WIDTH - 1) / WIDTH, npairs = (g->wo + 1) / 2;
     uint16_t *acc = cx->acc[thread];
     for (int item = begin; item < end; item++) {
         int sb = item % cx->nsuper, oy = (item / cx->nsuper) % g->ho;
         int n = item / cx->nsuper / g->ho, v0 = sb * SUPER;
-        int mv = nvec - v0 < SUPER ? nvec - v0 : SUPER;
-        size_t accstep = (size_t)mv * 32;
         memset(acc, 0, sizeof(uint16_t) * wo8(g) * accstep);
         for (int ky = 0; ky < g->kh; ky++) {
-            const uint8_t *arow =
-                cx->act + ((size_t)n * hp_of(g) + (size_t)oy * g->stride + ky) * row;
+            const uint16_t *pa =
+                cx->pairs + ((size_t)n * hp_of(g) + (size_t)oy * g->stride + ky) * row;
+            /* this window's weights (4 x 32 B per step) stay in L1 across the row */
+            const uint8_t *w = cx->blob + (size_t)v0 * wvec + ky * len * WIDTH;
             for (size_t j0 = 0; j0 < len; j0 += FLUSH) {
                 int steps = (int)(len - j0 < FLUSH ? len - j0 : FLUSH);
-                /* this weight segment (mv * 2 KB) stays in L1 across the row */
-                const uint8_t *w = cx->blob + (size_t)v0 * wvec + (ky * len + j0) * WIDTH;
-                const uint8_t *a = arow + j0;
-                int ox = 0;
-                if (mv == SUPER) {
-                    const uint16_t *pa = cx->pairs + (arow - cx->act) + j0;
-                    for (; ox + 2 <= g->wo; ox += 2)
-                        kern_pair4(pa + ox * astep, w, wvec, steps, acc + ox * accstep, accstep);
-                    for (; ox < g->wo; ox++)
-                        kern_1x4(a + ox * astep, astep, w, wvec, steps, acc + ox * accstep, accstep);
-                    continue;
-                }
-                for (int m = 0; m < mv; m++) {
-                    for (ox = 0; ox + 2 <= g->wo; ox += 2)
-                        kern_2x1(a + ox * astep, astep, w + m * wvec, wvec, steps,
-                                 acc + ox * accstep + m * 32, accstep);
-                    for (; ox < g->wo; ox++)
-                        kern_1x1(a + ox * astep, astep, w + m * wvec, wvec, steps,
-                                 acc + ox * accstep + m * 32, accstep);
-                }
+                kern_pairs4(pa + j0, 2 * astep, npairs, w + j0 * WIDTH, wvec, steps, acc, accstep);
             }
         }
-        emit_avx2(cx, n, oy, v0, mv, acc, accstep);
+        emit_avx2(cx, n, oy, v0, nvec - v0 < SUPER ? nvec - v0 : SUPER, acc, accstep);
     }
 }
 

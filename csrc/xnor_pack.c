@@ -19,18 +19,6 @@ static size_t pixel_bytes(const cz_geom *g, int layout) {
     return layout == 0 ? (size_t)8 * ((g->c + 63) / 64) : (size_t)(g->c + 3) / 4;
 }
 
-/* Transpose an 8x8 bit matrix: bit j of byte i moves to bit i of byte j. */
-static inline uint64_t transpose8(uint64_t x) {
-    uint64_t t;
-    t = (x ^ (x >> 7)) & 0x00AA00AA00AA00AAULL;
-    x = x ^ t ^ (t << 7);
-    t = (x ^ (x >> 14)) & 0x0000CCCC0000CCCCULL;
-    x = x ^ t ^ (t << 14);
-    t = (x ^ (x >> 28)) & 0x00000000F0F0F0F0ULL;
-    x = x ^ t ^ (t << 28);
-    return x;
-}
-
 /* Store byte b (channels 8k..8k+7 of one pixel) at the pixel's address. */
 static inline void put_byte(uint8_t *pix, int k, uint8_t b, int layout, size_t pb) {
     if (layout == 0) {
@@ -86,14 +74,25 @@ void cz_pack_portable(const cz_geom *g, const float *x, uint8_t *dst, int layout
 }
 
 #ifdef CZ_X86
+/* Nibbles of a 32-channel word as bytes, each already times 16 (layout 1). */
+static inline uint64_t nibble_bytes(uint32_t word) {
+    uint64_t t = word;
+    t = (t | (t << 16)) & 0x0000FFFF0000FFFFULL;
+    t = (t | (t << 8)) & 0x00FF00FF00FF00FFULL;
+    t = (t | (t << 4)) & 0x0F0F0F0F0F0F0F0FULL;
+    return t << 4;
+}
+
 /* Two passes per chunk of 256 pixels: (1) stream each channel's row of the chunk
- * (contiguous floats) into sign bytes, bits[c][block]; (2) transpose 8x8 bit
- * blocks into per-pixel channel bytes. */
+ * (contiguous floats) into sign bytes, bits[block][c] (bit j: pixel 8 * block + j);
+ * (2) per block of 8 pixels and 32 channels, one shift + VPMOVMSKB per pixel
+ * gathers its 32 sign bits into a word, stored as is (layout 0) or as nibble
+ * bytes (layout 1). */
 __attribute__((target("avx2"))) void cz_pack_avx2(const cz_geom *g, const float *x, uint8_t *dst,
                                                    int layout, float *a, int begin, int end) {
     size_t hw = (size_t)g->h * g->w, pb = pixel_bytes(g, layout);
-    int c8 = (g->c + 7) / 8 * 8;
-    uint8_t *bits = calloc((size_t)c8 * (CHUNK / 8), 1); /* rows past c stay zero */
+    size_t c32 = (size_t)(g->c + 31) / 32 * 32, wp = (size_t)g->w + 2 * g->pad;
+    uint8_t *bits = calloc(c32 * (CHUNK / 8), 1); /* channels past c stay zero */
     const __m256 zero = _mm256_setzero_ps();
     const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
     if (!bits) { /* no scratch: the one-pixel-at-a-time path gives the same bits */
@@ -111,21 +110,30 @@ __attribute__((target("avx2"))) void cz_pack_avx2(const cz_geom *g, const float 
             const float *row = img + (size_t)c * hw;
             for (int b = 0; b < nb; b++) {
                 __m256 v = _mm256_loadu_ps(row + 8 * b);
-                bits[c * (CHUNK / 8) + b] =
-                    (uint8_t)_mm256_movemask_ps(_mm256_cmp_ps(v, zero, _CMP_LT_OQ));
+                bits[b * c32 + c] = (uint8_t)_mm256_movemask_ps(_mm256_cmp_ps(v, zero, _CMP_LT_OQ));
                 if (a) asum[b] = _mm256_add_ps(asum[b], _mm256_and_ps(v, absmask));
             }
         }
         for (int b = 0; b < nb; b++) {
             uint8_t *pix[8];
-            for (int j = 0; j < 8; j++) pix[j] = pixel_at(g, dst, layout, n, p0 + 8 * b + j);
-            for (int c0 = 0; c0 < g->c; c0 += 8) {
-                uint64_t m = 0; /* byte i: sign bits of channel c0+i at the 8 pixels */
-                for (int i = 0; i < 8; i++)
-                    m |= (uint64_t)bits[(c0 + i) * (CHUNK / 8) + b] << (8 * i);
-                m = transpose8(m); /* byte j: the 8 channels' bits of pixel j */
-                for (int j = 0; j < 8; j++)
-                    put_byte(pix[j], c0 / 8, (uint8_t)(m >> (8 * j)), layout, pb);
+            int y = (p0 + 8 * b) / g->w, xx = (p0 + 8 * b) % g->w;
+            for (int j = 0; j < 8; j++) { /* the 8 pixels may wrap to the next row */
+                pix[j] = dst + (((size_t)n * (g->h + 2 * g->pad) + y + g->pad) * wp + xx + g->pad) * pb;
+                if (++xx == g->w) xx = 0, y++;
+            }
+            for (size_t c0 = 0; c0 < c32; c0 += 32) {
+                __m256i v = _mm256_loadu_si256((const __m256i *)(bits + b * c32 + c0));
+                for (int j = 0; j < 8; j++) { /* bit 7 of each byte <- bit j: pixel j's signs */
+                    uint32_t word = (uint32_t)_mm256_movemask_epi8(
+                        _mm256_slli_epi16(v, 7 - j)); /* 16-bit shift: bytes keep their bits */
+                    if (layout == 0) {
+                        memcpy(pix[j] + c0 / 8, &word, 4);
+                    } else {
+                        uint64_t nib = nibble_bytes(word);
+                        size_t at = c0 / 4, take = pb - at < 8 ? pb - at : 8;
+                        memcpy(pix[j] + at, &nib, take);
+                    }
+                }
             }
             if (a)
                 _mm256_storeu_ps(a + (size_t)n * hw + p0 + 8 * b,
