@@ -38,7 +38,7 @@ xnor = Extension(
     extra_compile_args=["-O3", "-ffp-contract=off", "-std=c11", "-pthread", *GCC_TUNING]
     if unix
     else [],
-    extra_link_args=["-pthread"] if unix else [],
+    extra_link_args=["-pthread", "-ldl"] if unix else [],
 )
 
 setup(ext_modules=[xnor], cmdclass={"build_ext": OptionalBuildExt})

@@ -50,7 +50,9 @@ int cz_conv2d(int path, const cz_geom *g, const float *x, const uint8_t *blob,
 
 /* ---- internals shared by the .c files ---- */
 typedef void (*cz_range_fn)(void *ctx, int begin, int end, int thread);
-/* Split [0, nitems) into `threads` contiguous ranges run in parallel (pthreads). */
+/* Run fn over the items [0, nitems) on `threads` threads, each claiming one item at a
+ * time: in the OpenMP pool torch already loaded when there is one, else on pthreads.
+ * `thread` is in [0, threads). */
 int cz_parallel(int threads, int nitems, cz_range_fn fn, void *ctx);
 
 /* Binarize and pack image-major NCHW floats into padded NHWC bit planes:

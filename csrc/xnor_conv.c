@@ -1,5 +1,8 @@
 /* Binary convolution kernels, run-time dispatch, threads (see xnor.h). */
+#define _GNU_SOURCE /* RTLD_NOLOAD */
+#include <dlfcn.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,40 +44,78 @@ int cz_best_path(void) {
 
 /* ---------------------------------------------------------------- threads */
 
+/* Items are claimed one at a time from a shared counter rather than split into
+ * fixed shares: a thread slowed down by something else on its core (typically
+ * torch's OpenMP workers, which spin for a while after each torch op) then just
+ * does fewer items, instead of making every call wait for its share. */
 typedef struct {
     cz_range_fn fn;
     void *ctx;
-    int begin, end, thread;
-} cz_task;
+    int nitems;
+    atomic_int next; /* the first unclaimed item */
+} cz_queue;
 
-static void *run_task(void *arg) {
-    cz_task *t = (cz_task *)arg;
-    t->fn(t->ctx, t->begin, t->end, t->thread);
+typedef struct {
+    cz_queue *queue;
+    int thread;
+} cz_worker;
+
+static void *drain(void *arg) {
+    cz_worker *w = (cz_worker *)arg;
+    cz_queue *q = w->queue;
+    for (int i; (i = atomic_fetch_add(&q->next, 1)) < q->nitems;) q->fn(q->ctx, i, i + 1, w->thread);
     return NULL;
+}
+
+/* torch's OpenMP runtime, when the process has one loaded: running our threads in
+ * its pool means its workers, still spinning after the last torch op, take our
+ * items instead of competing with our own threads for the cores. GOMP_parallel
+ * is the entry point of `#pragma omp parallel` in libgomp, and LLVM's and
+ * Intel's runtimes export it too. */
+typedef void (*gomp_parallel_fn)(void (*)(void *), void *, unsigned, unsigned);
+static gomp_parallel_fn gomp_parallel;
+static int (*gomp_thread_num)(void);
+static pthread_once_t gomp_once = PTHREAD_ONCE_INIT;
+
+static void find_openmp(void) {
+    const char *names[] = {"libgomp.so.1", "libiomp5.so", "libomp.so"};
+    for (size_t i = 0; i < sizeof names / sizeof *names && !gomp_parallel; i++) {
+        void *lib = dlopen(names[i], RTLD_LAZY | RTLD_NOLOAD); /* only if already loaded */
+        if (!lib) continue;
+        gomp_parallel = (gomp_parallel_fn)dlsym(lib, "GOMP_parallel");
+        *(void **)&gomp_thread_num = dlsym(lib, "omp_get_thread_num");
+        if (!gomp_parallel || !gomp_thread_num) gomp_parallel = NULL;
+    }
+}
+
+static void drain_omp(void *arg) {
+    cz_worker w = {(cz_queue *)arg, gomp_thread_num()};
+    drain(&w);
 }
 
 int cz_parallel(int threads, int nitems, cz_range_fn fn, void *ctx) {
     if (threads > nitems) threads = nitems;
+    if (threads > 256) threads = 256;
     if (threads <= 1) {
         if (nitems > 0) fn(ctx, 0, nitems, 0);
         return 0;
     }
-    cz_task tasks[256];
+    cz_queue queue = {.fn = fn, .ctx = ctx, .nitems = nitems};
+    atomic_init(&queue.next, 0);
+    pthread_once(&gomp_once, find_openmp);
+    if (gomp_parallel) {
+        gomp_parallel(drain_omp, &queue, (unsigned)threads, 0);
+        return 0;
+    }
+    cz_worker workers[256];
     pthread_t ids[256];
     int started[256] = {0};
-    if (threads > 256) threads = 256;
-    for (int t = 0; t < threads; t++)
-        tasks[t] = (cz_task){fn, ctx, (int)((long)nitems * t / threads),
-                             (int)((long)nitems * (t + 1) / threads), t};
+    for (int t = 0; t < threads; t++) workers[t] = (cz_worker){&queue, t};
     for (int t = 1; t < threads; t++)
-        started[t] = pthread_create(&ids[t], NULL, run_task, &tasks[t]) == 0;
-    run_task(&tasks[0]);
-    for (int t = 1; t < threads; t++) {
-        if (started[t])
-            pthread_join(ids[t], NULL);
-        else
-            run_task(&tasks[t]); /* could not start a thread: do its share here */
-    }
+        started[t] = pthread_create(&ids[t], NULL, drain, &workers[t]) == 0;
+    drain(&workers[0]); /* threads that could not start leave their items to this one */
+    for (int t = 1; t < threads; t++)
+        if (started[t]) pthread_join(ids[t], NULL);
     return 0;
 }
 
