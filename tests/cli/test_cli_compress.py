@@ -39,6 +39,9 @@ def test_compress_inspect_eval(tmp_path: Path) -> None:
     assert summary["dense_bytes"] == 4 * sum(
         p.numel() for p in get_model("lenet300", **kwargs).parameters()
     )
+    speed = summary["speed"]  # the file's model beside the dense run: same MACs, fewer nonzero
+    assert speed["mac_ratio"] == 1.0 and speed["macs"][0] == speed["macs"][1]
+    assert speed["nonzero_mac_ratio"] > 2 and speed["latency_ratio"] > 0
 
     code, out = run_cli("inspect", out_file, "--json")
     assert code == 0, out
@@ -49,6 +52,11 @@ def test_compress_inspect_eval(tmp_path: Path) -> None:
     assert fc1["bytes"]["dense"] > fc1["bytes"]["pruned"] > fc1["bytes"]["shared"]
     code, text = run_cli("inspect", out_file)
     assert code == 0 and "fc1.weight" in text and "stages:" in text
+
+    code, out = run_cli("profile", out_file, "--json")
+    assert code == 0, out
+    profiled = last_json(out)
+    assert profiled["macs"] == speed["macs"][0] and profiled["nonzero_macs"] < profiled["macs"]
 
     code, out = run_cli("eval", out_file, "--data", "synthetic", "--json")
     assert code == 0 and last_json(out)["accuracy"] == summary["test_accuracy"]

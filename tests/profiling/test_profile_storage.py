@@ -129,3 +129,33 @@ def test_matches_the_codecs_own_pre_entropy_stage(tmp_path) -> None:
     rows = {r.name: r.weight_bytes for r in cnnzip.profile(model, (784,)).layers}
     for name, stored in stages.items():
         assert rows[name] == stored + 4 * model.get_submodule(name).bias.numel()
+
+
+def test_nonzero_macs_of_pruned_layers_by_hand() -> None:
+    """Conv 2->3, 3x3, on 5x5 (3x3 outputs, 9 positions) and fc 27->4: MACs count every
+    weight at every use, nonzero MACs only the kept ones; a dense model has them equal."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.Flatten(), nn.Linear(27, 4))
+    dense = cnnzip.profile(model, (2, 5, 5))
+    assert dense.nonzero_macs == dense.macs == 3 * 18 * 9 + 27 * 4
+    conv_keep = torch.rand(3, 2, 3, 3) < 0.5
+    fc_keep = torch.rand(4, 27) < 0.25
+    set_mask(model, "0.weight", conv_keep)
+    set_mask(model, "2.weight", fc_keep)
+    rows = {r.name: r for r in cnnzip.profile(model, (2, 5, 5)).layers}
+    assert rows["0"].macs == 3 * 18 * 9 and rows["0"].nonzero_macs == int(conv_keep.sum()) * 9
+    assert rows["2"].macs == 27 * 4 and rows["2"].nonzero_macs == int(fc_keep.sum())
+
+
+def test_comparison_says_what_sparse_kernels_could_reach() -> None:
+    model = get_model("lenet300")
+    dense = cnnzip.profile(model, (784,), measure_latency=True, runs=3, warmup=1)
+    set_mask(model, "fc1.weight", torch.rand(300, 784) < 0.1)
+    pruned = cnnzip.profile(model, (784,), measure_latency=True, runs=3, warmup=1)
+    result = cnnzip.profiling.comparison(("pruned", "dense"), pruned, dense)
+    assert result["mac_ratio"] == 1.0
+    assert result["nonzero_mac_ratio"] == dense.macs / pruned.nonzero_macs > 4
+    text = cnnzip.profiling.comparison_text(result)
+    assert "nonzero weights" in text and f"{result['nonzero_mac_ratio']:.2f}x" in text
+    same = cnnzip.profiling.comparison(("dense", "dense"), dense, dense)
+    assert "nonzero" not in cnnzip.profiling.comparison_text(same)

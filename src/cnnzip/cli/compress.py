@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import click
+import torch.nn as nn
 
 from cnnzip import data as cz_data
 from cnnzip.cli.app import data_options, emit, json_option, main, parse_kwargs
 from cnnzip.cli.distill import teacher_loss, teacher_options
+from cnnzip.cli.profile import input_shape
 from cnnzip.codec import load as load_cnnz
 from cnnzip.codec.inspect import inspect
 from cnnzip.errors import CnnzipError
+from cnnzip.profiling import Report, comparison, comparison_text, profile
 from cnnzip.recipes import builtin_recipes, compress, load_recipe
-from cnnzip.runs import load_run
+from cnnzip.runs import Run, load_run
 from cnnzip.train import evaluate
 
 
@@ -51,7 +54,9 @@ def compress_cmd(
 ) -> None:
     """Compress the model of run directory RUN with a recipe and write a .cnnz file.
 
-    With --teacher every stage that retrains distills from the teacher runs."""
+    With --teacher every stage that retrains distills from the teacher runs. The
+    report ends with the speed of the file's model beside the dense one's: measured
+    latency, and MACs in theory (all, and those by nonzero weights)."""
     plan = load_recipe(recipe, _overrides(overrides))
     run = load_run(run_dir)
     data = cz_data.load(data_name, root=data_dir, limit=limit)
@@ -70,7 +75,10 @@ def compress_cmd(
         loss_fn=loss_fn,
     )
     result.save(out)
-    accuracy = evaluate(load_cnnz(out), data.test)["accuracy"]  # measured on the file
+    packed = load_cnnz(out)
+    accuracy = evaluate(packed, data.test)["accuracy"]  # measured on the file
+    dense = load_run(run_dir).model  # compress changed run.model in place
+    speed = comparison((out, run_dir), *_speed_profiles(packed, dense, run))
     result.meta["file_test_accuracy"] = accuracy
     result.save(out)  # the same tensors, now with the accuracy of the file in its metadata
     report = inspect(out)
@@ -80,16 +88,32 @@ def compress_cmd(
         "test_accuracy": accuracy,
         "baseline_accuracy": baseline,
         "accuracy_drop_pp": 100 * (baseline - accuracy),
+        "speed": speed,
     }
     emit(
         summary,
         as_json,
         lambda r: (
-            f"{report.table()}\n\n{out}: {r['file_bytes']} bytes, {r['ratio']:.1f}x smaller;"
+            f"{report.table()}\n\n{comparison_text(speed)}\n\n"
+            f"{out}: {r['file_bytes']} bytes, {r['ratio']:.1f}x smaller;"
             f" test accuracy {accuracy:.4f} (dense {baseline:.4f},"
-            f" {100 * (accuracy - baseline):+.2f} pp)"
+            f" {100 * (accuracy - baseline):+.2f} pp);"
+            f" {speed['latency_ratio']:.2f}x the dense model's speed"
         ),
     )
+
+
+def _speed_profiles(a: nn.Module, b: nn.Module, run: Run) -> tuple[Report, Report]:
+    """MACs and latency at batch 1 of two models of ``run``'s architecture, measured twice,
+    alternating, keeping the second pair: small models take microseconds, and the
+    first measurement of a process pays for warming up."""
+    shape = input_shape(run.arch, run.kwargs, None)
+
+    def measure(model: nn.Module) -> Report:
+        return profile(model, shape, measure_latency=True, runs=50, warmup=5)
+
+    measure(a), measure(b)
+    return measure(a), measure(b)
 
 
 def _overrides(items: tuple[str, ...]) -> dict[str, object]:

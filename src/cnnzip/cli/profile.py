@@ -10,14 +10,16 @@ import click
 import torch.nn as nn
 
 from cnnzip.cli.app import emit, json_option, kwargs_option, main, parse_kwargs
+from cnnzip.codec import load as load_cnnz
+from cnnzip.codec import read as read_cnnz
 from cnnzip.errors import CnnzipError
 from cnnzip.models import get_model, get_model_builder
-from cnnzip.profiling import Report, compare, profile
+from cnnzip.profiling import Report, comparison, comparison_text, profile
 from cnnzip.runs import load_run
 
 
 @main.command("profile")
-@click.argument("sources", nargs=-1, required=True, metavar="NAME|RUN [B]")
+@click.argument("sources", nargs=-1, required=True, metavar="NAME|RUN|FILE.cnnz [B]")
 @click.option(
     "--input",
     "size",
@@ -52,7 +54,8 @@ def profile_cmd(
 ) -> None:
     """Parameters, MACs (multiply-accumulates), bytes per layer and measured latency.
 
-    NAME is a zoo name (see `cnnzip models`), RUN a run directory. With
+    NAME is a zoo name (see `cnnzip models`), RUN a run directory, FILE.cnnz a
+    compressed file of a zoo model (profiled as it decodes: dense tensors). With
     --compare, give two models A B: it prints how many times fewer MACs A
     needs than B beside how many times faster A runs (both B/A).
     """
@@ -71,19 +74,27 @@ def profile_cmd(
 
 
 def _build(source: str, size: int | None, kwargs: dict[str, Any]) -> tuple[nn.Module, tuple]:
-    """The model and one sample's input shape, for a zoo name or a run directory."""
+    """The model and one sample's input shape, for a zoo name, a run directory or a .cnnz."""
+    if (Path(source).is_dir() or Path(source).is_file()) and kwargs:
+        raise CnnzipError(f"-k applies to zoo names; {source} says how it is built")
     if Path(source).is_dir():
-        if kwargs:
-            raise CnnzipError(f"-k applies to zoo names; run {source} is built from its run.json")
         run = load_run(source)
-        return run.model, _input_shape(run.arch, run.kwargs, size)
+        return run.model, input_shape(run.arch, run.kwargs, size)
+    if Path(source).is_file():
+        arch = read_cnnz(source).header.get("arch") or {}
+        if not arch:
+            raise CnnzipError(
+                f"{source} names no zoo architecture: profile its model from Python, "
+                "cnnzip.profile(cnnzip.load(path, model), input_shape)"
+            )
+        return load_cnnz(source), input_shape(arch["name"], arch.get("kwargs") or {}, size)
     params = inspect.signature(get_model_builder(source)).parameters
     if size is not None and "img_size" in params:
         kwargs = {"img_size": size, **kwargs}  # the head is sized for the input
-    return get_model(source, **kwargs), _input_shape(source, kwargs, size)
+    return get_model(source, **kwargs), input_shape(source, kwargs, size)
 
 
-def _input_shape(arch: str, kwargs: dict[str, Any], size: int | None) -> tuple[int, ...]:
+def input_shape(arch: str, kwargs: dict[str, Any], size: int | None) -> tuple[int, ...]:
     """(C, H, W) from in_chans/img_size (given, else the builder's defaults, else 3 and 224);
     (in_features,) for a model that takes flat vectors."""
     params = inspect.signature(get_model_builder(arch)).parameters
@@ -95,7 +106,7 @@ def _input_shape(arch: str, kwargs: dict[str, Any], size: int | None) -> tuple[i
     if "base" in params:  # a wrapper of another zoo model (binarized): the base's input
         given = {k: v for k, v in kwargs.items() if k in ("in_chans", "img_size") and v}
         base_kwargs = {**(kwargs.get("base_kwargs") or {}), **given}
-        return _input_shape(setting("base", None), base_kwargs, size)
+        return input_shape(setting("base", None), base_kwargs, size)
     if "in_features" in params and "in_chans" not in params:
         if size is not None:
             raise CnnzipError(f"{arch} takes flat inputs; set -k in_features=N instead of --input")
@@ -106,41 +117,4 @@ def _input_shape(arch: str, kwargs: dict[str, Any], size: int | None) -> tuple[i
 
 def _emit_comparison(sources: tuple[str, ...], reports: list[Report], as_json: bool) -> None:
     a, b = reports
-    assert a.latency is not None and b.latency is not None  # compare_two measured them
-    result = {
-        "a": sources[0],
-        "b": sources[1],
-        **compare(a, b),
-        "macs": [a.macs, b.macs],
-        "params": [a.params, b.params],
-        "latency_ms": [a.latency.median_ms, b.latency.median_ms],
-        "latency_iqr_ms": [[a.latency.q1_ms, a.latency.q3_ms], [b.latency.q1_ms, b.latency.q3_ms]],
-        "batch": a.latency.batch,
-        "threads": a.latency.threads,
-        "runs": a.latency.runs,
-    }
-
-    def text(r: dict[str, Any]) -> str:
-        rows = [
-            f"{tag}: {name:<16} {p / 1e6:8.2f}M params {m / 1e6:10.1f}M MACs "
-            f"{ms:9.2f} ms (IQR {iqr[0]:.2f}-{iqr[1]:.2f})"
-            for tag, name, p, m, ms, iqr in zip(
-                "AB",
-                sources,
-                r["params"],
-                r["macs"],
-                r["latency_ms"],
-                r["latency_iqr_ms"],
-                strict=True,
-            )
-        ]
-        return "\n".join(
-            [
-                *rows,
-                f"B/A: {r['mac_ratio']:.2f}x the MACs (multiply-accumulates), "
-                f"{r['latency_ratio']:.2f}x the measured latency "
-                f"(batch {r['batch']}, {r['threads']} thread(s), median of {r['runs']} runs)",
-            ]
-        )
-
-    emit(result, as_json, text)
+    emit(comparison((sources[0], sources[1]), a, b), as_json, comparison_text)

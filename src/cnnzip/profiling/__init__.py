@@ -14,7 +14,15 @@ weights stored sparse, as a codebook, or binary).
 from cnnzip.profiling.counters import Cost, conv_kind, register_counter
 from cnnzip.profiling.latency import measure_latency
 from cnnzip.profiling.profiler import profile
-from cnnzip.profiling.report import MAC_CONVENTION, Latency, LayerStats, Report, compare
+from cnnzip.profiling.report import (
+    MAC_CONVENTION,
+    Latency,
+    LayerStats,
+    Report,
+    compare,
+    comparison,
+    comparison_text,
+)
 from cnnzip.profiling.storage import layer_params, register_storage, weight_bytes
 
 __all__ = [
@@ -24,6 +32,8 @@ __all__ = [
     "LayerStats",
     "Report",
     "compare",
+    "comparison",
+    "comparison_text",
     "conv_kind",
     "layer_params",
     "measure_latency",

@@ -40,7 +40,7 @@ from cnnzip.profiling.counters import (
 )
 from cnnzip.profiling.latency import eval_mode, example_input
 from cnnzip.profiling.report import LayerStats, Report
-from cnnzip.profiling.storage import layer_params, weight_bytes, weight_owners
+from cnnzip.profiling.storage import layer_params, nonzero_fraction, weight_bytes, weight_owners
 
 __all__ = ["profile"]
 
@@ -65,9 +65,11 @@ def profile(
     layers = _trace(model, shape)
     owners = dict(model.named_modules())
     for layer in layers:
+        layer.nonzero_macs = layer.macs
         if layer.name in owners:  # a module row, not an ``owner:op`` row
             layer.params = layer_params(owners[layer.name])
             layer.weight_bytes = weight_bytes(owners[layer.name])
+            layer.nonzero_macs = round(layer.macs * nonzero_fraction(owners[layer.name]))
     modules = [m for _, m in weight_owners(model)]
     report = Report(
         input_shape=shape,

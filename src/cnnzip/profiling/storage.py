@@ -39,6 +39,7 @@ from torch.nn.utils import parametrize
 
 __all__ = [
     "layer_params",
+    "nonzero_fraction",
     "owned_tensors",
     "register_storage",
     "sparse_index_bytes",
@@ -91,6 +92,19 @@ def owned_tensors(module: nn.Module) -> Iterator[tuple[str, torch.Tensor, list[n
 def layer_params(module: nn.Module) -> int:
     """Weights the module owns (not its children's), parametrized ones counted once."""
     return sum(tensor.numel() for _, tensor, _ in owned_tensors(module))
+
+
+def nonzero_fraction(module: nn.Module) -> float:
+    """Fraction of the module's effective ``weight`` (after its transforms) that is nonzero.
+
+    What a sparse kernel could skip: a pruned layer's MACs times this are the
+    multiplications by a kept weight. 1.0 for a module without a weight tensor.
+    """
+    with torch.no_grad():
+        weight = getattr(module, "weight", None)
+        if not isinstance(weight, torch.Tensor) or weight.numel() == 0 or weight.is_meta:
+            return 1.0
+        return int(torch.count_nonzero(weight)) / weight.numel()
 
 
 def weight_bytes(module: nn.Module) -> int:
