@@ -8,7 +8,7 @@
 
 #include "xnor.h"
 
-#if defined(__x86_64__) || defined(__i386__)
+#if defined(__x86_64__) /* the AVX2 kernel is x86-64 assembly; 32-bit x86 runs portable C */
 #include <immintrin.h>
 #define CZ_X86 1
 #endif
@@ -77,8 +77,13 @@ static gomp_parallel_fn gomp_parallel;
 static int (*gomp_thread_num)(void);
 static pthread_once_t gomp_once = PTHREAD_ONCE_INIT;
 
+/* A forked child cannot use the parent's OpenMP pool (libgomp hangs): it falls back
+ * to pthreads. */
+static void forget_openmp(void) { gomp_parallel = NULL; }
+
 static void find_openmp(void) {
     const char *names[] = {"libgomp.so.1", "libiomp5.so", "libomp.so"};
+    pthread_atfork(NULL, NULL, forget_openmp);
     for (size_t i = 0; i < sizeof names / sizeof *names && !gomp_parallel; i++) {
         void *lib = dlopen(names[i], RTLD_LAZY | RTLD_NOLOAD); /* only if already loaded */
         if (!lib) continue;
@@ -344,7 +349,7 @@ __attribute__((target("avx2"))) static void kern_pairs4(const uint16_t *pa, size
                                                         size_t accstep) {
     size_t groups = (size_t)steps / 3, rest = (size_t)steps % 3, w3 = 3 * wvec;
     size_t pbytes = 2 * pstep, bbytes = 2 * accstep, abytes = 4 * accstep, g, r;
-    long left = npairs;
+    int64_t left = npairs;
     const uint8_t *wp;
     const uint16_t *p;
     if (npairs < 1) return;

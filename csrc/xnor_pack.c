@@ -5,7 +5,7 @@
 
 #include "xnor.h"
 
-#if defined(__x86_64__) || defined(__i386__)
+#if defined(__x86_64__) /* the AVX2 kernel is x86-64 assembly; 32-bit x86 runs portable C */
 #include <immintrin.h>
 #define CZ_X86 1
 #endif

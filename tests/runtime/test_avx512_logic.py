@@ -27,7 +27,7 @@ def test_avx512_path_equals_portable_path(tmp_path):
     sources = [SHIM / "wrap.c", ROOT / "csrc" / "xnor_pack.c", SHIM / "check.c"]
     flags = ["-O1", "-fno-tree-vectorize", "-std=c11", "-pthread", "-ffp-contract=off"]
     includes = [f"-I{SHIM}", f"-I{ROOT / 'csrc'}"]
-    cmd = [CC, *flags, *includes, *map(str, sources), "-o", str(exe), "-lm"]
+    cmd = [CC, *flags, *includes, *map(str, sources), "-o", str(exe), "-lm", "-ldl"]
     subprocess.run(cmd, check=True, capture_output=True)
     # the shim must not have let AVX-512 instructions in: this test has to run anywhere
     disasm = shutil.which("objdump")

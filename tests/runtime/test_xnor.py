@@ -1,5 +1,9 @@
 """The binary conv kernels against a plain torch reference: float conv of the same +-1 tensors."""
 
+import os
+import signal
+import time
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -128,3 +132,26 @@ def test_binding_checks_buffer_sizes():
 def test_env_var_forces_the_fallback(monkeypatch):
     monkeypatch.setenv("CNNZIP_KERNEL", "torch")
     assert xnor.default_path() == "torch"
+
+
+@pytest.mark.skipif(not COMPILED or not hasattr(os, "fork"), reason="C kernels, fork")
+def test_threads_still_work_in_a_forked_child():
+    """The kernels run in torch's OpenMP pool, which a forked child cannot use (libgomp
+    hangs there): the child must fall back to its own threads and give the same result."""
+    kernel = BinaryConvKernel(
+        pack_signs(torch.randn(64, 64, 3, 3)), 64, torch.ones(64), torch.zeros(64), 1, 1
+    )
+    x = torch.randn(1, 64, 12, 12)
+    want = kernel(x, path="torch")
+    assert torch.equal(kernel(x, path=COMPILED[-1], threads=2), want)  # the pool is in use
+    pid = os.fork()
+    if pid == 0:  # child: exit code 0 only for the right answer
+        os._exit(0 if torch.equal(kernel(x, path=COMPILED[-1], threads=2), want) else 1)
+    deadline = time.monotonic() + 30
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done[0] == 0:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung in the kernels")
+    assert os.waitstatus_to_exitcode(done[1]) == 0

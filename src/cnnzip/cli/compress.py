@@ -77,10 +77,10 @@ def compress_cmd(
     result.save(out)
     packed = load_cnnz(out)
     accuracy = evaluate(packed, data.test)["accuracy"]  # measured on the file
-    dense = load_run(run_dir).model  # compress changed run.model in place
-    speed = comparison((out, run_dir), *_speed_profiles(packed, dense, run))
     result.meta["file_test_accuracy"] = accuracy
     result.save(out)  # the same tensors, now with the accuracy of the file in its metadata
+    dense = load_run(run_dir).model  # compress changed run.model in place
+    speed = comparison((out, run_dir), *_speed_profiles(packed, dense, run))
     report = inspect(out)
     summary = {
         **{k: v for k, v in report.to_dict().items() if k != "layers"},

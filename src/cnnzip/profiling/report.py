@@ -40,7 +40,10 @@ class LayerStats:
     kind: str
     params: int = 0
     macs: int = 0
-    nonzero_macs: int = 0  # the MACs whose weight is nonzero (pruned layers: fewer)
+    # the MACs whose weight is nonzero (pruned layers: fewer); from a module's own
+    # ``weight``, so an ``owner:op`` row (a functional conv in a custom forward)
+    # counts all its MACs
+    nonzero_macs: int = 0
     ops: int = 0
     weight_bytes: int = 0  # as stored (sparse/codebook/binary before entropy coding; storage.py)
     activation_bytes: int = 0  # bytes of its outputs, per image
