@@ -1,6 +1,11 @@
 /* Binary convolution kernels, run-time dispatch, threads (see xnor.h). */
-#define _GNU_SOURCE /* RTLD_NOLOAD */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* RTLD_NOLOAD, dl_iterate_phdr */
+#endif
 #include <dlfcn.h>
+#ifdef __linux__
+#include <link.h>
+#endif
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -81,16 +86,37 @@ static pthread_once_t gomp_once = PTHREAD_ONCE_INIT;
  * to pthreads. */
 static void forget_openmp(void) { gomp_parallel = NULL; }
 
+/* Take GOMP_parallel from `lib` (a handle of an already loaded library); 0 if absent. */
+static int use_openmp(void *lib) {
+    if (!lib) return 0;
+    gomp_parallel = (gomp_parallel_fn)dlsym(lib, "GOMP_parallel");
+    *(void **)&gomp_thread_num = dlsym(lib, "omp_get_thread_num");
+    if (!gomp_parallel || !gomp_thread_num) gomp_parallel = NULL;
+    return gomp_parallel != NULL;
+}
+
+static int is_openmp_name(const char *path) {
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    return !strncmp(base, "libgomp", 7) || !strncmp(base, "libiomp5", 8) || !strncmp(base, "libomp", 6);
+}
+
+#ifdef __linux__
+/* Wheels may ship the runtime renamed (libgomp-<hash>.so.1): look at every loaded object. */
+static int loaded_openmp(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size, (void)data;
+    if (!info->dlpi_name || !is_openmp_name(info->dlpi_name)) return 0;
+    return use_openmp(dlopen(info->dlpi_name, RTLD_LAZY | RTLD_NOLOAD));
+}
+#endif
+
 static void find_openmp(void) {
-    const char *names[] = {"libgomp.so.1", "libiomp5.so", "libomp.so"};
+    const char *names[] = {"libgomp.so.1", "libiomp5.so", "libomp.so", "libomp.dylib"};
     pthread_atfork(NULL, NULL, forget_openmp);
-    for (size_t i = 0; i < sizeof names / sizeof *names && !gomp_parallel; i++) {
-        void *lib = dlopen(names[i], RTLD_LAZY | RTLD_NOLOAD); /* only if already loaded */
-        if (!lib) continue;
-        gomp_parallel = (gomp_parallel_fn)dlsym(lib, "GOMP_parallel");
-        *(void **)&gomp_thread_num = dlsym(lib, "omp_get_thread_num");
-        if (!gomp_parallel || !gomp_thread_num) gomp_parallel = NULL;
-    }
+#ifdef __linux__
+    if (dl_iterate_phdr(loaded_openmp, NULL)) return;
+#endif
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) /* RTLD_NOLOAD: only if loaded */
+        if (use_openmp(dlopen(names[i], RTLD_LAZY | RTLD_NOLOAD))) return;
 }
 
 static void drain_omp(void *arg) {
