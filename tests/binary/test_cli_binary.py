@@ -24,6 +24,10 @@ def test_bench_xnor_json_has_the_documented_fields():
         assert abs(row["speedup"] - row["float_ms"] / row["binary_ms"]) < 1e-9
         if len(available_paths()) > 1:  # compiled kernels: far faster than float32
             assert row["speedup"] > 1
+    # the paper's formula by hand: 64 c N_W / (c N_W + 64) with N_W = 9
+    theory = [row["theoretical_speedup"] for row in result["layers"]]
+    assert theory == [64 * 2304 / 2368, 64 * 1152 / 1216, 64 * 4608 / 4672]
+    assert 62.2 < theory[0] < 62.3  # "62x in theory for c=256, 3x3" (XNOR-Net)
 
 
 def test_binarize_refuses_a_folder_that_is_not_a_run(tmp_path: Path):

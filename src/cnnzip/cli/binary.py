@@ -125,18 +125,25 @@ def bench_xnor(threads: int, repeats: int, path: str | None, as_json: bool) -> N
 
 def _table(r: dict[str, Any]) -> str:
     cpu = all("cpu_speedup" in row for row in r["layers"])
-    head = f"{'layer':>14} {'float ms':>9} {'binary ms':>10} {'speedup':>8}"
+    head = f"{'layer':>14} {'float ms':>9} {'binary ms':>10} {'speedup':>8} {'theory':>7}"
     lines = [
         f"path {r['path']}, {r['threads']} thread(s), median of {r['repeats']}",
         head + ("   (CPU time: float ms, binary ms, speedup)" if cpu else ""),
     ]
     for row in r["layers"]:
         name = f"{row['cin']}->{row['cout']} @{row['hw']}"
-        line = f"{name:>14} {row['float_ms']:9.2f} {row['binary_ms']:10.3f} {row['speedup']:7.1f}x"
+        line = (
+            f"{name:>14} {row['float_ms']:9.2f} {row['binary_ms']:10.3f} {row['speedup']:7.1f}x"
+            f" {row['theoretical_speedup']:6.1f}x"
+        )
         if cpu:
             line += (
                 f"   {row['float_cpu_ms']:9.2f} {row['binary_cpu_ms']:9.3f}"
                 f" {row['cpu_speedup']:6.1f}x"
             )
         lines.append(line)
+    lines.append(
+        "theory: XNOR-Net's S = 64 c N_W / (c N_W + 64), binary ops only (no memory traffic,"
+        " no packing, the float side at its peak)"
+    )
     return "\n".join(lines)

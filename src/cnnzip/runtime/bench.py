@@ -21,10 +21,19 @@ import torch.nn.functional as F
 
 from cnnzip.runtime.xnor import BinaryConvKernel, default_path, pack_signs
 
-__all__ = ["PAPER_LAYERS", "bench_layers", "keep_freed_memory", "median_ms"]
+__all__ = ["PAPER_LAYERS", "bench_layers", "keep_freed_memory", "median_ms", "xnor_net_speedup"]
 
 # (channels, height = width): 3x3 convs from ResNet-style stages, batch 1
 PAPER_LAYERS: tuple[tuple[int, int], ...] = ((256, 56), (128, 28), (512, 7))
+
+
+def xnor_net_speedup(channels: int, kernel_elements: int) -> float:
+    """XNOR-Net's theoretical speedup of a binary conv, S = 64 c N_W / (c N_W + 64): 64
+    binary operations per instruction, plus one non-binary op per output for the
+    scaling (62x for c=256, 3x3). Memory traffic, packing and the float baseline's
+    real speed are not in it."""
+    work = channels * kernel_elements
+    return 64 * work / (work + 64)
 
 
 def keep_freed_memory() -> None:
@@ -93,6 +102,7 @@ def bench_layers(
                 "float_ms": ms["float"]["wall"],
                 "binary_ms": ms["binary"]["wall"],
                 "speedup": ms["float"]["wall"] / ms["binary"]["wall"],
+                "theoretical_speedup": xnor_net_speedup(chans, 9),
             }
             if threads == 1:  # other threads' CPU time would be missed
                 row["float_cpu_ms"] = ms["float"]["cpu"]
