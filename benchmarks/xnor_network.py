@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 
 from cnnzip.binary import BWN, XnorConv2d
-from cnnzip.runtime import compile_binary, default_path, set_threads
+from cnnzip.runtime import compile_binary, default_path, raced_paths, set_threads
 from cnnzip.runtime.bench import median_ms
 from cnnzip.transforms import add_transform
 
@@ -63,7 +63,7 @@ def main() -> None:
         )
     result = {
         "threads": args.threads,
-        "path": default_path(),
+        "path": "/".join(raced_paths()) if len(raced_paths()) > 1 else default_path(),
         "float_ms": ms["float"]["wall"],
         "binary_ms": ms["binary"]["wall"],
         "speedup": ms["float"]["wall"] / ms["binary"]["wall"],

@@ -155,3 +155,27 @@ def test_threads_still_work_in_a_forked_child():
         os.waitpid(pid, 0)
         pytest.fail("the forked child hung in the kernels")
     assert os.waitstatus_to_exitcode(done[1]) == 0
+
+
+@pytest.mark.skipif(len(COMPILED) < 2, reason="needs two compiled paths to race")
+def test_a_layer_races_the_vector_paths_once_per_shape(monkeypatch):
+    """Where a CPU runs several RACED paths (AVX-512 and AVX2), a layer takes the one
+    that ran its input fastest. Raced here: portable C against the fastest path."""
+    monkeypatch.delenv("CNNZIP_KERNEL", raising=False)
+    monkeypatch.setattr(xnor, "RACED", ("portable", COMPILED[-1]))
+    kernel = BinaryConvKernel(
+        pack_signs(torch.randn(128, 128, 3, 3)), 128, torch.ones(128), torch.zeros(128), 1, 1
+    )
+    x = torch.randn(1, 128, 14, 14)
+    timed = []
+    monkeypatch.setattr(
+        kernel, "_time", lambda x, threads, path: timed.append(path) or (path == "portable")
+    )
+    assert kernel.path_for(x, 1) == COMPILED[-1]  # portable "took" 1 s, the other 0 s
+    assert sorted(timed) == sorted(["portable", COMPILED[-1]] * 3)  # best of 3 each
+    assert torch.equal(kernel(x, threads=1), kernel(x, path="torch"))
+    assert len(timed) == 6  # the choice is kept for this shape and thread count
+    kernel.path_for(torch.randn(2, 128, 14, 14), 1)
+    assert len(timed) == 12  # a new shape races again
+    monkeypatch.setenv("CNNZIP_KERNEL", "portable")
+    assert kernel.path_for(x, 1) == "portable" and len(timed) == 12  # the user's choice wins

@@ -8,6 +8,7 @@ from cnnzip.runtime.xnor import (
     default_path,
     get_threads,
     pack_signs,
+    raced_paths,
     set_threads,
     unpack_signs,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "get_threads",
     "load",
     "pack_signs",
+    "raced_paths",
     "set_threads",
     "unpack_signs",
 ]

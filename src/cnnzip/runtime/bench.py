@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from cnnzip.runtime.xnor import BinaryConvKernel, default_path, pack_signs
+from cnnzip.runtime.xnor import BinaryConvKernel, pack_signs
 
 __all__ = ["PAPER_LAYERS", "bench_layers", "keep_freed_memory", "median_ms", "xnor_net_speedup"]
 
@@ -75,7 +75,6 @@ def bench_layers(
     path: str | None = None,
 ) -> dict[str, Any]:
     """Float vs binary 3x3 stride-1 pad-1 conv, cin = cout, batch 1, per layer."""
-    path = path or default_path()
     keep_freed_memory()
     saved = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -88,10 +87,11 @@ def bench_layers(
             kernel = BinaryConvKernel(
                 pack_signs(w), chans, w.abs().mean((1, 2, 3)), torch.zeros(chans), 1, 1
             )
+            chosen = path or kernel.path_for(x, threads)
             ms = median_ms(
                 {
                     "float": lambda x=x, w=w: F.conv2d(x, w, padding=1),
-                    "binary": lambda x=x, k=kernel: k(x, threads=threads, path=path),
+                    "binary": lambda x=x, k=kernel, p=chosen: k(x, threads=threads, path=p),
                 },
                 repeats,
             )
@@ -103,6 +103,7 @@ def bench_layers(
                 "binary_ms": ms["binary"]["wall"],
                 "speedup": ms["float"]["wall"] / ms["binary"]["wall"],
                 "theoretical_speedup": xnor_net_speedup(chans, 9),
+                "path": chosen,
             }
             if threads == 1:  # other threads' CPU time would be missed
                 row["float_cpu_ms"] = ms["float"]["cpu"]
@@ -111,4 +112,5 @@ def bench_layers(
             rows.append(row)
     finally:
         torch.set_num_threads(saved)
-    return {"layers": rows, "threads": threads, "path": path, "repeats": repeats}
+    paths = sorted({row["path"] for row in rows})
+    return {"layers": rows, "threads": threads, "path": ", ".join(paths), "repeats": repeats}

@@ -16,6 +16,7 @@ same numbers, bit for bit, with ordinary torch ops.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,11 +37,17 @@ __all__ = [
     "default_path",
     "get_threads",
     "pack_signs",
+    "raced_paths",
     "set_threads",
     "unpack_signs",
 ]
 
 _threads: int | None = None
+
+# The vector paths a layer races on its first call when the CPU runs more than one:
+# the AVX-512 kernel has never been timed against the AVX2 one on a CPU that has
+# both, so neither is assumed faster. Portable C never is.
+RACED = ("avx512", "avx2")
 
 
 def available_paths() -> list[str]:
@@ -55,6 +62,14 @@ def default_path() -> str:
         _check_path(forced)
         return forced
     return _xnor.best_path() if _xnor else "torch"
+
+
+def raced_paths() -> list[str]:
+    """The RACED paths this CPU runs; with two or more, each layer takes the one that
+    ran its input fastest (BinaryConvKernel.path_for), unless $CNNZIP_KERNEL says."""
+    if os.environ.get("CNNZIP_KERNEL"):
+        return []
+    return [p for p in RACED if p in available_paths()]
 
 
 def _check_path(path: str) -> None:
@@ -108,6 +123,7 @@ class BinaryConvKernel:
     padding: int = 0
     use_k: bool = False  # multiply by XNOR-Net's K map (mean |x| over each window)
     _prepared: dict[str, bytes] = field(default_factory=dict, repr=False)
+    _fastest: dict[tuple, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.scale = self.scale.detach().float().contiguous()
@@ -124,8 +140,8 @@ class BinaryConvKernel:
     def __call__(
         self, x: torch.Tensor, *, threads: int | None = None, path: str | None = None
     ) -> torch.Tensor:
-        """(n, cin, h, w) float32 -> (n, cout, ho, wo) float32."""
-        path = path or default_path()
+        """(n, cin, h, w) float32 -> (n, cout, ho, wo) float32; ``path`` None: path_for(x)."""
+        path = path or self.path_for(x, threads)
         _check_path(path)
         if x.dim() != 4 or x.shape[1] != self.in_chans:
             raise CnnzipError(
@@ -152,6 +168,24 @@ class BinaryConvKernel:
             path,
         )
         return out
+
+    def path_for(self, x: torch.Tensor, threads: int | None = None) -> str:
+        """default_path(), unless the CPU runs several RACED paths and $CNNZIP_KERNEL does
+        not choose: then whichever ran this input shape fastest, best of 3 each, timed
+        once per shape and thread count (all paths give the same numbers)."""
+        raced = raced_paths()
+        if len(raced) < 2:
+            return default_path()
+        key = (tuple(x.shape), threads or get_threads())
+        if key not in self._fastest:
+            seconds = {p: min(self._time(x, threads, p) for _ in range(3)) for p in raced}
+            self._fastest[key] = min(seconds, key=seconds.__getitem__)
+        return self._fastest[key]
+
+    def _time(self, x: torch.Tensor, threads: int | None, path: str) -> float:
+        start = time.perf_counter()
+        self(x, threads=threads, path=path)
+        return time.perf_counter() - start
 
     def _blob(self, path: str) -> bytes:
         if path not in self._prepared:
