@@ -21,6 +21,8 @@
 #define WIDTH 32  /* output channels per AVX2 vector (one byte each) */
 #define SUPER 4   /* vectors of output channels per AVX2 register block */
 #define FLUSH 63  /* byte counters hold 63 table lookups of at most 4 each */
+#define BLOCK512 32 /* output channels per AVX-512 item: 4 vectors of 8 64-bit lanes */
+#define PIX512 6    /* output pixels per AVX-512 register block (24 accumulators) */
 
 int cz_geom_init(cz_geom *g) {
     if (g->n < 1 || g->c < 1 || g->cout < 1 || g->kh < 1 || g->kw < 1 || g->stride < 1 ||
@@ -160,16 +162,26 @@ size_t cz_prepared_size(int path, int cout, int c, int kh, int kw) {
                             blocks of SUPER vectors, zero past cout */
         return (size_t)((cout + SUPER * WIDTH - 1) / (SUPER * WIDTH)) * SUPER * kh * kw *
                cg_of(c) * WIDTH;
+    if (path == CZ_AVX512) /* [cout / 32][kh][kw][cw][32] words, zero past cout */
+        return (size_t)((cout + BLOCK512 - 1) / BLOCK512) * BLOCK512 * kh * kw * cw_of(c) * 8;
     return (size_t)cout * kh * kw * cw_of(c) * 8; /* the words themselves */
 }
 
 void cz_prepare(int path, const uint64_t *words, int cout, int c, int kh, int kw, uint8_t *blob) {
     size_t cw = cw_of(c), cg = cg_of(c), taps = (size_t)kh * kw;
+    memset(blob, 0, cz_prepared_size(path, cout, c, kh, kw));
+    if (path == CZ_AVX512) { /* a vector: one word of 8 output channels */
+        uint64_t *out = (uint64_t *)blob;
+        for (int co = 0; co < cout; co++)
+            for (size_t i = 0; i < taps * cw; i++) /* i: tap and word */
+                out[((size_t)(co / BLOCK512) * taps * cw + i) * BLOCK512 + co % BLOCK512] =
+                    words[(size_t)co * taps * cw + i];
+        return;
+    }
     if (path != CZ_AVX2) {
         memcpy(blob, words, cz_prepared_size(path, cout, c, kh, kw));
         return;
     }
-    memset(blob, 0, cz_prepared_size(path, cout, c, kh, kw));
     for (int co = 0; co < cout; co++)
         for (size_t t = 0; t < taps; t++)
             for (size_t q = 0; q < cg; q++) {
@@ -191,9 +203,10 @@ typedef struct {
     float *amap;  /* [n][h][w] mean |x| or NULL */
     int layout, path;
     size_t pb;    /* bytes per padded pixel */
-    int nsuper;   /* AVX2: register blocks of output channels */
+    int nsuper;   /* AVX2, AVX-512: blocks of output channels per item */
     uint16_t **acc; /* AVX2: per-thread [wo8][SUPER * WIDTH] counters */
     uint16_t *pairs; /* AVX2: LUT2 offsets of pixel pairs, laid out as act */
+    int32_t **pop;   /* AVX-512: per-thread [BLOCK512][wo] popcounts, then dots */
     int failed;     /* a thread could not allocate its scratch */
 } conv_ctx;
 
@@ -512,50 +525,82 @@ __attribute__((target("avx2"))) static void conv_avx2(void *p, int begin, int en
 }
 
 /* ---------------------------------------------------------------- AVX-512
- * Words layout; VPOPCNTDQ on 8 words at a time, 4 output channels per loaded
- * activation vector. Items: (n, oy). */
-__attribute__((target("avx512f,avx512vpopcntdq"))) static void conv_avx512(void *p, int begin,
-                                                                           int end, int thread) {
+ * Words layout with the output channels across the lanes: a weight vector holds
+ * one 64-bit word of 8 output channels (same tap, same word), an activation word
+ * is broadcast, and XOR + VPOPCNTQ + add count 8 channels x 64 inputs in three
+ * instructions, with no horizontal sums. PIX512 output pixels x 32 output
+ * channels keep 24 accumulators in registers; the block's weights (taps x words x
+ * 256 B) stay in L1 across the row. Items: (n, oy, block of 32 output channels). */
+
+/* Named accumulators (GCC keeps arrays of vectors on the stack): s<p><m> counts
+ * pixel p against weight vector m. */
+#define CZ_ZERO4(P) __m512i s##P##0 = z, s##P##1 = z, s##P##2 = z, s##P##3 = z;
+#define CZ_COUNT(P, M) s##P##M = _mm512_add_epi64(s##P##M, _mm512_popcnt_epi64(_mm512_xor_si512(av, w##M)));
+#define CZ_PIXEL(P)                                                              \
+    {                                                                            \
+        __m512i av = _mm512_set1_epi64((long long)a[P * astep + j]);             \
+        CZ_COUNT(P, 0) CZ_COUNT(P, 1) CZ_COUNT(P, 2) CZ_COUNT(P, 3)              \
+    }
+#define CZ_STORE4(P) put8(pop, popstep, P, 0, s##P##0); put8(pop, popstep, P, 1, s##P##1); \
+    put8(pop, popstep, P, 2, s##P##2); put8(pop, popstep, P, 3, s##P##3);
+
+/* Lane k of vector m (channel 8 m + k) of pixel p into pop[channel * popstep + p]. */
+__attribute__((target("avx512f"))) static inline void put8(int32_t *pop, size_t popstep, int p,
+                                                           int m, __m512i v) {
+    int64_t lanes[8];
+    _mm512_storeu_si512(lanes, v);
+    for (int k = 0; k < 8; k++) pop[(size_t)(8 * m + k) * popstep + p] = (int32_t)lanes[k];
+}
+
+/* pop[ch * popstep + p] = popcount of (activations ^ weights) over all taps and words,
+ * for the block's 32 channels and pixels p (at a + p * astep; rows `row` words apart). */
+#define CZ_BLOCK512(NAME, P, ZERO, PIXELS, STORE)                                            \
+    __attribute__((target("avx512f,avx512vpopcntdq"))) static void NAME(                     \
+        const uint64_t *a, size_t astep, size_t row, const uint64_t *w, int kh, size_t len,   \
+        int32_t *pop, size_t popstep) {                                                       \
+        const __m512i z = _mm512_setzero_si512();                                             \
+        ZERO                                                                                  \
+        for (int ky = 0; ky < kh; ky++, a += row)                                             \
+            for (size_t j = 0; j < len; j++, w += BLOCK512) {                                 \
+                __m512i w0 = _mm512_loadu_si512(w), w1 = _mm512_loadu_si512(w + 8);           \
+                __m512i w2 = _mm512_loadu_si512(w + 16), w3 = _mm512_loadu_si512(w + 24);     \
+                PIXELS                                                                        \
+            }                                                                                 \
+        STORE                                                                                 \
+    }
+CZ_BLOCK512(block512_6, 6,
+            CZ_ZERO4(0) CZ_ZERO4(1) CZ_ZERO4(2) CZ_ZERO4(3) CZ_ZERO4(4) CZ_ZERO4(5),
+            CZ_PIXEL(0) CZ_PIXEL(1) CZ_PIXEL(2) CZ_PIXEL(3) CZ_PIXEL(4) CZ_PIXEL(5),
+            CZ_STORE4(0) CZ_STORE4(1) CZ_STORE4(2) CZ_STORE4(3) CZ_STORE4(4) CZ_STORE4(5))
+CZ_BLOCK512(block512_1, 1, CZ_ZERO4(0), CZ_PIXEL(0), CZ_STORE4(0))
+#undef CZ_BLOCK512
+#undef CZ_ZERO4
+#undef CZ_COUNT
+#undef CZ_PIXEL
+#undef CZ_STORE4
+
+static void conv_avx512(void *p, int begin, int end, int thread) {
     conv_ctx *cx = (conv_ctx *)p;
     const cz_geom *g = cx->g;
     const uint64_t *act = (const uint64_t *)cx->act, *wt = (const uint64_t *)cx->blob;
-    size_t cw = cw_of(g->c), len = (size_t)g->kw * cw;
-    int total = g->c * g->kh * g->kw;
-    int32_t *dot[4], *buf = malloc(sizeof(int32_t) * 4 * g->wo);
-    (void)thread;
-    if (!buf) {
-        cx->failed = 1;
-        return;
-    }
-    for (int m = 0; m < 4; m++) dot[m] = buf + (size_t)m * g->wo;
+    size_t cw = cw_of(g->c), len = (size_t)g->kw * cw, row = (size_t)wp_of(g) * cw;
+    size_t astep = (size_t)g->stride * cw, wo = (size_t)g->wo;
+    int32_t total = g->c * g->kh * g->kw, *pop = cx->pop[thread];
     for (int item = begin; item < end; item++) {
-        int n = item / g->ho, oy = item % g->ho;
-        for (int co0 = 0; co0 < g->cout; co0 += 4) {
-            int mc = g->cout - co0 < 4 ? g->cout - co0 : 4;
-            for (int ox = 0; ox < g->wo; ox++) {
-                __m512i sum[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(),
-                                  _mm512_setzero_si512(), _mm512_setzero_si512()};
-                for (int ky = 0; ky < g->kh; ky++) {
-                    const uint64_t *a =
-                        act + (((size_t)n * hp_of(g) + oy * g->stride + ky) * wp_of(g) +
-                               (size_t)ox * g->stride) * cw;
-                    for (size_t j = 0; j < len; j += 8) {
-                        __mmask8 k = len - j >= 8 ? 0xFF : (__mmask8)((1u << (len - j)) - 1);
-                        __m512i av = _mm512_maskz_loadu_epi64(k, a + j);
-                        for (int m = 0; m < mc; m++) {
-                            const uint64_t *w = wt + ((size_t)(co0 + m) * g->kh + ky) * len;
-                            __m512i x = _mm512_xor_si512(av, _mm512_maskz_loadu_epi64(k, w + j));
-                            sum[m] = _mm512_add_epi64(sum[m], _mm512_popcnt_epi64(x));
-                        }
-                    }
-                }
-                for (int m = 0; m < mc; m++)
-                    dot[m][ox] = total - 2 * (int)_mm512_reduce_add_epi64(sum[m]);
-            }
-            for (int m = 0; m < mc; m++) emit_row(cx, n, co0 + m, oy, dot[m]);
+        int sb = item % cx->nsuper, oy = (item / cx->nsuper) % g->ho;
+        int n = item / cx->nsuper / g->ho;
+        const uint64_t *a = act + ((size_t)n * hp_of(g) + (size_t)oy * g->stride) * row;
+        const uint64_t *w = wt + (size_t)sb * g->kh * len * BLOCK512;
+        size_t ox = 0;
+        for (; ox + PIX512 <= wo; ox += PIX512)
+            block512_6(a + ox * astep, astep, row, w, g->kh, len, pop + ox, wo);
+        for (; ox < wo; ox++) block512_1(a + ox * astep, astep, row, w, g->kh, len, pop + ox, wo);
+        for (int k = 0; k < BLOCK512 && sb * BLOCK512 + k < g->cout; k++) {
+            int32_t *dot = pop + (size_t)k * wo;
+            for (size_t i = 0; i < wo; i++) dot[i] = total - 2 * dot[i];
+            emit_row(cx, n, sb * BLOCK512 + k, oy, dot);
         }
     }
-    free(buf);
 }
 #endif
 
@@ -597,7 +642,15 @@ int cz_conv2d(int path, const cz_geom *g, const float *x, const uint8_t *blob,
         goto done;
     }
     if (path == CZ_AVX512) {
-        rc = cz_parallel(nthreads, g->n * g->ho, conv_avx512, &cx);
+        cx.nsuper = (g->cout + BLOCK512 - 1) / BLOCK512;
+        int items = g->n * g->ho * cx.nsuper, used = nthreads < items ? nthreads : items;
+        int32_t *bufs[256] = {0};
+        cx.pop = bufs;
+        rc = 0;
+        for (int t = 0; t < used && t < 256; t++)
+            if (!(bufs[t] = malloc(sizeof(int32_t) * BLOCK512 * g->wo))) rc = -1;
+        if (rc == 0) cz_parallel(used, items, conv_avx512, &cx);
+        for (int t = 0; t < 256; t++) free(bufs[t]);
         goto done;
     }
 #endif

@@ -2,7 +2,7 @@
 
 This machine (and most CI runners) cannot execute the AVX-512 path, yet it is
 dispatched by default wherever the CPU has it. Here xnor_conv.c is compiled
-with the six AVX-512 intrinsics it uses replaced by plain C (avx512_shim/), and
+with the seven AVX-512 intrinsics it uses replaced by plain C (avx512_shim/), and
 its output is compared bit for bit with the portable path over random shapes.
 """
 

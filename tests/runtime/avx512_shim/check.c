@@ -7,8 +7,8 @@
 int main(void) {
     srand(7); int bad = 0, runs = 0;
     for (int it = 0; it < 400; it++) {
-        cz_geom g = {.n = 1 + rand() % 3, .c = 1 + rand() % 200, .h = 1 + rand() % 12, .w = 1 + rand() % 12,
-                     .cout = 1 + rand() % 70, .kh = 1 + rand() % 3, .kw = 1 + rand() % 3, .stride = 1 + rand() % 2,
+        cz_geom g = {.n = 1 + rand() % 3, .c = 1 + rand() % 200, .h = 1 + rand() % 12, .w = 1 + rand() % 20,
+                     .cout = 1 + rand() % 140, .kh = 1 + rand() % 3, .kw = 1 + rand() % 3, .stride = 1 + rand() % 2,
                      .pad = rand() % 2, .use_k = rand() % 2};
         if (cz_geom_init(&g)) continue;
         size_t xn = (size_t)g.n * g.c * g.h * g.w, on = (size_t)g.n * g.cout * g.ho * g.wo;
