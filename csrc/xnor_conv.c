@@ -579,7 +579,8 @@ CZ_BLOCK512(block512_1, 1, CZ_ZERO4(0), CZ_PIXEL(0), CZ_STORE4(0))
 #undef CZ_PIXEL
 #undef CZ_STORE4
 
-static void conv_avx512(void *p, int begin, int end, int thread) {
+__attribute__((target("avx512f,avx512vpopcntdq"))) static void conv_avx512(void *p, int begin,
+                                                                           int end, int thread) {
     conv_ctx *cx = (conv_ctx *)p;
     const cz_geom *g = cx->g;
     const uint64_t *act = (const uint64_t *)cx->act, *wt = (const uint64_t *)cx->blob;
