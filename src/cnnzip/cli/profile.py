@@ -65,7 +65,7 @@ def profile_cmd(
     timing = {"runs": runs, "warmup": warmup, "threads": threads, "batch": batch}
     reports = []
     for source in sources:
-        model, shape = _build(source, size, parse_kwargs(kwargs))
+        model, shape = build_model(source, size, parse_kwargs(kwargs))
         reports.append(profile(model, shape, measure_latency=latency or compare_two, **timing))
     if compare_two:
         _emit_comparison(sources, reports, as_json)
@@ -73,7 +73,7 @@ def profile_cmd(
         emit({"model": sources[0], **reports[0].to_dict()}, as_json, lambda r: str(reports[0]))
 
 
-def _build(source: str, size: int | None, kwargs: dict[str, Any]) -> tuple[nn.Module, tuple]:
+def build_model(source: str, size: int | None, kwargs: dict[str, Any]) -> tuple[nn.Module, tuple]:
     """The model and one sample's input shape, for a zoo name, a run directory or a .cnnz."""
     if (Path(source).is_dir() or Path(source).is_file()) and kwargs:
         raise CnnzipError(f"-k applies to zoo names; {source} says how it is built")

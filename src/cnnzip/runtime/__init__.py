@@ -1,6 +1,8 @@
-"""Fast inference: the Python side of the C kernels (csrc/) and their torch fallback."""
+"""Fast inference: the binary C kernels (csrc/) with their torch fallback, and pruned
+layers as sparse products."""
 
 from cnnzip.runtime.binary import compile_binary, load
+from cnnzip.runtime.sparse import bench_sparse, sparsify
 from cnnzip.runtime.xnor import (
     BinaryConvKernel,
     available_paths,
@@ -16,6 +18,7 @@ from cnnzip.runtime.xnor import (
 __all__ = [
     "BinaryConvKernel",
     "available_paths",
+    "bench_sparse",
     "binarize",
     "compile_binary",
     "default_path",
@@ -24,5 +27,6 @@ __all__ = [
     "pack_signs",
     "raced_paths",
     "set_threads",
+    "sparsify",
     "unpack_signs",
 ]

@@ -1,0 +1,111 @@
+"""The ``bench`` verbs: speed against what a user would otherwise run, in one process.
+
+``bench xnor``: the binary kernels against torch's float32 conv2d; ``bench sparse``:
+a pruned model dense against its sparse layers as CSR products.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from cnnzip.cli.app import emit, json_option, main
+from cnnzip.cli.profile import build_model
+from cnnzip.runtime.bench import bench_layers
+from cnnzip.runtime.sparse import bench_sparse
+from cnnzip.runtime.xnor import available_paths
+
+
+@main.group("bench")
+def bench() -> None:
+    """Measure speed against what a user would otherwise run (torch float32)."""
+
+
+@bench.command("sparse")
+@click.argument("source", metavar="RUN|FILE.cnnz|NAME")
+@click.option(
+    "--batch",
+    "batches",
+    type=click.IntRange(min=1),
+    multiple=True,
+    help="Batch size (repeatable) [default: 1 and 64].",
+)
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="[default: torch's]")
+@click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True)
+@json_option
+def bench_sparse_cmd(
+    source: str, batches: tuple[int, ...], threads: int | None, runs: int, as_json: bool
+) -> None:
+    """A pruned model dense and with its sparse layers as CSR products (cnnzip.runtime.sparsify).
+
+    Each Linear / Conv2d at most half nonzero is timed both ways on its real input and
+    runs sparse only where that measured faster, so the result depends on the batch.
+    """
+    model, shape = build_model(source, None, {})
+    result = bench_sparse(model, shape, batches or (1, 64), threads=threads, runs=runs)
+    emit({"model": source, **result}, as_json, _sparse_table)
+
+
+def _sparse_table(r: dict[str, Any]) -> str:
+    lines = [
+        f"{r['model']}: {r['nonzero_macs']:,} of {r['macs']:,} MACs by nonzero weights "
+        f"(theory {r['theoretical_speedup']:.1f}x), {r['threads']} thread(s)",
+        f"{'batch':>6} {'dense ms':>9} {'sparse ms':>10} {'speedup':>8}  layers run sparse",
+    ]
+    for row in r["batches"]:
+        chosen = [
+            f"{c['name']} ({100 * c['density']:.1f}%: "
+            f"{c['dense_ms']:.3f} -> {c['sparse_ms']:.3f} ms)"
+            for c in row["layers"]
+            if c["sparse"]
+        ]
+        lines.append(
+            f"{row['batch']:>6} {row['dense_ms']:9.3f} {row['sparse_ms']:10.3f} "
+            f"{row['speedup']:7.2f}x  {', '.join(chosen) or 'none (dense was faster)'}"
+        )
+    return "\n".join(lines)
+
+
+@bench.command("xnor")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--repeats", type=click.IntRange(min=1), default=15, show_default=True)
+@click.option(
+    "--path",
+    type=click.Choice(available_paths()),
+    default=None,
+    help="Kernel path [default: the fastest this CPU runs; $CNNZIP_KERNEL overrides].",
+)
+@json_option
+def bench_xnor(threads: int, repeats: int, path: str | None, as_json: bool) -> None:
+    """Binary 3x3 convs (256@56, 128@28, 512@7, batch 1) vs torch float32 conv2d.
+
+    The binary time runs from the float input: binarize + pack + conv + output transform.
+    """
+    emit(bench_layers(threads=threads, repeats=repeats, path=path), as_json, _table)
+
+
+def _table(r: dict[str, Any]) -> str:
+    cpu = all("cpu_speedup" in row for row in r["layers"])
+    head = f"{'layer':>14} {'float ms':>9} {'binary ms':>10} {'speedup':>8} {'theory':>7}"
+    lines = [
+        f"path {r['path']}, {r['threads']} thread(s), median of {r['repeats']}",
+        head + ("   (CPU time: float ms, binary ms, speedup)" if cpu else ""),
+    ]
+    for row in r["layers"]:
+        name = f"{row['cin']}->{row['cout']} @{row['hw']}"
+        line = (
+            f"{name:>14} {row['float_ms']:9.2f} {row['binary_ms']:10.3f} {row['speedup']:7.1f}x"
+            f" {row['theoretical_speedup']:6.1f}x"
+        )
+        if cpu:
+            line += (
+                f"   {row['float_cpu_ms']:9.2f} {row['binary_cpu_ms']:9.3f}"
+                f" {row['cpu_speedup']:6.1f}x"
+            )
+        lines.append(line)
+    lines.append(
+        "theory: XNOR-Net's S = 64 c N_W / (c N_W + 64), binary ops only (no memory traffic,"
+        " no packing, the float side at its peak)"
+    )
+    return "\n".join(lines)
