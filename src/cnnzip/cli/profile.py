@@ -84,8 +84,9 @@ def build_model(source: str, size: int | None, kwargs: dict[str, Any]) -> tuple[
         arch = read_cnnz(source).header.get("arch") or {}
         if not arch:
             raise CnnzipError(
-                f"{source} names no zoo architecture: profile its model from Python, "
-                "cnnzip.profile(cnnzip.load(path, model), input_shape)"
+                f"{source} names no zoo architecture, so this command cannot rebuild its "
+                "model: load it in Python with cnnzip.load(path, model) and call "
+                "cnnzip.profile or cnnzip.runtime.bench_sparse on it"
             )
         return load_cnnz(source), input_shape(arch["name"], arch.get("kwargs") or {}, size)
     params = inspect.signature(get_model_builder(source)).parameters

@@ -8,14 +8,18 @@ x86 builds), and computes ``W @ x`` (a conv as ``W @ unfold(x)``). Sparse
 products pay off only with enough work per call (measured on LeNet-300's fc
 layers at 6% density: slower than dense at batch 1, 2.1x faster at batch 64),
 so every candidate layer is timed both ways on its real input from
-``example`` and keeps whichever ran faster: the model never gets slower at
-that batch size. Results equal the dense layer's up to float summation order.
-Inference only: the twins have no gradients.
+``example`` and runs sparse only where that was clearly faster (MARGIN). Results
+equal the dense layer's up to float summation order (any float dtype, with or
+without bias, batched or not); subclasses of Linear / Conv2d (XNOR blocks) are
+left alone. Inference only: the twins hold buffers, not parameters, so the
+profiler counts their MACs but no parameters; ``state_dict`` keeps the dense
+layer's keys, so a sparsified model saves like the original.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -24,55 +28,120 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.utils import parametrize
 
 from cnnzip.errors import CnnzipError
-from cnnzip.profiling import measure_latency, profile
-from cnnzip.profiling.latency import example_input, num_threads
+from cnnzip.profiling import Cost, conv_kind, measure_latency, profile, register_counter
+from cnnzip.profiling.counters import first_tensor
+from cnnzip.profiling.latency import eval_mode, example_input, num_threads
 
 __all__ = ["LayerChoice", "SparseConv2d", "SparseLinear", "bench_sparse", "sparsify"]
 
 
 def _csr(weight: torch.Tensor) -> torch.Tensor:
-    """(out, in) dense -> CSR; torch warns that CSR is beta on every conversion."""
+    """(out, in) dense -> CSR; torch warns once per process that CSR is beta."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         return weight.detach().to_sparse_csr()
 
 
-class SparseLinear(nn.Module):
+class _SparseTwin(nn.Module):
+    """The nonzeros of a layer's weight, as (out, fan-in) CSR parts in buffers.
+
+    Buffers, so .to() / .double() / deepcopy work (a CSR tensor cannot be deep
+    copied); the CSR matrix itself is built on first use and again after a move.
+    ``state_dict`` gives the dense layer's keys and shapes (``weight``, ``bias``),
+    so a sparsified model saves and loads like the original.
+    """
+
+    def __init__(self, layer: nn.Linear | nn.Conv2d) -> None:
+        super().__init__()
+        w = layer.weight.detach()
+        csr = _csr(w.reshape(w.shape[0], -1))
+        self.register_buffer("crow", csr.crow_indices())
+        self.register_buffer("col", csr.col_indices())
+        self.register_buffer("values", csr.values())
+        bias = layer.bias if layer.bias is not None else torch.zeros(w.shape[0], dtype=w.dtype)
+        self.register_buffer("bias", bias.detach().to(w.device).clone())  # (out,)
+        self.has_bias = layer.bias is not None
+        self.weight_shape = tuple(w.shape)
+        self._matrix: torch.Tensor | None = None
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The dense weight (what the profiler reads to count nonzero MACs)."""
+        return self.matrix().to_dense().reshape(self.weight_shape)
+
+    def matrix(self) -> torch.Tensor:
+        if self._matrix is None:
+            shape = (self.weight_shape[0], math.prod(self.weight_shape[1:]))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                self._matrix = torch.sparse_csr_tensor(self.crow, self.col, self.values, shape)
+        return self._matrix
+
+    def _apply(self, fn: Any, recurse: bool = True) -> nn.Module:
+        self._matrix = None  # rebuilt from the moved buffers
+        return super()._apply(fn, recurse)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**super().__getstate__(), "_matrix": None}
+
+    def _save_to_state_dict(self, destination: dict, prefix: str, keep_vars: bool) -> None:
+        destination[prefix + "weight"] = self.weight
+        if self.has_bias:
+            destination[prefix + "bias"] = self.bias
+
+
+class SparseLinear(_SparseTwin):
     """A Linear layer computed as CSR weight @ x^T."""
 
     def __init__(self, layer: nn.Linear) -> None:
-        super().__init__()
-        self.weight = _csr(layer.weight)  # (out, in), nonzeros only
-        bias = layer.bias if layer.bias is not None else torch.zeros(layer.out_features)
-        self.register_buffer("bias", bias.detach()[:, None].clone())  # (out, 1)
+        super().__init__(layer)
+        self.in_features, self.out_features = layer.in_features, layer.out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, x.shape[-1])  # (N, in)
-        y = torch.addmm(self.bias, self.weight, flat.t())  # (out, N)
-        return y.t().reshape(*x.shape[:-1], -1)
+        y = torch.addmm(self.bias[:, None], self.matrix(), flat.t())  # (out, N)
+        return y.t().contiguous().reshape(*x.shape[:-1], self.out_features)
 
 
-class SparseConv2d(nn.Module):
-    """A Conv2d computed as CSR weight (out, in * kh * kw) @ unfold(x)."""
+class SparseConv2d(_SparseTwin):
+    """A Conv2d (groups 1, dilation 1, zero padding) computed as CSR weight @ unfold(x)."""
 
     def __init__(self, layer: nn.Conv2d) -> None:
-        super().__init__()
+        super().__init__(layer)
+        self.in_channels, self.out_channels = layer.in_channels, layer.out_channels
         self.kernel_size, self.stride, self.padding = layer.kernel_size, layer.stride, layer.padding
-        self.out_channels = layer.out_channels
-        self.weight = _csr(layer.weight.reshape(layer.out_channels, -1))
-        bias = layer.bias if layer.bias is not None else torch.zeros(layer.out_channels)
-        self.register_buffer("bias", bias.detach()[:, None].clone())  # (out, 1)
+        self.groups = 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 3:  # unbatched (C, H, W), as nn.Conv2d accepts
+            return self.forward(x[None])[0]
         n, _, h, w = x.shape
-        cols = F.unfold(x, self.kernel_size, padding=self.padding, stride=self.stride)
         ho = (h + 2 * self.padding[0] - self.kernel_size[0]) // self.stride[0] + 1
         wo = (w + 2 * self.padding[1] - self.kernel_size[1]) // self.stride[1] + 1
+        cols = F.unfold(x, self.kernel_size, padding=self.padding, stride=self.stride)
         cols = cols.permute(1, 0, 2).reshape(cols.shape[1], -1)  # (in * kh * kw, N * L)
-        y = torch.addmm(self.bias, self.weight, cols)  # (out, N * L)
-        return y.reshape(self.out_channels, n, ho, wo).permute(1, 0, 2, 3)
+        y = torch.addmm(self.bias[:, None], self.matrix(), cols)  # (out, N * L)
+        return y.reshape(self.out_channels, n, ho, wo).permute(1, 0, 2, 3).contiguous()
+
+
+def _outputs(out: Any) -> int:
+    """Output elements (0 when the forward failed: the profiler then retries for real)."""
+    tensor = first_tensor(out)
+    return 0 if tensor is None else tensor.numel()
+
+
+@register_counter(SparseLinear)
+def _count_linear(m: nn.Module, inputs: tuple[Any, ...], out: Any) -> Cost:
+    return Cost("fc", macs=_outputs(out) * m.in_features)
+
+
+@register_counter(SparseConv2d)
+def _count_conv(m: nn.Module, inputs: tuple[Any, ...], out: Any) -> Cost:
+    kind = conv_kind(m.in_channels, 1, m.kernel_size)
+    return Cost(kind, macs=_outputs(out) * m.in_channels * math.prod(m.kernel_size))
 
 
 @dataclass
@@ -86,12 +155,20 @@ class LayerChoice:
     sparse: bool
 
 
+def _plain_type(layer: nn.Module) -> type:
+    """The layer's class, seen through a parametrization (which subclasses it)."""
+    cls = type(layer)
+    return cls.__bases__[0] if parametrize.is_parametrized(layer) else cls
+
+
 def _twin(layer: nn.Module) -> nn.Module | None:
-    """The sparse twin of a layer this module can run, else None."""
-    if isinstance(layer, nn.Linear):
+    """The sparse twin of a plain Linear or Conv2d, else None: subclasses (XNOR blocks)
+    compute something else in forward."""
+    kind = _plain_type(layer)
+    if kind is nn.Linear:
         return SparseLinear(layer)
     if (
-        isinstance(layer, nn.Conv2d)
+        kind is nn.Conv2d
         and layer.groups == 1
         and layer.dilation == (1, 1)
         and layer.padding_mode == "zeros"
@@ -102,13 +179,19 @@ def _twin(layer: nn.Module) -> nn.Module | None:
 
 
 def _inputs(model: nn.Module, example: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:
-    """The input each named layer sees in one forward of ``example``."""
+    """The input each named layer sees (first call) in one forward of ``example``."""
     seen: dict[str, torch.Tensor] = {}
+
+    def grab(name: str) -> Any:
+        def hook(_: nn.Module, args: tuple, kwargs: dict) -> None:
+            x = args[0] if args else kwargs.get("input")
+            if isinstance(x, torch.Tensor):
+                seen.setdefault(name, x.detach())
+
+        return hook
+
     hooks = [
-        model.get_submodule(n).register_forward_pre_hook(
-            lambda _, args, n=n: seen.setdefault(n, args[0].detach())
-        )
-        for n in names
+        model.get_submodule(n).register_forward_pre_hook(grab(n), with_kwargs=True) for n in names
     ]
     try:
         model(example)
@@ -128,26 +211,31 @@ def _best_ms(layer: nn.Module, x: torch.Tensor, repeats: int) -> float:
     return min(times)
 
 
+# a twin must beat its dense layer by this much: timings of near-equal layers are noise
+MARGIN = 0.95
+
+
 def sparsify(
     model: nn.Module, example: torch.Tensor, *, max_density: float = 0.5, repeats: int = 20
 ) -> list[LayerChoice]:
     """Swap in sparse twins, in place, where measured faster on ``example``; say per layer.
 
     ``example`` is a batch of the size the model will serve (timings depend on it).
-    Candidates: Linear and plain Conv2d layers with at most ``max_density`` nonzero
-    weights; each is timed dense and sparse (best of ``repeats``) on its real input.
+    Candidates: the plain Linear and Conv2d layers inside ``model`` with at most
+    ``max_density`` nonzero weights; each is timed dense and sparse (best of
+    ``repeats``) on its real input and runs sparse if that took under MARGIN of
+    the dense time. Each module keeps its train/eval mode.
     """
     if not 0.0 < max_density <= 1.0:
         raise CnnzipError(f"max_density must be in (0, 1], got {max_density}")
-    model.eval()
     candidates = {}
     for name, layer in model.named_modules():
-        if isinstance(layer, nn.Linear | nn.Conv2d) and name:
+        if name and _plain_type(layer) in (nn.Linear, nn.Conv2d):
             density = float(torch.count_nonzero(layer.weight)) / layer.weight.numel()
             if density <= max_density:
                 candidates[name] = density
     choices = []
-    with torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         inputs = _inputs(model, example, list(candidates))
         for name, density in candidates.items():
             layer, x = model.get_submodule(name), inputs.get(name)
@@ -155,7 +243,7 @@ def sparsify(
             if twin is None or x is None:  # unsupported layer, or not called by forward
                 continue
             dense_ms, sparse_ms = _best_ms(layer, x, repeats), _best_ms(twin, x, repeats)
-            faster = sparse_ms < dense_ms
+            faster = sparse_ms < MARGIN * dense_ms
             if faster:
                 parent, _, child = name.rpartition(".")
                 setattr(model.get_submodule(parent), child, twin)
