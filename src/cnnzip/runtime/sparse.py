@@ -6,7 +6,7 @@ and dense kernels multiply every one of them. Here each Linear and Conv2d
 nonzero gets a twin that keeps only the nonzeros, in torch's CSR format (MKL on
 x86 builds), and computes ``W @ x`` (a conv as ``W @ unfold(x)``). Sparse
 products pay off only with enough work per call (measured on LeNet-300's fc
-layers at 6% density: slower than dense at batch 1, 2.1x faster at batch 64),
+layers at 6% density: no faster at batch 1, 1.8x faster at batch 64),
 so every candidate layer is timed both ways on its real input from
 ``example`` and runs sparse only where that was clearly faster (MARGIN). Results
 equal the dense layer's up to float summation order (any float dtype, with or
