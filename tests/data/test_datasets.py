@@ -65,6 +65,81 @@ def test_missing_dataset_says_how_to_get_it(
         load("cifar")
 
 
+def test_named_folders_never_fall_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, idx_bytes
+) -> None:
+    write_fake_dataset(tmp_path / "env", idx_bytes)  # a valid set elsewhere must not be used
+    monkeypatch.setenv("CNNZIP_DATA", str(tmp_path / "env"))
+    with pytest.raises(DataError, match=r"not found .*absent"):
+        load("mnist", root=tmp_path / "absent")
+    write_fake_dataset(tmp_path / "partial", idx_bytes)
+    (tmp_path / "partial" / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(DataError, match="partial lacks t10k-labels-idx1-ubyte"):
+        load("mnist", root=tmp_path / "partial")
+    monkeypatch.setenv("CNNZIP_DATA", str(tmp_path / "absent"))  # no fallback to Debian's
+    with pytest.raises(DataError, match="not found"):
+        load("fashion-mnist")
+
+
+def _labels(values: list[float], dtype: str = "u1") -> np.ndarray:
+    return np.array(values * 2, dtype=f">{dtype}")  # 20 labels, like write_fake_dataset
+
+
+def _images(value: float, dtype: str = "u1", side: int = 28) -> np.ndarray:
+    images = np.full((20, side, side), 7, dtype=f">{dtype}")
+    images[3, 4, 5] = value
+    return images
+
+
+# (file to replace, its new content, IDX type code, expected message)
+BAD_CONTENT = [
+    ("train-labels-idx1-ubyte", _labels(list(range(-1, 9)), "i1"), 0x09, r"labels -1\.\.8"),
+    ("t10k-labels-idx1-ubyte", _labels(list(range(1, 11))), 0x08, r"labels 1\.\.10 are outside"),
+    ("train-labels-idx1-ubyte", _labels([1.7] * 10, "f4"), 0x0D, "must be integers"),
+    ("t10k-labels-idx1-ubyte", _labels([float("nan")] * 10, "f8"), 0x0E, "must be integers"),
+    ("train-images-idx3-ubyte", _images(float("nan"), "f4"), 0x0D, "NaN or infinite"),
+    ("t10k-images-idx3-ubyte", _images(float("inf"), "f8"), 0x0E, "NaN or infinite"),
+    ("train-images-idx3-ubyte", _images(300, "i4"), 0x0C, r"pixel values 7\.\.300"),
+    ("train-images-idx3-ubyte", _images(-3, "i2"), 0x0B, r"pixel values -3\.\.7"),
+    ("t10k-images-idx3-ubyte", _images(0, side=20), 0x08, "28x28 but test images 20x20"),
+    ("t10k-labels-idx1-ubyte", _labels([4] * 10), 0x08, "every label is 4"),
+    ("train-images-idx3-ubyte", np.zeros((0, 28, 28), np.uint8), 0x08, "do not match"),
+]
+
+
+@pytest.mark.parametrize(("stem", "array", "code", "message"), BAD_CONTENT)
+def test_bad_content_is_refused_at_load(
+    tmp_path: Path, idx_bytes, stem: str, array: np.ndarray, code: int, message: str
+) -> None:
+    write_fake_dataset(tmp_path, idx_bytes)
+    for old in tmp_path.glob(f"{stem}*"):
+        old.unlink()
+    (tmp_path / stem).write_bytes(idx_bytes(array, code))
+    with pytest.raises(DataError, match=message):
+        load("mnist", root=tmp_path, val_size=5)
+
+
+def test_constant_images_and_bad_limit_are_refused(tmp_path: Path, idx_bytes) -> None:
+    write_fake_dataset(tmp_path, idx_bytes)
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(_images(7))))
+    with pytest.raises(DataError, match="std 0"):
+        load("mnist", root=tmp_path, val_size=5)
+    with pytest.raises(DataError, match="limit must be >= 1"):
+        load("mnist", root=tmp_path, limit=-5)
+
+
+def test_signed_and_wide_types_load_when_valid(tmp_path: Path, idx_bytes) -> None:
+    write_fake_dataset(tmp_path, idx_bytes)
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(
+        idx_bytes(_labels(list(range(10)), "i4"), 0x0C)
+    )
+    (tmp_path / "train-images-idx3-ubyte.gz").unlink()
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(idx_bytes(_images(255, "i2"), 0x0B))
+    data = load("mnist", root=tmp_path, val_size=5)
+    assert len(data.train) == 15 and data.train.y.dtype == torch.int64
+    assert sorted(torch.cat([data.train.y, data.val.y]).tolist()) == sorted(list(range(10)) * 2)
+
+
 def test_mismatched_labels_are_refused(tmp_path: Path, idx_bytes) -> None:
     write_fake_dataset(tmp_path, idx_bytes, n=20)
     labels = tmp_path / "t10k-labels-idx1-ubyte"

@@ -45,6 +45,8 @@ def test_gzip_and_raw_files_read_the_same(tmp_path: Path, idx_bytes) -> None:
         (lambda b: b[:2], "too short"),
         # a header that claims 2^32-1 images: refused before any allocation
         (lambda b: b[:4] + b"\xff\xff\xff\xff" + b[8:], "truncated"),
+        # dims whose product wraps int64 to 0 (2^64) in front of no data
+        (lambda b: b[:3] + b"\x04" + b"\x00\x01\x00\x00" * 4, "truncated"),
     ],
 )
 def test_broken_files_raise_a_clear_error(mutate, message: str, idx_bytes) -> None:

@@ -8,6 +8,7 @@ per-sample DataLoader on 2 cores.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,13 +77,13 @@ def list_datasets() -> list[str]:
 
 
 def data_dirs(name: str, root: str | Path | None = None) -> list[Path]:
-    """Folders searched for ``name``, in order: root, $CNNZIP_DATA, the Debian folder."""
-    dirs: list[Path] = []
-    for base in (root, os.environ.get("CNNZIP_DATA")):
-        if base:
-            dirs += [Path(base), Path(base) / name]
-    dirs.append(Path(_SOURCES[name][0]))
-    return dirs
+    """Folders searched for ``name``: those of ``root`` if given, else of $CNNZIP_DATA if
+    set, else the Debian folder. A location the user named is the only one searched, so
+    one that lacks the set is an error instead of a silent fallback to another copy."""
+    base = root or os.environ.get("CNNZIP_DATA")
+    if base:
+        return [Path(base), Path(base) / name]
+    return [Path(_SOURCES[name][0])]
 
 
 def _find_file(folder: Path, stem: str) -> Path | None:
@@ -93,23 +94,81 @@ def _find_file(folder: Path, stem: str) -> Path | None:
 
 
 def _read_raw(name: str, root: str | Path | None) -> dict[str, np.ndarray]:
-    """The four IDX arrays of ``name`` from the first folder that has them all."""
-    for folder in data_dirs(name, root):
+    """The four IDX arrays of ``name`` from the first searched folder that has them all."""
+    dirs = data_dirs(name, root)
+    gaps = []
+    for folder in dirs:
         paths = {key: _find_file(folder, stem) for key, stem in _FILES.items()}
         if all(paths.values()):
             return {key: read_idx(path) for key, path in paths.items()}  # type: ignore[arg-type]
-    searched = ", ".join(str(d) for d in data_dirs(name, root))
-    raise DataError(f"{name} not found (searched {searched}). To get it: {_SOURCES[name][1]}")
+        missing = [_FILES[key] for key, path in paths.items() if path is None]
+        if folder.is_dir() and len(missing) < len(_FILES):
+            gaps.append(f"{folder} lacks {', '.join(missing)} (raw or .gz)")
+    searched = ", ".join(str(d) for d in dirs)
+    detail = f"; {'; '.join(gaps)}" if gaps else ""
+    raise DataError(
+        f"{name} not found (searched {searched}){detail}. To get it: {_SOURCES[name][1]}"
+    )
 
 
 def _check_pair(name: str, images: np.ndarray, labels: np.ndarray, num_classes: int) -> None:
+    """One split's files: matching counts, images (N, H, W) with sane pixels, usable labels."""
     if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
         raise DataError(
             f"{name}: images {images.shape} and labels {labels.shape} do not match "
             "(expected (N, H, W) images and N labels)"
         )
-    if labels.size and int(labels.max()) >= num_classes:
-        raise DataError(f"{name}: label {int(labels.max())} out of range 0..{num_classes - 1}")
+    if min(images.shape) < 1:
+        raise DataError(f"{name}: images of shape {images.shape} hold no pixels")
+    _check_pixels(name, images)
+    _check_labels(name, labels, num_classes)
+
+
+def _check_pixels(name: str, images: np.ndarray) -> None:
+    """Integer images are 8-bit grey levels (0..255); float ones must be finite in float32."""
+    if images.dtype.kind == "u" and images.dtype.itemsize == 1:
+        return  # uint8: in range by construction
+    if images.dtype.kind in "iu":
+        low, high = int(images.min()), int(images.max())
+        if low < 0 or high > 255:
+            raise DataError(f"{name}: pixel values {low}..{high} are outside 0..255")
+    elif not np.isfinite(images.astype(np.float32)).all():
+        raise DataError(f"{name}: images hold NaN or infinite pixels (or values beyond float32)")
+
+
+def _check_labels(name: str, labels: np.ndarray, num_classes: int) -> None:
+    """Integer labels in [0, num_classes), at least two classes.
+
+    A split with a single class is refused: on a one-class test set a model that
+    always answers that class scores 100%, and a one-class training set teaches
+    nothing; such a file is nearly always truncated or mislabelled. The check is
+    on the files, before ``limit``, so a tiny ``limit`` still works.
+    """
+    if labels.dtype.kind not in "iu":
+        raise DataError(
+            f"{name}: labels are stored as {labels.dtype.name}; they must be integers "
+            "(IDX type 0x08 to 0x0C)"
+        )
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= num_classes:
+        raise DataError(f"{name}: labels {low}..{high} are outside 0..{num_classes - 1}")
+    if low == high:
+        raise DataError(
+            f"{name}: every label is {low}; a split needs at least two classes "
+            "(is the label file truncated or the wrong one?)"
+        )
+
+
+def _check_splits(name: str, raw: dict[str, np.ndarray], num_classes: int) -> None:
+    """Both splits valid and of one image size, so nothing fails after an epoch."""
+    _check_pair(f"{name} train", raw["train_x"], raw["train_y"], num_classes)
+    _check_pair(f"{name} test", raw["test_x"], raw["test_y"], num_classes)
+    train_hw, test_hw = raw["train_x"].shape[1:], raw["test_x"].shape[1:]
+    if train_hw != test_hw:
+        raise DataError(
+            f"{name}: training images are {train_hw[0]}x{train_hw[1]} but test images "
+            f"{test_hw[0]}x{test_hw[1]}; both splits must have one image size"
+        )
 
 
 def _to_split(images: np.ndarray, labels: np.ndarray, mean: float, std: float) -> Split:
@@ -138,7 +197,8 @@ def load(
 ) -> Dataset:
     """Load an IDX image-classification dataset, normalised with its training mean and std.
 
-    ``root`` is searched first, then $CNNZIP_DATA, then the Debian folder. The
+    The files are looked for in ``root`` if given, else $CNNZIP_DATA, else the
+    Debian folder (``data_dirs``), and checked before anything trains on them. The
     validation split is ``val_size`` training images chosen with ``seed``; the
     test split is the official one. ``limit`` keeps only the first ``limit``
     training and test images (for quick tests).
@@ -147,10 +207,11 @@ def load(
         return synthetic(seed=seed)
     if name not in _SOURCES:
         raise DataError(f"unknown dataset {name!r}; known: {', '.join(list_datasets())}")
+    if limit is not None and limit < 1:
+        raise DataError(f"limit must be >= 1 image, got {limit}")
     raw = _read_raw(name, root)
     num_classes = 10
-    _check_pair(f"{name} train", raw["train_x"], raw["train_y"], num_classes)
-    _check_pair(f"{name} test", raw["test_x"], raw["test_y"], num_classes)
+    _check_splits(name, raw, num_classes)
     train_x, train_y, test_x, test_y = raw["train_x"], raw["train_y"], raw["test_x"], raw["test_y"]
     if limit is not None:
         train_x, train_y = train_x[:limit], train_y[:limit]
@@ -159,6 +220,8 @@ def load(
     # statistics of the whole official training set, as is conventional
     pixels = raw["train_x"].astype(np.float32) / 255.0
     mean, std = float(pixels.mean()), float(pixels.std())
+    if not (math.isfinite(std) and std > 0):
+        raise DataError(f"{name}: training pixels have std {std}; cannot normalise them")
     tx, ty, vx, vy = _split_train_val(train_x, train_y, val_size, seed)
     return Dataset(
         name=name,

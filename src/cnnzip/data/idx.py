@@ -8,6 +8,7 @@ before anything is allocated, so a corrupt header cannot ask for gigabytes.
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def read_idx_bytes(raw: bytes, *, source: str = "<bytes>") -> np.ndarray:
         raise DataError(f"{source}: truncated IDX header")
     dims = struct.unpack(f">{ndim}I", raw[4:header_len])
     dtype = np.dtype(_DTYPES[code])
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize  # Python ints: no overflow
     actual = len(raw) - header_len
     if actual != expected:
         kind = "truncated" if actual < expected else "has trailing bytes"
