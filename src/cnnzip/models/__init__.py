@@ -12,6 +12,12 @@ from cnnzip.models import (
     squeezenet,  # noqa: F401
     vgg,  # noqa: F401
 )
-from cnnzip.models.registry import get_model, get_model_builder, list_models, register_model
+from cnnzip.models.registry import (
+    check_model_kwargs,
+    get_model,
+    get_model_builder,
+    list_models,
+    register_model,
+)
 
-__all__ = ["get_model", "get_model_builder", "list_models", "register_model"]
+__all__ = ["check_model_kwargs", "get_model", "get_model_builder", "list_models", "register_model"]

@@ -68,6 +68,8 @@ class LeNet5(nn.Module):
         self.pool2 = nn.MaxPool2d(2)
         self.act2 = act_layer()
         side = ((img_size - 4) // 2 - 4) // 2  # 28 -> 24 -> 12 -> 8 -> 4
+        if side < 1:
+            raise ValueError(f"img_size {img_size} is too small for LeNet-5: it needs >= 16")
         self.fc1 = linear_layer(50 * side * side, 500)
         self.act3 = act_layer()
         self.fc2 = linear_layer(500, num_classes)

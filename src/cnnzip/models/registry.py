@@ -8,14 +8,29 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import torch
 import torch.nn as nn
 
-from cnnzip.errors import ModelError
+from cnnzip.errors import CnnzipError, ModelError
 
-__all__ = ["data_kwargs", "get_model", "get_model_builder", "list_models", "register_model"]
+__all__ = [
+    "MAX_PARAMS",
+    "check_model_kwargs",
+    "data_kwargs",
+    "get_model",
+    "get_model_builder",
+    "list_models",
+    "register_model",
+]
+
+MAX_PARAMS = 1 << 28  # elements (parameters + buffers) of one model: VGG-16 has 138M
+MAX_ITEMS = 256  # entries of any list or dict argument (an MLP's hidden sizes, ...)
+MAX_DEPTH = 4  # nesting of list/dict arguments (binarized's base_kwargs holds lists)
+MAX_INT = 1 << 31  # no size or count of a real model is larger
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
 F = TypeVar("F", bound=Callable[..., nn.Module])
@@ -51,10 +66,14 @@ def get_model_builder(name: str) -> Callable[..., nn.Module]:
         ) from None
 
 
-def get_model(name: str, **kwargs: Any) -> nn.Module:
-    """Build model ``name``; bad keyword arguments fail naming the ones it accepts."""
-    builder = get_model_builder(name)
-    params = inspect.signature(builder).parameters
+def check_model_kwargs(name: str, kwargs: dict[str, Any], *, max_params: int = MAX_PARAMS) -> None:
+    """Refuse arguments that cannot build ``name`` or would build something absurd, before
+    any memory is spent: names the builder does not take, containers over ``MAX_ITEMS``
+    entries, ints beyond ``MAX_INT`` or non-finite floats anywhere, sizes below 1 where
+    the builder's default is a positive size, and more than ``max_params`` elements
+    (parameters and buffers, counted on the meta device). Kwargs come from run.json
+    files, .cnnz headers and ``-k``: none of them is trusted."""
+    params = inspect.signature(get_model_builder(name)).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     unknown = [k for k in kwargs if k not in params]
     if unknown and not takes_any:
@@ -62,10 +81,72 @@ def get_model(name: str, **kwargs: Any) -> nn.Module:
         raise ModelError(
             f"model {name!r} takes no argument {', '.join(unknown)}; accepted: {accepted}"
         )
+    for key, value in kwargs.items():
+        _check_value(name, key, value, depth=0)
+        default = params[key].default if key in params else None
+        if _is_size(default) and not _is_size(value):
+            what = "a non-empty list of positive integers" if _many(default) else "an integer >= 1"
+            raise ModelError(f"model {name!r}: {key}={value!r:.80} must be {what}")
+    with torch.device("meta"):  # shapes only: counting costs no memory
+        n = _count(_build(name, kwargs))
+    if n > max_params:
+        raise ModelError(
+            f"model {name!r} with {kwargs!r:.200} would hold {n:,} elements, over the cap of "
+            f"{max_params:,}; check the sizes, or pass a larger max_params if it is real"
+        )
+
+
+def _check_value(name: str, key: str, value: Any, depth: int) -> None:
+    """Bounded structure: containers small and shallow, numbers finite and in range."""
+    if isinstance(value, list | tuple | dict):
+        if depth >= MAX_DEPTH or len(value) > MAX_ITEMS:
+            raise ModelError(
+                f"model {name!r}: argument {key} is nested deeper than {MAX_DEPTH} or has "
+                f"more than {MAX_ITEMS} entries; no real model needs that"
+            )
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for k, v in items:
+            _check_value(name, f"{key}[{k!r}]", v, depth + 1)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ModelError(f"model {name!r}: argument {key}={value} must be finite")
+    elif isinstance(value, int) and abs(value) > MAX_INT:
+        raise ModelError(f"model {name!r}: argument {key}={value} is beyond {MAX_INT}")
+
+
+def _many(value: Any) -> bool:
+    return isinstance(value, list | tuple)
+
+
+def _is_size(value: Any) -> bool:
+    """A positive int, or a non-empty list/tuple of them (``hidden``)."""
+    values = value if _many(value) else [value]
+    return bool(values) and all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values
+    )
+
+
+def _count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())
+
+
+def _build(name: str, kwargs: dict[str, Any]) -> nn.Module:
+    """Call the builder; whatever it raises on bad arguments ends as a ModelError."""
     try:
-        return builder(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise ModelError(f"cannot build {name!r} with {kwargs}: {exc}") from None
+        return get_model_builder(name)(**kwargs)
+    except CnnzipError:
+        raise
+    except Exception as exc:  # builders raise anything (ZeroDivisionError, ...) on bad sizes
+        raise ModelError(
+            f"cannot build {name!r} with {kwargs!r:.200}: {type(exc).__name__}: {exc}"
+        ) from None
+
+
+def get_model(name: str, *, _max_params: int = MAX_PARAMS, **kwargs: Any) -> nn.Module:
+    """Build model ``name`` from checked arguments (see ``check_model_kwargs``); bad ones
+    fail naming what is wrong. ``_max_params`` raises the element cap for a model that
+    really is that big (underscored so no builder argument can clash with it)."""
+    check_model_kwargs(name, kwargs, max_params=_max_params)
+    return _build(name, kwargs)
 
 
 def data_kwargs(
