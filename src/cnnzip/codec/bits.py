@@ -9,7 +9,18 @@ import numpy as np
 
 from cnnzip.codec.errors import CnnzFormatError
 
-__all__ = ["pack_codes", "read_varints", "unpack_fixed", "windows", "write_varints"]
+__all__ = [
+    "CHUNK",
+    "histogram",
+    "pack_codes",
+    "read_varints",
+    "symbol_dtype",
+    "unpack_fixed",
+    "windows",
+    "write_varints",
+]
+
+CHUNK = 1 << 16  # symbols handled per step where a whole-stream array would be large
 
 
 def pack_codes(codes: np.ndarray, lengths: np.ndarray) -> tuple[bytes, int]:
@@ -27,13 +38,43 @@ def pack_codes(codes: np.ndarray, lengths: np.ndarray) -> tuple[bytes, int]:
 
 
 def unpack_fixed(data: bytes, n: int, width: int) -> np.ndarray:
-    """``n`` unsigned integers of ``width`` bits each (MSB first), int64 (n,)."""
+    """``n`` unsigned integers of ``width`` (<= 16) bits each (MSB first), uint16 (n,).
+
+    ``data`` must hold exactly those bits, the last byte's spare bits zero: a raw
+    stream with bytes or bits to spare is corrupt. Unpacked a chunk at a time, so the
+    bit array never grows past ``CHUNK * 16`` bytes.
+    """
     need = (n * width + 7) // 8
-    if len(data) < need:
-        raise CnnzFormatError(f"packed stream has {len(data)} bytes, {need} needed")
-    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8, count=need))[: n * width]
-    weights = (1 << np.arange(width - 1, -1, -1, dtype=np.int64)).astype(np.int64)
-    return bits.reshape(n, width).astype(np.int64) @ weights
+    spare = 8 * need - n * width
+    if len(data) != need or (spare and data[-1] & ((1 << spare) - 1)):
+        raise CnnzFormatError(
+            f"packed stream has {len(data)} bytes, exactly {need} needed (spare bits zero)"
+        )
+    raw = np.frombuffer(data, dtype=np.uint8)
+    out = np.empty(n, dtype=np.uint16)
+    for a in range(0, n, CHUNK):  # CHUNK is a multiple of 8: each chunk starts on a byte
+        b = min(a + CHUNK, n)
+        bits = np.unpackbits(raw[a * width // 8 : (b * width + 7) // 8])[: (b - a) * width]
+        wide = np.pad(bits.reshape(b - a, width), ((0, 0), (16 - width, 0)))  # (m, 16)
+        out[a:b] = np.packbits(wide, axis=1).view(">u2")[:, 0]
+    return out
+
+
+def histogram(symbols: np.ndarray, alphabet: int) -> np.ndarray:
+    """Count of each symbol (int64, (alphabet,)), a chunk at a time (bincount would copy
+    the whole array to int64); a symbol outside the alphabet is a corrupt stream."""
+    counts = np.zeros(alphabet, dtype=np.int64)
+    for a in range(0, len(symbols), CHUNK):
+        chunk = np.bincount(symbols[a : a + CHUNK], minlength=alphabet)
+        if len(chunk) > alphabet:
+            raise CnnzFormatError(f"stream symbol outside its alphabet of {alphabet}")
+        counts += chunk
+    return counts
+
+
+def symbol_dtype(alphabet: int) -> type[np.unsignedinteger]:
+    """The narrowest dtype for symbols below ``alphabet`` (<= 2**16)."""
+    return np.uint8 if alphabet <= 256 else np.uint16
 
 
 def windows(data: bytes, positions: np.ndarray, width: int) -> np.ndarray:

@@ -9,7 +9,10 @@ sections as [offset from the first section, length, CRC32] and the tensors
 that use them. Reading checks the magic, the version, every length and
 offset against the file size and every checksum before anything is decoded,
 so a bad file ends in one ``CnnzFormatError``, never a crash or a huge
-allocation. No pickle anywhere. Writes are atomic (temporary file + rename).
+allocation. The layout is strict: sections lie one after another as ``pack``
+writes them, every padding byte is zero, nothing follows the last section,
+and the header JSON repeats no key. No pickle anywhere. Writes are atomic
+(temporary file + rename, see cnnzip.fileio).
 """
 
 from __future__ import annotations
@@ -93,7 +96,7 @@ def _header(blob: bytes, flags: int) -> dict[str, Any]:
     else:
         raw = blob
     try:
-        header = json.loads(raw.decode("utf-8"))
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise CnnzFormatError(f"header is not valid JSON: {exc}") from None
     if not isinstance(header, dict):
@@ -101,30 +104,53 @@ def _header(blob: bytes, flags: int) -> dict[str, Any]:
     return header
 
 
+def _zeros(data: bytes, start: int, stop: int, where: str) -> None:
+    if data[start:stop].strip(b"\0"):
+        raise CnnzFormatError(f"non-zero padding {where} (bytes {start}..{stop}): corrupt file")
+
+
 def _sections(header: dict[str, Any], data: bytes, start: int) -> list[bytes]:
+    """The sections, laid out exactly as ``pack`` writes them: one after the other from
+    ``start``, zero padding between, nothing after the last."""
     table = header.get("sections")
     if not isinstance(table, list):
         raise CnnzFormatError("header has no section table")
     out = []
     room = len(data) - start
+    expected = 0  # where section i must start
     for i, entry in enumerate(table):
         if not (
             isinstance(entry, list)
             and len(entry) == 3
             and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in entry)
         ):
-            raise CnnzFormatError(f"section {i}: entry {entry!r} is not [offset, length, crc32]")
-        offset, length, crc = entry
-        if offset % 8 or offset + length > room:
             raise CnnzFormatError(
-                f"section {i} at {offset} of {length} bytes lies outside the file's "
-                f"{room} bytes of sections (or is not 8-byte aligned): truncated or corrupt"
+                f"section {i}: entry {entry!r:.80} is not [offset, length, crc32]"
+            )
+        offset, length, crc = entry
+        if offset != expected or offset + length > room:
+            raise CnnzFormatError(
+                f"section {i} at {offset} of {length} bytes is not where it belongs ({expected}) "
+                f"within the file's {room} bytes of sections: truncated or corrupt"
             )
         blob = data[start + offset : start + offset + length]
         if zlib.crc32(blob) != crc:
             raise CnnzFormatError(f"section {i} fails its CRC32 check: the file is corrupt")
+        expected = offset + length + _pad(length)
+        _zeros(data, start + offset + length, start + expected, f"after section {i}")
         out.append(blob)
+    if expected != room:
+        raise CnnzFormatError(
+            f"{room - expected} bytes after the last section: trailing garbage or a corrupt table"
+        )
     return out
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise CnnzFormatError(f"header repeats a key in {sorted(keys)!r:.120}")
+    return dict(pairs)
 
 
 def unpack(data: bytes) -> CnnzFile:
@@ -152,6 +178,9 @@ def unpack(data: bytes) -> CnnzFile:
         raise CnnzFormatError("header fails its CRC32 check: the file is corrupt")
     header = _header(blob, flags)
     start = end + 4 + _pad(end + 4)
+    if start > len(data):
+        raise CnnzFormatError(f"file of {len(data)} bytes ends in the header's padding")
+    _zeros(data, end + 4, start, "after the header")
     return CnnzFile(header=header, sections=_sections(header, data, start), file_bytes=len(data))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cnnzip.errors import CnnzipError
 
-__all__ = ["CnnzFormatError", "CnnzVersionError"]
+__all__ = ["CnnzFormatError", "CnnzLimitError", "CnnzVersionError"]
 
 
 class CnnzFormatError(CnnzipError):
@@ -13,3 +13,7 @@ class CnnzFormatError(CnnzipError):
 
 class CnnzVersionError(CnnzFormatError):
     """A .cnnz file of a format version this cnnzip cannot read."""
+
+
+class CnnzLimitError(CnnzFormatError):
+    """A .cnnz file that asks for more than the decoding budget (elements, header size)."""

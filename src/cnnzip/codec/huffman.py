@@ -99,8 +99,10 @@ def _decode_block(
     order: np.ndarray,
     lengths: np.ndarray,
     width: int,
+    last: bool,
 ) -> np.ndarray:
-    """``m`` symbols whose bits lie in [start, stop)."""
+    """``m`` symbols whose bits fill [start, stop) exactly: up to the next block's first
+    bit, or for the ``last`` block up to the final byte's zero padding."""
     size = stop - start
     pos = np.arange(start, stop, dtype=np.int64)
     w = windows(data, pos, width)  # (size,) the next `width` bits at each position
@@ -117,6 +119,13 @@ def _decode_block(
     starts = np.flatnonzero(reached[:size])[:m]
     if len(starts) < m or int(starts[-1] + length[starts[-1]]) > size:
         raise CnnzFormatError("Huffman stream ends before all its symbols")
+    spare = size - int(starts[-1] + length[starts[-1]])  # bits after the last codeword
+    if spare >= (8 if last else 1) or (
+        spare and int(windows(data, np.array([stop - spare]), spare)[0])
+    ):
+        raise CnnzFormatError(
+            "Huffman stream does not end where its symbols do (bits to spare: corrupt data)"
+        )
     return order[rank[starts]]
 
 
@@ -152,6 +161,7 @@ def decode(data: bytes, n: int, counts: np.ndarray) -> np.ndarray:
             order,
             lengths,
             width,
+            b == n_blocks - 1,
         )
         for b in range(n_blocks)
     ]

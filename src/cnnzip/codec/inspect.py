@@ -20,8 +20,10 @@ from typing import Any
 import numpy as np
 
 from cnnzip.codec import container
-from cnnzip.codec.model import _check_entries, _numel, decode_state
-from cnnzip.codec.sparse import best_index_bits, gap_counts, gap_decode
+from cnnzip.codec.bits import histogram
+from cnnzip.codec.header import MAX_PARAMS, check_tensors, numel
+from cnnzip.codec.model import decode_state, positions
+from cnnzip.codec.sparse import best_index_bits, gap_counts
 from cnnzip.codec.streams import decode_stream, entropy_bits
 
 __all__ = ["Report", "inspect"]
@@ -109,7 +111,7 @@ def _stream_stats(
     desc = entry[key]
     blob = cf.section(desc["section"])
     symbols = decode_stream(desc, blob)
-    h = entropy_bits(np.bincount(symbols, minlength=desc["alphabet"]))
+    h = 0.0 if desc["coder"] == "const" else entropy_bits(histogram(symbols, desc["alphabet"]))
     stats = {
         "stream": "indices" if key == "codes" else "gaps",
         "coder": desc["coder"],
@@ -123,28 +125,28 @@ def _stream_stats(
 
 
 def _layer(cf: container.CnnzFile, entry: dict[str, Any]) -> dict[str, Any]:
-    numel, enc = _numel(entry), entry["encoding"]
-    layer: dict[str, Any] = {"name": entry["name"], "encoding": enc, "weights": numel}
+    size, enc = numel(entry), entry["encoding"]
+    layer: dict[str, Any] = {"name": entry["name"], "encoding": enc, "weights": size}
     if enc == "dense":
         coded = len(cf.section(entry["section"]))
         return {
-            **layer, "kept": numel, "kept_pct": 100.0, "weight_bits": None, "index_bits": None,
-            "bytes": {"dense": 4 * numel, "pruned": 4 * numel, "shared": 4 * numel, "coded": coded},
+            **layer, "kept": size, "kept_pct": 100.0, "weight_bits": None, "index_bits": None,
+            "bytes": {"dense": 4 * size, "pruned": 4 * size, "shared": 4 * size, "coded": coded},
             "streams": [], "buffer": bool(entry.get("buffer")),
         }  # fmt: skip
     if enc == "binary":
         stored = len(cf.section(entry["bits"])) + len(cf.section(entry["alpha"]))
         return {
-            **layer, "kept": numel, "kept_pct": 100.0,
-            "weight_bits": 8 * len(cf.section(entry["bits"])) / numel, "index_bits": None,
-            "bytes": {"dense": 4 * numel, "pruned": 4 * numel, "shared": stored, "coded": stored},
+            **layer, "kept": size, "kept_pct": 100.0,
+            "weight_bits": 8 * len(cf.section(entry["bits"])) / size, "index_bits": None,
+            "bytes": {"dense": 4 * size, "pruned": 4 * size, "shared": stored, "coded": stored},
             "streams": [], "buffer": False,
         }  # fmt: skip
     count = entry["count"]
     gaps, symbols = _stream_stats(cf, entry, "gaps")
-    positions = gap_decode(symbols, entry["index_bits"], numel, count)
-    p_fixed = best_index_bits(positions, coded=False)
-    index_bytes = (int(gap_counts(positions, p_fixed).sum()) * p_fixed + 7) // 8
+    kept = positions(entry, symbols)
+    p_fixed = best_index_bits(kept, coded=False)
+    index_bytes = (int(gap_counts(kept, p_fixed).sum()) * p_fixed + 7) // 8
     streams = [gaps]
     coded = len(cf.section(entry["gaps"]["section"]))
     pruned = 4 * count + index_bytes
@@ -160,20 +162,22 @@ def _layer(cf: container.CnnzFile, entry: dict[str, Any]) -> dict[str, Any]:
         coded += len(cf.section(entry["values"]))
         weight_bits = 32.0
     return {
-        **layer, "kept": count, "kept_pct": 100.0 * count / max(numel, 1),
+        **layer, "kept": count, "kept_pct": 100.0 * count / max(size, 1),
         "weight_bits": weight_bits,
         "index_bits": 8 * len(cf.section(entry["gaps"]["section"])) / max(count, 1),
         "index_bits_p": entry["index_bits"],
-        "bytes": {"dense": 4 * numel, "pruned": pruned, "shared": shared, "coded": coded},
+        "bytes": {"dense": 4 * size, "pruned": pruned, "shared": shared, "coded": coded},
         "streams": streams, "buffer": False,
     }  # fmt: skip
 
 
-def inspect(path: str | Path) -> Report:
-    """Read, check and decode ``path`` and report it per layer and per stage."""
+def inspect(path: str | Path, *, max_params: int = MAX_PARAMS) -> Report:
+    """Read, check and decode ``path`` and report it per layer and per stage (a tied
+    tensor under its first name only: it is stored once)."""
     cf = container.read(path)
-    decode_state(cf)  # checks the whole file before anything is reported
-    layers = [_layer(cf, e) for e in _check_entries(cf.header["tensors"])]
+    decode_state(cf, max_params=max_params)  # checks the whole file before any report
+    entries = check_tensors(cf.header["tensors"], max_params)
+    layers = [_layer(cf, e) for e in entries if e["encoding"] != "alias"]
     dense = sum(4 * layer["weights"] for layer in layers if not layer["buffer"])
     meta = cf.header.get("meta") if isinstance(cf.header.get("meta"), dict) else {}
     return Report(file_bytes=os.path.getsize(path), dense_bytes=dense, layers=layers, meta=meta)

@@ -13,14 +13,22 @@ Each tensor of the plain model (parametrizations resolved) is stored as:
   = negative, little-endian bit order, in the tensor's element order) and
   alpha per output channel (section "alpha", float32): 1 bit per weight;
 - ``dense``: everything else (biases, norms, unpruned weights), floats as
-  float32 or float16 by choice, other dtypes as they are.
+  float32 or float16 by choice (float16 only where every value survives it,
+  see ``dense_storage``), other dtypes as they are;
+- ``alias``: a tensor tied to an earlier one (one Parameter under two names,
+  or one parametrization's ``original``): stored once, ``of`` names it.
 
-Decoding rebuilds exactly the values the transforms compute, bit for bit.
+Decoding rebuilds exactly the values the transforms compute, bit for bit, and
+is strict: every header field is checked (cnnzip.codec.header) before use,
+names are unique, dtypes as the encoding allows, every stream is consumed
+exactly and decodes to the counts of its table. It is budgeted: at most
+``max_params`` elements (default 2**28), checked before anything is allocated;
+symbols and positions in narrow dtypes, decoded a batch of tensors at a time,
+constant streams never materialised, so peak memory stays near the output's.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +39,14 @@ import torch.nn as nn
 from cnnzip.binary.layers import BWN
 from cnnzip.codec import container
 from cnnzip.codec.errors import CnnzFormatError
-from cnnzip.codec.sparse import MAX_INDEX_BITS, best_index_bits, gap_decode, gap_encode
+from cnnzip.codec.header import MAX_PARAMS, check_arch, check_tensors, numel
+from cnnzip.codec.sparse import (
+    MAX_INDEX_BITS,
+    best_index_bits,
+    const_gap_positions,
+    gap_decode,
+    gap_encode,
+)
 from cnnzip.codec.streams import decode_streams, encode_stream
 from cnnzip.errors import CnnzipError, ModelError
 from cnnzip.fileio import atomic_write_bytes
@@ -39,7 +54,17 @@ from cnnzip.models import get_model
 from cnnzip.quantize import SharedWeight
 from cnnzip.transforms import WeightTransform, transforms_of
 
-__all__ = ["DTYPES", "decode_state", "encode", "load", "save"]
+__all__ = [
+    "DTYPES",
+    "MAX_PARAMS",
+    "decode_state",
+    "dense_storage",
+    "encode",
+    "load",
+    "load_file",
+    "positions",
+    "save",
+]
 
 DTYPES = {  # name in the header -> (torch dtype, little-endian numpy dtype)
     "float32": (torch.float32, "<f4"),
@@ -51,21 +76,42 @@ DTYPES = {  # name in the header -> (torch dtype, little-endian numpy dtype)
     "bool": (torch.bool, "?"),
 }
 _NAME_OF = {t: name for name, (t, _) in DTYPES.items()}
-MAX_NUMEL = 1 << 28  # elements per file: VGG-16 has 138M; more than this is a lying header
+BATCH = 1 << 20  # symbols of the streams decoded together (see _batches)
+F16_REL_ERROR = 2.0**-10  # a dense float tensor is stored float16 only within this
 
 
-def _entries(model: nn.Module) -> list[tuple[str, torch.Tensor, list[WeightTransform]]]:
-    """Every tensor of the plain model, with the transforms that compute it."""
+def _entries(
+    model: nn.Module,
+) -> list[tuple[str, torch.Tensor, list[WeightTransform], torch.Tensor]]:
+    """Every tensor of the plain model, with the transforms that compute it and the
+    tensor it comes from (a parametrized weight's ``original``): two names whose
+    source is one tensor are tied."""
     out = [
-        (name, value.detach(), [])
-        for name, value in model.state_dict().items()
+        (name, value.detach(), [], value)
+        for name, value in model.state_dict(keep_vars=True).items()
         if ".parametrizations." not in f".{name}"
     ]
     for target, ts in transforms_of(model).items():
         module_name, _, tensor_name = target.rpartition(".")
-        value = getattr(model.get_submodule(module_name), tensor_name).detach()
-        out.append((target, value, ts))
+        module = model.get_submodule(module_name)
+        source = module.parametrizations[tensor_name].original
+        out.append((target, getattr(module, tensor_name).detach(), ts, source))
     return out
+
+
+def dense_storage(value: torch.Tensor, dense_dtype: str) -> str:
+    """The dtype a dense tensor is stored as: a non-float tensor as its own dtype; a float
+    one as ``dense_dtype``, but float32 where float16 would not hold its values (a finite
+    value overflowing to inf, or a nonzero value off by more than 2**-10 of itself,
+    e.g. underflowing to zero), such as a BatchNorm running variance above 65504."""
+    if not value.is_floating_point():
+        return _NAME_OF[value.dtype]
+    if dense_dtype == "float32":
+        return "float32"
+    x = value.detach().cpu().double()
+    x = x[torch.isfinite(x)]
+    error = (x.half().double() - x).abs()
+    return "float16" if bool((error <= x.abs() * F16_REL_ERROR).all()) else "float32"
 
 
 def _plain_name(name: str) -> str:
@@ -110,7 +156,7 @@ def _encode_tensor(
     shared = next((t for t in ts if isinstance(t, SharedWeight)), None)
     mask = shared.mask if shared is not None else _keep_mask(ts)
     if shared is None and mask is None:
-        stored = dense_dtype if value.is_floating_point() else _NAME_OF[value.dtype]
+        stored = dense_storage(value, dense_dtype)
         raw = value.cpu().contiguous().numpy().astype(DTYPES[stored][1]).tobytes()
         return {**entry, "encoding": "dense", "dtype": _NAME_OF[value.dtype], "stored": stored,
                 "section": sections.add(raw)}  # fmt: skip
@@ -173,9 +219,15 @@ def encode(
     if index_bits is not None and not 1 <= index_bits <= MAX_INDEX_BITS:
         raise CnnzipError(f"index bits must be in 1..{MAX_INDEX_BITS}, got {index_bits}")
     sections = _Sections()
-    params = {_plain_name(name) for name, _ in model.named_parameters()}
+    params = {_plain_name(name) for name, _ in model.named_parameters(remove_duplicate=False)}
     tensors = []
-    for name, value, ts in _entries(model):
+    first: dict[int, tuple[str, torch.Tensor]] = {}  # id(source) -> (name, value)
+    for name, value, ts, source in _entries(model):
+        tied, tied_value = first.setdefault(id(source), (name, value))
+        if tied != name and torch.equal(tied_value, value):  # stored once, decoded twice
+            tensors.append({"name": name, "shape": list(value.shape), "encoding": "alias",
+                            "of": tied})  # fmt: skip
+            continue
         entry = _encode_tensor(sections, name, value, ts, dense_dtype, index_bits)
         if name not in params:
             entry["buffer"] = True  # not counted in the float32 parameter bytes
@@ -194,127 +246,109 @@ def save(path: str | Path, model: nn.Module, **kwargs: Any) -> int:
 # ---- decoding -----------------------------------------------------------------------
 
 
-def _int(entry: dict[str, Any], key: str, lo: int, hi: int) -> int:
-    value = entry.get(key)
-    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-        raise CnnzFormatError(
-            f"tensor {entry.get('name')!r}: {key}={value!r} is not an integer in [{lo}, {hi}]"
-        )
-    return value
-
-
-def _check_entries(tensors: Any) -> list[dict[str, Any]]:
-    """Shapes, names and counts of every tensor, checked before anything is allocated."""
-    if not isinstance(tensors, list):
-        raise CnnzFormatError("header has no tensor list")
-    total = 0
-    for entry in tensors:
-        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-            raise CnnzFormatError(f"tensor entry {entry!r:.80} has no name")
-        shape = entry.get("shape")
-        if not isinstance(shape, list) or not all(
-            isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_NUMEL for d in shape
-        ):
-            raise CnnzFormatError(f"tensor {entry['name']!r}: bad shape {shape!r:.80}")
-        total += math.prod(shape)
-        if total > MAX_NUMEL:
-            raise CnnzFormatError(f"tensors hold more than {MAX_NUMEL} elements: a lying header")
-    return tensors
-
-
-def _numel(entry: dict[str, Any]) -> int:
-    return math.prod(entry["shape"])
-
-
-def _stream_item(
-    cf: container.CnnzFile, entry: dict[str, Any], key: str, n_max: int, alphabet: int
-):
-    desc = entry.get(key)
-    if not isinstance(desc, dict):
-        raise CnnzFormatError(f"tensor {entry['name']!r} has no {key} stream")
-    n = _int(desc, "n", 0, n_max)
-    if desc.get("alphabet") != alphabet:
-        raise CnnzFormatError(f"tensor {entry['name']!r}: {key} alphabet is not {alphabet}")
-    return desc, cf.section(desc.get("section")), n
-
-
 def _float32(blob: bytes, count: int, what: str) -> np.ndarray:
     if len(blob) != 4 * count:
-        raise CnnzFormatError(f"{what}: {len(blob)} bytes for {count} float32 values")
+        raise CnnzFormatError(f"tensor {what!r}: {len(blob)} bytes for {count} float32 values")
     return np.frombuffer(blob, dtype="<f4").astype(np.float32)
 
 
-def decode_state(cf: container.CnnzFile) -> dict[str, torch.Tensor]:
-    """The plain state dict stored in a checked container."""
-    tensors = _check_entries(cf.header.get("tensors"))
-    items: list[tuple[dict[str, Any], bytes]] = []
-    plans: list[tuple[dict[str, Any], int, int]] = []  # (entry, gaps item, codes item or -1)
-    for entry in tensors:
-        numel, enc = _numel(entry), entry.get("encoding")
-        if enc in _DIRECT:
+def _coded_items(cf: container.CnnzFile, entry: dict[str, Any]) -> list[tuple[dict, bytes]]:
+    keys = ("gaps", "codes") if entry["encoding"] == "shared" else ("gaps",)
+    return [(entry[key], cf.section(entry[key]["section"])) for key in keys]
+
+
+def _batches(entries: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Sparse and shared tensors in runs of about ``BATCH`` symbols: their rANS streams
+    decode together (one loop for a small model), while a large model's intermediate
+    arrays stay bounded by a batch, not the file."""
+    out: list[list[dict[str, Any]]] = []
+    size = BATCH
+    for entry in entries:
+        if entry["encoding"] not in ("sparse", "shared"):
             continue
-        if enc not in ("shared", "sparse"):
-            raise CnnzFormatError(f"tensor {entry['name']!r}: unknown encoding {enc!r}")
-        p = _int(entry, "index_bits", 1, MAX_INDEX_BITS)
-        count = _int(entry, "count", 0, numel)
-        desc, blob, _ = _stream_item(cf, entry, "gaps", count + numel, 1 << p)
-        items.append((desc, blob))
-        codes = -1
-        if enc == "shared":
-            k = _int(entry, "k", 1, 1 << 16)
-            desc, blob, n = _stream_item(cf, entry, "codes", count, k)
-            if n != count:
-                raise CnnzFormatError(f"tensor {entry['name']!r}: {n} codes for {count} weights")
-            items.append((desc, blob))
-            codes = len(items) - 1
-        plans.append((entry, len(items) - 1 - (codes >= 0), codes))
-    symbols = decode_streams(items)
-    state = {
-        entry["name"]: _DIRECT[entry["encoding"]](cf, entry)
-        for entry in tensors
-        if entry.get("encoding") in _DIRECT
+        n = entry["gaps"]["n"] + entry["count"]
+        if size + n > BATCH:
+            out.append([])
+            size = 0
+        out[-1].append(entry)
+        size += n
+    return out
+
+
+def positions(entry: dict[str, Any], gaps: np.ndarray) -> np.ndarray | range:
+    """The kept positions of a sparse or shared tensor from its decoded gap symbols (a
+    range for a constant stream: a layer kept whole needs no index array)."""
+    desc, size, p = entry["gaps"], numel(entry), entry["index_bits"]
+    if desc["coder"] == "const":
+        return const_gap_positions(desc["symbol"], p, desc["n"], size, entry["count"])
+    return gap_decode(gaps, p, size, entry["count"])
+
+
+def _coded(cf: container.CnnzFile, entry: dict[str, Any], streams: list[np.ndarray]):
+    kept = positions(entry, streams[0])
+    if entry["encoding"] == "shared":
+        codebook = _float32(cf.section(entry["codebook"]), entry["k"], entry["name"])
+        const = entry["codes"]["coder"] == "const"
+        values = codebook[streams[1][:1] if const else streams[1]]  # const: broadcast one
+    else:
+        values = _float32(cf.section(entry["values"]), entry["count"], entry["name"])
+    flat = np.zeros(numel(entry), dtype=np.float32)
+    flat[slice(kept.start, kept.stop, kept.step) if isinstance(kept, range) else kept] = values
+    return torch.from_numpy(flat).reshape(entry["shape"])
+
+
+def _decode_batch(cf: container.CnnzFile, batch: list[dict[str, Any]]) -> dict:
+    items = [_coded_items(cf, entry) for entry in batch]
+    symbols = iter(decode_streams([item for pair in items for item in pair]))
+    return {
+        entry["name"]: _coded(cf, entry, [next(symbols) for _ in pair])
+        for entry, pair in zip(batch, items, strict=True)
     }
-    for entry, gaps, codes in plans:
-        numel, count = _numel(entry), entry["count"]
-        positions = gap_decode(symbols[gaps], entry["index_bits"], numel, count)
-        if codes >= 0:
-            codebook = _float32(cf.section(entry.get("codebook")), entry["k"], entry["name"])
-            values = codebook[symbols[codes]]
-        else:
-            values = _float32(cf.section(entry.get("values")), count, entry["name"])
-        flat = np.zeros(numel, dtype=np.float32)
-        flat[positions] = values
-        state[entry["name"]] = torch.from_numpy(flat).reshape(entry["shape"])
-    return state
+
+
+def decode_state(
+    cf: container.CnnzFile, *, max_params: int = MAX_PARAMS
+) -> dict[str, torch.Tensor]:
+    """The plain state dict stored in a checked container, in the file's order; a tied
+    tensor (an alias entry) is the very tensor of the name it aliases. Refuses a file
+    declaring more than ``max_params`` elements before allocating anything."""
+    entries = check_tensors(cf.header.get("tensors"), max_params)
+    state: dict[str, torch.Tensor] = {}
+    for batch in _batches(entries):
+        state.update(_decode_batch(cf, batch))
+    for entry in entries:
+        if entry["encoding"] in _DIRECT:
+            state[entry["name"]] = _DIRECT[entry["encoding"]](cf, entry)
+        elif entry["encoding"] == "alias":
+            state[entry["name"]] = state[entry["of"]]
+    return {entry["name"]: state[entry["name"]] for entry in entries}
 
 
 def _dense(cf: container.CnnzFile, entry: dict[str, Any]) -> torch.Tensor:
-    dtype, stored = entry.get("dtype"), entry.get("stored")
-    if not (isinstance(dtype, str) and isinstance(stored, str)) or {dtype, stored} - DTYPES.keys():
-        raise CnnzFormatError(f"tensor {entry['name']!r}: unknown dtype {dtype!r}/{stored!r}")
-    blob = cf.section(entry.get("section"))
-    np_dtype = np.dtype(DTYPES[stored][1])
-    if len(blob) != _numel(entry) * np_dtype.itemsize:
+    blob = cf.section(entry["section"])
+    np_dtype = np.dtype(DTYPES[entry["stored"]][1])
+    if len(blob) != numel(entry) * np_dtype.itemsize:
         raise CnnzFormatError(
             f"tensor {entry['name']!r}: {len(blob)} bytes for shape {entry['shape']}"
         )
+    if np_dtype == np.bool_ and blob.translate(None, b"\0\1"):
+        raise CnnzFormatError(f"tensor {entry['name']!r}: bool bytes other than 0 and 1")
     array = np.frombuffer(blob, dtype=np_dtype).reshape(entry["shape"])
-    return torch.from_numpy(array.copy()).to(DTYPES[dtype][0])
+    return torch.from_numpy(array.copy()).to(DTYPES[entry["dtype"]][0])
 
 
 def _binary(cf: container.CnnzFile, entry: dict[str, Any]) -> torch.Tensor:
-    shape, numel = entry["shape"], _numel(entry)
-    if len(shape) < 2 or not numel:
-        raise CnnzFormatError(f"tensor {entry['name']!r}: binary weights of shape {shape}")
-    bits = cf.section(entry.get("bits"))
-    if len(bits) != (numel + 7) // 8:
+    shape, size = entry["shape"], numel(entry)
+    bits = cf.section(entry["bits"])
+    if len(bits) != (size + 7) // 8 or (size % 8 and bits[-1] >> (size % 8)):
         raise CnnzFormatError(
-            f"tensor {entry['name']!r}: {len(bits)} bytes of sign bits for {numel} weights"
+            f"tensor {entry['name']!r}: {len(bits)} bytes of sign bits for {size} weights "
+            "(exactly enough needed, spare bits zero)"
         )
-    alpha = _float32(cf.section(entry.get("alpha")), shape[0], entry["name"])
+    alpha = _float32(cf.section(entry["alpha"]), shape[0], entry["name"])
     if not np.all(np.isfinite(alpha) & (alpha >= 0)):
         raise CnnzFormatError(f"tensor {entry['name']!r}: alpha is negative or not finite")
-    negative = np.unpackbits(np.frombuffer(bits, np.uint8), count=numel, bitorder="little")
+    negative = np.unpackbits(np.frombuffer(bits, np.uint8), count=size, bitorder="little")
     signs = np.where(negative.reshape(shape[0], -1), -1.0, 1.0).astype(np.float32)
     return torch.from_numpy(alpha[:, None] * signs).reshape(shape)  # alpha * sign, exactly
 
@@ -322,59 +356,85 @@ def _binary(cf: container.CnnzFile, entry: dict[str, Any]) -> torch.Tensor:
 _DIRECT = {"dense": _dense, "binary": _binary}  # encodings decoded without entropy streams
 
 
-def _check_shapes(cf: container.CnnzFile, model: nn.Module) -> None:
-    expected = {k: list(v.shape) for k, v in model.state_dict().items()}
-    stored = {e["name"]: e["shape"] for e in _check_entries(cf.header.get("tensors"))}
+def _check_fit(entries: list[dict[str, Any]], model: nn.Module) -> None:
+    """The file's tensors are the model's: same names, shapes and dtypes."""
+    expected = model.state_dict()
+    stored = {e["name"]: e for e in entries}
+    dtype_of = {e["name"]: stored[e.get("of", e["name"])].get("dtype") for e in entries}
     missing, extra = sorted(expected.keys() - stored), sorted(stored.keys() - expected)
-    wrong = [k for k in expected.keys() & stored if expected[k] != stored[k]]
+    wrong = [
+        k
+        for k in expected.keys() & stored
+        if list(expected[k].shape) != stored[k]["shape"]
+        or _NAME_OF.get(expected[k].dtype) != dtype_of[k]
+    ]
     if missing or extra or wrong:
         raise ModelError(
             "the .cnnz does not fit this model: "
             + "; ".join(
                 f"{what}: {', '.join(names[:5])}"
-                for what, names in (("missing", missing), ("unexpected", extra), ("shape", wrong))
+                for what, names in (
+                    ("missing", missing),
+                    ("unexpected", extra),
+                    ("shape or dtype", wrong),
+                )
                 if names
             )
         )
 
 
-def _zoo_model(cf: container.CnnzFile) -> nn.Module:
+def _build(name: str, kwargs: dict[str, Any]) -> nn.Module:
+    """``get_model`` for a header's arch: whatever a hostile kwarg makes the builder raise
+    ends as one format error."""
+    try:
+        return get_model(name, **kwargs)
+    except Exception as exc:  # any builder error is the file's fault here
+        raise CnnzFormatError(
+            f"header arch {name!r} with kwargs {kwargs!r:.120} cannot be built: {exc}"
+        ) from None
+
+
+def _zoo_model(cf: container.CnnzFile, entries: list[dict[str, Any]]) -> tuple[nn.Module, bool]:
+    """(the model the header names, whether its tensors can simply be assigned)."""
     arch = cf.header.get("arch")
     if not arch:
         raise CnnzipError(
             "this .cnnz names no zoo architecture: pass the module it was saved from, "
             "cnnzip.load(path, model=MyNet())"
         )
-    if not isinstance(arch, dict) or not isinstance(arch.get("name"), str):
-        raise CnnzFormatError(f"header arch {arch!r:.80} is not {{name, kwargs}}")
-    kwargs = arch.get("kwargs") or {}
-    if not isinstance(kwargs, dict):
-        raise CnnzFormatError("header arch kwargs is not an object")
+    name, kwargs = check_arch(arch)
     with torch.device("meta"):  # shapes only: a lying header allocates nothing
-        skeleton = get_model(arch["name"], **kwargs)
-    _check_shapes(cf, skeleton)
+        skeleton = _build(name, kwargs)
+    _check_fit(entries, skeleton)
     if len(skeleton.state_dict()) == len(list(skeleton.parameters())) + len(
         list(skeleton.buffers())
-    ):  # every tensor comes from the file: skip the random initialisation
-        return skeleton.to_empty(device="cpu")
-    return get_model(arch["name"], **kwargs)  # non-persistent buffers need their init
+    ):  # every tensor comes from the file: assign them, skip the random initialisation
+        return skeleton, True
+    return _build(name, kwargs), False  # non-persistent buffers need their init
 
 
-def load(path: str | Path, model: nn.Module | None = None) -> nn.Module:
+def load(
+    path: str | Path, model: nn.Module | None = None, *, max_params: int = MAX_PARAMS
+) -> nn.Module:
     """The module stored in ``path``, in eval mode, its weights equal to the shared values
     bit for bit. Zoo models are built from the header; any other model is loaded into
-    ``model`` (a plain module of the same architecture)."""
-    return load_file(container.read(path), model)
+    ``model`` (a plain module of the same architecture). A file declaring more than
+    ``max_params`` elements is refused before anything is allocated."""
+    return load_file(container.read(path), model, max_params=max_params)
 
 
-def load_file(cf: container.CnnzFile, model: nn.Module | None = None) -> nn.Module:
+def load_file(
+    cf: container.CnnzFile, model: nn.Module | None = None, *, max_params: int = MAX_PARAMS
+) -> nn.Module:
     """``load`` for a container already read (e.g. to also show its metadata)."""
+    entries = check_tensors(cf.header.get("tensors"), max_params)
+    assign = False
     if model is None:
-        model = _zoo_model(cf)
+        model, assign = _zoo_model(cf, entries)
     else:
         if transforms_of(model):
             raise CnnzipError("load into a plain module: this one has weight transforms")
-        _check_shapes(cf, model)
-    state = decode_state(cf)
-    model.load_state_dict(state, strict=True)
+        _check_fit(entries, model)
+    state = decode_state(cf, max_params=max_params)
+    model.load_state_dict(state, strict=True, assign=assign)
     return model.eval()

@@ -97,7 +97,7 @@ def encode(symbols: np.ndarray, counts: np.ndarray) -> bytes:
 
 
 def decode(data: bytes, n: int, counts: np.ndarray) -> np.ndarray:
-    """The ``n`` symbols ``encode`` wrote (int64)."""
+    """The ``n`` symbols ``encode`` wrote (uint16)."""
     return decode_many([(data, n, counts)])[0]
 
 
@@ -138,7 +138,7 @@ def decode_many(streams: list[tuple[bytes, int, np.ndarray]]) -> list[np.ndarray
     symbol_of, freq_of, bias_of = [], [], []
     for _, _, counts in streams:
         freq = quantize_counts(counts)
-        sym = np.repeat(np.arange(len(freq)), freq)  # (2**16,)
+        sym = np.repeat(np.arange(len(freq), dtype=np.uint16), freq)  # (2**16,)
         symbol_of.append(sym)
         freq_of.append(freq[sym])
         bias_of.append(np.arange(TOTAL) - (np.cumsum(freq) - freq)[sym])
@@ -161,7 +161,7 @@ def decode_many(streams: list[tuple[bytes, int, np.ndarray]]) -> list[np.ndarray
     pos = out_base[st] + j  # (L,) where each lane's next symbol goes
     stride = lanes[st]
     active = np.searchsorted(-todo, -np.arange(steps), side="left")  # lanes busy at step g
-    slots = np.zeros(int(ns.sum()), dtype=np.int64)  # decoded global slot of every symbol
+    slots = np.zeros(int(ns.sum()), dtype=np.int32)  # global slot (< GROUP * 2**16) of each
     for g in range(steps):
         a = active[g]
         xa = x[:a]

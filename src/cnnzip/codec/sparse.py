@@ -17,7 +17,14 @@ from cnnzip.codec.errors import CnnzFormatError
 from cnnzip.codec.rans import lane_count
 from cnnzip.codec.streams import entropy_bits
 
-__all__ = ["MAX_INDEX_BITS", "best_index_bits", "gap_counts", "gap_decode", "gap_encode"]
+__all__ = [
+    "MAX_INDEX_BITS",
+    "best_index_bits",
+    "const_gap_positions",
+    "gap_counts",
+    "gap_decode",
+    "gap_encode",
+]
 
 MAX_INDEX_BITS = 16
 
@@ -37,30 +44,59 @@ def gap_encode(positions: np.ndarray, p: int) -> np.ndarray:
     return out
 
 
-def gap_decode(symbols: np.ndarray, p: int, size: int, count: int) -> np.ndarray:
-    """Kept positions (int64, ascending) from gap symbols, checked against size and count."""
-    skip = (1 << p) - 1
-    step = np.where(symbols == skip, skip, symbols + 1)  # positions advanced by each entry
-    ends = np.cumsum(step) - 1
-    positions = ends[symbols != skip]
-    if len(positions) != count or (count and int(positions[-1]) >= size):
+def _index_dtype(size: int) -> type[np.signedinteger]:
+    return np.int32 if size < 1 << 31 else np.int64
+
+
+def _check(positions: np.ndarray | range, ends_at: int, size: int, count: int) -> None:
+    if len(positions) != count or ends_at >= size:
         raise CnnzFormatError(
-            f"relative indices give {len(positions)} weights up to position "
-            f"{int(positions[-1]) if count else -1}; expected {count} within {size}"
+            f"relative indices give {len(positions)} weights up to position {ends_at}; "
+            f"expected {count} within {size} (and no filler after the last weight)"
         )
+
+
+def gap_decode(symbols: np.ndarray, p: int, size: int, count: int) -> np.ndarray:
+    """Kept positions (ascending, int32 below 2**31) from gap symbols, checked against
+    size and count. The total advance is bounded before the cumulative sum is taken."""
+    skip = (1 << p) - 1
+    filler = symbols == skip
+    n_fill = int(np.count_nonzero(filler))
+    advance = int(symbols.sum(dtype=np.int64)) + len(symbols) - n_fill  # filler: skip, else s+1
+    trailing = len(symbols) > 0 and bool(filler[-1])
+    _check(range(len(symbols) - n_fill), advance - 1 + (size if trailing else 0), size, count)
+    ends = symbols.astype(_index_dtype(size))
+    ends += ~filler  # positions advanced by each entry
+    np.cumsum(ends, out=ends)
+    ends -= 1
+    return ends[~filler]
+
+
+def const_gap_positions(symbol: int, p: int, n: int, size: int, count: int) -> range:
+    """Kept positions of a constant gap stream, as a range: nothing materialised."""
+    if symbol == (1 << p) - 1:  # fillers only: no weight follows them
+        _check(range(0), size if n else -1, size, count)
+        return range(0)
+    positions = range(symbol, n * (symbol + 1), symbol + 1)
+    _check(positions, positions[-1] if n else -1, size, count)
     return positions
 
 
-def gap_counts(positions: np.ndarray, p: int) -> np.ndarray:
+def gap_counts(positions: np.ndarray | range, p: int) -> np.ndarray:
     """Histogram of ``gap_encode(positions, p)`` without building it, (2**p,)."""
     skip = (1 << p) - 1
-    gaps = _gaps(positions)
-    counts = np.bincount(gaps % skip, minlength=skip + 1)
-    counts[skip] += int((gaps // skip).sum())
+    if isinstance(positions, range):  # gaps: the start once, step - 1 every other time
+        gaps = np.array([positions.start, positions.step - 1][: len(positions)], dtype=np.int64)
+        times = np.array([1, len(positions) - 1][: len(gaps)], dtype=np.int64)
+    else:
+        gaps = _gaps(positions)
+        times = np.ones(len(gaps), dtype=np.int64)
+    counts = np.bincount(gaps % skip, weights=times, minlength=skip + 1).astype(np.int64)
+    counts[skip] += int((gaps // skip * times).sum())
     return counts
 
 
-def best_index_bits(positions: np.ndarray, *, coded: bool = True) -> int:
+def best_index_bits(positions: np.ndarray | range, *, coded: bool = True) -> int:
     """p with the fewest bytes: entropy-coded (estimated: the entropy, the exact table,
     8 bytes per rANS lane) or, with ``coded=False``, fixed p bits per entry."""
 

@@ -19,7 +19,14 @@ from typing import Any
 import numpy as np
 
 from cnnzip.codec import huffman, rans
-from cnnzip.codec.bits import pack_codes, read_varints, unpack_fixed, write_varints
+from cnnzip.codec.bits import (
+    histogram,
+    pack_codes,
+    read_varints,
+    symbol_dtype,
+    unpack_fixed,
+    write_varints,
+)
 from cnnzip.codec.errors import CnnzFormatError
 
 __all__ = [
@@ -140,8 +147,26 @@ def _parts(desc: dict[str, Any], payload: bytes) -> tuple[str, int, int, bytes, 
     return coder, n, alphabet, payload[:table_bytes], payload[table_bytes:]
 
 
+def _const(desc: dict[str, Any], n: int, alphabet: int, payload: bytes) -> np.ndarray:
+    """A read-only view of one symbol repeated ``n`` times: no memory, however long."""
+    symbol = desc.get("symbol", 0)
+    if not (isinstance(symbol, int) and 0 <= symbol < alphabet) or payload:
+        raise CnnzFormatError("constant stream with a bad symbol or unexpected bytes")
+    return np.broadcast_to(np.array(symbol, dtype=symbol_dtype(alphabet)), (n,))
+
+
+def _exact(symbols: np.ndarray, counts: np.ndarray, alphabet: int) -> np.ndarray:
+    """``symbols`` if their histogram is the table's: counts edited to other values that
+    still sum to n would otherwise decode to other symbols without a word."""
+    hist = histogram(symbols, alphabet)
+    if not np.array_equal(hist[: len(counts)], counts) or hist[len(counts) :].any():
+        raise CnnzFormatError("stream does not decode to the symbol counts of its table")
+    return symbols.astype(symbol_dtype(alphabet), copy=False)
+
+
 def decode_streams(items: list[tuple[dict[str, Any], bytes]]) -> list[np.ndarray]:
-    """Symbols of several streams, each from its header description and section bytes.
+    """Symbols of several streams (uint8 or uint16 by alphabet; a const stream is a
+    read-only broadcast view), each from its header description and section bytes.
 
     The caller bounds each ``n`` (by the tensor it belongs to) before calling.
     All rANS streams are decoded together (see ``rans.decode_many``).
@@ -151,24 +176,21 @@ def decode_streams(items: list[tuple[dict[str, Any], bytes]]) -> list[np.ndarray
     for i, (desc, payload) in enumerate(items):
         coder, n, alphabet, table, data = _parts(desc, payload)
         if coder == "const":
-            symbol = desc.get("symbol", 0)
-            if not (isinstance(symbol, int) and 0 <= symbol < alphabet) or payload:
-                raise CnnzFormatError("constant stream with a bad symbol or unexpected bytes")
-            out[i] = np.full(n, symbol, dtype=np.int64)
+            out[i] = _const(desc, n, alphabet, payload)
         elif coder == "raw":
             if table:
                 raise CnnzFormatError("raw stream with a table")
             out[i] = unpack_fixed(data, n, raw_width(alphabet))
+            if n and int(out[i].max()) >= alphabet:
+                raise CnnzFormatError(f"stream symbol outside its alphabet of {alphabet}")
         elif coder == "huffman":
-            out[i] = huffman.decode(data, n, _counts(table, n, alphabet))
+            counts = _counts(table, n, alphabet)
+            out[i] = _exact(huffman.decode(data, n, counts), counts, alphabet)
         else:
             batch.append((i, data, n, _counts(table, n, alphabet)))
     decoded = rans.decode_many([(data, n, counts) for _, data, n, counts in batch])
-    for (i, *_), symbols in zip(batch, decoded, strict=True):
-        out[i] = symbols
-    for (desc, _), symbols in zip(items, out, strict=True):
-        if len(symbols) and int(symbols.max()) >= desc["alphabet"]:
-            raise CnnzFormatError(f"stream symbol outside its alphabet of {desc['alphabet']}")
+    for (i, _, _, counts), symbols in zip(batch, decoded, strict=True):
+        out[i] = _exact(symbols, counts, items[i][0]["alphabet"])
     return out  # type: ignore[return-value]
 
 
