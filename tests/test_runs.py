@@ -11,6 +11,7 @@ import torch
 
 from cnnzip.errors import RunError
 from cnnzip.models import get_model
+from cnnzip.quantize import share_weights
 from cnnzip.runs import load_run, save_run
 from cnnzip.transforms import WeightTransform, add_transform, register_transform
 
@@ -72,3 +73,59 @@ def test_not_a_run_directory(tmp_path: Path) -> None:
     (tmp_path / "run.json").write_text('{"format": "cnnzip-run", "arch": "lenet5"}')
     with pytest.raises(RunError, match="cannot load the weights"):
         load_run(tmp_path)
+
+
+def _shared_run(path: Path) -> dict[str, Any]:
+    """A saved lenet300 with a shared fc2 (a codebook of k=4), and its run.json."""
+    model = get_model("lenet300", hidden=[8, 4])
+    share_weights(model, ["fc2.weight"], bits={"linear": 2})
+    save_run(path, model, arch="lenet300", kwargs={"hidden": [8, 4]})
+    return json.loads((path / "run.json").read_text())
+
+
+def _shared_spec(**spec: Any) -> list[dict[str, Any]]:
+    return [{"target": "fc2.weight", "kind": "shared", "spec": {"k": 4, "masked": False, **spec}}]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda m: [m], "must hold a JSON object, not list"),
+        (lambda m: None, "must hold a JSON object, not NoneType"),
+        (lambda m: {**m, "arch": 5}, "field arch must be a model name, got 5"),
+        (lambda m: {**m, "kwargs": [1, 2]}, r"field kwargs must be an object, got \[1, 2\]"),
+        (lambda m: {**m, "kwargs": {"num_classes": -1}}, "arch/kwargs: .*num_classes=-1"),
+        (lambda m: {**m, "kwargs": {"in_features": 2**62}}, "arch/kwargs: .*in_features"),
+        (lambda m: {**m, "kwargs": {"hidden": [100_000, 100_000]}}, "arch/kwargs: .*over the cap"),
+        (lambda m: {**m, "transforms": "abc"}, "field transforms must be a list"),
+        (lambda m: {**m, "transforms": [{"kind": "mask"}]}, "field transforms must be a list"),
+        (
+            lambda m: {**m, "transforms": [{**m["transforms"][0], "spec": {"k": [1]}}]},
+            "field transforms must be a list",
+        ),
+        (
+            lambda m: {**m, "transforms": [{**m["transforms"][0], "target": "fc9.weight"}]},
+            "field transforms: RunError: transform target 'fc9.weight' is not in the model",
+        ),
+        (
+            lambda m: {**m, "transforms": [{**m["transforms"][0], "target": "fc2.nothing"}]},
+            "field transforms: .*nothing",
+        ),
+        (lambda m: {**m, "transforms": _shared_spec(k=-5)}, "field transforms: RuntimeError"),
+        (lambda m: {**m, "transforms": _shared_spec(k=2**40)}, "does not fit the model"),
+        (lambda m: {**m, "transforms": []}, "does not fit the model.*unexpected"),
+    ],
+)
+def test_bad_run_json_fields_are_run_errors_naming_the_field(
+    tmp_path: Path, change: Any, message: str
+) -> None:
+    meta = _shared_run(tmp_path)
+    (tmp_path / "run.json").write_text(json.dumps(change(meta)))
+    with pytest.raises(RunError, match=message) as info:
+        load_run(tmp_path)
+    assert str(tmp_path) in str(info.value)
+
+
+def test_a_valid_shared_run_still_loads(tmp_path: Path) -> None:
+    _shared_run(tmp_path)
+    assert load_run(tmp_path).model.fc2.parametrizations.weight[0].codebook.shape == (4,)

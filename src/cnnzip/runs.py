@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 import torch.nn as nn
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from cnnzip.errors import RunError
+from cnnzip.errors import ModelError, RunError
 from cnnzip.fileio import atomic_path, atomic_write_text
 from cnnzip.models import get_model
 from cnnzip.transforms import describe, rebuild
@@ -27,6 +28,7 @@ __all__ = ["Run", "load_run", "save_run"]
 WEIGHTS = "model.safetensors"
 META = "run.json"
 CHECKPOINT = "checkpoint.pt"
+MAX_META_BYTES = 16 << 20  # run.json: arch, kwargs, transforms, metrics, history
 
 
 @dataclass
@@ -68,28 +70,97 @@ def save_run(
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
-    """run.json of a run directory, with a clear error when ``path`` is not one."""
+    """run.json of a run directory, checked field by field (see ``check_meta``)."""
     meta_path = Path(path) / META
     if not meta_path.is_file():
         raise RunError(f"{path} is not a run directory (no {META}); create one with `cnnzip train`")
+    if meta_path.stat().st_size > MAX_META_BYTES:
+        raise RunError(f"{meta_path} is over {MAX_META_BYTES} bytes: not one cnnzip wrote")
     try:
         meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise RunError(f"{meta_path} is corrupt: {exc}") from None
-    if meta.get("format") != "cnnzip-run" or "arch" not in meta:
-        raise RunError(f"{meta_path} was not written by cnnzip (no format/arch fields)")
+    check_meta(meta, meta_path)
     return meta
 
 
+def check_meta(meta: Any, where: Path) -> None:
+    """The fields ``load_run`` uses have the types ``save_run`` writes; the values are
+    checked where they are used (``get_model``, the transforms) and named as fields of
+    ``where`` when they fail."""
+    if not isinstance(meta, dict):
+        raise RunError(f"{where} must hold a JSON object, not {type(meta).__name__}")
+    if meta.get("format") != "cnnzip-run" or "arch" not in meta:
+        raise RunError(f"{where} was not written by cnnzip (no format/arch fields)")
+    if not isinstance(meta["arch"], str) or not meta["arch"]:
+        raise RunError(f"{where}: field arch must be a model name, got {meta['arch']!r:.80}")
+    if not isinstance(meta.get("kwargs", {}), dict):
+        raise RunError(f"{where}: field kwargs must be an object, got {meta['kwargs']!r:.80}")
+    specs = meta.get("transforms", [])
+    if not isinstance(specs, list) or not all(map(_is_spec, specs)):
+        raise RunError(
+            f"{where}: field transforms must be a list of "
+            '{"target": str, "kind": str, "spec": {name: number or string}}, '
+            f"got {specs!r:.80}"
+        )
+
+
+def _is_spec(item: Any) -> bool:
+    """One entry of ``transforms.describe``: a target, a kind and flat scalar arguments."""
+    spec = item.get("spec", {}) if isinstance(item, dict) else None
+    return (
+        isinstance(item, dict)
+        and isinstance(item.get("target"), str)
+        and isinstance(item.get("kind"), str)
+        and isinstance(spec, dict)
+        and all(isinstance(v, int | float | str | bool | None) for v in spec.values())
+    )
+
+
+def _model(meta: dict[str, Any], where: Path) -> nn.Module:
+    """The model run.json describes, its transforms rebuilt; whatever they raise on bad
+    values ends as a RunError naming the field."""
+    try:
+        model = get_model(meta["arch"], **meta.get("kwargs", {}))
+    except ModelError as exc:
+        raise RunError(f"{where}: fields arch/kwargs: {exc}") from None
+    try:
+        rebuild(model, meta.get("transforms", []))  # masks, codebooks... before buffers load
+    except Exception as exc:  # a spec's values reach torch: it raises anything
+        raise RunError(f"{where}: field transforms: {type(exc).__name__}: {exc}") from None
+    return model
+
+
+def _check_weights(path: Path, skeleton: nn.Module) -> None:
+    """The weights file holds exactly the tensors of ``skeleton``, in their shapes: read
+    from its header, so a lying run.json (a codebook of 2**40) allocates nothing."""
+    expected = {k: list(v.shape) for k, v in skeleton.state_dict().items()}
+    try:
+        with safe_open(str(path / WEIGHTS), "pt") as f:
+            stored = {k: list(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError) as exc:
+        raise RunError(f"cannot load the weights of {path}: {exc}") from None
+    missing, extra = sorted(expected.keys() - stored), sorted(stored.keys() - expected)
+    wrong = sorted(k for k in expected.keys() & stored if expected[k] != stored[k])
+    if missing or extra or wrong:
+        raise RunError(
+            f"cannot load the weights of {path}: {WEIGHTS} does not fit the model {META} "
+            f"describes (missing {missing[:3]}, unexpected {extra[:3]}, other shape {wrong[:3]})"
+        )
+
+
 def load_run(path: str | Path) -> Run:
-    """Rebuild the model named in run.json and load its safetensors weights."""
+    """Rebuild the model named in run.json and load its safetensors weights. Everything is
+    first built on the meta device and checked against the weights file's header, so a
+    bad run directory fails before any memory is spent."""
     path = Path(path)
     meta = read_meta(path)
-    model = get_model(meta["arch"], **meta.get("kwargs", {}))
-    rebuild(model, meta.get("transforms", []))  # masks, codebooks... before their buffers load
+    with torch.device("meta"):
+        skeleton = _model(meta, path / META)
+    _check_weights(path, skeleton)
+    model = _model(meta, path / META)
     try:
-        state = load_file(str(path / WEIGHTS))
-        model.load_state_dict(state)
+        model.load_state_dict(load_file(str(path / WEIGHTS)))
     except (SafetensorError, FileNotFoundError, RuntimeError, OSError) as exc:
         raise RunError(f"cannot load the weights of {path}: {exc}") from None
     return Run(path=path, model=model, meta=meta)
