@@ -7,25 +7,34 @@ loop trains through it. Each kind registers itself by name; ``describe`` lists
 what a model carries as JSON-able specs (stored in run.json) and ``rebuild``
 re-creates them on a fresh model so its state_dict (buffers such as masks
 included) loads back.
+
+A tensor tied between modules (``b.weight = a.weight``) stays one tensor: its
+modules share one ``ParametrizationList`` (one ``original`` Parameter, one
+list of transforms), so a transform added to one name applies to all of them,
+is listed once by ``describe`` and is removed from all of them together.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
 from torch.nn.utils import parametrize
 
-from cnnzip.errors import RunError
+from cnnzip.errors import ModelError, RunError
 
 __all__ = [
     "WeightTransform",
     "add_transform",
     "describe",
+    "distinct",
     "rebuild",
     "register_transform",
     "remove_transforms",
+    "skipped_weights",
+    "ties",
     "transforms_of",
 ]
 
@@ -62,10 +71,90 @@ def _split(target: str) -> tuple[str, str]:
     return module_name, tensor_name
 
 
+def _tensors(model: nn.Module) -> Iterator[tuple[str, nn.Module, str, torch.Tensor]]:
+    """``(dotted name, module, tensor name, tensor)`` for every parameter of the model; a
+    parametrized one as its ``original``. A tied tensor comes once per name."""
+    for module_name, module in model.named_modules():
+        if "parametrizations" in module_name.split("."):
+            continue  # a transform's own parameters (a codebook) belong to the weight it computes
+        owned = list(module.named_parameters(recurse=False))
+        if parametrize.is_parametrized(module):
+            owned += [(name, plist.original) for name, plist in module.parametrizations.items()]
+        for tensor_name, tensor in owned:
+            target = f"{module_name}.{tensor_name}" if module_name else tensor_name
+            yield target, module, tensor_name, tensor
+
+
+def ties(model: nn.Module) -> dict[str, str]:
+    """Each dotted parameter name that holds the same tensor as an earlier one -> that
+    first name (``{"b.weight": "a.weight"}`` after ``b.weight = a.weight``)."""
+    first: dict[int, str] = {}
+    out = {}
+    for target, _, _, tensor in _tensors(model):
+        name = first.setdefault(id(tensor), target)
+        if name != target:
+            out[target] = name
+    return out
+
+
+def distinct(model: nn.Module, targets: Iterable[str]) -> list[str]:
+    """``targets`` with each tensor once: a name tied to an earlier one is left out."""
+    first = ties(model)
+    seen: set[str] = set()
+    out = []
+    for target in targets:
+        if first.get(target, target) not in seen:
+            seen.add(first.get(target, target))
+            out.append(target)
+    return out
+
+
+def _tie(model: nn.Module, tensor: torch.Tensor, plist: nn.Module) -> None:
+    """Make every other module holding ``tensor`` use ``plist`` (one original, one list of
+    transforms), so the tie survives parametrization."""
+    for target, module, tensor_name, held in list(_tensors(model)):
+        if held is not tensor or (
+            parametrize.is_parametrized(module, tensor_name)
+            and module.parametrizations[tensor_name] is plist
+        ):
+            continue
+        if parametrize.is_parametrized(module, tensor_name):
+            raise ModelError(
+                f"{target} is tied to a transformed tensor but carries transforms of its own; "
+                "parametrize tied tensors only through cnnzip.transforms.add_transform"
+            )
+        parametrize.register_parametrization(module, tensor_name, nn.Identity())  # placeholder
+        module.parametrizations[tensor_name] = plist
+
+
 def add_transform(model: nn.Module, target: str, transform: WeightTransform) -> None:
-    """Parametrize ``target`` (a dotted name such as ``"features.3.weight"``)."""
+    """Parametrize ``target`` (a dotted name such as ``"features.3.weight"``) and every
+    name tied to it (see the module docstring)."""
     module_name, tensor_name = _split(target)
-    parametrize.register_parametrization(model.get_submodule(module_name), tensor_name, transform)
+    module = model.get_submodule(module_name)
+    tensor = _tensor(module, tensor_name)
+    parametrize.register_parametrization(module, tensor_name, transform)
+    _tie(model, tensor, module.parametrizations[tensor_name])
+
+
+def _tensor(module: nn.Module, tensor_name: str) -> torch.Tensor:
+    """The tensor under any transforms: the parametrization's ``original``, or the attribute."""
+    if parametrize.is_parametrized(module, tensor_name):
+        return module.parametrizations[tensor_name].original
+    return getattr(module, tensor_name)
+
+
+def skipped_weights(model: nn.Module, handled: Iterable[str], why: str) -> list[tuple[str, str]]:
+    """``(name, reason)`` for each weight tensor (2+ dims) that a stage left as it is: neither
+    in ``handled`` nor tied to a name there. ``why`` says what the stage needs, e.g. "not
+    the weight of a Conv/Linear layer". Biases and norm scales (1-D) stay dense by design."""
+    done = {id(_tensor(model.get_submodule(_split(t)[0]), _split(t)[1])) for t in handled}
+    out = []
+    for target, module, _, tensor in _tensors(model):
+        if tensor.dim() >= 2 and id(tensor) not in done:
+            done.add(id(tensor))  # a tied tensor is listed once
+            out.append((target, f"{type(module).__name__}: {why}"))
+    return out
 
 
 def transforms_of(model: nn.Module) -> dict[str, list[WeightTransform]]:
@@ -81,10 +170,13 @@ def transforms_of(model: nn.Module) -> dict[str, list[WeightTransform]]:
 
 
 def describe(model: nn.Module) -> list[dict[str, Any]]:
-    """JSON-able list of every transform, for run.json."""
+    """JSON-able list of every transform, for run.json; a tied tensor's under its first name
+    only (``rebuild`` ties the others again)."""
+    aliases = ties(model)
     return [
         {"target": target, "kind": t.kind, "spec": t.spec()}
         for target, ts in transforms_of(model).items()
+        if target not in aliases
         for t in ts
     ]
 
@@ -102,17 +194,26 @@ def rebuild(model: nn.Module, specs: list[dict[str, Any]]) -> None:
             module = model.get_submodule(module_name)
         except AttributeError:
             raise RunError(f"transform target {target!r} is not in the model") from None
-        if parametrize.is_parametrized(module, tensor_name):
-            weight = module.parametrizations[tensor_name].original
-        else:
-            weight = getattr(module, tensor_name)
+        weight = _tensor(module, tensor_name)
         add_transform(model, target, _KINDS[kind].from_spec(weight, item.get("spec", {})))
 
 
-def remove_transforms(model: nn.Module, *, keep_values: bool = True) -> None:
-    """Make every transform permanent: the weight becomes the transformed tensor."""
-    for target in list(transforms_of(model)):
+def remove_transforms(
+    model: nn.Module, targets: Iterable[str] | None = None, *, keep_values: bool = True
+) -> None:
+    """Make the transforms on ``targets`` (default: all) permanent: each weight becomes the
+    transformed tensor, or with ``keep_values=False`` its original. Names tied to a target
+    lose theirs too and still hold one Parameter."""
+    for target in list(transforms_of(model) if targets is None else targets):
         module_name, tensor_name = _split(target)
-        parametrize.remove_parametrizations(
-            model.get_submodule(module_name), tensor_name, leave_parametrized=keep_values
-        )
+        module = model.get_submodule(module_name)
+        if not parametrize.is_parametrized(module, tensor_name):
+            continue  # a tied name whose transforms went with an earlier one
+        plist = module.parametrizations[tensor_name]
+        parametrize.remove_parametrizations(module, tensor_name, leave_parametrized=keep_values)
+        for _, other, other_name, _ in list(_tensors(model)):
+            if (
+                parametrize.is_parametrized(other, other_name)
+                and other.parametrizations[other_name] is plist
+            ):  # original already holds the values: put it back as it is
+                parametrize.remove_parametrizations(other, other_name, leave_parametrized=False)

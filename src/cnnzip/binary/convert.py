@@ -5,11 +5,19 @@ precision: by default the first and the last in definition order (the
 XNOR-Net paper's choice), or the layers named in ``keep``. BWN only
 parametrizes weights; XNOR also swaps each layer for its B-A-C block
 (BatchNorm -> BinActiv -> conv, see layers.py).
+
+What cannot be binarized stays float and is listed by ``skipped_layers``
+(``convert`` logs one line each): a conv XNOR blocks do not cover (grouped,
+depthwise, dilated, uneven padding), a layer whose weight is tied to one that
+stays float (one tensor cannot be both), and any other weight tensor (a raw
+Parameter used in a custom forward). Tied layers that are binarized stay tied:
+one BWN transform on the one tensor.
 """
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 import torch.nn as nn
@@ -17,28 +25,78 @@ import torch.nn as nn
 from cnnzip.binary.layers import BWN, XnorConv2d, XnorLinear
 from cnnzip.errors import ModelError
 from cnnzip.models.registry import get_model, get_model_builder, register_model
-from cnnzip.transforms import add_transform
+from cnnzip.transforms import add_transform, distinct, skipped_weights, ties
 
-__all__ = ["MODES", "binarized", "binary_layers", "convert"]
+__all__ = ["MODES", "binarized", "binary_layers", "convert", "skipped_layers"]
 
 MODES = ("bwn", "xnor")
 
 
-def binary_layers(model: nn.Module, keep: list[str] | None = None) -> list[str]:
-    """Names of the conv and linear layers that ``convert`` binarizes."""
-    names = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)]
-    keep = [names[0], names[-1]] if keep is None and names else list(keep or [])
-    unknown = sorted(set(keep) - set(names))
+def _kept(names: list[str], keep: list[str] | None) -> list[str]:
+    """The layers asked to stay float: ``keep``, by default the first and the last."""
+    kept = [names[0], names[-1]] if keep is None and names else list(keep or [])
+    unknown = sorted(set(kept) - set(names))
     if unknown:
         raise ModelError(f"keep names no conv/linear layer: {unknown}; layers: {names}")
-    return [n for n in names if n not in keep]
+    return kept
+
+
+def _unfit(layer: nn.Module, mode: str) -> str | None:
+    """Why ``mode`` cannot binarize ``layer``, or None when it can."""
+    if mode != "xnor" or not isinstance(layer, nn.Conv2d):
+        return None
+    padding = layer.padding
+    if (
+        layer.groups != 1
+        or layer.dilation != (1, 1)
+        or layer.padding_mode != "zeros"
+        or isinstance(padding, str)
+        or len(set(padding)) != 1
+    ):
+        return (
+            f"XNOR blocks need groups=1, dilation 1 and one zero padding; this conv has "
+            f"groups={layer.groups}, dilation={layer.dilation}, padding={padding!r}"
+        )
+    return None
+
+
+def _plan(
+    model: nn.Module, keep: list[str] | None, mode: str
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """(layers to binarize, (name, reason) of those left float that ``keep`` did not ask for)."""
+    modules = dict(model.named_modules())
+    names = [n for n, m in modules.items() if isinstance(m, nn.Conv2d | nn.Linear)]
+    kept = _kept(names, keep)
+    skipped = [(n, why) for n in names if (why := _unfit(modules[n], mode))]
+    first = ties(model)
+    group = {n: first.get(f"{n}.weight", f"{n}.weight") for n in names}  # one per tensor
+    floating = {group[n]: n for n in [*kept, *(n for n, _ in skipped)]}
+    for n in names:
+        if n not in kept and group[n] in floating and floating[group[n]] != n:
+            skipped.append((n, f"its weight is tied to {floating[group[n]]}, which stays float"))
+    dropped = set(kept) | {n for n, _ in skipped}
+    layers = [n for n in names if n not in dropped]
+    handled = [f"{n}.weight" for n in names]
+    other = skipped_weights(model, handled, "not the weight of a Conv2d/Linear layer")
+    return layers, skipped + other
+
+
+def binary_layers(model: nn.Module, keep: list[str] | None = None, mode: str = "bwn") -> list[str]:
+    """Names of the conv and linear layers that ``convert`` binarizes."""
+    return _plan(model, keep, mode)[0]
+
+
+def skipped_layers(
+    model: nn.Module, keep: list[str] | None = None, mode: str = "bwn"
+) -> list[tuple[str, str]]:
+    """``(name, reason)`` for each layer or weight ``convert`` leaves float that ``keep``
+    did not ask for (see the module docstring)."""
+    return _plan(model, keep, mode)[1]
 
 
 def _xnor_twin(layer: nn.Module, scale_k: bool) -> nn.Module:
     """The XNOR block with the same shape and weights as a float conv or linear layer."""
     if isinstance(layer, nn.Conv2d):
-        if layer.groups != 1 or layer.dilation != (1, 1) or isinstance(layer.padding, str):
-            raise ModelError(f"cannot binarize {layer}: groups, dilation or string padding")
         twin: nn.Module = XnorConv2d(
             layer.in_channels,
             layer.out_channels,
@@ -52,8 +110,8 @@ def _xnor_twin(layer: nn.Module, scale_k: bool) -> nn.Module:
         twin = XnorLinear(
             layer.in_features, layer.out_features, bias=layer.bias is not None, scale_k=scale_k
         )
-    twin.load_state_dict(layer.state_dict(), strict=False)  # weight, bias; the norm is new
-    return twin
+    twin.weight, twin.bias = layer.weight, layer.bias  # the same Parameters: ties stay
+    return twin.to(layer.weight.device)
 
 
 def convert(
@@ -63,21 +121,27 @@ def convert(
     keep: list[str] | None = None,
     scale_k: bool = True,
     transforms: bool = True,
+    log: Callable[[str], None] | None = print,
 ) -> nn.Module:
-    """Binarize ``model`` in place and return it.
+    """Binarize ``model`` in place and return it; ``log`` (None: silent) gets one line for
+    each layer left float that ``keep`` did not ask for (``skipped_layers`` lists them).
 
     ``transforms=False`` swaps the XNOR blocks in but leaves the weights float: what
     ``load_run`` needs before it re-creates the BWN transforms listed in run.json.
     """
     if mode not in MODES:
         raise ModelError(f"binary mode must be one of {MODES}, got {mode!r}")
-    for name in binary_layers(model, keep):
-        if mode == "xnor":
+    layers, skipped = _plan(model, keep, mode)
+    if mode == "xnor":  # all twins first: a tied pair's twins then share the plain Parameter
+        for name in layers:
             parent_name, _, child = name.rpartition(".")
             parent = model.get_submodule(parent_name)
             setattr(parent, child, _xnor_twin(getattr(parent, child), scale_k))
-        if transforms:
-            add_transform(model, f"{name}.weight", BWN())
+    if transforms:
+        for target in distinct(model, [f"{n}.weight" for n in layers]):
+            add_transform(model, target, BWN())  # ties the other names of the same tensor
+    for name, reason in skipped if log is not None else []:
+        log(f"{mode}: {name} stays float: {reason}")
     return model
 
 
@@ -102,4 +166,4 @@ def binarized(
     accepted = inspect.signature(get_model_builder(base)).parameters
     kwargs = {**(base_kwargs or {}), **{k: v for k, v in implied.items() if v and k in accepted}}
     model = get_model(base, **kwargs)
-    return convert(model, mode, keep=keep, scale_k=scale_k, transforms=False)
+    return convert(model, mode, keep=keep, scale_k=scale_k, transforms=False, log=None)

@@ -40,7 +40,7 @@ from cnnzip.profiling.counters import (
 )
 from cnnzip.profiling.latency import eval_mode, example_input
 from cnnzip.profiling.report import LayerStats, Report
-from cnnzip.profiling.storage import layer_params, nonzero_fraction, weight_bytes, weight_owners
+from cnnzip.profiling.storage import nonzero_fraction, owned_counts
 
 __all__ = ["profile"]
 
@@ -64,17 +64,16 @@ def profile(
     shape = tuple(int(s) for s in input_shape)
     layers = _trace(model, shape)
     owners = dict(model.named_modules())
+    counts = owned_counts(model)  # a tied weight once, at its first layer; MACs stay per use
     for layer in layers:
         layer.nonzero_macs = layer.macs
         if layer.name in owners:  # a module row, not an ``owner:op`` row
-            layer.params = layer_params(owners[layer.name])
-            layer.weight_bytes = weight_bytes(owners[layer.name])
+            layer.params, layer.weight_bytes = counts.get(layer.name, (0, 0))
             layer.nonzero_macs = round(layer.macs * nonzero_fraction(owners[layer.name]))
-    modules = [m for _, m in weight_owners(model)]
     report = Report(
         input_shape=shape,
-        params=sum(layer_params(m) for m in modules),
-        weight_bytes=sum(weight_bytes(m) for m in modules),
+        params=sum(params for params, _ in counts.values()),
+        weight_bytes=sum(stored for _, stored in counts.values()),
         layers=layers,
     )
     if measure_latency:

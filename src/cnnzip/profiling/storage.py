@@ -20,6 +20,10 @@ storage is reported otherwise, in one of two ways:
 Buffers (batch-norm running statistics, masks) are not weights; a transform's
 ``storage_bytes`` counts what it needs of them.
 
+A tensor held by several modules (a tied weight, ``b.weight = a.weight``, or
+one module used at two places) is stored once: ``owned_counts`` counts it at
+its first owner only.
+
 The transforms report the .cnnz layout (cnnzip.codec) before entropy coding:
 every stream at a fixed width (gaps at p bits, codebook indices at b bits),
 each section rounded up to whole bytes: the "pruned" and "shared" stages of
@@ -40,6 +44,7 @@ from torch.nn.utils import parametrize
 __all__ = [
     "layer_params",
     "nonzero_fraction",
+    "owned_counts",
     "owned_tensors",
     "register_storage",
     "sparse_index_bytes",
@@ -107,19 +112,40 @@ def nonzero_fraction(module: nn.Module) -> float:
         return int(torch.count_nonzero(weight)) / weight.numel()
 
 
+def _module_storage(module: nn.Module) -> Callable[[nn.Module], int] | None:
+    return next((_MODULE_STORAGE[c] for c in type(module).__mro__ if c in _MODULE_STORAGE), None)
+
+
+def _tensor_bytes(tensor: torch.Tensor, transforms: list[nn.Module]) -> int:
+    """Bytes of one tensor: as its outermost reporting transform says, else dense."""
+    reporter = next((t for t in reversed(transforms) if hasattr(t, STORAGE_HOOK)), None)
+    if reporter is not None:
+        return int(getattr(reporter, STORAGE_HOOK)(tensor))
+    return tensor.numel() * tensor.element_size()
+
+
 def weight_bytes(module: nn.Module) -> int:
     """Bytes of the module's own weights at their actual storage (see the module docstring)."""
-    for cls in type(module).__mro__:
-        if cls in _MODULE_STORAGE:
-            return _MODULE_STORAGE[cls](module)
-    total = 0
-    for _, tensor, transforms in owned_tensors(module):
-        reporter = next((t for t in reversed(transforms) if hasattr(t, STORAGE_HOOK)), None)
-        if reporter is not None:
-            total += int(getattr(reporter, STORAGE_HOOK)(tensor))
-        else:
-            total += tensor.numel() * tensor.element_size()
-    return total
+    storage = _module_storage(module)
+    if storage is not None:
+        return storage(module)
+    return sum(_tensor_bytes(tensor, ts) for _, tensor, ts in owned_tensors(module))
+
+
+def owned_counts(model: nn.Module) -> dict[str, tuple[int, int]]:
+    """Module name -> (parameters, weight bytes) it owns, each tensor counted once, at its
+    first owner (``weight_owners`` order): the model's totals are the sums."""
+    seen: set[int] = set()
+    out = {}
+    for name, module in weight_owners(model):
+        new = [(t, ts) for _, t, ts in owned_tensors(module) if id(t) not in seen]
+        seen.update(id(t) for t, _ in new)
+        storage = _module_storage(module)
+        stored = sum(_tensor_bytes(t, ts) for t, ts in new)
+        if storage is not None:
+            stored = storage(module) if new else 0
+        out[name] = (sum(t.numel() for t, _ in new), stored)
+    return out
 
 
 def weight_owners(model: nn.Module, prefix: str = "") -> Iterator[tuple[str, nn.Module]]:

@@ -21,6 +21,7 @@ from cnnzip.prune.masks import (
     prunable,
     remove_masks,
     set_mask,
+    unprunable,
 )
 from cnnzip.prune.report import LayerStat, PruneReport, Step, layer_stats
 from cnnzip.prune.rules import Pruned, check_sparsity, global_magnitude, magnitude, std_threshold
@@ -70,4 +71,5 @@ __all__ = [
     "set_mask",
     "sparsity_path",
     "std_threshold",
+    "unprunable",
 ]

@@ -7,6 +7,9 @@ gradient of ``original`` where the mask is 0; ``MaskKeeper`` also zeroes
 ``original`` and the optimizer's per-weight state (momentum, Adam moments)
 there after every step, so a pruned weight is exactly zero underneath too and
 nothing (stale moments, weight decay) can bring it back.
+
+A weight tied between layers is one tensor with one mask (cnnzip.transforms
+ties the layers' parametrizations): ``prunable`` names it once.
 """
 
 from __future__ import annotations
@@ -21,7 +24,16 @@ from torch.nn.utils import parametrize
 from cnnzip.errors import CnnzipError
 from cnnzip.profiling.storage import sparse_index_bytes
 from cnnzip.train import Callback, TrainState
-from cnnzip.transforms import WeightTransform, add_transform, register_transform, transforms_of
+from cnnzip.transforms import (
+    WeightTransform,
+    add_transform,
+    distinct,
+    register_transform,
+    remove_transforms,
+    skipped_weights,
+    ties,
+    transforms_of,
+)
 
 __all__ = [
     "PRUNABLE_TYPES",
@@ -36,6 +48,7 @@ __all__ = [
     "prunable",
     "remove_masks",
     "set_mask",
+    "unprunable",
 ]
 
 PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -80,9 +93,9 @@ def prunable(
     types: tuple[type[nn.Module], ...] = PRUNABLE_TYPES,
 ) -> list[str]:
     """Dotted weight names to prune: ``names`` (``"fc1"`` or ``"fc1.weight"``) checked against
-    the model, or else the weight of every module of ``types``. Biases are never pruned."""
-    modules = dict(model.named_modules())
-    layers = [n for n, m in modules.items() if isinstance(m, types) and n]
+    the model, or else the weight of every module of ``types``. Biases are never pruned; a
+    weight tied to an earlier name is that name's (one tensor, one mask), so it is left out."""
+    layers = _layers(model, types)
     if names:
         targets = [_weight_target(n) for n in names]
         unknown = [t for t in targets if t.removesuffix(".weight") not in layers]
@@ -91,13 +104,25 @@ def prunable(
                 f"unknown or unprunable layer(s) {', '.join(unknown)}; "
                 f"prunable layers: {', '.join(layers) or 'none'}"
             )
-        return targets
+        return distinct(model, targets)
     if not layers:
         raise PruneError(
             f"{type(model).__name__} has nothing to prune: no "
             f"{'/'.join(t.__name__ for t in types)} layer with a weight"
         )
-    return [f"{n}.weight" for n in layers]
+    return distinct(model, [f"{n}.weight" for n in layers])
+
+
+def _layers(model: nn.Module, types: tuple[type[nn.Module], ...]) -> list[str]:
+    return [n for n, m in model.named_modules() if isinstance(m, types) and n]
+
+
+def unprunable(model: nn.Module) -> list[tuple[str, str]]:
+    """``(name, reason)`` for each weight tensor pruning leaves as it is (a raw Parameter used
+    in a custom forward, an embedding...): stages list them so nothing is skipped silently."""
+    kinds = "/".join(t.__name__ for t in PRUNABLE_TYPES)
+    handled = [f"{n}.weight" for n in _layers(model, PRUNABLE_TYPES)]
+    return skipped_weights(model, handled, f"not the weight of a {kinds} layer")
 
 
 def get_mask(model: nn.Module, target: str) -> Mask | None:
@@ -145,10 +170,12 @@ def apply_masks(model: nn.Module, targets: Iterable[str]) -> None:
 
 @torch.no_grad()
 def enforce_masks(model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> None:
-    """Zero every masked entry of the original tensors and of their optimizer state."""
+    """Zero every masked entry of the original tensors and of their optimizer state (a tied
+    tensor once)."""
+    aliases = ties(model)
     for target, ts in transforms_of(model).items():
         masks = [t.mask for t in ts if isinstance(t, Mask)]
-        if not masks:
+        if not masks or target in aliases:
             continue
         weight = original_weight(model, target)
         state = optimizer.state.get(weight, {}) if optimizer is not None else {}
@@ -171,10 +198,7 @@ class MaskKeeper(Callback):
 
 def remove_masks(model: nn.Module) -> None:
     """Make the masks permanent: each masked weight becomes a plain Parameter holding
-    ``original * mask`` (any other transform stacked on the same weight is applied too)."""
-    for target, ts in transforms_of(model).items():
-        if any(isinstance(t, Mask) for t in ts):
-            module_name, _, tensor_name = target.rpartition(".")
-            parametrize.remove_parametrizations(
-                model.get_submodule(module_name), tensor_name, leave_parametrized=True
-            )
+    ``original * mask`` (any other transform stacked on the same weight is applied too);
+    tied weights stay one Parameter."""
+    masked = [t for t, ts in transforms_of(model).items() if any(isinstance(x, Mask) for x in ts)]
+    remove_transforms(model, masked)

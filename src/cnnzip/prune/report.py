@@ -46,6 +46,8 @@ class Step:
 class PruneReport:
     layers: list[LayerStat]
     steps: list[Step] = field(default_factory=list)
+    # weights pruning could not handle, kept as they were: (name, reason); see ``unprunable``
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def weights(self) -> int:
@@ -66,6 +68,7 @@ class PruneReport:
             "kept_fraction": self.kept_fraction,
             "layers": [s.to_dict() for s in self.layers],
             "steps": [asdict(s) for s in self.steps],
+            "skipped": [list(s) for s in self.skipped],
         }
 
     def table(self) -> str:
@@ -88,6 +91,7 @@ class PruneReport:
                 f"{st.step:<6}{st.target_sparsity:>8.3f}{100 * st.kept_fraction:>8.2f}%"
                 f"{st.val_accuracy:>9.4f}{test:>10}"
             )
+        lines += [f"not pruned: {name} ({reason})" for name, reason in self.skipped]
         return "\n".join(lines)
 
 

@@ -15,7 +15,14 @@ from dataclasses import replace
 import torch.nn as nn
 
 from cnnzip.data import Dataset
-from cnnzip.prune.masks import MaskKeeper, PruneError, apply_masks, masked_weights, set_mask
+from cnnzip.prune.masks import (
+    MaskKeeper,
+    PruneError,
+    apply_masks,
+    masked_weights,
+    set_mask,
+    unprunable,
+)
 from cnnzip.prune.report import PruneReport, Step, layer_stats
 from cnnzip.prune.rules import Pruned, magnitude
 from cnnzip.train import TrainConfig, TrainState, cross_entropy, evaluate, fit
@@ -92,7 +99,7 @@ def iterative(
     targets = list(plan[0])
     apply_masks(model, targets)  # every snapshot below then has the same state_dict keys
     sizes = {s.name: s.weights for s in layer_stats(model, targets)}
-    report = PruneReport(layers=[])  # filled at the end, with the last thresholds
+    report = PruneReport(layers=[], skipped=unprunable(model))  # layers: at the end
     report.steps.append(_measure(model, data, 0, 0.0, targets))
     base_val = report.steps[0].val_accuracy
     thresholds: dict[str, float] = {}

@@ -5,7 +5,8 @@ of the weight's shape, ``codebook`` (k,) the only trainable tensor. Autograd's
 backward of the gather sums the gradients of all weights that share a
 centroid, which is exactly the paper's centroid update, so fine-tuning is a
 plain ``cnnzip.train.fit`` run. A pruned layer keeps its mask inside the
-transform and its pruned weights stay exactly +0.0.
+transform and its pruned weights stay exactly +0.0. A weight tied between
+layers is one tensor: one codebook, one index (cnnzip.transforms ties them).
 """
 
 from __future__ import annotations
@@ -16,12 +17,19 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
-from torch.nn.utils import parametrize
 
 from cnnzip.errors import CnnzipError
 from cnnzip.profiling.storage import sparse_index_bytes
+from cnnzip.prune.masks import PRUNABLE_TYPES, unprunable
 from cnnzip.quantize.kmeans import kmeans_1d
-from cnnzip.transforms import WeightTransform, add_transform, register_transform, transforms_of
+from cnnzip.transforms import (
+    WeightTransform,
+    add_transform,
+    distinct,
+    register_transform,
+    remove_transforms,
+    transforms_of,
+)
 
 __all__ = [
     "MAX_BITS",
@@ -31,6 +39,7 @@ __all__ = [
     "share_layer",
     "share_weights",
     "shared_of",
+    "unshareable",
 ]
 
 MAX_BITS = 16
@@ -108,8 +117,7 @@ def share_layer(
     module = model.get_submodule(module_name)
     weight = getattr(module, tensor_name).detach().cpu()  # effective (masked) weight
     mask = _current_mask(model, target)
-    if parametrize.is_parametrized(module, tensor_name):
-        parametrize.remove_parametrizations(module, tensor_name, leave_parametrized=True)
+    remove_transforms(model, [target])
     kept = weight[mask] if mask is not None else weight.reshape(-1)
     if kept.numel() == 0:
         raise CnnzipError(f"{target}: every weight is pruned; nothing to share")
@@ -135,14 +143,13 @@ def share_weights(
     seed: int = 0,
 ) -> dict[str, SharedWeight]:
     """Share every Conv/Linear weight (or ``targets``): bits per layer from ``bits``
-    (keys: dotted weight names, or ``"conv"``/``"linear"`` for a kind), else the defaults."""
+    (keys: dotted weight names, or ``"conv"``/``"linear"`` for a kind), else the defaults.
+    A tied weight is shared once, under its first name; ``unshareable`` lists the weights
+    this leaves as they are."""
     bits = bits or {}
     if targets is None:
-        targets = [
-            f"{name}.weight"
-            for name, m in model.named_modules()
-            if isinstance(m, nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d)
-        ]
+        targets = [f"{n}.weight" for n, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES)]
+    targets = distinct(model, targets)
     out: dict[str, SharedWeight] = {}
     for target in targets:
         module = model.get_submodule(target.rpartition(".")[0])
@@ -152,6 +159,12 @@ def share_weights(
             model, target, int(b or default_bits(module)), init=init, seed=seed
         )
     return out
+
+
+def unshareable(model: nn.Module) -> list[tuple[str, str]]:
+    """``(name, reason)`` for each weight tensor ``share_weights`` leaves as it is: the same
+    Conv/Linear weights pruning takes (``cnnzip.prune.unprunable``)."""
+    return unprunable(model)
 
 
 def shared_of(model: nn.Module) -> dict[str, SharedWeight]:
