@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -13,7 +15,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from cnnzip.data import Dataset
+from cnnzip.data import Dataset, Split
 from cnnzip.errors import CnnzipError, RunError
 from cnnzip.models import get_model
 from cnnzip.train import Callback, TrainConfig, TrainState, evaluate, fit
@@ -90,11 +92,69 @@ def test_resume_from_a_corrupt_checkpoint_is_a_clear_error(
 
 
 @pytest.mark.parametrize(
-    "bad", [{"epochs": -1}, {"batch_size": 0}, {"lr": 0.0}, {"optimizer": "lion"}]
+    ("bad", "message"),
+    [
+        ({"epochs": -1}, "epochs=-1"),
+        ({"epochs": 10**9}, "epochs=1000000000"),
+        ({"epochs": 2.5}, "epochs=2.5"),
+        ({"batch_size": 0}, "batch_size=0"),
+        ({"eval_batch_size": -3}, "eval_batch_size=-3"),
+        ({"lr": 0.0}, "lr=0.0"),
+        ({"lr": float("nan")}, "lr=nan"),
+        ({"lr": float("inf")}, "lr=inf"),
+        ({"lr": "0.1"}, "lr='0.1'"),
+        ({"momentum": 1.0}, "momentum=1.0"),
+        ({"weight_decay": -1e-4}, "weight_decay=-0.0001"),
+        ({"weight_decay": float("nan")}, "weight_decay=nan"),
+        ({"seed": -1}, "seed=-1"),
+        ({"seed": 2**64}, "seed="),
+        ({"optimizer": "lion"}, "optimizer='lion'"),
+        ({"lr_schedule": "step"}, "lr_schedule='step'"),
+    ],
 )
-def test_impossible_settings_are_refused(bad: dict) -> None:
-    with pytest.raises(CnnzipError):
+def test_impossible_settings_are_refused(bad: dict, message: str) -> None:
+    with pytest.raises(CnnzipError, match=f"impossible training settings: {re.escape(message)}"):
         TrainConfig(**bad)
+
+
+def test_every_bad_setting_is_named_in_one_error() -> None:
+    with pytest.raises(CnnzipError, match=r"epochs=-1 .*; lr=nan"):
+        TrainConfig(epochs=-1, lr=float("nan"))
+
+
+def test_a_head_of_another_class_count_fails_before_training(toy_data: Dataset) -> None:
+    torch.manual_seed(0)
+    model = get_model("lenet300", hidden=[8, 8], num_classes=3)
+    before = [p.clone() for p in model.parameters()]
+    with pytest.raises(CnnzipError, match=r"outputs \(3,\) values .* has 10 classes"):
+        fit(model, toy_data, TrainConfig(epochs=1), progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    with pytest.raises(CnnzipError, match=r"labels 0\.\.9 do not fit a model with 3 outputs"):
+        evaluate(model, toy_data.test)
+
+
+def test_a_model_for_other_inputs_fails_before_training(toy_data: Dataset) -> None:
+    model = nn.Sequential(nn.Flatten(), nn.Linear(100, 10))  # not 28x28 = 784 inputs
+    with pytest.raises(CnnzipError, match=r"cannot take synthetic's inputs of shape \(1, 28, 28\)"):
+        fit(model, toy_data, TrainConfig(epochs=1), progress=False)
+
+
+def test_labels_beyond_the_class_count_fail_before_training(toy_data: Dataset) -> None:
+    bad = Split(x=toy_data.train.x, y=toy_data.train.y.clone())
+    bad.y[-1] = -1
+    data = dataclasses.replace(toy_data, train=bad)
+    with pytest.raises(CnnzipError, match=r"labels -1\.\.9 do not fit"):
+        fit(small_mlp(), data, TrainConfig(epochs=1), progress=False)
+
+
+def test_an_unwritable_checkpoint_fails_before_training(toy_data: Dataset, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder should be")
+    model = small_mlp()
+    before = [p.clone() for p in model.parameters()]
+    with pytest.raises(CnnzipError, match=r"cannot write .*file/run/checkpoint\.pt"):
+        fit(model, toy_data, TrainConfig(epochs=1), checkpoint=blocker / "run" / "checkpoint.pt")
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
 
 def test_two_process_ddp_gives_the_same_loss_curve_as_one(tmp_path: Path) -> None:

@@ -8,19 +8,36 @@ from __future__ import annotations
 
 import json
 import pickle
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
-from cnnzip.errors import RunError
+from cnnzip.errors import CnnzipError, RunError
 from cnnzip.fileio import atomic_path
 
 if TYPE_CHECKING:
     from cnnzip.train.loop import TrainState
 
-__all__ = ["restore", "save"]
+__all__ = ["check_writable", "restore", "save"]
+
+
+def check_writable(path: str | Path) -> None:
+    """Create the folder of ``path`` (a file to be written later) and a probe file in it,
+    so that an unwritable location fails now and not after hours of training."""
+    path = Path(path)
+    if path.is_dir():
+        raise CnnzipError(f"{path} is a folder; a file is to be written there")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as exc:
+        raise CnnzipError(
+            f"cannot write {path}: {exc.strerror or exc}; choose another output location"
+        ) from None
 
 
 def save(path: str | Path, state: TrainState) -> None:

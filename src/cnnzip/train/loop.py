@@ -11,8 +11,10 @@ resumed run ends with the same weights as one never interrupted.
 from __future__ import annotations
 
 import math
+import numbers
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +40,11 @@ def cross_entropy(logits: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> tor
     return F.cross_entropy(logits, y)
 
 
+# beyond these a setting is a typo, not a plan (and a seed must fit torch's generator)
+MAX_EPOCHS = 10_000
+MAX_SEED = 2**32 - 1
+
+
 @dataclass
 class TrainConfig:
     """What a training run needs besides the model and the data."""
@@ -53,16 +60,39 @@ class TrainConfig:
     eval_batch_size: int = 1000
 
     def __post_init__(self) -> None:
-        if self.epochs < 0 or self.batch_size < 1 or not self.lr > 0:
-            raise CnnzipError(
-                f"impossible training settings: epochs={self.epochs} (>= 0), "
-                f"batch_size={self.batch_size} (>= 1), lr={self.lr} (> 0)"
-            )
-        if self.optimizer not in ("adam", "sgd") or self.lr_schedule not in ("cosine", "constant"):
-            raise CnnzipError(
-                f"optimizer must be adam or sgd (got {self.optimizer!r}); "
-                f"lr_schedule cosine or constant (got {self.lr_schedule!r})"
-            )
+        rules = {
+            "epochs": (_is_int(self.epochs) and 0 <= self.epochs <= MAX_EPOCHS, f"0..{MAX_EPOCHS}"),
+            "batch_size": (_is_int(self.batch_size) and self.batch_size >= 1, "an integer >= 1"),
+            "eval_batch_size": (
+                _is_int(self.eval_batch_size) and self.eval_batch_size >= 1,
+                "an integer >= 1",
+            ),
+            "lr": (_is_finite(self.lr) and self.lr > 0, "a finite number > 0"),
+            "momentum": (_is_finite(self.momentum) and 0 <= self.momentum < 1, "in [0, 1)"),
+            "weight_decay": (
+                _is_finite(self.weight_decay) and self.weight_decay >= 0,
+                "a finite number >= 0",
+            ),
+            "seed": (_is_int(self.seed) and 0 <= self.seed <= MAX_SEED, f"0..{MAX_SEED}"),
+            "optimizer": (self.optimizer in ("adam", "sgd"), "adam or sgd"),
+            "lr_schedule": (self.lr_schedule in ("cosine", "constant"), "cosine or constant"),
+        }
+        bad = [
+            f"{k}={getattr(self, k)!r} (must be {want})"
+            for k, (ok, want) in rules.items()
+            if not ok
+        ]
+        if bad:
+            raise CnnzipError(f"impossible training settings: {'; '.join(bad)}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_finite(value: object) -> bool:
+    """A real number that is neither NaN nor infinite (NaN passes every comparison test)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass
@@ -113,6 +143,52 @@ def _lr_factor(cfg: TrainConfig, step: int, total: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
 
 
+@contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode inside the block (batch norm reads its running statistics, dropout is
+    off), the model's own mode restored after it."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _check_labels(y: torch.Tensor, num_classes: int) -> None:
+    """Labels must index the model's outputs; torch would fail mid-run on the first that
+    does not, with an IndexError naming neither the model nor the data."""
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+        raise CnnzipError(
+            f"labels {int(y.min())}..{int(y.max())} do not fit a model with {num_classes} "
+            f"outputs: build the model with num_classes set to the data's class count"
+        )
+
+
+@torch.no_grad()
+def _check_model_fits(model: nn.Module, data: Dataset, device: torch.device) -> None:
+    """One training sample through the model in eval mode (no statistics updated) before
+    anything trains: a model that cannot take the data's inputs, or whose output size is
+    not the data's class count, fails here in one line instead of after training starts."""
+    if len(data.train) == 0:
+        raise CnnzipError(f"{data.name}: the training split is empty")
+    for split in (data.train, data.val, data.test):
+        _check_labels(split.y, data.num_classes)
+    with _eval_mode(model):
+        try:
+            out = model(data.train.x[:1].to(device))
+        except (RuntimeError, ValueError, IndexError) as exc:
+            raise CnnzipError(
+                f"the model cannot take {data.name}'s inputs of shape "
+                f"{tuple(data.input_shape)}: {exc}"
+            ) from None
+    if isinstance(out, torch.Tensor) and tuple(out.shape) != (1, data.num_classes):
+        raise CnnzipError(
+            f"the model outputs {tuple(out.shape[1:])} values per sample but {data.name} has "
+            f"{data.num_classes} classes: build it with num_classes={data.num_classes}"
+        )
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -124,15 +200,14 @@ def evaluate(
 ) -> dict[str, float]:
     """Mean loss and accuracy (a fraction in [0, 1]) of ``model`` on ``split``."""
     device = torch.device(device) if device else next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     loss_sum, correct = 0.0, 0
-    for x, y in batches(split, batch_size):
-        x, y = x.to(device), y.to(device)
-        logits = model(x)
-        loss_sum += float(loss_fn(logits, y, x)) * len(y)
-        correct += int((logits.argmax(1) == y).sum())
-    model.train(was_training)
+    with _eval_mode(model):
+        for x, y in batches(split, batch_size):
+            x, y = x.to(device), y.to(device)
+            logits = model(x)
+            _check_labels(y, logits.shape[-1])
+            loss_sum += float(loss_fn(logits, y, x)) * len(y)
+            correct += int((logits.argmax(1) == y).sum())
     n = max(len(split), 1)
     return {"loss": loss_sum / n, "accuracy": correct / n}
 
@@ -208,8 +283,11 @@ def fit(
     """
     cfg = config or TrainConfig()
     info = setup(device)
-    torch.manual_seed(cfg.seed)
     model.to(info.device)
+    _check_model_fits(model, data, info.device)
+    if checkpoint and info.is_main:
+        ckpt.check_writable(checkpoint)  # now, not after the first epoch
+    torch.manual_seed(cfg.seed)
     net: nn.Module = model
     if info.world_size > 1:
         net = nn.parallel.DistributedDataParallel(model)
