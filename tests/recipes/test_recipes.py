@@ -80,3 +80,93 @@ def test_compress_prunes_shares_and_writes_what_it_evaluated(toy_data, tmp_path)
     loaded = cnnzip.load(tmp_path / "m.cnnz")
     assert evaluate(loaded, toy_data.test) == evaluate(model, toy_data.test)
     assert [s["stage"] for s in result.log] == ["prune", "share", "finetune", "encode"]
+
+
+BILLION_LAUGHS = """\
+a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+description: [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+stages: [prune: {}]
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (BILLION_LAUGHS, "line 1: anchors and aliases"),
+        ("stages:\n  - prune: &p {steps: 2}\n  - finetune: *p\n", "line 2: anchors and aliases"),
+        ("stages: [prune: {}]\n" + "#" * (64 << 10), "over 65536 bytes"),
+        (b"stages: [prune: {}]\n\xff".decode("latin-1"), "not valid YAML"),
+        ("name: [1]\nstages: [prune: {}]\n", "`name` must be a string"),
+    ],
+)
+def test_hostile_yaml_is_refused_before_it_expands(tmp_path, text: str, message: str) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(RecipeError, match=message):
+        load_recipe(path)
+
+
+@pytest.mark.parametrize(
+    ("stage", "message"),
+    [
+        ({"prune": {"steps": 1_000_000_000_000, "epochs": 0}}, r"steps 1000000000000 .* 1\.\.1000"),
+        ({"prune": {"epochs": 1001}}, r"epochs 1001 must be in 0\.\.1000"),
+        ({"prune": {"lr": float("inf")}}, "lr=inf should be .*finite"),
+        ({"prune": {"lr": float("nan")}}, "lr=nan should be .*finite"),
+        ({"prune": {"ratios": {"fc1": 1.0}}}, r"every ratio must be in \[0, 1\)"),
+        ({"finetune": {"lr": 11}}, r"lr 11.0 must be in \(0, 10\]"),
+        ({"finetune": {"batch_size": 10**9}}, r"batch_size 1000000000 must be in 1\.\.65536"),
+        ({"prune": {"sparsty": 0.9}}, "unknown option 'sparsty'. Did you mean 'sparsity'"),
+        ({"prnue": {}}, "unknown stage 'prnue'. Did you mean 'prune'"),
+    ],
+)
+def test_values_have_finite_bounded_ranges(stage: dict, message: str) -> None:
+    with pytest.raises(RecipeError, match=message):
+        parse_recipe({"stages": [stage]}, "r.yaml")
+
+
+def test_the_yaml_infinity_is_refused(tmp_path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text("stages:\n  - finetune: {lr: .inf}\n")
+    with pytest.raises(RecipeError, match="lr=inf"):
+        load_recipe(path)
+
+
+def test_overrides_go_through_the_same_checks() -> None:
+    with pytest.raises(RecipeError, match="steps 1000000000000"):
+        load_recipe("deep-compression", {"prune.steps": 10**12})
+    with pytest.raises(RecipeError, match="lr=inf"):
+        load_recipe("deep-compression", {"finetune.lr": float("inf")})
+    with pytest.raises(RecipeError, match="unknown option 'sparsty'"):
+        load_recipe("deep-compression", {"prune.sparsty": 0.5})
+
+
+@pytest.mark.parametrize(
+    ("stage", "message"),
+    [
+        (
+            {"share": {"bits": {"conv": 8, "transformer": 5}}},
+            "share.bits: unknown layer 'transformer'",
+        ),
+        ({"share": {"bits": {"conv": 8, "linaer": 5}}}, "Did you mean 'linear'"),
+        ({"share": {"bits": {"fc4": 5}}}, "Did you mean 'fc3'"),
+        ({"prune": {"ratios": {"fc1.wieght": 0.5}}}, "prune.ratios: .*Did you mean 'fc1.weight'"),
+    ],
+)
+def test_layer_names_in_options_must_name_layers_of_the_model(
+    toy_data, stage: dict, message: str
+) -> None:
+    model = get_model("lenet300", hidden=(8, 4))
+    recipe = parse_recipe({"stages": [{"finetune": {"epochs": 0}}, stage]})
+    with pytest.raises(RecipeError, match=message):  # before the first stage runs
+        compress(model, toy_data, recipe, log=lambda _: None)
+    recipe = parse_recipe({"stages": [{"share": {"bits": {"linear": 2, "fc1": 3}}}]})
+    result = compress(model, toy_data, recipe, log=lambda _: None)
+    assert result.log[0]["bits"] == {"fc1.weight": 3, "fc2.weight": 2, "fc3.weight": 2}

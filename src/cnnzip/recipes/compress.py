@@ -17,7 +17,7 @@ import torch.nn as nn
 from cnnzip.codec import save as save_cnnz
 from cnnzip.data import Dataset
 from cnnzip.recipes.loader import Recipe, load_recipe
-from cnnzip.recipes.stages import STAGES, EncodeStage
+from cnnzip.recipes.stages import STAGES, EncodeStage, check_layer_names
 from cnnzip.train import cross_entropy, evaluate
 from cnnzip.train.loop import LossFn
 
@@ -77,6 +77,7 @@ def compress(
     """
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
+    check_layer_names(model, recipe.stages)
     result = Compressed(model=model, recipe=recipe, arch=arch, meta=dict(meta or {}))
     for name, cfg in recipe.stages:
         start = time.perf_counter()

@@ -7,14 +7,21 @@
       - finetune: {epochs: 2}
       - encode: {dense_dtype: float32}
 
-A recipe is a built-in name (``deep-compression``) or a path to such a file.
-Every stage's options are checked against its dataclass: unknown names,
-wrong types and values out of range fail naming the stage and the option.
+A recipe is a built-in name (``deep-compression``) or a path to such a file
+of at most 64 KiB, plain YAML without anchors or aliases (``&a``/``*a``:
+nested ones expand exponentially). Every stage's options are checked against
+its dataclass: unknown names at any level (with the closest known one
+suggested), wrong types, floats that are not finite and values out of range
+(steps <= 1000, epochs <= 1000, batch sizes <= 65536, lr in (0, 10]; see
+``cnnzip.recipes.stages``) fail naming the stage and the option. Layer names
+in ``share.bits`` and ``prune.ratios`` are checked against the model when
+``compress`` starts.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -24,9 +31,11 @@ from typing import Any
 
 import yaml
 
-from cnnzip.recipes.stages import STAGES, RecipeError
+from cnnzip.recipes.stages import STAGES, RecipeError, unknown_name
 
 __all__ = ["Recipe", "builtin_recipes", "load_recipe", "parse_recipe"]
+
+MAX_RECIPE_BYTES = 64 << 10  # the built-in recipe is 0.9 KB
 
 
 @dataclass
@@ -58,7 +67,9 @@ def _type_ok(value: Any, hint: Any) -> bool:
     if hint is type(None):
         return value is None
     if hint is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
+        return (
+            isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        )
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if origin is dict:
@@ -72,23 +83,23 @@ def _type_ok(value: Any, hint: Any) -> bool:
 def _stage(where: str, item: Any) -> tuple[str, Any]:
     if not isinstance(item, dict) or len(item) != 1:
         raise RecipeError(
-            f"{where}: each stage is one mapping like `- prune: {{...}}`, got {item!r}"
+            f"{where}: each stage is one mapping like `- prune: {{...}}`, got {item!r:.80}"
         )
     ((name, options),) = item.items()
     if name not in STAGES:
-        raise RecipeError(f"{where}: unknown stage {name!r}; known: {', '.join(STAGES)}")
+        raise unknown_name(where, "stage", name, list(STAGES))
     options = options or {}
     if not isinstance(options, dict):
-        raise RecipeError(f"{where} ({name}): options must be a mapping, got {options!r}")
+        raise RecipeError(f"{where} ({name}): options must be a mapping, got {options!r:.80}")
     cls = STAGES[name][0]
     hints = typing.get_type_hints(cls)
     for key, value in options.items():
         if key not in hints:
-            raise RecipeError(
-                f"{where} ({name}): unknown option {key!r}; known: {', '.join(hints)}"
-            )
+            raise unknown_name(f"{where} ({name})", "option", key, list(hints))
         if not _type_ok(value, hints[key]):
-            raise RecipeError(f"{where} ({name}): option {key}={value!r} should be {hints[key]}")
+            raise RecipeError(
+                f"{where} ({name}): option {key}={value!r:.80} should be {hints[key]} (finite)"
+            )
     return name, cls(**{k: float(v) if hints[k] is float else v for k, v in options.items()})
 
 
@@ -96,12 +107,12 @@ def parse_recipe(body: Any, source: str = "recipe") -> Recipe:
     """A Recipe from the parsed YAML ``body``."""
     if not isinstance(body, dict):
         raise RecipeError(f"{source}: a recipe is a mapping with `name` and `stages`")
-    unknown = set(body) - {"name", "description", "stages"}
-    if unknown:
-        raise RecipeError(
-            f"{source}: unknown key(s) {', '.join(sorted(unknown))}; "
-            "known: name, description, stages"
-        )
+    for key in body:
+        if key not in ("name", "description", "stages"):
+            raise unknown_name(source, "key", key, ["name", "description", "stages"])
+    for key in ("name", "description"):
+        if not isinstance(body.get(key, ""), str):
+            raise RecipeError(f"{source}: `{key}` must be a string")
     stages = body.get("stages")
     if not isinstance(stages, list) or not stages:
         raise RecipeError(f"{source}: `stages` must be a non-empty list")
@@ -119,19 +130,7 @@ def parse_recipe(body: Any, source: str = "recipe") -> Recipe:
 def load_recipe(recipe: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
     """A built-in recipe by name, or a YAML file by path; ``overrides`` maps
     ``"stage.option"`` to a value (e.g. ``{"prune.sparsity": 0.9}``), checked like the file."""
-    text: str
-    if str(recipe) in builtin_recipes():
-        text = resources.files("cnnzip.recipes").joinpath(f"{recipe}.yaml").read_text()
-    elif Path(recipe).is_file():
-        text = Path(recipe).read_text()
-    else:
-        raise RecipeError(
-            f"no recipe {str(recipe)!r}: give a YAML file or one of {', '.join(builtin_recipes())}"
-        )
-    try:
-        body = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"{recipe}: not valid YAML: {exc}") from None
+    body = _read_yaml(recipe)
     for key, value in (overrides or {}).items():
         stage, _, option = key.partition(".")
         hits = [item for item in _stage_items(body) if stage in item]
@@ -145,3 +144,39 @@ def load_recipe(recipe: str | Path, overrides: dict[str, Any] | None = None) -> 
 def _stage_items(body: Any) -> list[dict[str, Any]]:
     stages = body.get("stages") if isinstance(body, dict) else None
     return [item for item in stages or [] if isinstance(item, dict)]
+
+
+class _PlainLoader(yaml.SafeLoader):
+    """SafeLoader that refuses anchors and aliases: a recipe never needs them, and a few
+    nested ones expand into gigabytes ("billion laughs")."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise RecipeError(
+                f"line {event.start_mark.line + 1}: anchors and aliases (&name, *name) are not "
+                "allowed in a recipe; write the values out"
+            )
+        return super().compose_node(parent, index)
+
+
+def _read_yaml(recipe: str | Path) -> Any:
+    """The parsed YAML of a built-in recipe or a file, refused above MAX_RECIPE_BYTES."""
+    if str(recipe) in builtin_recipes():
+        source = resources.files("cnnzip.recipes").joinpath(f"{recipe}.yaml")
+    elif Path(recipe).is_file():
+        source = Path(recipe)
+    else:
+        raise RecipeError(
+            f"no recipe {str(recipe)!r}: give a YAML file or one of {', '.join(builtin_recipes())}"
+        )
+    with source.open("rb") as f:
+        data = f.read(MAX_RECIPE_BYTES + 1)
+    if len(data) > MAX_RECIPE_BYTES:
+        raise RecipeError(f"{recipe}: over {MAX_RECIPE_BYTES} bytes; a recipe is a short file")
+    try:
+        return yaml.load(
+            data.decode("utf-8"), Loader=_PlainLoader
+        )  # a SafeLoader: no Python objects
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"{recipe}: not valid YAML: {exc}") from None

@@ -13,6 +13,7 @@ serves the whole recipe.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,11 +23,26 @@ import torch.nn as nn
 from cnnzip import prune
 from cnnzip.data import Dataset, num_batches
 from cnnzip.errors import CnnzipError
+from cnnzip.prune.masks import PRUNABLE_TYPES
 from cnnzip.quantize import INITS, MAX_BITS, share_weights
 from cnnzip.train import TrainConfig, cross_entropy, evaluate, fit
 from cnnzip.train.loop import LossFn
 
-__all__ = ["STAGES", "EncodeStage", "FinetuneStage", "PruneStage", "RecipeError", "ShareStage"]
+__all__ = [
+    "STAGES",
+    "EncodeStage",
+    "FinetuneStage",
+    "PruneStage",
+    "RecipeError",
+    "ShareStage",
+    "check_layer_names",
+]
+
+# Upper bounds: far beyond any real recipe, low enough that a typo cannot run for days.
+MAX_STEPS = 1000  # pruning rounds or events
+MAX_EPOCHS = 1000
+MAX_BATCH = 65536
+MAX_LR = 10.0
 
 
 class RecipeError(CnnzipError):
@@ -36,6 +52,23 @@ class RecipeError(CnnzipError):
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise RecipeError(message)
+
+
+def _check_training(stage: str, epochs: int, lr: float, batch_size: int) -> None:
+    """The options of every stage that retrains, within their bounds (NaN fails too)."""
+    _check(0 <= epochs <= MAX_EPOCHS, f"{stage}: epochs {epochs} must be in 0..{MAX_EPOCHS}")
+    _check(0 < lr <= MAX_LR, f"{stage}: lr {lr} must be in (0, {MAX_LR:g}]")
+    _check(
+        1 <= batch_size <= MAX_BATCH, f"{stage}: batch_size {batch_size} must be in 1..{MAX_BATCH}"
+    )
+
+
+def unknown_name(where: str, what: str, name: object, known: list[str]) -> RecipeError:
+    """The error for a name that is not one of ``known``, with the closest one suggested."""
+    close = difflib.get_close_matches(str(name), known, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    shown = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "")
+    return RecipeError(f"{where}: unknown {what} {name!r}.{hint} Known: {shown}")
 
 
 @dataclass
@@ -60,8 +93,12 @@ class PruneStage:
             f"prune: schedule {self.schedule!r} must be iterative or gradual",
         )
         _check(0.0 < self.prune_until <= 1.0, "prune: prune_until must be in (0, 1]")
-        _check(self.steps >= 1 and self.epochs >= 0, "prune: steps >= 1 and epochs >= 0")
-        _check(self.lr > 0 and self.batch_size >= 1, "prune: lr > 0 and batch_size >= 1")
+        _check(1 <= self.steps <= MAX_STEPS, f"prune: steps {self.steps} must be in 1..{MAX_STEPS}")
+        _check_training("prune", self.epochs, self.lr, self.batch_size)
+        _check(
+            all(0.0 <= r < 1.0 for r in (self.ratios or {}).values()),
+            f"prune: every ratio must be in [0, 1), got {self.ratios}",
+        )
 
 
 @dataclass
@@ -85,7 +122,7 @@ class FinetuneStage:
     batch_size: int = 128
 
     def __post_init__(self) -> None:
-        _check(self.epochs >= 0 and self.lr > 0, "finetune: epochs >= 0 and lr > 0")
+        _check_training("finetune", self.epochs, self.lr, self.batch_size)
 
 
 @dataclass
@@ -102,6 +139,25 @@ class EncodeStage:
             self.index_bits is None or 1 <= self.index_bits <= 16,
             "encode: index_bits must be in 1..16 (or absent: best per layer)",
         )
+
+
+def check_layer_names(model: nn.Module, stages: list[tuple[str, Any]]) -> None:
+    """The layer names in ``share.bits`` and ``prune.ratios`` are Conv/Linear layers of
+    ``model`` (``"fc1"`` or ``"fc1.weight"``; bits also take ``conv``/``linear``): checked
+    before the first stage runs, so a misspelt one fails at once instead of being ignored."""
+    layers = [n for n, m in model.named_modules() if isinstance(m, PRUNABLE_TYPES) and n]
+    names = [name for n in layers for name in (n, f"{n}.weight")]
+    for stage, cfg in stages:
+        if stage == "share" and isinstance(cfg.bits, dict):
+            _known_keys("share.bits", cfg.bits, ["conv", "linear", *names])
+        if stage == "prune" and cfg.ratios:
+            _known_keys("prune.ratios", cfg.ratios, names)
+
+
+def _known_keys(where: str, given: dict[str, Any], known: list[str]) -> None:
+    for key in given:
+        if key not in known:
+            raise unknown_name(where, "layer", key, known)
 
 
 Log = Callable[[str], None]
