@@ -18,6 +18,7 @@ import torch.nn as nn
 from cnnzip.binary.layers import XnorConv2d, XnorLinear
 from cnnzip.binary.storage import real_weight
 from cnnzip.codec import load as load_cnnz
+from cnnzip.errors import CnnzipError
 from cnnzip.runtime.xnor import BinaryConvKernel, pack_signs
 
 __all__ = ["FastXnorConv2d", "FastXnorLinear", "compile_binary", "load"]
@@ -43,9 +44,11 @@ class FastXnorConv2d(nn.Module):
         a, b = _norm_affine(layer.norm)
         self.register_buffer("in_scale", a[:, None, None])
         self.register_buffer("in_shift", b[:, None, None])
-        self.kernel = _kernel(layer, real_weight(layer), layer.stride[0], layer.padding[0])
         if layer.stride[0] != layer.stride[1]:
-            raise ValueError("the binary kernels need the same stride along both axes")
+            raise CnnzipError(
+                f"the binary kernels need one stride along both axes, got {layer.stride}"
+            )
+        self.kernel = _kernel(layer, real_weight(layer), layer.stride[0], layer.padding[0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.kernel(torch.addcmul(self.in_shift, x, self.in_scale))  # (N, Cout, Ho, Wo)

@@ -34,6 +34,7 @@ from cnnzip.errors import CnnzipError
 from cnnzip.profiling import Cost, conv_kind, measure_latency, profile, register_counter
 from cnnzip.profiling.counters import first_tensor
 from cnnzip.profiling.latency import eval_mode, example_input, num_threads
+from cnnzip.runtime.shapes import check_conv_settings, conv_output_size
 
 __all__ = ["LayerChoice", "SparseConv2d", "SparseLinear", "bench_sparse", "sparsify"]
 
@@ -114,13 +115,15 @@ class SparseConv2d(_SparseTwin):
         self.in_channels, self.out_channels = layer.in_channels, layer.out_channels
         self.kernel_size, self.stride, self.padding = layer.kernel_size, layer.stride, layer.padding
         self.groups = 1
+        check_conv_settings("sparse conv", self.stride, self.padding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 3:  # unbatched (C, H, W), as nn.Conv2d accepts
             return self.forward(x[None])[0]
-        n, _, h, w = x.shape
-        ho = (h + 2 * self.padding[0] - self.kernel_size[0]) // self.stride[0] + 1
-        wo = (w + 2 * self.padding[1] - self.kernel_size[1]) // self.stride[1] + 1
+        n = x.shape[0]
+        ho, wo = conv_output_size(
+            "sparse conv", tuple(x.shape[2:]), self.kernel_size, self.stride, self.padding
+        )
         cols = F.unfold(x, self.kernel_size, padding=self.padding, stride=self.stride)
         cols = cols.permute(1, 0, 2).reshape(cols.shape[1], -1)  # (in * kh * kw, N * L)
         y = torch.addmm(self.bias[:, None], self.matrix(), cols)  # (out, N * L)

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from cnnzip.errors import CnnzipError
+from cnnzip.runtime.shapes import check_conv_settings, conv_output_size
 
 try:
     from cnnzip import _xnor
@@ -128,6 +129,26 @@ class BinaryConvKernel:
     def __post_init__(self) -> None:
         self.scale = self.scale.detach().float().contiguous()
         self.bias = self.bias.detach().float().contiguous()
+        pair = (self.stride, self.stride), (self.padding, self.padding)
+        check_conv_settings("binary conv", *pair)
+        cw = -(-self.in_chans // 64)
+        shape = tuple(self.words.shape)
+        if (
+            self.words.dtype != torch.uint8
+            or len(shape) != 4
+            or min(shape[:3]) < 1
+            or self.in_chans < 1
+            or shape[3] != 8 * cw
+        ):
+            raise CnnzipError(
+                f"binary conv: packed weights {self.words.dtype} {shape} do not hold "
+                f"{self.in_chans} input channels (expected uint8 (cout, kh, kw, {8 * cw}))"
+            )
+        if self.scale.shape != (shape[0],) or self.bias.shape != (shape[0],):
+            raise CnnzipError(
+                f"binary conv: scale {tuple(self.scale.shape)} and bias {tuple(self.bias.shape)} "
+                f"must both be ({shape[0]},), one per output channel"
+            )
 
     @property
     def out_chans(self) -> int:
@@ -141,19 +162,22 @@ class BinaryConvKernel:
         self, x: torch.Tensor, *, threads: int | None = None, path: str | None = None
     ) -> torch.Tensor:
         """(n, cin, h, w) float32 -> (n, cout, ho, wo) float32; ``path`` None: path_for(x)."""
-        path = path or self.path_for(x, threads)
-        _check_path(path)
         if x.dim() != 4 or x.shape[1] != self.in_chans:
             raise CnnzipError(
                 f"binary conv expects input (N, {self.in_chans}, H, W), got {tuple(x.shape)}"
             )
+        side = (self.stride, self.stride), (self.padding, self.padding)
+        ho, wo = conv_output_size("binary conv", tuple(x.shape[2:]), self.kernel_size, *side)
+        if path is not None:
+            _check_path(path)
+        if x.shape[0] == 0:  # an empty batch, as torch's convs accept it
+            return torch.empty(0, self.out_chans, ho, wo)
+        path = path or self.path_for(x, threads)
         x = x.detach().float().contiguous()
         if path == "torch":
             return self._torch(x)
         kh, kw = self.kernel_size
         n, c, h, w = x.shape
-        ho = (h + 2 * self.padding - kh) // self.stride + 1
-        wo = (w + 2 * self.padding - kw) // self.stride + 1
         out = torch.empty(n, self.out_chans, ho, wo)
         _xnor.conv2d(
             x.numpy(),

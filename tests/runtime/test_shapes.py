@@ -1,0 +1,82 @@
+"""Impossible convolutions and empty batches in the runtime's convs, against torch's conv2d."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from cnnzip.binary import XnorConv2d, XnorLinear
+from cnnzip.errors import CnnzipError
+from cnnzip.runtime import compile_binary
+from cnnzip.runtime.sparse import SparseConv2d, SparseLinear
+from cnnzip.runtime.xnor import BinaryConvKernel, available_paths, pack_signs
+
+
+def binary_kernel(stride: int = 1, padding: int = 0, cin: int = 3) -> BinaryConvKernel:
+    w = torch.randn(4, cin, 3, 3, generator=torch.Generator().manual_seed(0))
+    return BinaryConvKernel(pack_signs(w), cin, torch.ones(4), torch.zeros(4), stride, padding)
+
+
+@pytest.mark.parametrize(("stride", "padding"), [(0, 0), (-1, 1), (1, -1)])
+def test_binary_conv_refuses_impossible_settings_at_construction(stride, padding) -> None:
+    with pytest.raises(CnnzipError, match="stride must be >= 1 and padding >= 0"):
+        binary_kernel(stride, padding)
+
+
+def test_binary_conv_refuses_inconsistent_weights() -> None:
+    good = binary_kernel()
+    with pytest.raises(CnnzipError, match="do not hold 65 input channels"):
+        BinaryConvKernel(good.words, 65, good.scale, good.bias)
+    with pytest.raises(CnnzipError, match=r"must both be \(4,\)"):
+        BinaryConvKernel(good.words, 3, torch.ones(3), good.bias)
+
+
+@pytest.mark.parametrize("path", available_paths())
+@pytest.mark.parametrize(("hw", "padding"), [((2, 2), 0), ((5, 1), 0), ((0, 4), 1)])
+def test_binary_conv_refuses_inputs_smaller_than_its_kernel(path, hw, padding) -> None:
+    x = torch.randn(1, 3, *hw)
+    with pytest.raises(RuntimeError):  # torch refuses the same input
+        F.conv2d(x, torch.ones(4, 3, 3, 3), padding=padding)
+    with pytest.raises(CnnzipError, match="smaller than the 3x3 kernel"):
+        binary_kernel(padding=padding)(x, path=path)
+
+
+@pytest.mark.parametrize("path", available_paths())
+@pytest.mark.parametrize(("stride", "padding"), [(1, 0), (2, 1)])
+def test_binary_conv_of_an_empty_batch_is_empty_like_torch(path, stride, padding) -> None:
+    x = torch.randn(0, 3, 9, 7)
+    want = F.conv2d(x, torch.ones(4, 3, 3, 3), stride=stride, padding=padding)
+    out = binary_kernel(stride, padding)(x, path=path)
+    assert out.shape == want.shape and out.shape[:2] == (0, 4)
+    assert out.dtype == torch.float32
+
+
+def test_compiled_xnor_linear_takes_an_empty_batch() -> None:
+    model = nn.Sequential(XnorLinear(8, 5)).eval()
+    out = compile_binary(model)(torch.randn(0, 8))
+    assert out.shape == model(torch.randn(0, 8)).shape == (0, 5)
+
+
+def test_sparse_conv_refuses_impossible_settings_and_inputs() -> None:
+    with pytest.raises(CnnzipError, match="stride must be >= 1"):
+        SparseConv2d(nn.Conv2d(3, 4, 3, stride=(1, 0)))
+    with pytest.raises(CnnzipError, match="smaller than the 3x3 kernel"):
+        SparseConv2d(nn.Conv2d(3, 4, 3, padding=0))(torch.randn(2, 3, 2, 5))
+
+
+@pytest.mark.parametrize(("stride", "padding"), [(1, 0), (2, 1)])
+def test_sparse_twins_of_an_empty_batch_match_torch(stride, padding) -> None:
+    conv = nn.Conv2d(3, 4, 3, stride=stride, padding=padding).eval()
+    x = torch.randn(0, 3, 9, 7)
+    assert torch.equal(SparseConv2d(conv)(x), conv(x))
+    linear = nn.Linear(6, 2)
+    x = torch.randn(0, 6)
+    assert torch.equal(SparseLinear(linear)(x), linear(x))
+
+
+def test_compile_binary_refuses_a_conv_with_two_strides() -> None:
+    model = nn.Sequential(XnorConv2d(3, 4, 3, stride=(1, 2))).eval()
+    with pytest.raises(CnnzipError, match=r"one stride along both axes, got \(1, 2\)"):
+        compile_binary(model)
