@@ -102,6 +102,7 @@ def test_resume_from_a_corrupt_checkpoint_is_a_clear_error(
         ({"lr": 0.0}, "lr=0.0"),
         ({"lr": float("nan")}, "lr=nan"),
         ({"lr": float("inf")}, "lr=inf"),
+        ({"lr": 100.0}, "lr=100.0"),
         ({"lr": "0.1"}, "lr='0.1'"),
         ({"momentum": 1.0}, "momentum=1.0"),
         ({"weight_decay": -1e-4}, "weight_decay=-0.0001"),

@@ -41,7 +41,8 @@ def cross_entropy(logits: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> tor
 
 
 # beyond these a setting is a typo, not a plan (and a seed must fit torch's generator)
-MAX_EPOCHS = 10_000
+MAX_EPOCHS = 1000
+MAX_LR = 10.0
 MAX_SEED = 2**32 - 1
 
 
@@ -67,7 +68,7 @@ class TrainConfig:
                 _is_int(self.eval_batch_size) and self.eval_batch_size >= 1,
                 "an integer >= 1",
             ),
-            "lr": (_is_finite(self.lr) and self.lr > 0, "a finite number > 0"),
+            "lr": (_is_finite(self.lr) and 0 < self.lr <= MAX_LR, f"in (0, {MAX_LR:g}]"),
             "momentum": (_is_finite(self.momentum) and 0 <= self.momentum < 1, "in [0, 1)"),
             "weight_decay": (
                 _is_finite(self.weight_decay) and self.weight_decay >= 0,
