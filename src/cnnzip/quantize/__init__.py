@@ -14,6 +14,7 @@ from cnnzip.quantize.shared import (
     share_layer,
     share_weights,
     shared_of,
+    unshareable,
 )
 
 __all__ = [
@@ -29,4 +30,5 @@ __all__ = [
     "share_layer",
     "share_weights",
     "shared_of",
+    "unshareable",
 ]

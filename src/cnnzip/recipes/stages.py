@@ -24,7 +24,7 @@ from cnnzip import prune
 from cnnzip.data import Dataset, num_batches
 from cnnzip.errors import CnnzipError
 from cnnzip.prune.masks import PRUNABLE_TYPES
-from cnnzip.quantize import INITS, MAX_BITS, share_weights
+from cnnzip.quantize import INITS, MAX_BITS, share_weights, unshareable
 from cnnzip.train import TrainConfig, cross_entropy, evaluate, fit
 from cnnzip.train.loop import LossFn
 
@@ -163,10 +163,18 @@ def _known_keys(where: str, given: dict[str, Any], known: list[str]) -> None:
 Log = Callable[[str], None]
 
 
+def _skipped(log: Log, stage: str, skipped: list[tuple[str, str]]) -> list[list[str]]:
+    """Log each weight the stage left as it is (so none is skipped silently); for its report."""
+    for name, reason in skipped:
+        log(f"{stage}: {name} left as it is: {reason}")
+    return [[name, reason] for name, reason in skipped]
+
+
 def run_prune(
     model: nn.Module, data: Dataset, cfg: PruneStage, log: Log, loss_fn: LossFn = cross_entropy
 ) -> dict[str, Any]:
     targets = prune.prunable(model)
+    skipped = _skipped(log, "prune", prune.unprunable(model))
     if cfg.ratios is not None:
         ratios = {prune.prunable(model, [t])[0]: r for t, r in cfg.ratios.items()}
     else:
@@ -178,7 +186,7 @@ def run_prune(
         plan = prune.growing_plan(ratios, cfg.steps)
         report = prune.iterative(model, data, plan, config=train_cfg, loss_fn=loss_fn)
         log(report.table())
-        return {"ratios": ratios, "kept_fraction": report.kept_fraction}
+        return {"ratios": ratios, "kept_fraction": report.kept_fraction, "skipped": skipped}
     total = cfg.epochs * num_batches(len(data.train), cfg.batch_size)
     interval = max(1, int(cfg.prune_until * total) // cfg.steps)
     gradual = prune.GradualPruning(ratios, n=cfg.steps, interval=interval).prepare(model)
@@ -191,7 +199,7 @@ def run_prune(
         + ", ".join(f"{s.name} {100 * s.kept_fraction:.1f}%" for s in stats)
         + f"), val accuracy {acc:.4f}"
     )
-    return {"ratios": ratios, "kept_fraction": kept, "val_accuracy": acc}
+    return {"ratios": ratios, "kept_fraction": kept, "val_accuracy": acc, "skipped": skipped}
 
 
 def run_share(
@@ -199,9 +207,11 @@ def run_share(
 ) -> dict[str, Any]:
     bits = cfg.bits if isinstance(cfg.bits, dict) else {"conv": cfg.bits, "linear": cfg.bits}
     shared = share_weights(model, bits=bits, init=cfg.init)
+    skipped = _skipped(log, "share", unshareable(model))
     acc = evaluate(model, data.val)["accuracy"]
     log(f"share: {len(shared)} layers clustered, val accuracy {acc:.4f} before fine-tuning")
-    return {"bits": {t: s.bits for t, s in shared.items()}, "val_accuracy": acc}
+    bits_used = {t: s.bits for t, s in shared.items()}
+    return {"bits": bits_used, "val_accuracy": acc, "skipped": skipped}
 
 
 def run_finetune(
