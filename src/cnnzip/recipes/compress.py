@@ -12,9 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 import torch.nn as nn
 
+from cnnzip.codec import decode_state, encode
 from cnnzip.codec import save as save_cnnz
+from cnnzip.codec.container import unpack
 from cnnzip.data import Dataset
 from cnnzip.recipes.loader import Recipe, load_recipe
 from cnnzip.recipes.stages import STAGES, EncodeStage, check_layer_names
@@ -34,16 +37,20 @@ class Compressed:
     log: list[dict[str, Any]] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def encoding(self) -> EncodeStage:
+        """How the file is written: the recipe's encode stage, or the defaults."""
+        return self.recipe.stage("encode") or EncodeStage()
+
     def save(self, path: str | Path) -> int:
         """Write the .cnnz file (atomically); returns its size in bytes."""
-        enc = self.recipe.stage("encode") or EncodeStage()
         return save_cnnz(
             path,
             self.model,
             arch=self.arch,
             meta=_rounded({**self.meta, "recipe": self.recipe.to_dict(), "stages": self.log}),
-            dense_dtype=enc.dense_dtype,
-            index_bits=enc.index_bits,
+            dense_dtype=self.encoding.dense_dtype,
+            index_bits=self.encoding.index_bits,
         )
 
 
@@ -83,5 +90,20 @@ def compress(
         start = time.perf_counter()
         info = STAGES[name][1](model, data, cfg, log, loss_fn)
         result.log.append({"stage": name, "seconds": time.perf_counter() - start, **info})
-    result.meta["test_accuracy"] = evaluate(model, data.test)["accuracy"]
+    hold_the_file(model, result.encoding)
+    result.meta["test_accuracy"] = evaluate(model, data.test)["accuracy"]  # the file's
     return result
+
+
+@torch.no_grad()
+def hold_the_file(model: nn.Module, enc: EncodeStage) -> None:
+    """Make ``model`` compute exactly what its .cnnz file will: encode it, decode the bytes
+    with the codec (the source of truth) and copy each plain tensor's stored value (a bias
+    or BatchNorm statistic rounded to float16, say) into the model in place. Transformed
+    weights (pruned, shared, binary) decode bit-exactly already; their names are not
+    plain entries of the state dict, so they are left alone."""
+    data = encode(model, dense_dtype=enc.dense_dtype, index_bits=enc.index_bits)
+    plain = model.state_dict(keep_vars=True)
+    for name, value in decode_state(unpack(data)).items():
+        if name in plain:
+            plain[name].copy_(value)
