@@ -164,6 +164,10 @@ def test_compress_keeps_the_tie_and_the_file_loads_into_a_tied_model(
     assert_one_tensor(result.model)
     assert result.model.a.parametrizations.weight[-1].mask.sum() == round(0.4 * 32 * 32)
     result.save(tmp_path / "tied.cnnz")
+    entries = {e["name"]: e for e in codec.container.read(tmp_path / "tied.cnnz").header["tensors"]}
+    assert entries["a.weight"]["encoding"] == "shared"
+    assert entries["b.weight"] == {"name": "b.weight", "shape": [32, 32], "encoding": "alias",
+                                   "of": "a.weight"}  # fmt: skip
     loaded = codec.load(tmp_path / "tied.cnnz", model=Tied(seed=1))
     assert loaded.a.weight is loaded.b.weight
     x = torch.randn(16, 1, 28, 28)
