@@ -4,7 +4,6 @@ is wrong, within a time and memory budget; tied and float16-unsafe tensors store
 from __future__ import annotations
 
 import json
-import math
 import struct
 import time
 import tracemalloc
@@ -19,39 +18,8 @@ import cnnzip
 from cnnzip.codec import container, decode_state, encode, inspect, streams
 from cnnzip.codec.errors import CnnzFormatError, CnnzLimitError
 from cnnzip.codec.model import dense_storage
-from cnnzip.models import get_model
 from cnnzip.prune import Mask
-from cnnzip.quantize import share_weights
 from cnnzip.transforms import add_transform
-
-
-@pytest.fixture(scope="module")
-def small() -> bytes:
-    """LeNet-300 (30, 20 hidden) pruned to half and shared at 3-4 bits."""
-    torch.manual_seed(0)
-    model = get_model("lenet300", hidden=(30, 20))
-    for name in ("fc1", "fc2", "fc3"):
-        w = model.get_submodule(name).weight.detach()
-        add_transform(model, f"{name}.weight", Mask(w.abs() > w.abs().median()))
-    share_weights(model, bits={"fc1.weight": 4, "linear": 3})
-    return encode(model, arch={"name": "lenet300", "kwargs": {"hidden": [30, 20]}})
-
-
-def _parts(data: bytes) -> tuple[dict, list[bytes]]:
-    cf = container.unpack(data)
-    return json.loads(json.dumps(cf.header)), list(cf.sections)
-
-
-def _repack(data: bytes, edit) -> bytes:
-    """``data`` after ``edit(header, sections)``, table and checksums recomputed."""
-    header, sections = _parts(data)
-    edit(header, sections)
-    header.pop("sections")
-    return container.pack(header, sections)
-
-
-def _tensor(header: dict, name: str) -> dict:
-    return next(t for t in header["tensors"] if t["name"] == name)
 
 
 def _load(data: bytes, tmp_path, **kwargs) -> nn.Module:
@@ -68,15 +36,15 @@ def test_the_fixture_loads(small, tmp_path) -> None:
 
 
 @pytest.mark.parametrize("coder", ["raw", "const"])
-def test_gaps_of_fillers_only_are_a_format_error(small, tmp_path, coder: str) -> None:
+def test_gaps_of_fillers_only_are_a_format_error(tools, small, tmp_path, coder: str) -> None:
     def edit(header, sections):
-        t = _tensor(header, "fc2.weight")
+        t = tools.tensor(header, "fc2.weight")
         skip = (1 << t["index_bits"]) - 1
         coded = streams.encode_stream(np.full(3, skip), skip + 1, coder=coder)
         sections[t["gaps"]["section"]] = coded.table + coded.data
         t["gaps"] = {**coded.describe(), "section": t["gaps"]["section"]}
 
-    bad = _repack(small, edit)
+    bad = tools.repack(small, edit)
     (tmp_path / "f.cnnz").write_bytes(bad)
     with pytest.raises(CnnzFormatError, match="relative indices give 0 weights"):
         inspect(tmp_path / "f.cnnz")
@@ -106,67 +74,44 @@ FIELDS = [
 
 @pytest.mark.parametrize(("name", "path", "value", "message"), FIELDS)
 def test_header_fields_of_the_wrong_type_are_format_errors(
-    small, tmp_path, name, path, value, message
+    tools, small, tmp_path, name, path, value, message
 ) -> None:
     def edit(header, sections):
-        obj = _tensor(header, name)
+        obj = tools.tensor(header, name)
         for key in path[:-1]:
             obj = obj[key]
         obj[path[-1]] = value
 
     with pytest.raises(CnnzFormatError, match=message):
-        _load(_repack(small, edit), tmp_path)
+        _load(tools.repack(small, edit), tmp_path)
 
 
 # ---- 3. arch kwargs ---------------------------------------------------------------------
 
 
-def test_arch_that_cannot_be_built_is_a_format_error(small, tmp_path) -> None:
+def test_arch_that_cannot_be_built_is_a_format_error(tools, small, tmp_path) -> None:
     def edit(header, sections):
         header["arch"]["kwargs"]["num_classes"] = -1
 
     with pytest.raises(CnnzFormatError, match=r"header arch 'lenet300' .* cannot be built"):
-        _load(_repack(small, edit), tmp_path)
+        _load(tools.repack(small, edit), tmp_path)
 
 
-def test_absurd_arch_kwargs_are_refused_before_building(small, tmp_path) -> None:
+def test_absurd_arch_kwargs_are_refused_before_building(tools, small, tmp_path) -> None:
     def edit(header, sections):
         header["arch"] = {"name": "mlp", "kwargs": {"hidden": [1] * 20_000}}
 
     start = time.perf_counter()
     with pytest.raises(CnnzLimitError, match="kwargs of more than"):
-        _load(_repack(small, edit), tmp_path)
+        _load(tools.repack(small, edit), tmp_path)
     assert time.perf_counter() - start < 1
 
 
 # ---- 4. the resource budget ----------------------------------------------------------------
 
 
-def _constant_lenet300(hidden: list[int]) -> bytes:
-    """A valid tiny file: every lenet300 tensor shared with one cluster, kept whole."""
-    model = get_model("lenet300", hidden=(2, 2))
-    shapes = {
-        "fc1.weight": [hidden[0], 784], "fc1.bias": [hidden[0]],
-        "fc2.weight": [hidden[1], hidden[0]], "fc2.bias": [hidden[1]],
-        "fc3.weight": [10, hidden[1]], "fc3.bias": [10],
-    }  # fmt: skip
-    assert shapes.keys() == model.state_dict().keys()
-    tensors = []
-    for name, shape in shapes.items():
-        n = math.prod(shape)
-        const = {"coder": "const", "n": n, "alphabet": 1, "table_bytes": 0, "symbol": 0}
-        tensors.append({
-            "name": name, "shape": shape, "encoding": "shared", "dtype": "float32",
-            "index_bits": 1, "count": n, "k": 1, "codebook": 0,
-            "gaps": {**const, "alphabet": 2, "section": 1}, "codes": {**const, "section": 1},
-        })  # fmt: skip
-    arch = {"name": "lenet300", "kwargs": {"hidden": hidden}}
-    header = {"format": "cnnz", "arch": arch, "meta": {}, "tensors": tensors}
-    return container.pack(header, [struct.pack("<f", 0.25), b""])
-
-
-def test_constant_streams_decode_in_about_the_outputs_memory(tmp_path) -> None:
-    data = _constant_lenet300([4000, 4000])
+def test_constant_streams_decode_in_about_the_outputs_memory(tools, tmp_path) -> None:
+    data = tools.constant_lenet300([4000, 4000])
     assert len(data) < 600
     output = 4 * (784 * 4000 + 4000 + 4000 * 4000 + 4000 + 10 * 4000 + 10)
     tracemalloc.start()
@@ -185,8 +130,8 @@ def test_constant_streams_decode_in_about_the_outputs_memory(tmp_path) -> None:
     assert time.perf_counter() - start < 3
 
 
-def test_element_budget_is_checked_before_anything_is_built(tmp_path) -> None:
-    data = _constant_lenet300([15000, 15000])  # 237M elements: under the default budget
+def test_element_budget_is_checked_before_anything_is_built(tools, tmp_path) -> None:
+    data = tools.constant_lenet300([15000, 15000])  # 237M elements: under the default budget
     with pytest.raises(CnnzLimitError, match=r"more than 1000000 elements.*max_params"):
         _load(data, tmp_path, max_params=1_000_000)
     with pytest.raises(CnnzLimitError, match="max_params"):
@@ -202,21 +147,21 @@ def test_max_params_admits_a_file_over_the_default(small, tmp_path) -> None:
 # ---- 5. silently accepted before ----------------------------------------------------------
 
 
-def test_duplicate_tensor_name_is_refused(small, tmp_path) -> None:
+def test_duplicate_tensor_name_is_refused(tools, small, tmp_path) -> None:
     def edit(header, sections):
-        header["tensors"].append({**_tensor(header, "fc1.bias")})
+        header["tensors"].append({**tools.tensor(header, "fc1.bias")})
 
     with pytest.raises(CnnzFormatError, match=r"'fc1\.bias': appears twice"):
-        _load(_repack(small, edit), tmp_path)
+        _load(tools.repack(small, edit), tmp_path)
 
 
 @pytest.mark.parametrize("dtype", ["bool", "int64", "uint8"])
-def test_dense_entry_relabelled_to_another_dtype_is_refused(small, tmp_path, dtype) -> None:
+def test_dense_entry_relabelled_to_another_dtype_is_refused(tools, small, tmp_path, dtype) -> None:
     def edit(header, sections):
-        _tensor(header, "fc1.bias")["dtype"] = dtype
+        tools.tensor(header, "fc1.bias")["dtype"] = dtype
 
     with pytest.raises(CnnzFormatError, match=f"'fc1.bias': a {dtype} tensor cannot be stored"):
-        _load(_repack(small, edit), tmp_path)
+        _load(tools.repack(small, edit), tmp_path)
 
 
 @pytest.mark.parametrize("coder", ["huffman", "rans"])
@@ -247,7 +192,7 @@ def test_stream_with_extra_bytes_is_refused(coder: str) -> None:
             streams.decode_stream(coded.describe(), coded.table + coded.data + extra)
 
 
-def test_trailing_garbage_and_nonzero_padding_are_refused(small) -> None:
+def test_trailing_garbage_and_nonzero_padding_are_refused(tools, small) -> None:
     with pytest.raises(CnnzFormatError, match="bytes after the last section"):
         container.unpack(small + b"\0" * 8)
     _, _, _, length = struct.unpack_from("<4sHHI", small)
@@ -257,7 +202,7 @@ def test_trailing_garbage_and_nonzero_padding_are_refused(small) -> None:
     bad[after_header] = 1
     with pytest.raises(CnnzFormatError, match="non-zero padding after the header"):
         container.unpack(bytes(bad))
-    header, sections = _parts(small)
+    header, sections = tools.parts(small)
     i = next(i for i, s in enumerate(sections) if len(s) % 8)
     start = after_header + (-after_header % 8)
     bad = bytearray(small)
@@ -266,8 +211,8 @@ def test_trailing_garbage_and_nonzero_padding_are_refused(small) -> None:
         container.unpack(bytes(bad))
 
 
-def test_section_table_out_of_layout_is_refused(small) -> None:
-    header, sections = _parts(small)
+def test_section_table_out_of_layout_is_refused(tools, small) -> None:
+    header, sections = tools.parts(small)
     header["sections"][1][0] += 8  # a gap before section 1
     raw = zlib.compress(json.dumps(header).encode())
     prefix = struct.pack("<4sHHI", b"CNNZ", container.VERSION, 1, len(raw)) + raw
@@ -278,8 +223,8 @@ def test_section_table_out_of_layout_is_refused(small) -> None:
         container.unpack(prefix + body)
 
 
-def test_repeated_header_key_is_refused(small) -> None:
-    header, _ = _parts(small)
+def test_repeated_header_key_is_refused(tools, small) -> None:
+    header, _ = tools.parts(small)
     body = json.dumps(header)[:-1] + ', "meta": {}}'
     raw = zlib.compress(body.encode())
     data = struct.pack("<4sHHI", b"CNNZ", container.VERSION, 1, len(raw)) + raw
@@ -368,15 +313,15 @@ def test_tied_parametrized_weight_is_stored_once(tmp_path) -> None:
     [("b.weight", [16, 16], "no stored tensor before it"), ("a.bias", [16, 16], "alias of shape"),
      ("zz", [16, 16], "no stored tensor"), ("b.bias", [16], "no stored tensor before it")],
 )  # fmt: skip
-def test_alias_chains_and_dangling_aliases_are_refused(of, shape, message) -> None:
+def test_alias_chains_and_dangling_aliases_are_refused(tools, of, shape, message) -> None:
     data = encode(Tied())
 
     def edit(header, sections):
-        _tensor(header, "b.weight").update(of=of, shape=shape)
+        tools.tensor(header, "b.weight").update(of=of, shape=shape)
         if of == "b.bias":  # b.bias itself an alias: a chain
-            _tensor(header, "b.bias").update(encoding="alias", of="a.bias")
-            del _tensor(header, "b.bias")["dtype"], _tensor(header, "b.bias")["stored"]
-            del _tensor(header, "b.bias")["section"]
+            tools.tensor(header, "b.bias").update(encoding="alias", of="a.bias")
+            del tools.tensor(header, "b.bias")["dtype"], tools.tensor(header, "b.bias")["stored"]
+            del tools.tensor(header, "b.bias")["section"]
 
     with pytest.raises(CnnzFormatError, match=message):
-        decode_state(container.unpack(_repack(data, edit)))
+        decode_state(container.unpack(tools.repack(data, edit)))

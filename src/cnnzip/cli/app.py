@@ -15,6 +15,7 @@ import click
 
 import cnnzip
 from cnnzip import data as cz_data
+from cnnzip.codec.header import MAX_PARAMS
 from cnnzip.errors import CnnzipError
 
 
@@ -42,6 +43,14 @@ def emit(result: dict[str, Any], as_json: bool, text: Callable[[dict[str, Any]],
 
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print a JSON object as the last line."
+)
+max_params_option = click.option(
+    "--max-params",
+    type=click.IntRange(min=1),
+    default=MAX_PARAMS,
+    show_default=True,
+    help="Refuse a .cnnz declaring more elements than this, before allocating (raise it "
+    "for a model larger than any zoo CNN).",
 )
 
 

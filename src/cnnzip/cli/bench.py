@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from cnnzip.cli.app import emit, json_option, main
+from cnnzip.cli.app import emit, json_option, main, max_params_option
 from cnnzip.cli.profile import build_model
 from cnnzip.runtime.bench import bench_layers
 from cnnzip.runtime.sparse import bench_sparse
@@ -33,16 +33,22 @@ def bench() -> None:
 )
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="[default: torch's]")
 @click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True)
+@max_params_option
 @json_option
 def bench_sparse_cmd(
-    source: str, batches: tuple[int, ...], threads: int | None, runs: int, as_json: bool
+    source: str,
+    batches: tuple[int, ...],
+    threads: int | None,
+    runs: int,
+    max_params: int,
+    as_json: bool,
 ) -> None:
     """A pruned model dense and with its sparse layers as CSR products (cnnzip.runtime.sparsify).
 
     Each Linear / Conv2d at most half nonzero is timed both ways on its real input and
     runs sparse only where that measured faster, so the result depends on the batch.
     """
-    model, shape = build_model(source, None, {})
+    model, shape = build_model(source, None, {}, max_params)
     result = bench_sparse(model, shape, batches or (1, 64), threads=threads, runs=runs)
     emit({"model": source, **result}, as_json, _sparse_table)
 

@@ -6,7 +6,14 @@ import click
 import torch.nn as nn
 
 from cnnzip import data as cz_data
-from cnnzip.cli.app import data_options, emit, json_option, main, parse_kwargs
+from cnnzip.cli.app import (
+    data_options,
+    emit,
+    json_option,
+    main,
+    max_params_option,
+    parse_kwargs,
+)
 from cnnzip.cli.distill import teacher_loss, teacher_options
 from cnnzip.cli.profile import input_shape
 from cnnzip.codec import load as load_cnnz
@@ -130,8 +137,9 @@ def _overrides(items: tuple[str, ...]) -> dict[str, object]:
 
 @main.command("inspect")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@max_params_option
 @json_option
-def inspect_cmd(path: str, as_json: bool) -> None:
+def inspect_cmd(path: str, max_params: int, as_json: bool) -> None:
     """Per-layer weights, kept %, bits and bytes after each stage of a .cnnz file."""
-    report = inspect(path)
+    report = inspect(path, max_params=max_params)
     emit(report.to_dict(), as_json, lambda _: report.table())

@@ -9,9 +9,17 @@ from typing import Any
 import click
 import torch.nn as nn
 
-from cnnzip.cli.app import emit, json_option, kwargs_option, main, parse_kwargs
+from cnnzip.cli.app import (
+    emit,
+    json_option,
+    kwargs_option,
+    main,
+    max_params_option,
+    parse_kwargs,
+)
 from cnnzip.codec import load as load_cnnz
 from cnnzip.codec import read as read_cnnz
+from cnnzip.codec.header import MAX_PARAMS
 from cnnzip.errors import CnnzipError
 from cnnzip.models import get_model, get_model_builder
 from cnnzip.profiling import Report, comparison, comparison_text, profile
@@ -39,6 +47,7 @@ from cnnzip.runs import load_run
 @click.option(
     "--compare", "compare_two", is_flag=True, help="Profile A and B: MAC ratio beside latency."
 )
+@max_params_option
 @json_option
 def profile_cmd(
     sources: tuple[str, ...],
@@ -50,6 +59,7 @@ def profile_cmd(
     runs: int,
     warmup: int,
     compare_two: bool,
+    max_params: int,
     as_json: bool,
 ) -> None:
     """Parameters, MACs (multiply-accumulates), bytes per layer and measured latency.
@@ -65,7 +75,7 @@ def profile_cmd(
     timing = {"runs": runs, "warmup": warmup, "threads": threads, "batch": batch}
     reports = []
     for source in sources:
-        model, shape = build_model(source, size, parse_kwargs(kwargs))
+        model, shape = build_model(source, size, parse_kwargs(kwargs), max_params)
         reports.append(profile(model, shape, measure_latency=latency or compare_two, **timing))
     if compare_two:
         _emit_comparison(sources, reports, as_json)
@@ -73,8 +83,11 @@ def profile_cmd(
         emit({"model": sources[0], **reports[0].to_dict()}, as_json, lambda r: str(reports[0]))
 
 
-def build_model(source: str, size: int | None, kwargs: dict[str, Any]) -> tuple[nn.Module, tuple]:
-    """The model and one sample's input shape, for a zoo name, a run directory or a .cnnz."""
+def build_model(
+    source: str, size: int | None, kwargs: dict[str, Any], max_params: int = MAX_PARAMS
+) -> tuple[nn.Module, tuple]:
+    """The model and one sample's input shape, for a zoo name, a run directory or a .cnnz
+    (decoded within ``max_params`` elements)."""
     if (Path(source).is_dir() or Path(source).is_file()) and kwargs:
         raise CnnzipError(f"-k applies to zoo names; {source} says how it is built")
     if Path(source).is_dir():
@@ -88,7 +101,8 @@ def build_model(source: str, size: int | None, kwargs: dict[str, Any]) -> tuple[
                 "model: load it in Python with cnnzip.load(path, model) and call "
                 "cnnzip.profile or cnnzip.runtime.bench_sparse on it"
             )
-        return load_cnnz(source), input_shape(arch["name"], arch.get("kwargs") or {}, size)
+        model = load_cnnz(source, max_params=max_params)
+        return model, input_shape(arch["name"], arch.get("kwargs") or {}, size)
     params = inspect.signature(get_model_builder(source)).parameters
     if size is not None and "img_size" in params:
         kwargs = {"img_size": size, **kwargs}  # the head is sized for the input

@@ -14,6 +14,7 @@ from cnnzip.cli.app import (
     json_option,
     kwargs_option,
     main,
+    max_params_option,
     parse_kwargs,
     resume_option,
     run_out_option,
@@ -113,12 +114,19 @@ def train_cmd(
 @main.command("eval")
 @click.argument("source", type=click.Path(exists=True))
 @data_options
+@max_params_option
 @json_option
 def eval_cmd(
-    source: str, data_name: str, data_dir: str | None, limit: int | None, as_json: bool
+    source: str,
+    data_name: str,
+    data_dir: str | None,
+    limit: int | None,
+    max_params: int,
+    as_json: bool,
 ) -> None:
     """Evaluate a run directory, or a .cnnz file as decoded, on the test split."""
-    model = load_cnnz(source) if Path(source).is_file() else load_run(source).model
+    is_file = Path(source).is_file()
+    model = load_cnnz(source, max_params=max_params) if is_file else load_run(source).model
     data = cz_data.load(data_name, root=data_dir, limit=limit)
     test = evaluate(model, data.test)
     emit(
