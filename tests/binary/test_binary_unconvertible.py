@@ -13,6 +13,11 @@ from torch.nn.utils import parametrize
 
 from cnnzip import codec
 from cnnzip.binary import BWN, XnorConv2d, binary_layers, convert, skipped_layers
+from cnnzip.binary.finetune import binarize_run
+from cnnzip.data import synthetic
+from cnnzip.models import get_model
+from cnnzip.runs import load_run, save_run
+from cnnzip.train import TrainConfig
 
 DW_REASON = (
     "XNOR blocks need groups=1, dilation 1 and one zero padding; "
@@ -79,3 +84,24 @@ def test_partly_binarized_model_trains_and_round_trips(tmp_path: Path, mode: str
     x = torch.randn(3, 1, 8, 8)
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
+
+
+def test_binarize_run_of_a_mobilenet_lists_its_depthwise_convs_and_reloads(tmp_path: Path):
+    kwargs = {"num_classes": 10, "in_chans": 1, "img_size": 28, "width_mult": 0.25}
+    torch.manual_seed(0)
+    save_run(tmp_path / "float", get_model("mobilenet_v1", **kwargs), arch="mobilenet_v1",
+             kwargs=kwargs, data="synthetic")  # fmt: skip
+    small = synthetic(n_train=64, n_val=32, n_test=32, seed=0)
+    model, metrics = binarize_run(
+        load_run(tmp_path / "float"), small, tmp_path / "xnor", mode="xnor",
+        config=TrainConfig(epochs=1, batch_size=64),
+    )  # fmt: skip
+    depthwise = [n for n, m in model.named_modules() if getattr(m, "groups", 1) > 1]
+    assert len(depthwise) == 13
+    assert [name for name, _ in metrics["skipped"]] == depthwise
+    assert all("groups=" in reason for _, reason in metrics["skipped"])
+    assert sum(isinstance(m, XnorConv2d) for m in model.modules()) == 13  # the 1x1 convs
+    reloaded = load_run(tmp_path / "xnor").model.eval()
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(reloaded(x), model.eval()(x))

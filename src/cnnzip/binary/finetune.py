@@ -8,7 +8,7 @@ from typing import Any
 
 import torch.nn as nn
 
-from cnnzip.binary.convert import convert
+from cnnzip.binary.convert import convert, skipped_layers
 from cnnzip.data import Dataset
 from cnnzip.errors import RunError
 from cnnzip.runs import CHECKPOINT, Run, save_run
@@ -33,9 +33,11 @@ def binarize_run(
 
     The saved run names the "binarized" builder, so ``load_run`` rebuilds it. ``loss_fn``
     is the fine-tuning loss, e.g. ``cnnzip.distill.make_loss`` to learn from a float teacher.
+    The metrics list the layers left float that ``keep`` did not ask for (``skipped``).
     """
     if run.arch == "binarized":
         raise RunError(f"{run.path} is already binary; binarize its float source run instead")
+    skipped = skipped_layers(run.model, keep, mode)
     model = convert(run.model, mode, keep=keep, scale_k=scale_k)
     result = fit(model, data, config, loss_fn=loss_fn, checkpoint=Path(out) / CHECKPOINT)
     test = evaluate(model, data.test)
@@ -46,6 +48,7 @@ def binarize_run(
         "test_loss": test["loss"],
         "val_accuracy": result.final.get("val_accuracy"),
         "source_test_accuracy": run.meta.get("metrics", {}).get("test_accuracy"),
+        "skipped": [[name, reason] for name, reason in skipped],
     }
     save_run(
         out,
