@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 import torch
+from click.testing import CliRunner
 
+from cnnzip.cli import main
 from cnnzip.errors import RunError
 from cnnzip.models import get_model
 from cnnzip.quantize import share_weights
@@ -129,3 +131,12 @@ def test_bad_run_json_fields_are_run_errors_naming_the_field(
 def test_a_valid_shared_run_still_loads(tmp_path: Path) -> None:
     _shared_run(tmp_path)
     assert load_run(tmp_path).model.fc2.parametrizations.weight[0].codebook.shape == (4,)
+
+
+def test_cli_reports_a_bad_run_json_in_one_line(tmp_path: Path) -> None:
+    meta = _shared_run(tmp_path)
+    (tmp_path / "run.json").write_text(json.dumps({**meta, "kwargs": {"hidden": [-5, 10]}}))
+    result = CliRunner().invoke(main, ["profile", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.output.startswith("error: ") and result.output.count("\n") == 1
+    assert "run.json: fields arch/kwargs: model 'lenet300': hidden=[-5, 10]" in result.output

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from click.testing import CliRunner
 
 import cnnzip
+from cnnzip.cli import main
 from cnnzip.models import get_model
 from cnnzip.recipes import RecipeError, builtin_recipes, compress, load_recipe, parse_recipe
 from cnnzip.recipes.stages import PruneStage, ShareStage
+from cnnzip.runs import save_run
 from cnnzip.train import evaluate
 
 
@@ -170,3 +173,13 @@ def test_layer_names_in_options_must_name_layers_of_the_model(
     recipe = parse_recipe({"stages": [{"share": {"bits": {"linear": 2, "fc1": 3}}}]})
     result = compress(model, toy_data, recipe, log=lambda _: None)
     assert result.log[0]["bits"] == {"fc1.weight": 3, "fc2.weight": 2, "fc3.weight": 2}
+
+
+def test_cli_override_out_of_range_is_one_error_line(tmp_path) -> None:
+    save_run(tmp_path / "run", get_model("lenet300", hidden=[8, 4]), arch="lenet300",
+             kwargs={"hidden": [8, 4]})  # fmt: skip
+    args = ["compress", str(tmp_path / "run"), "-o", str(tmp_path / "m.cnnz")]
+    result = CliRunner().invoke(main, [*args, "-s", "prune.steps=1000000000000"])
+    assert result.exit_code == 2
+    assert result.output.startswith("error: ") and result.output.count("\n") == 1
+    assert "steps 1000000000000 must be in 1..1000" in result.output
