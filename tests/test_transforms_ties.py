@@ -13,7 +13,7 @@ import cnnzip
 from cnnzip import binary, codec
 from cnnzip.data import Dataset
 from cnnzip.errors import ModelError
-from cnnzip.prune import Mask, enforce_masks, prunable, remove_masks, set_mask
+from cnnzip.prune import Mask, allocate, analyze, enforce_masks, prunable, remove_masks, set_mask
 from cnnzip.quantize import SharedWeight, share_weights, shared_of
 from cnnzip.recipes.loader import parse_recipe
 from cnnzip.train import TrainConfig, fit
@@ -79,6 +79,20 @@ def test_a_mask_on_a_tied_weight_is_one_mask_through_training():
 def test_prunable_names_a_tied_weight_once():
     assert prunable(Tied()) == ["stem.weight", "a.weight", "fc.weight"]
     assert prunable(Tied(), ["b", "a"]) == ["b.weight"]
+
+
+def test_sensitivity_and_allocation_count_a_tied_weight_once(toy_data: Dataset):
+    model = Tied()
+    sens = analyze(model, toy_data.val, prunable(model), [0.0, 0.5, 0.9])
+    assert [(c.name, c.weights) for c in sens.curves] == [
+        ("stem.weight", 784 * 32),
+        ("a.weight", 32 * 32),
+        ("fc.weight", 32 * 10),
+    ]
+    ratios = allocate(sens.curves, 0.5)
+    removed = sum(round(r * c.weights) for r, c in zip(ratios.values(), sens.curves, strict=True))
+    assert removed == round(0.5 * (784 * 32 + 32 * 32 + 32 * 10))
+    assert model.a.weight is model.b.weight  # left as it was
 
 
 def test_sharing_a_tied_weight_gives_one_codebook_and_one_index():
