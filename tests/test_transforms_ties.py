@@ -1,4 +1,5 @@
-"""Tied weights (``b.weight = a.weight``) stay one tensor through every transform and stage."""
+"""Tied weights (``b.weight = a.weight``) stay one tensor through every transform and stage,
+and ``profile`` counts them once (parameters, stored bytes) with their MACs at every use."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import cnnzip
 from cnnzip import binary, codec
 from cnnzip.data import Dataset
 from cnnzip.errors import ModelError
+from cnnzip.profiling import weight_bytes
 from cnnzip.prune import Mask, allocate, analyze, enforce_masks, prunable, remove_masks, set_mask
 from cnnzip.quantize import SharedWeight, share_weights, shared_of
 from cnnzip.recipes.loader import parse_recipe
@@ -35,6 +37,10 @@ class Tied(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.relu(self.stem(x.flatten(1)))  # (N, 32)
         return self.fc(torch.relu(self.b(torch.relu(self.a(x)))))
+
+
+# by hand: stem 784*32+32, a 32*32+32, b its bias only, fc 32*10+10
+PARAMS = 25_120 + 1_056 + 32 + 330
 
 
 def assert_one_tensor(model: Tied) -> None:
@@ -186,3 +192,32 @@ def test_compress_keeps_the_tie_and_the_file_loads_into_a_tied_model(
     assert loaded.a.weight is loaded.b.weight
     x = torch.randn(16, 1, 28, 28)
     assert torch.equal(loaded(x), result.model.eval()(x))
+
+
+def test_profile_counts_a_tied_weight_once_and_its_macs_at_each_use():
+    model = Tied()
+    report = cnnzip.profile(model, (1, 28, 28))
+    assert report.params == PARAMS == sum(p.numel() for p in model.parameters())
+    assert report.weight_bytes == 4 * PARAMS
+    rows = {layer.name: layer for layer in report.layers}
+    assert (rows["a"].params, rows["b"].params) == (1_056, 32)  # at its first layer
+    assert sum(layer.params for layer in report.layers) == report.params
+    assert rows["a"].macs == rows["b"].macs == 32 * 32  # each use multiplies
+    assert report.macs == 784 * 32 + 2 * 32 * 32 + 32 * 10
+
+
+def test_profile_stores_a_pruned_tied_weight_once():
+    model = Tied()
+    set_mask(model, "b.weight", torch.rand(32, 32) > 0.7)
+    report = cnnzip.profile(model, (1, 28, 28))
+    pruned = weight_bytes(model.a) - 4 * 32  # its sparse storage, without the bias
+    assert pruned < 4 * 32 * 32
+    assert report.params == PARAMS
+    assert report.weight_bytes == 4 * (PARAMS - 32 * 32) + pruned
+
+
+def test_profile_counts_a_module_used_twice_once_with_both_calls():
+    layer = nn.Linear(8, 8)
+    report = cnnzip.profile(nn.Sequential(layer, nn.ReLU(), layer), (8,))
+    assert report.params == 72 and report.weight_bytes == 4 * 72
+    assert report.macs == 2 * 64
