@@ -90,13 +90,13 @@ def compress(
         start = time.perf_counter()
         info = STAGES[name][1](model, data, cfg, log, loss_fn)
         result.log.append({"stage": name, "seconds": time.perf_counter() - start, **info})
-    hold_the_file(model, result.encoding)
+    _hold_the_file(model, result.encoding)
     result.meta["test_accuracy"] = evaluate(model, data.test)["accuracy"]  # the file's
     return result
 
 
 @torch.no_grad()
-def hold_the_file(model: nn.Module, enc: EncodeStage) -> None:
+def _hold_the_file(model: nn.Module, enc: EncodeStage) -> None:
     """Make ``model`` compute exactly what its .cnnz file will: encode it, decode the bytes
     with the codec (the source of truth) and copy each plain tensor's stored value (a bias
     or BatchNorm statistic rounded to float16, say) into the model in place. Transformed
