@@ -174,9 +174,7 @@ def _read_yaml(recipe: str | Path) -> Any:
         data = f.read(MAX_RECIPE_BYTES + 1)
     if len(data) > MAX_RECIPE_BYTES:
         raise RecipeError(f"{recipe}: over {MAX_RECIPE_BYTES} bytes; a recipe is a short file")
-    try:
-        return yaml.load(
-            data.decode("utf-8"), Loader=_PlainLoader
-        )  # a SafeLoader: no Python objects
+    try:  # _PlainLoader is a SafeLoader: no Python objects either
+        return yaml.load(data.decode("utf-8"), Loader=_PlainLoader)
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise RecipeError(f"{recipe}: not valid YAML: {exc}") from None
