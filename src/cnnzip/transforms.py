@@ -109,16 +109,21 @@ def distinct(model: nn.Module, targets: Iterable[str]) -> list[str]:
     return out
 
 
+def _plist(module: nn.Module, tensor_name: str) -> nn.Module | None:
+    """The ParametrizationList on ``module.tensor_name``, or None when it has none."""
+    if parametrize.is_parametrized(module, tensor_name):
+        return module.parametrizations[tensor_name]
+    return None
+
+
 def _tie(model: nn.Module, tensor: torch.Tensor, plist: nn.Module) -> None:
     """Make every other module holding ``tensor`` use ``plist`` (one original, one list of
     transforms), so the tie survives parametrization."""
     for target, module, tensor_name, held in list(_tensors(model)):
-        if held is not tensor or (
-            parametrize.is_parametrized(module, tensor_name)
-            and module.parametrizations[tensor_name] is plist
-        ):
+        current = _plist(module, tensor_name)
+        if held is not tensor or current is plist:
             continue
-        if parametrize.is_parametrized(module, tensor_name):
+        if current is not None:
             raise ModelError(
                 f"{target} is tied to a transformed tensor but carries transforms of its own; "
                 "parametrize tied tensors only through cnnzip.transforms.add_transform"
@@ -139,16 +144,16 @@ def add_transform(model: nn.Module, target: str, transform: WeightTransform) -> 
 
 def _tensor(module: nn.Module, tensor_name: str) -> torch.Tensor:
     """The tensor under any transforms: the parametrization's ``original``, or the attribute."""
-    if parametrize.is_parametrized(module, tensor_name):
-        return module.parametrizations[tensor_name].original
-    return getattr(module, tensor_name)
+    plist = _plist(module, tensor_name)
+    return plist.original if plist is not None else getattr(module, tensor_name)
 
 
 def skipped_weights(model: nn.Module, handled: Iterable[str], why: str) -> list[tuple[str, str]]:
     """``(name, reason)`` for each weight tensor (2+ dims) that a stage left as it is: neither
     in ``handled`` nor tied to a name there. ``why`` says what the stage needs, e.g. "not
     the weight of a Conv/Linear layer". Biases and norm scales (1-D) stay dense by design."""
-    done = {id(_tensor(model.get_submodule(_split(t)[0]), _split(t)[1])) for t in handled}
+    names = set(handled)
+    done = {id(tensor) for target, _, _, tensor in _tensors(model) if target in names}
     out = []
     for target, module, _, tensor in _tensors(model):
         if tensor.dim() >= 2 and id(tensor) not in done:
@@ -207,13 +212,10 @@ def remove_transforms(
     for target in list(transforms_of(model) if targets is None else targets):
         module_name, tensor_name = _split(target)
         module = model.get_submodule(module_name)
-        if not parametrize.is_parametrized(module, tensor_name):
+        plist = _plist(module, tensor_name)
+        if plist is None:
             continue  # a tied name whose transforms went with an earlier one
-        plist = module.parametrizations[tensor_name]
         parametrize.remove_parametrizations(module, tensor_name, leave_parametrized=keep_values)
         for _, other, other_name, _ in list(_tensors(model)):
-            if (
-                parametrize.is_parametrized(other, other_name)
-                and other.parametrizations[other_name] is plist
-            ):  # original already holds the values: put it back as it is
+            if _plist(other, other_name) is plist:  # original holds the values: put it back
                 parametrize.remove_parametrizations(other, other_name, leave_parametrized=False)

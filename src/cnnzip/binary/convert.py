@@ -67,18 +67,22 @@ def _plan(
     modules = dict(model.named_modules())
     names = [n for n, m in modules.items() if isinstance(m, nn.Conv2d | nn.Linear)]
     kept = _kept(names, keep)
-    skipped = [(n, why) for n in names if (why := _unfit(modules[n], mode))]
+    skipped = [(n, why) for n in names if n not in kept and (why := _unfit(modules[n], mode))]
     first = ties(model)
-    group = {n: first.get(f"{n}.weight", f"{n}.weight") for n in names}  # one per tensor
-    floating = {group[n]: n for n in [*kept, *(n for n, _ in skipped)]}
-    for n in names:
-        if n not in kept and group[n] in floating and floating[group[n]] != n:
-            skipped.append((n, f"its weight is tied to {floating[group[n]]}, which stays float"))
-    dropped = set(kept) | {n for n, _ in skipped}
-    layers = [n for n in names if n not in dropped]
+    tensor = {n: first.get(f"{n}.weight", f"{n}.weight") for n in names}  # one name per tensor
+    floating: dict[str, str] = {}  # tensor -> the first layer that keeps it float
+    for n in [*kept, *(n for n, _ in skipped)]:
+        floating.setdefault(tensor[n], n)
+    listed = set(kept) | {n for n, _ in skipped}
+    skipped += [
+        (n, f"its weight is tied to {floating[tensor[n]]}, which stays float")
+        for n in names
+        if n not in listed and tensor[n] in floating
+    ]
     handled = [f"{n}.weight" for n in names]
     other = skipped_weights(model, handled, "not the weight of a Conv2d/Linear layer")
-    return layers, skipped + other
+    listed |= {n for n, _ in skipped}
+    return [n for n in names if n not in listed], skipped + other
 
 
 def binary_layers(model: nn.Module, keep: list[str] | None = None, mode: str = "bwn") -> list[str]:

@@ -141,8 +141,9 @@ def owned_counts(model: nn.Module) -> dict[str, tuple[int, int]]:
         new = [(t, ts) for _, t, ts in owned_tensors(module) if id(t) not in seen]
         seen.update(id(t) for t, _ in new)
         storage = _module_storage(module)
-        stored = sum(_tensor_bytes(t, ts) for t, ts in new)
-        if storage is not None:
+        if storage is None:
+            stored = sum(_tensor_bytes(t, ts) for t, ts in new)
+        else:  # a module type whose whole storage differs: counted with its first tensor
             stored = storage(module) if new else 0
         out[name] = (sum(t.numel() for t, _ in new), stored)
     return out
