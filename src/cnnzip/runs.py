@@ -70,7 +70,7 @@ def save_run(
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
-    """run.json of a run directory, checked field by field (see ``check_meta``)."""
+    """run.json of a run directory, checked field by field (see ``_check_meta``)."""
     meta_path = Path(path) / META
     if not meta_path.is_file():
         raise RunError(f"{path} is not a run directory (no {META}); create one with `cnnzip train`")
@@ -80,11 +80,11 @@ def read_meta(path: str | Path) -> dict[str, Any]:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise RunError(f"{meta_path} is corrupt: {exc}") from None
-    check_meta(meta, meta_path)
+    _check_meta(meta, meta_path)
     return meta
 
 
-def check_meta(meta: Any, where: Path) -> None:
+def _check_meta(meta: Any, where: Path) -> None:
     """The fields ``load_run`` uses have the types ``save_run`` writes; the values are
     checked where they are used (``get_model``, the transforms) and named as fields of
     ``where`` when they fail."""

@@ -9,7 +9,7 @@ import pytest
 import torch.nn as nn
 
 from cnnzip.errors import ModelError
-from cnnzip.models import check_model_kwargs, get_model, registry
+from cnnzip.models import build_model, check_model_kwargs, get_model, registry
 
 
 @pytest.mark.parametrize(
@@ -43,8 +43,14 @@ def test_the_element_cap_counts_parameters_and_buffers_and_can_be_raised() -> No
     with pytest.raises(ModelError, match="266,610 elements, over the cap of 266,609"):
         check_model_kwargs("lenet300", {}, max_params=266_609)
     with pytest.raises(ModelError, match="over the cap"):
-        get_model("lenet300", _max_params=1000)
-    assert isinstance(get_model("lenet300", hidden=[3, 2], _max_params=3000), nn.Module)
+        build_model("lenet300", {}, max_params=1000)
+    assert isinstance(build_model("lenet300", {"hidden": [3, 2]}, max_params=3000), nn.Module)
+
+
+@pytest.mark.parametrize("key", ["max_params", "_max_params", "name"])
+def test_kwargs_from_a_file_cannot_raise_the_cap_or_clash(key: str) -> None:
+    with pytest.raises(ModelError, match=f"takes no argument {key}"):
+        get_model("lenet300", **{key: 10**12})
 
 
 @pytest.mark.parametrize("error", [ZeroDivisionError, RuntimeError, AttributeError, IndexError])

@@ -13,6 +13,7 @@ from cnnzip.models import (
     vgg,  # noqa: F401
 )
 from cnnzip.models.registry import (
+    build_model,
     check_model_kwargs,
     get_model,
     get_model_builder,
@@ -20,4 +21,11 @@ from cnnzip.models.registry import (
     register_model,
 )
 
-__all__ = ["check_model_kwargs", "get_model", "get_model_builder", "list_models", "register_model"]
+__all__ = [
+    "build_model",
+    "check_model_kwargs",
+    "get_model",
+    "get_model_builder",
+    "list_models",
+    "register_model",
+]

@@ -19,6 +19,7 @@ from cnnzip.errors import CnnzipError, ModelError
 
 __all__ = [
     "MAX_PARAMS",
+    "build_model",
     "check_model_kwargs",
     "data_kwargs",
     "get_model",
@@ -141,11 +142,16 @@ def _build(name: str, kwargs: dict[str, Any]) -> nn.Module:
         ) from None
 
 
-def get_model(name: str, *, _max_params: int = MAX_PARAMS, **kwargs: Any) -> nn.Module:
+def get_model(name: str, /, **kwargs: Any) -> nn.Module:
     """Build model ``name`` from checked arguments (see ``check_model_kwargs``); bad ones
-    fail naming what is wrong. ``_max_params`` raises the element cap for a model that
-    really is that big (underscored so no builder argument can clash with it)."""
-    check_model_kwargs(name, kwargs, max_params=_max_params)
+    fail naming what is wrong. A model over ``MAX_PARAMS`` elements: ``build_model``."""
+    return build_model(name, kwargs)
+
+
+def build_model(name: str, kwargs: dict[str, Any], *, max_params: int = MAX_PARAMS) -> nn.Module:
+    """``get_model`` with an explicit element cap, for a model that really is that big.
+    The cap is not a builder argument, so kwargs from a file can never raise it."""
+    check_model_kwargs(name, kwargs, max_params=max_params)
     return _build(name, kwargs)
 
 
