@@ -16,6 +16,7 @@ from cnnzip.binary import BWN, XnorConv2d, binary_layers, convert, skipped_layer
 from cnnzip.binary.finetune import binarize_run
 from cnnzip.data import synthetic
 from cnnzip.models import get_model
+from cnnzip.prune import set_mask
 from cnnzip.runs import load_run, save_run
 from cnnzip.train import TrainConfig
 
@@ -105,3 +106,18 @@ def test_binarize_run_of_a_mobilenet_lists_its_depthwise_convs_and_reloads(tmp_p
     x = torch.randn(2, 1, 28, 28)
     with torch.no_grad():
         assert torch.equal(reloaded(x), model.eval()(x))
+
+
+@pytest.mark.parametrize("mode", ["bwn", "xnor"])
+def test_a_transformed_weight_stays_as_it_is(mode: str):
+    model = DepthwiseNet()
+    set_mask(model, "c2.weight", torch.rand(8, 8, 3, 3) > 0.5)
+    pruned = model.c2.weight.detach().clone()
+    convert(model, mode, log=None)
+    assert torch.equal(model.c2.weight, pruned)  # zeros stay zeros, no BWN on top
+    assert ("c2", "its weight already carries transforms (a mask, a codebook, BWN)") in (
+        skipped_layers(model, mode=mode)
+    )
+    for _ in range(2):  # converting twice puts one BWN on a weight
+        convert(model, "bwn", keep=[], log=None)
+    assert len(model.c1.parametrizations.weight) == 1

@@ -8,7 +8,8 @@ parametrizes weights; XNOR also swaps each layer for its B-A-C block
 
 What cannot be binarized stays float and is listed by ``skipped_layers``
 (``convert`` logs one line each): a conv XNOR blocks do not cover (grouped,
-depthwise, dilated, uneven padding), a layer whose weight is tied to one that
+depthwise, dilated, uneven padding), a weight already transformed (pruned,
+shared, binarized: BWN would turn its zeros into +alpha), a layer whose weight is tied to one that
 stays float (one tensor cannot be both), and any other weight tensor (a raw
 Parameter used in a custom forward). Tied layers that are binarized stay tied:
 one BWN transform on the one tensor.
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch.nn as nn
+from torch.nn.utils import parametrize
 
 from cnnzip.binary.layers import BWN, XnorConv2d, XnorLinear
 from cnnzip.errors import ModelError
@@ -43,6 +45,8 @@ def _kept(names: list[str], keep: list[str] | None) -> list[str]:
 
 def _unfit(layer: nn.Module, mode: str) -> str | None:
     """Why ``mode`` cannot binarize ``layer``, or None when it can."""
+    if parametrize.is_parametrized(layer, "weight"):
+        return "its weight already carries transforms (a mask, a codebook, BWN)"
     if mode != "xnor" or not isinstance(layer, nn.Conv2d):
         return None
     padding = layer.padding
