@@ -89,6 +89,10 @@ def _shared_spec(**spec: Any) -> list[dict[str, Any]]:
     return [{"target": "fc2.weight", "kind": "shared", "spec": {"k": 4, "masked": False, **spec}}]
 
 
+def _mask_spec(**spec: Any) -> dict[str, Any]:
+    return {"target": "fc1.weight", "kind": "mask", "spec": spec}
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -114,6 +118,11 @@ def _shared_spec(**spec: Any) -> list[dict[str, Any]]:
             "field transforms: .*nothing",
         ),
         (lambda m: {**m, "transforms": _shared_spec(k=-5)}, "field transforms: RuntimeError"),
+        (
+            lambda m: {**m, "transforms": [*m["transforms"], _mask_spec(k=-5)]},
+            "field transforms .* is not what its kinds take",
+        ),
+        (lambda m: {**m, "transforms": _shared_spec(masked=1)}, "is not what its kinds take"),
         (lambda m: {**m, "transforms": _shared_spec(k=2**40)}, "does not fit the model"),
         (lambda m: {**m, "transforms": []}, "does not fit the model.*unexpected"),
     ],

@@ -131,6 +131,21 @@ def _model(meta: dict[str, Any], where: Path) -> nn.Module:
     return model
 
 
+def _check_specs(skeleton: nn.Module, specs: list[dict[str, Any]], where: Path) -> None:
+    """The rebuilt transforms describe themselves exactly as run.json does: a spec with an
+    argument its kind does not take (a mask with ``{"k": -5}``) is refused, not ignored."""
+
+    def canonical(items: list[dict[str, Any]]) -> list[str]:
+        return sorted(json.dumps({"spec": {}, **item}, sort_keys=True) for item in items)
+
+    rebuilt = describe(skeleton)
+    if canonical(rebuilt) != canonical(specs):
+        raise RunError(
+            f"{where}: field transforms {specs!r:.120} is not what its kinds take; rebuilt "
+            f"they read {rebuilt!r:.120}"
+        )
+
+
 def _check_weights(path: Path, skeleton: nn.Module) -> None:
     """The weights file holds exactly the tensors of ``skeleton``, in their shapes: read
     from its header, so a lying run.json (a codebook of 2**40) allocates nothing."""
@@ -157,6 +172,7 @@ def load_run(path: str | Path) -> Run:
     meta = read_meta(path)
     with torch.device("meta"):
         skeleton = _model(meta, path / META)
+    _check_specs(skeleton, meta.get("transforms", []), path / META)
     _check_weights(path, skeleton)
     model = _model(meta, path / META)
     try:
