@@ -162,8 +162,8 @@ def share_weights(
 
 
 def unshareable(model: nn.Module) -> list[tuple[str, str]]:
-    """``(name, reason)`` for each weight tensor ``share_weights`` leaves as it is: the same
-    Conv/Linear weights pruning takes (``cnnzip.prune.unprunable``)."""
+    """``(name, reason)`` for each weight tensor ``share_weights`` leaves as it is: it takes
+    the Conv/Linear weights pruning takes, so these are ``cnnzip.prune.unprunable``'s."""
     return unprunable(model)
 
 
