@@ -50,7 +50,7 @@ from cnnzip.codec.sparse import (
 from cnnzip.codec.streams import decode_streams, encode_stream
 from cnnzip.errors import CnnzipError, ModelError
 from cnnzip.fileio import atomic_write_bytes
-from cnnzip.models import get_model
+from cnnzip.models import build_model
 from cnnzip.quantize import SharedWeight
 from cnnzip.transforms import WeightTransform, transforms_of
 
@@ -383,18 +383,20 @@ def _check_fit(entries: list[dict[str, Any]], model: nn.Module) -> None:
         )
 
 
-def _build(name: str, kwargs: dict[str, Any]) -> nn.Module:
-    """``get_model`` for a header's arch: whatever a hostile kwarg makes the builder raise
-    ends as one format error."""
+def _build(name: str, kwargs: dict[str, Any], max_params: int) -> nn.Module:
+    """The model a header's arch names, within ``max_params`` elements: whatever a hostile
+    kwarg makes the builder raise ends as one format error."""
     try:
-        return get_model(name, **kwargs)
+        return build_model(name, kwargs, max_params=max_params)
     except Exception as exc:  # any builder error is the file's fault here
         raise CnnzFormatError(
             f"header arch {name!r} with kwargs {kwargs!r:.120} cannot be built: {exc}"
         ) from None
 
 
-def _zoo_model(cf: container.CnnzFile, entries: list[dict[str, Any]]) -> tuple[nn.Module, bool]:
+def _zoo_model(
+    cf: container.CnnzFile, entries: list[dict[str, Any]], max_params: int
+) -> tuple[nn.Module, bool]:
     """(the model the header names, whether its tensors can simply be assigned)."""
     arch = cf.header.get("arch")
     if not arch:
@@ -404,13 +406,13 @@ def _zoo_model(cf: container.CnnzFile, entries: list[dict[str, Any]]) -> tuple[n
         )
     name, kwargs = check_arch(arch)
     with torch.device("meta"):  # shapes only: a lying header allocates nothing
-        skeleton = _build(name, kwargs)
+        skeleton = _build(name, kwargs, max_params)
     _check_fit(entries, skeleton)
     if len(skeleton.state_dict()) == len(list(skeleton.parameters())) + len(
         list(skeleton.buffers())
     ):  # every tensor comes from the file: assign them, skip the random initialisation
         return skeleton, True
-    return _build(name, kwargs), False  # non-persistent buffers need their init
+    return _build(name, kwargs, max_params), False  # non-persistent buffers need their init
 
 
 def load(
@@ -430,7 +432,7 @@ def load_file(
     entries = check_tensors(cf.header.get("tensors"), max_params)
     assign = False
     if model is None:
-        model, assign = _zoo_model(cf, entries)
+        model, assign = _zoo_model(cf, entries, max_params)
     else:
         if transforms_of(model):
             raise CnnzipError("load into a plain module: this one has weight transforms")
