@@ -6,9 +6,11 @@ import json
 import math
 import struct
 from collections.abc import Callable
+from typing import ClassVar
 
 import pytest
 import torch
+import torch.nn as nn
 
 from cnnzip.codec import container, encode
 from cnnzip.models import get_model
@@ -19,18 +21,25 @@ from cnnzip.transforms import add_transform
 
 @pytest.fixture(scope="session")
 def small() -> bytes:
-    """LeNet-300 (30, 20 hidden) pruned to half and shared at 3-4 bits."""
-    torch.manual_seed(0)
-    model = get_model("lenet300", hidden=(30, 20))
-    for name in ("fc1", "fc2", "fc3"):
-        w = model.get_submodule(name).weight.detach()
-        add_transform(model, f"{name}.weight", Mask(w.abs() > w.abs().median()))
-    share_weights(model, bits={"fc1.weight": 4, "linear": 3})
-    return encode(model, arch={"name": "lenet300", "kwargs": {"hidden": [30, 20]}})
+    """The .cnnz of ``Tools.small_model``."""
+    return encode(Tools.small_model(), arch=Tools.SMALL_ARCH)
 
 
 class Tools:
     """Take a .cnnz apart and put it back with checksums recomputed, so a lie gets past them."""
+
+    SMALL_ARCH: ClassVar[dict] = {"name": "lenet300", "kwargs": {"hidden": [30, 20]}}
+
+    @staticmethod
+    def small_model() -> nn.Module:
+        """LeNet-300 (30, 20 hidden) pruned to half and shared at 3-4 bits."""
+        torch.manual_seed(0)
+        model = get_model("lenet300", hidden=(30, 20))
+        for name in ("fc1", "fc2", "fc3"):
+            w = model.get_submodule(name).weight.detach()
+            add_transform(model, f"{name}.weight", Mask(w.abs() > w.abs().median()))
+        share_weights(model, bits={"fc1.weight": 4, "linear": 3})
+        return model
 
     @staticmethod
     def parts(data: bytes) -> tuple[dict, list[bytes]]:

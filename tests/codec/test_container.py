@@ -192,15 +192,9 @@ def test_lenet5_loads_and_builds_under_0_2_seconds(tmp_path) -> None:
 
 
 @pytest.fixture(scope="module")
-def small_file(tmp_path_factory) -> tuple[bytes, dict[str, torch.Tensor]]:
-    torch.manual_seed(0)
-    model = get_model("lenet300", hidden=(30, 20))
-    for name in ("fc1", "fc2", "fc3"):
-        w = model.get_submodule(name).weight.detach()
-        add_transform(model, f"{name}.weight", Mask(w.abs() > w.abs().median()))
-    share_weights(model, bits={"fc1.weight": 4, "linear": 3})
-    data = encode(model, arch={"name": "lenet300", "kwargs": {"hidden": [30, 20]}})
-    return data, _expected(model)
+def small_file(tools) -> tuple[bytes, dict[str, torch.Tensor]]:
+    model = tools.small_model()
+    return encode(model, arch=tools.SMALL_ARCH), _expected(model)
 
 
 def _load_bytes(data: bytes, path) -> dict[str, torch.Tensor] | None:
