@@ -108,7 +108,7 @@ def _coded(entry: dict[str, Any]) -> None:
             raise _fail(entry, f"{entry['codes']['n']} codes for {count} kept weights")
 
 
-def _entry(entry: Any, seen: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _entry(entry: Any, seen: dict[str, dict[str, Any]], max_params: int) -> dict[str, Any]:
     if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
         raise CnnzFormatError(f"tensor entry {entry!r:.80} has no name")
     if entry["name"] in seen:
@@ -117,7 +117,7 @@ def _entry(entry: Any, seen: dict[str, dict[str, Any]]) -> dict[str, Any]:
     if not isinstance(shape, list) or len(shape) > 8:
         raise _fail(entry, f"bad shape {shape!r:.80}")
     for d in shape:
-        _int(entry, d, "a dimension", 0, MAX_PARAMS)
+        _int(entry, d, "a dimension", 0, max(max_params, MAX_PARAMS))  # total: below
     encoding = entry.get("encoding")
     if not isinstance(encoding, str) or encoding not in _FIELDS:
         raise _fail(entry, f"unknown encoding {encoding!r:.40}; known: {', '.join(_FIELDS)}")
@@ -152,7 +152,7 @@ def check_tensors(tensors: Any, max_params: int = MAX_PARAMS) -> list[dict[str, 
     seen: dict[str, dict[str, Any]] = {}
     total = 0
     for raw in tensors:
-        entry = _entry(raw, seen)
+        entry = _entry(raw, seen, max_params)
         seen[entry["name"]] = entry
         if entry["encoding"] != "alias":
             total += numel(entry)
