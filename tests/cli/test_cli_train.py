@@ -46,7 +46,7 @@ def test_train_then_eval_agree(tmp_path: Path) -> None:
         (["train", "lenet9", "--data", "synthetic"], "Did you mean 'lenet5'"),
         (["train", "lenet5", "--data", "synthetic", "-k", "width=2"], "takes no argument width"),
         (["train", "lenet5", "--data", "cifar"], "unknown dataset"),
-        (["train", "lenet5", "--data", "synthetic", "--epochs", "-1"], "impossible"),
+        (["train", "lenet5", "--data", "synthetic", "--epochs", "-1"], "not in the range 0<=x"),
         (["train", "lenet5", "--data", "synthetic", "-k", "oops"], "name=value"),
     ],
 )

@@ -7,8 +7,10 @@ JSON object as its last line. Bad input ends with one ``error:`` line, exit 2.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -17,6 +19,33 @@ import cnnzip
 from cnnzip import data as cz_data
 from cnnzip.codec.header import MAX_PARAMS
 from cnnzip.errors import CnnzipError
+from cnnzip.train.checkpoint import check_writable
+from cnnzip.train.loop import MAX_EPOCHS, MAX_LR, MAX_SEED
+
+
+class FiniteFloat(click.FloatRange):
+    """A FloatRange that also refuses nan and inf: nan passes every comparison with a
+    bound, and inf every lower one, so FloatRange alone lets them through."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{number} is not a finite number.", param, ctx)
+        return number
+
+
+# the types of the numeric options every verb shares: impossible values end in a usage error
+COUNT = click.IntRange(min=1)  # images, batch sizes, runs, threads, steps
+EPOCHS = click.IntRange(0, MAX_EPOCHS)
+SEED = click.IntRange(0, MAX_SEED)
+LR = FiniteFloat(0.0, MAX_LR, min_open=True)
+POSITIVE = FiniteFloat(0.0, min_open=True)
+NON_NEGATIVE = FiniteFloat(0.0)
+
+
+def check_run_out(run_dir: str | Path) -> None:
+    """Fail now if run directory ``run_dir`` cannot be written, not after the training."""
+    check_writable(Path(run_dir) / "run.json")
 
 
 def parse_kwargs(items: tuple[str, ...]) -> dict[str, Any]:
@@ -82,11 +111,12 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         "--data-dir",
         type=click.Path(file_okay=False),
         default=None,
-        help="Folder holding the IDX files (else $CNNZIP_DATA, then Debian's).",
+        help="Folder holding the IDX files [default: $CNNZIP_DATA, else Debian's]; "
+        "a folder without them is an error.",
     )(fn)
     fn = click.option(
         "--limit",
-        type=int,
+        type=COUNT,
         default=None,
         help="Use only the first N training and test images (quick checks).",
     )(fn)
@@ -100,12 +130,13 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class _Group(click.Group):
-    """Turns CnnzipError into one clear line instead of a traceback."""
+    """Turns CnnzipError (and an OSError: a full disk, a folder that went away) into one
+    clear line instead of a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except CnnzipError as exc:
+        except (CnnzipError, OSError) as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
 

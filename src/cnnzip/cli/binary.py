@@ -7,11 +7,22 @@ import click
 from cnnzip import data as cz_data
 from cnnzip.binary import MODES
 from cnnzip.binary.finetune import binarize_run
-from cnnzip.cli.app import data_options, emit, json_option, main
+from cnnzip.cli.app import (
+    COUNT,
+    EPOCHS,
+    LR,
+    SEED,
+    check_run_out,
+    data_options,
+    emit,
+    json_option,
+    main,
+)
 from cnnzip.cli.distill import teacher_loss, teacher_options
 from cnnzip.codec import save as save_cnnz
 from cnnzip.runs import load_run
 from cnnzip.train import TrainConfig
+from cnnzip.train.checkpoint import check_writable
 
 
 @main.command("binarize")
@@ -20,14 +31,14 @@ from cnnzip.train import TrainConfig
 @data_options
 @click.option(
     "--epochs",
-    type=int,
+    type=EPOCHS,
     default=4,
     show_default=True,
     help="Fine-tuning epochs (BWN LeNet-5 from a trained float run: see BENCHMARKS.md).",
 )
-@click.option("--batch-size", type=int, default=128, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--batch-size", type=COUNT, default=128, show_default=True)
+@click.option("--lr", type=LR, default=1e-3, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option(
     "--keep",
     multiple=True,
@@ -67,6 +78,9 @@ def binarize_cmd(
     """Binarize the float run SOURCE (BWN or XNOR-Net) and fine-tune it into run OUT.
 
     With --teacher (e.g. SOURCE itself) the fine-tuning distills from the teacher runs."""
+    check_run_out(out)
+    if cnnz:
+        check_writable(cnnz)
     run = load_run(source)
     data = cz_data.load(data_name, root=data_dir, seed=0, limit=limit)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)

@@ -23,6 +23,7 @@ from cnnzip.profiling import Report, comparison, comparison_text, profile
 from cnnzip.recipes import builtin_recipes, compress, load_recipe
 from cnnzip.runs import Run, load_run
 from cnnzip.train import evaluate
+from cnnzip.train.checkpoint import check_writable
 
 
 @main.command("compress")
@@ -64,6 +65,7 @@ def compress_cmd(
     With --teacher every stage that retrains distills from the teacher runs. The
     report ends with the speed of the file's model beside the dense one's: measured
     latency, and MACs in theory (all, and those by nonzero weights)."""
+    check_writable(out)
     plan = load_recipe(recipe, _overrides(overrides))
     run = load_run(run_dir)
     data = cz_data.load(data_name, root=data_dir, limit=limit)

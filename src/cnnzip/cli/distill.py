@@ -23,6 +23,13 @@ import torch
 
 from cnnzip import data as cz_data
 from cnnzip.cli.app import (
+    COUNT,
+    EPOCHS,
+    LR,
+    NON_NEGATIVE,
+    POSITIVE,
+    SEED,
+    check_run_out,
     data_options,
     emit,
     json_option,
@@ -48,14 +55,14 @@ def teacher_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """--teacher (repeatable: an ensemble), -T, --soft-weight, --hard-weight."""
     fn = click.option(
         "--hard-weight",
-        type=float,
+        type=NON_NEGATIVE,
         default=0.5,
         show_default=True,
         help="Weight of the cross-entropy with the true labels.",
     )(fn)
     fn = click.option(
         "--soft-weight",
-        type=float,
+        type=NON_NEGATIVE,
         default=0.5,
         show_default=True,
         help="Weight of the T^2-scaled divergence from the teachers' softened outputs.",
@@ -63,7 +70,7 @@ def teacher_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option(
         "-T",
         "--temperature",
-        type=float,
+        type=POSITIVE,
         default=4.0,
         show_default=True,
         help="Softmax temperature of teachers and student in the soft term.",
@@ -112,20 +119,20 @@ def teacher_loss(
 @click.option("--student", required=True, help="Zoo model name of the student, e.g. lenet300.")
 @kwargs_option("Student builder argument (repeatable), e.g. -k hidden=[30,30].")
 @data_options
-@click.option("--epochs", type=int, default=10, show_default=True)
-@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--epochs", type=EPOCHS, default=10, show_default=True)
+@click.option("--batch-size", type=COUNT, default=128, show_default=True)
 @click.option(
     "--lr",
-    type=float,
+    type=LR,
     default=2e-3,
     show_default=True,
     help="Adam learning rate; 2e-3 measured best for distilled LeNet-300-100 (BENCHMARKS.md).",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option(
     "--jitter",
     "jitter_pixels",
-    type=int,
+    type=click.IntRange(min=0),
     default=0,
     show_default=True,
     help="Shift training images by up to this many pixels (teachers see the same shifted images).",
@@ -162,8 +169,8 @@ def distill_cmd(
     """Train model STUDENT from the zoo to match one teacher run or an ensemble of them."""
     if not teachers:
         raise CnnzipError("distill needs a teacher: --teacher RUN (repeat for an ensemble)")
-    if jitter_pixels < 0:
-        raise CnnzipError(f"--jitter must be >= 0 pixels, got {jitter_pixels}")
+    run_dir = Path(out or f"runs/{student}-distilled")
+    check_run_out(run_dir)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
     data = cz_data.load(data_name, root=data_dir, seed=0, limit=limit)
     ensemble = Teachers(
@@ -173,7 +180,6 @@ def distill_cmd(
     model_kwargs = data_kwargs(student, parse_kwargs(kwargs), data.input_shape, data.num_classes)
     torch.manual_seed(seed)  # the same initial student as `cnnzip train` with this seed
     model = get_model(student, **model_kwargs)
-    run_dir = Path(out or f"runs/{student}-distilled")
     augment = functools.partial(jitter, pixels=jitter_pixels) if jitter_pixels else None
     result = fit(
         model,

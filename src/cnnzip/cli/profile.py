@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,8 @@ import click
 import torch.nn as nn
 
 from cnnzip.cli.app import (
+    COUNT,
+    POSITIVE,
     emit,
     json_option,
     kwargs_option,
@@ -22,7 +25,7 @@ from cnnzip.codec import read as read_cnnz
 from cnnzip.codec.header import MAX_PARAMS
 from cnnzip.errors import CnnzipError
 from cnnzip.models import get_model, get_model_builder
-from cnnzip.profiling import Report, comparison, comparison_text, profile
+from cnnzip.profiling import Report, comparison, comparison_text, measure_latency, profile
 from cnnzip.runs import load_run
 
 
@@ -31,7 +34,7 @@ from cnnzip.runs import load_run
 @click.option(
     "--input",
     "size",
-    type=int,
+    type=COUNT,
     default=None,
     help="Input side in pixels [default: the model's img_size, else 224].",
 )
@@ -39,11 +42,21 @@ from cnnzip.runs import load_run
     "Builder keyword argument (repeatable), e.g. -k width_mult=0.5; with --compare, "
     "for both models."
 )
-@click.option("--batch", type=int, default=1, show_default=True, help="Batch size for latency.")
-@click.option("--threads", type=int, default=None, help="Threads for latency [default: torch's].")
+@click.option("--batch", type=COUNT, default=1, show_default=True, help="Batch size for latency.")
+@click.option("--threads", type=COUNT, default=None, help="Threads for latency [default: torch's].")
 @click.option("--latency", is_flag=True, help="Also measure latency.")
-@click.option("--runs", type=int, default=10, show_default=True, help="Timed runs.")
-@click.option("--warmup", type=int, default=2, show_default=True, help="Untimed runs first.")
+@click.option("--runs", type=COUNT, default=10, show_default=True, help="Timed runs.")
+@click.option(
+    "--warmup", type=click.IntRange(min=0), default=2, show_default=True, help="Untimed runs first."
+)
+@click.option(
+    "--max-memory",
+    type=POSITIVE,
+    default=8.0,
+    show_default=True,
+    metavar="GB",
+    help="Refuse an input whose forward would need more memory than this.",
+)
 @click.option(
     "--compare", "compare_two", is_flag=True, help="Profile A and B: MAC ratio beside latency."
 )
@@ -59,6 +72,7 @@ def profile_cmd(
     runs: int,
     warmup: int,
     compare_two: bool,
+    max_memory: float,
     max_params: int,
     as_json: bool,
 ) -> None:
@@ -76,11 +90,38 @@ def profile_cmd(
     reports = []
     for source in sources:
         model, shape = build_model(source, size, parse_kwargs(kwargs), max_params)
-        reports.append(profile(model, shape, measure_latency=latency or compare_two, **timing))
+        check_memory(source, model, shape, 1, 0, max_memory)  # the traced sample itself
+        report = profile(model, shape)
+        if latency or compare_two:
+            largest = max((layer.activation_bytes for layer in report.layers), default=0)
+            check_memory(source, model, shape, batch, largest, max_memory)
+            report.latency = measure_latency(model, shape, **timing)
+        reports.append(report)
     if compare_two:
         _emit_comparison(sources, reports, as_json)
     else:
         emit({"model": sources[0], **reports[0].to_dict()}, as_json, lambda r: str(reports[0]))
+
+
+def check_memory(
+    source: str,
+    model: nn.Module,
+    shape: tuple[int, ...],
+    batch: int,
+    activation_bytes: int,
+    max_gb: float,
+) -> None:
+    """Refuse before allocating: ``batch`` inputs of ``shape`` plus as many of the largest
+    layer output (``activation_bytes`` per image, from the traced forward) must fit
+    ``max_gb``; ``--input 100000`` would otherwise ask for a 120 GB tensor."""
+    itemsize = next((p.element_size() for p in model.parameters() if p.is_floating_point()), 4)
+    need = batch * (math.prod(shape) * itemsize + activation_bytes)
+    if need > max_gb * 2**30:
+        raise CnnzipError(
+            f"{source} at input {shape} and batch {batch} needs about {need / 2**30:,.1f} GB, "
+            f"over --max-memory {max_gb:g} GB: lower --input or --batch, or raise "
+            "--max-memory if the machine has the memory"
+        )
 
 
 def build_model(

@@ -11,11 +11,24 @@ import click
 
 from cnnzip import data as cz_data
 from cnnzip import prune as P
-from cnnzip.cli.app import data_options, emit, json_option, main
+from cnnzip.cli.app import (
+    COUNT,
+    EPOCHS,
+    LR,
+    NON_NEGATIVE,
+    SEED,
+    check_run_out,
+    data_options,
+    emit,
+    json_option,
+    main,
+)
 from cnnzip.cli.distill import teacher_loss, teacher_options
 from cnnzip.data import Dataset
 from cnnzip.prune.sensitivity import CACHE
+from cnnzip.recipes.stages import MAX_STEPS
 from cnnzip.runs import Run, load_run, save_run
+from cnnzip.train.checkpoint import check_writable
 
 # overall sparsities tried in turn by --max-drop, each followed by retraining
 SEARCH = (0.5, 0.7, 0.8, 0.85, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99)
@@ -54,10 +67,11 @@ def sensitivity_cmd(
 
     The curves are cached as SOURCE/sensitivity.json and plotted to a PNG."""
     run = load_run(source)
+    png = Path(plot_path or run.path / "sensitivity.png")
+    check_writable(png)
     targets = P.prunable(run.model, layers)
     data = cz_data.load(data_name, root=data_dir, limit=limit)
     sens = P.cached(run.path, run.model, data.val, targets, _ratios_option(ratios))
-    png = Path(plot_path or run.path / "sensitivity.png")
     P.plot(sens, png)
     result = {
         "layers": [vars(c) for c in sens.curves],
@@ -71,13 +85,19 @@ def sensitivity_cmd(
 @click.argument("source", type=click.Path())
 @click.option("--sparsity", type=float, default=None, help="Fraction of the weights to remove.")
 @click.option("--auto", "auto", is_flag=True, help="Per-layer ratios from the sensitivity curves.")
-@click.option("--max-drop", type=float, default=None, help="Largest validation drop, in pp.")
-@click.option("--budget", type=int, default=None, help="Size budget in bytes (sparse fp32).")
+@click.option("--max-drop", type=NON_NEGATIVE, default=None, help="Largest validation drop, in pp.")
+@click.option("--budget", type=COUNT, default=None, help="Size budget in bytes (sparse fp32).")
 @click.option("--layer", "layers", multiple=True, help="Prune only this layer (repeatable).")
-@click.option("--steps", type=int, default=3, show_default=True, help="Prune -> retrain steps.")
-@click.option("--epochs", type=int, default=3, show_default=True, help="Retraining epochs/step.")
-@click.option("--lr", type=float, default=1e-3, show_default=True, help="Retraining lr (Adam).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--steps",
+    type=click.IntRange(1, MAX_STEPS),
+    default=3,
+    show_default=True,
+    help="Prune -> retrain steps.",
+)
+@click.option("--epochs", type=EPOCHS, default=3, show_default=True, help="Retraining epochs/step.")
+@click.option("--lr", type=LR, default=1e-3, show_default=True, help="Retraining lr (Adam).")
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("-o", "--out", type=click.Path(file_okay=False), required=True, help="Run to write.")
 @data_options
 @teacher_options
@@ -112,8 +132,7 @@ def prune_cmd(
     retraining distills from the teacher runs."""
     if [sparsity, max_drop, budget].count(None) != 2:
         raise P.PruneError("give exactly one of --sparsity, --max-drop, --budget")
-    if steps < 1:
-        raise P.PruneError(f"--steps must be >= 1, got {steps}")
+    check_run_out(out)
     start = time.perf_counter()
     run = load_run(source)
     targets = P.prunable(run.model, layers)
@@ -155,8 +174,6 @@ def _plan(
         return P.growing_plan(dict.fromkeys(targets, sparsity), steps), None
     curves = P.cached(run.path, run.model, data.val, targets).curves
     if max_drop is not None:
-        if max_drop < 0:
-            raise P.PruneError(f"--max-drop is in percentage points and must be >= 0: {max_drop}")
         return P.sparsity_path(curves, SEARCH), max_drop / 100
     if budget is not None:
         prunable = sum(c.weights for c in curves)

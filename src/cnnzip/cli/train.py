@@ -9,6 +9,12 @@ import torch
 
 from cnnzip import data as cz_data
 from cnnzip.cli.app import (
+    COUNT,
+    EPOCHS,
+    LR,
+    NON_NEGATIVE,
+    SEED,
+    check_run_out,
     data_options,
     emit,
     json_option,
@@ -37,15 +43,15 @@ def models_cmd(as_json: bool) -> None:
 @main.command("train")
 @click.argument("name")
 @data_options
-@click.option("--epochs", type=int, default=10, show_default=True)
-@click.option("--batch-size", type=int, default=128, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--epochs", type=EPOCHS, default=10, show_default=True)
+@click.option("--batch-size", type=COUNT, default=128, show_default=True)
+@click.option("--lr", type=LR, default=1e-3, show_default=True)
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True)
-@click.option("--weight-decay", type=float, default=0.0, show_default=True)
+@click.option("--weight-decay", type=NON_NEGATIVE, default=0.0, show_default=True)
 @click.option(
     "--lr-schedule", type=click.Choice(["cosine", "constant"]), default="cosine", show_default=True
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @kwargs_option()
 @run_out_option("runs/NAME")
 @resume_option
@@ -68,6 +74,8 @@ def train_cmd(
     as_json: bool,
 ) -> None:
     """Train model NAME from the zoo and save it as a run directory."""
+    run_dir = Path(out or f"runs/{name}")
+    check_run_out(run_dir)
     cfg = TrainConfig(
         epochs=epochs,
         batch_size=batch_size,
@@ -81,7 +89,6 @@ def train_cmd(
     model_kwargs = data_kwargs(name, parse_kwargs(kwargs), data.input_shape, data.num_classes)
     torch.manual_seed(seed)  # weight initialisation is part of the run's seed
     model = get_model(name, **model_kwargs)
-    run_dir = Path(out or f"runs/{name}")
     result = fit(model, data, cfg, checkpoint=run_dir / CHECKPOINT, resume=resume)
     is_main = setup().is_main
     teardown()

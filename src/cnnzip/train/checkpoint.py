@@ -25,19 +25,27 @@ __all__ = ["check_writable", "restore", "save"]
 
 
 def check_writable(path: str | Path) -> None:
-    """Create the folder of ``path`` (a file to be written later) and a probe file in it,
-    so that an unwritable location fails now and not after hours of training."""
-    path = Path(path)
-    if path.is_dir():
-        raise CnnzipError(f"{path} is a folder; a file is to be written there")
+    """Fail now, not after hours of training, if file ``path`` cannot be written later.
+
+    Probes with a temporary file in the nearest folder that exists (the writer creates
+    the missing ones below it), so nothing is left behind.
+    """
+    path, reason = Path(path), ""
+    folder = path.parent
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path.parent):
-            pass
+        while not folder.exists():
+            folder = folder.parent
+        if path.is_dir():
+            reason = f"{path} is a folder"
+        elif not folder.is_dir():
+            reason = f"{folder} is a file, not a folder"
+        else:
+            with tempfile.TemporaryFile(dir=folder):
+                pass
     except OSError as exc:
-        raise CnnzipError(
-            f"cannot write {path}: {exc.strerror or exc}; choose another output location"
-        ) from None
+        reason = f"{folder}: {exc.strerror or exc}"
+    if reason:
+        raise CnnzipError(f"cannot write {path} ({reason}); choose another output location")
 
 
 def save(path: str | Path, state: TrainState) -> None:
