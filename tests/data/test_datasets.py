@@ -160,3 +160,5 @@ def test_batches_cover_each_sample_once_and_shard_global_batches() -> None:
         assert torch.equal(torch.cat([ranks[0][b][0], ranks[1][b][0]]), x)
     other_epoch = next(batches(data.train, 10, shuffle=True, seed=3, epoch=3))[1]
     assert not torch.equal(other_epoch, single[0][1])
+    with pytest.raises(DataError, match="batch_size must be >= 1, got 0"):
+        next(batches(data.train, 0))

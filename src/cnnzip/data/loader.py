@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import torch
 
 from cnnzip.data.datasets import Split
+from cnnzip.errors import DataError
 
 __all__ = ["batches", "num_batches"]
 
@@ -42,7 +43,7 @@ def batches(
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (x, y) batches; with world_size > 1, this rank's slice of each global batch."""
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise DataError(f"batch_size must be >= 1, got {batch_size}")
     order = _order(len(split), shuffle, seed, epoch)
     for b in range(num_batches(len(split), batch_size, world_size)):
         idx = order[b * batch_size : (b + 1) * batch_size]
