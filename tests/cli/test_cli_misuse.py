@@ -18,7 +18,7 @@ from cnnzip.runs import save_run
 KWARGS = {"hidden": [16, 8]}
 SYN = ["--data", "synthetic"]
 
-# (arguments, with RUN, CNNZ, EMPTY, FILE and TMP standing for paths; what the error says)
+# (arguments, with RUN, RUN100, CNNZ, EMPTY, FILE and TMP for paths; what the error says)
 MISUSES = [
     (["train", "lenet300", *SYN, "-k", "num_classes=3", "-o", "TMP/x"], "has 10 classes"),
     (["train", "lenet300", *SYN, "-k", "hidden=[-5,10]", "-o", "TMP/x"], "hidden"),
@@ -40,6 +40,7 @@ MISUSES = [
     (["eval", "RUN/run.json", *SYN], "not a .cnnz file"),
     (["eval", "RUN", "--data", "mnist", "--data-dir", "EMPTY"], "not found"),
     (["eval", "RUN", *SYN, "--limit", "0"], "--limit"),
+    (["eval", "RUN100", *SYN], "cannot take inputs of shape (1, 28, 28)"),
     (["compress", "RUN", *SYN], "Missing option '-o'"),
     (["compress", "CNNZ", *SYN, "-o", "TMP/y.cnnz"], "is a file"),
     (["compress", "EMPTY", *SYN, "-o", "TMP/y.cnnz"], "not a run directory"),
@@ -89,15 +90,24 @@ MISUSES = [
 
 @pytest.fixture(scope="module")
 def paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """An untrained run, its .cnnz, an empty folder and a plain file."""
+    """An untrained run, its .cnnz, a run for other inputs, an empty folder and a file."""
     tmp = tmp_path_factory.mktemp("misuse")
     torch.manual_seed(0)
     model = get_model("lenet300", **KWARGS)
     save_run(tmp / "run", model, arch="lenet300", kwargs=KWARGS, data="synthetic")
+    other = {**KWARGS, "in_features": 100}
+    save_run(tmp / "run100", get_model("lenet300", **other), arch="lenet300", kwargs=other)
     save_cnnz(tmp / "m.cnnz", model, arch={"name": "lenet300", "kwargs": KWARGS})
     (tmp / "empty").mkdir()
     (tmp / "file").write_text("a file, not a folder")
-    names = {"RUN": "run", "CNNZ": "m.cnnz", "EMPTY": "empty", "FILE": "file", "TMP": "."}
+    names = {
+        "RUN": "run",
+        "RUN100": "run100",
+        "CNNZ": "m.cnnz",
+        "EMPTY": "empty",
+        "FILE": "file",
+        "TMP": ".",
+    }
     return {key: str(tmp / name) for key, name in names.items()}
 
 

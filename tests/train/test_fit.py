@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from cnnzip.data import Dataset, Split
 from cnnzip.errors import CnnzipError, RunError
@@ -138,6 +139,21 @@ def test_a_model_for_other_inputs_fails_before_training(toy_data: Dataset) -> No
     model = nn.Sequential(nn.Flatten(), nn.Linear(100, 10))  # not 28x28 = 784 inputs
     with pytest.raises(CnnzipError, match=r"cannot take synthetic's inputs of shape \(1, 28, 28\)"):
         fit(model, toy_data, TrainConfig(epochs=1), progress=False)
+    with pytest.raises(CnnzipError, match=r"cannot take inputs of shape \(1, 28, 28\): mat1"):
+        evaluate(model, toy_data.test)
+
+
+def test_a_loss_that_fails_on_the_data_fails_before_any_step(toy_data: Dataset) -> None:
+    teacher = nn.Sequential(nn.Flatten(), nn.Linear(100, 10))  # built for other inputs
+
+    def distill(logits: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(logits, teacher(x))
+
+    model = small_mlp()
+    before = [p.clone() for p in model.parameters()]
+    with pytest.raises(CnnzipError, match=r"the training loss fails on synthetic: mat1"):
+        fit(model, toy_data, TrainConfig(epochs=1), loss_fn=distill, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
 
 def test_labels_beyond_the_class_count_fail_before_training(toy_data: Dataset) -> None:

@@ -166,23 +166,29 @@ def _check_labels(y: torch.Tensor, num_classes: int) -> None:
         )
 
 
+@contextmanager
+def _shape_errors(what: str) -> Iterator[None]:
+    """What torch raises when a model or loss meets inputs it was not built for (a shape
+    mismatch), as one CnnzipError that says which inputs."""
+    try:
+        yield
+    except (RuntimeError, ValueError, IndexError) as exc:
+        raise CnnzipError(f"{what}: {exc}") from None
+
+
 @torch.no_grad()
 def _check_model_fits(model: nn.Module, data: Dataset, device: torch.device) -> None:
-    """One training sample through the model in eval mode (no statistics updated) before
+    """One training sample through the model (in eval mode: no statistics updated) before
     anything trains: a model that cannot take the data's inputs, or whose output size is
     not the data's class count, fails here in one line instead of after training starts."""
     if len(data.train) == 0:
         raise CnnzipError(f"{data.name}: the training split is empty")
     for split in (data.train, data.val, data.test):
         _check_labels(split.y, data.num_classes)
-    with _eval_mode(model):
-        try:
-            out = model(data.train.x[:1].to(device))
-        except (RuntimeError, ValueError, IndexError) as exc:
-            raise CnnzipError(
-                f"the model cannot take {data.name}'s inputs of shape "
-                f"{tuple(data.input_shape)}: {exc}"
-            ) from None
+    x = data.train.x[:1].to(device)
+    shape = f"the model cannot take {data.name}'s inputs of shape {data.input_shape}"
+    with _shape_errors(shape), _eval_mode(model):
+        out = model(x)
     if isinstance(out, torch.Tensor) and tuple(out.shape) != (1, data.num_classes):
         raise CnnzipError(
             f"the model outputs {tuple(out.shape[1:])} values per sample but {data.name} has "
@@ -205,9 +211,10 @@ def evaluate(
     with _eval_mode(model):
         for x, y in batches(split, batch_size):
             x, y = x.to(device), y.to(device)
-            logits = model(x)
-            _check_labels(y, logits.shape[-1])
-            loss_sum += float(loss_fn(logits, y, x)) * len(y)
+            with _shape_errors(f"the model cannot take inputs of shape {tuple(x.shape[1:])}"):
+                logits = model(x)
+                _check_labels(y, logits.shape[-1])
+                loss_sum += float(loss_fn(logits, y, x)) * len(y)
             correct += int((logits.argmax(1) == y).sum())
     n = max(len(split), 1)
     return {"loss": loss_sum / n, "accuracy": correct / n}
@@ -243,7 +250,10 @@ def _train_epoch(
         for group in opt.param_groups:
             group["lr"] = group["initial_lr"] * _lr_factor(cfg, state.step, total_steps)
         logits = net(x)
-        loss = loss_fn(logits, y, x)
+        # a loss that cannot take this data (a teacher built for other inputs) fails on
+        # the first batch, before any optimizer step
+        with _shape_errors(f"the training loss fails on {data.name}"):
+            loss = loss_fn(logits, y, x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
