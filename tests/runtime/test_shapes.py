@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from cnnzip.binary import XnorConv2d, XnorLinear
 from cnnzip.errors import CnnzipError
 from cnnzip.runtime import compile_binary
+from cnnzip.runtime.bench import bench_layers
 from cnnzip.runtime.sparse import SparseConv2d, SparseLinear
 from cnnzip.runtime.xnor import BinaryConvKernel, available_paths, pack_signs
 
@@ -80,3 +81,9 @@ def test_compile_binary_refuses_a_conv_with_two_strides() -> None:
     model = nn.Sequential(XnorConv2d(3, 4, 3, stride=(1, 2))).eval()
     with pytest.raises(CnnzipError, match=r"one stride along both axes, got \(1, 2\)"):
         compile_binary(model)
+
+
+@pytest.mark.parametrize(("threads", "repeats"), [(0, 3), (1, 0)])
+def test_bench_layers_refuses_impossible_counts(threads: int, repeats: int) -> None:
+    with pytest.raises(CnnzipError, match="need threads >= 1 and repeats >= 1"):
+        bench_layers(((8, 4),), threads=threads, repeats=repeats)

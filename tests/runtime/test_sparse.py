@@ -126,9 +126,11 @@ def test_subclasses_and_keyword_calls_are_handled(monkeypatch):
     assert isinstance(model.xnor, XnorLinear) and model.training and model.xnor.training
 
 
-def test_max_density_is_checked():
+def test_max_density_and_repeats_are_checked():
     with pytest.raises(CnnzipError, match="max_density"):
         sparsify(nn.Linear(2, 2), torch.randn(1, 2), max_density=0.0)
+    with pytest.raises(CnnzipError, match=r"repeats >= 1, got 0\.5 and 0"):
+        sparsify(pruned(nn.Linear(2, 2), 0.0), torch.randn(1, 2), repeats=0)
 
 
 def test_bench_sparse_through_the_cli(tmp_path):

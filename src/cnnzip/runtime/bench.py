@@ -19,6 +19,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from cnnzip.errors import CnnzipError
 from cnnzip.runtime.xnor import BinaryConvKernel, pack_signs
 
 __all__ = ["PAPER_LAYERS", "bench_layers", "keep_freed_memory", "median_ms", "xnor_net_speedup"]
@@ -75,6 +76,8 @@ def bench_layers(
     path: str | None = None,
 ) -> dict[str, Any]:
     """Float vs binary 3x3 stride-1 pad-1 conv, cin = cout, batch 1, per layer."""
+    if threads < 1 or repeats < 1:
+        raise CnnzipError(f"need threads >= 1 and repeats >= 1, got {threads} and {repeats}")
     keep_freed_memory()
     saved = torch.get_num_threads()
     torch.set_num_threads(threads)

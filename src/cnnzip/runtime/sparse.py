@@ -229,8 +229,10 @@ def sparsify(
     ``repeats``) on its real input and runs sparse if that took under MARGIN of
     the dense time. Each module keeps its train/eval mode.
     """
-    if not 0.0 < max_density <= 1.0:
-        raise CnnzipError(f"max_density must be in (0, 1], got {max_density}")
+    if not 0.0 < max_density <= 1.0 or repeats < 1:
+        raise CnnzipError(
+            f"max_density must be in (0, 1] and repeats >= 1, got {max_density} and {repeats}"
+        )
     candidates = {}
     for name, layer in model.named_modules():
         if name and _plain_type(layer) in (nn.Linear, nn.Conv2d):
