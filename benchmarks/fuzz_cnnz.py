@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import faulthandler
 import json
 import os
 import resource
@@ -292,6 +293,7 @@ def _case(data: bytes, folder: str) -> str:
 def _child(cases: list[bytes], folder: str, write: int) -> None:
     """Run ``cases`` and write [[result, seconds, peak MB], ...]; never returns."""
     signal.alarm(int(LIMIT_S * 4 * len(cases)))
+    faulthandler.dump_traceback_later(LIMIT_S * 3 * len(cases))  # where a hang hangs
     vm, base = _statm_mb()  # a guard: a runaway case fails instead of swapping the machine
     resource.setrlimit(resource.RLIMIT_AS, (int(vm * 2**20) + (4 << 30), resource.RLIM_INFINITY))
     out = []
