@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -62,7 +63,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale(path)
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-        mode = tmp.stat().st_mode  # 0666 & ~umask, as open() made it
+        mode = stat.S_IMODE(tmp.stat().st_mode)  # 0666 & ~umask, as open() made it
         yield tmp
         os.chmod(tmp, mode)  # a writer that replaced the file (safetensors: 0600) is undone
         os.replace(tmp, path)
