@@ -84,6 +84,9 @@ MISUSES = [
     (["profile", "nomodel"], "unknown model"),
     (["bench", "sparse", "EMPTY"], "not a run directory"),
     (["bench", "xnor", "--threads", "0"], "--threads"),
+    (["bench", "xnor", "--repeats", "0"], "--repeats"),
+    (["bench", "sparse", "resnet18", "--batch", "100000"], "--max-memory"),
+    (["profile", "lenet5", "--latency", "--threads", "1000000000000000000000"], "--threads"),
     (["models", "extra"], "unexpected extra argument"),
 ]
 

@@ -35,7 +35,8 @@ class FiniteFloat(click.FloatRange):
 
 
 # the types of the numeric options every verb shares: impossible values end in a usage error
-COUNT = click.IntRange(min=1)  # images, batch sizes, runs, threads, steps
+COUNT = click.IntRange(min=1)  # images, batch sizes, runs, steps
+THREADS = click.IntRange(1, 1024)  # torch and the C kernels take a C int
 EPOCHS = click.IntRange(0, MAX_EPOCHS)
 SEED = click.IntRange(0, MAX_SEED)
 LR = FiniteFloat(0.0, MAX_LR, min_open=True)

@@ -10,8 +10,9 @@ from typing import Any
 
 import click
 
-from cnnzip.cli.app import emit, json_option, main, max_params_option
-from cnnzip.cli.profile import build_model
+from cnnzip.cli.app import COUNT, THREADS, emit, json_option, main, max_params_option
+from cnnzip.cli.profile import build_model, check_memory, max_memory_option
+from cnnzip.profiling import profile
 from cnnzip.runtime.bench import bench_layers
 from cnnzip.runtime.sparse import bench_sparse
 from cnnzip.runtime.xnor import available_paths
@@ -27,12 +28,13 @@ def bench() -> None:
 @click.option(
     "--batch",
     "batches",
-    type=click.IntRange(min=1),
+    type=COUNT,
     multiple=True,
     help="Batch size (repeatable) [default: 1 and 64].",
 )
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="[default: torch's]")
-@click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--threads", type=THREADS, default=None, help="[default: torch's]")
+@click.option("--runs", type=COUNT, default=50, show_default=True)
+@max_memory_option
 @max_params_option
 @json_option
 def bench_sparse_cmd(
@@ -40,6 +42,7 @@ def bench_sparse_cmd(
     batches: tuple[int, ...],
     threads: int | None,
     runs: int,
+    max_memory: float,
     max_params: int,
     as_json: bool,
 ) -> None:
@@ -49,6 +52,9 @@ def bench_sparse_cmd(
     runs sparse only where that measured faster, so the result depends on the batch.
     """
     model, shape = build_model(source, None, {}, max_params)
+    report = profile(model, shape)
+    for batch in batches or (1, 64):
+        check_memory(source, model, shape, batch, max_memory, report)
     result = bench_sparse(model, shape, batches or (1, 64), threads=threads, runs=runs)
     emit({"model": source, **result}, as_json, _sparse_table)
 
@@ -74,8 +80,8 @@ def _sparse_table(r: dict[str, Any]) -> str:
 
 
 @bench.command("xnor")
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--repeats", type=click.IntRange(min=1), default=15, show_default=True)
+@click.option("--threads", type=THREADS, default=1, show_default=True)
+@click.option("--repeats", type=COUNT, default=15, show_default=True)
 @click.option(
     "--path",
     type=click.Choice(available_paths()),

@@ -13,6 +13,7 @@ import torch.nn as nn
 from cnnzip.cli.app import (
     COUNT,
     POSITIVE,
+    THREADS,
     emit,
     json_option,
     kwargs_option,
@@ -27,6 +28,15 @@ from cnnzip.errors import CnnzipError
 from cnnzip.models import get_model, get_model_builder
 from cnnzip.profiling import Report, comparison, comparison_text, measure_latency, profile
 from cnnzip.runs import load_run
+
+max_memory_option = click.option(
+    "--max-memory",
+    type=POSITIVE,
+    default=8.0,
+    show_default=True,
+    metavar="GB",
+    help="Refuse an input whose forward would need more memory than this.",
+)
 
 
 @main.command("profile")
@@ -43,20 +53,15 @@ from cnnzip.runs import load_run
     "for both models."
 )
 @click.option("--batch", type=COUNT, default=1, show_default=True, help="Batch size for latency.")
-@click.option("--threads", type=COUNT, default=None, help="Threads for latency [default: torch's].")
+@click.option(
+    "--threads", type=THREADS, default=None, help="Threads for latency [default: torch's]."
+)
 @click.option("--latency", is_flag=True, help="Also measure latency.")
 @click.option("--runs", type=COUNT, default=10, show_default=True, help="Timed runs.")
 @click.option(
     "--warmup", type=click.IntRange(min=0), default=2, show_default=True, help="Untimed runs first."
 )
-@click.option(
-    "--max-memory",
-    type=POSITIVE,
-    default=8.0,
-    show_default=True,
-    metavar="GB",
-    help="Refuse an input whose forward would need more memory than this.",
-)
+@max_memory_option
 @click.option(
     "--compare", "compare_two", is_flag=True, help="Profile A and B: MAC ratio beside latency."
 )
@@ -90,11 +95,10 @@ def profile_cmd(
     reports = []
     for source in sources:
         model, shape = build_model(source, size, parse_kwargs(kwargs), max_params)
-        check_memory(source, model, shape, 1, 0, max_memory)  # the traced sample itself
+        check_memory(source, model, shape, 1, max_memory)  # the traced sample itself
         report = profile(model, shape)
         if latency or compare_two:
-            largest = max((layer.activation_bytes for layer in report.layers), default=0)
-            check_memory(source, model, shape, batch, largest, max_memory)
+            check_memory(source, model, shape, batch, max_memory, report)
             report.latency = measure_latency(model, shape, **timing)
         reports.append(report)
     if compare_two:
@@ -108,14 +112,16 @@ def check_memory(
     model: nn.Module,
     shape: tuple[int, ...],
     batch: int,
-    activation_bytes: int,
     max_gb: float,
+    report: Report | None = None,
 ) -> None:
-    """Refuse before allocating: ``batch`` inputs of ``shape`` plus as many of the largest
-    layer output (``activation_bytes`` per image, from the traced forward) must fit
-    ``max_gb``; ``--input 100000`` would otherwise ask for a 120 GB tensor."""
+    """Refuse before allocating: ``batch`` inputs of ``shape``, plus as many of the largest
+    layer output of ``report`` (a traced forward; without one, before tracing, the input
+    alone) must fit ``max_gb``: ``--input 100000`` would ask for a 120 GB tensor."""
     itemsize = next((p.element_size() for p in model.parameters() if p.is_floating_point()), 4)
-    need = batch * (math.prod(shape) * itemsize + activation_bytes)
+    layers = report.layers if report else []
+    largest = max((layer.activation_bytes for layer in layers), default=0)
+    need = batch * (math.prod(shape) * itemsize + largest)
     if need > max_gb * 2**30:
         raise CnnzipError(
             f"{source} at input {shape} and batch {batch} needs about {need / 2**30:,.1f} GB, "
