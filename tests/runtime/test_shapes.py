@@ -12,7 +12,7 @@ from cnnzip.errors import CnnzipError
 from cnnzip.runtime import compile_binary
 from cnnzip.runtime.bench import bench_layers
 from cnnzip.runtime.sparse import SparseConv2d, SparseLinear
-from cnnzip.runtime.xnor import BinaryConvKernel, available_paths, pack_signs
+from cnnzip.runtime.xnor import BinaryConvKernel, available_paths, pack_signs, set_threads
 
 
 def binary_kernel(stride: int = 1, padding: int = 0, cin: int = 3) -> BinaryConvKernel:
@@ -87,3 +87,11 @@ def test_compile_binary_refuses_a_conv_with_two_strides() -> None:
 def test_bench_layers_refuses_impossible_counts(threads: int, repeats: int) -> None:
     with pytest.raises(CnnzipError, match="need threads >= 1 and repeats >= 1"):
         bench_layers(((8, 4),), threads=threads, repeats=repeats)
+
+
+@pytest.mark.parametrize("threads", [0, 2**40])
+def test_thread_counts_beyond_a_c_int_are_refused(threads: int) -> None:
+    with pytest.raises(CnnzipError, match=r"thread count must be in 1\.\.1024"):
+        set_threads(threads)
+    with pytest.raises(CnnzipError, match=r"thread count must be in 1\.\.1024"):
+        binary_kernel()(torch.randn(1, 3, 5, 5), threads=threads)

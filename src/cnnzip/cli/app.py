@@ -19,6 +19,7 @@ import cnnzip
 from cnnzip import data as cz_data
 from cnnzip.codec.header import MAX_PARAMS
 from cnnzip.errors import CnnzipError
+from cnnzip.runtime.xnor import MAX_THREADS
 from cnnzip.train.checkpoint import check_writable
 from cnnzip.train.loop import MAX_EPOCHS, MAX_LR, MAX_SEED
 
@@ -36,7 +37,7 @@ class FiniteFloat(click.FloatRange):
 
 # the types of the numeric options every verb shares: impossible values end in a usage error
 COUNT = click.IntRange(min=1)  # images, batch sizes, runs, steps
-THREADS = click.IntRange(1, 1024)  # torch and the C kernels take a C int
+THREADS = click.IntRange(1, MAX_THREADS)
 EPOCHS = click.IntRange(0, MAX_EPOCHS)
 SEED = click.IntRange(0, MAX_SEED)
 LR = FiniteFloat(0.0, MAX_LR, min_open=True)

@@ -44,6 +44,7 @@ __all__ = [
 ]
 
 _threads: int | None = None
+MAX_THREADS = 1024  # the kernels take a C int and start one thread each
 
 # The vector paths a layer races on its first call when the CPU runs more than one:
 # the AVX-512 kernel has never been timed against the AVX2 one on a CPU that has
@@ -82,10 +83,15 @@ def _check_path(path: str) -> None:
 
 def set_threads(n: int | None) -> None:
     """Threads the kernels use; None follows torch.get_num_threads()."""
-    if n is not None and n < 1:
-        raise CnnzipError(f"thread count must be >= 1, got {n}")
+    if n is not None:
+        _check_threads(n)
     global _threads
     _threads = n
+
+
+def _check_threads(n: int) -> None:
+    if not 1 <= n <= MAX_THREADS:
+        raise CnnzipError(f"thread count must be in 1..{MAX_THREADS}, got {n}")
 
 
 def get_threads() -> int:
@@ -170,6 +176,8 @@ class BinaryConvKernel:
         ho, wo = conv_output_size("binary conv", tuple(x.shape[2:]), self.kernel_size, *side)
         if path is not None:
             _check_path(path)
+        if threads is not None:
+            _check_threads(threads)
         if x.shape[0] == 0:  # an empty batch, as torch's convs accept it
             return torch.empty(0, self.out_chans, ho, wo)
         path = path or self.path_for(x, threads)
