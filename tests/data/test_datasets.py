@@ -124,8 +124,9 @@ def test_constant_images_and_bad_limit_are_refused(tmp_path: Path, idx_bytes) ->
     (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(_images(7))))
     with pytest.raises(DataError, match="std 0"):
         load("mnist", root=tmp_path, val_size=5)
-    with pytest.raises(DataError, match="limit must be >= 1"):
-        load("mnist", root=tmp_path, limit=-5)
+    for name in ("mnist", "synthetic"):
+        with pytest.raises(DataError, match="limit must be >= 1"):
+            load(name, root=tmp_path, limit=-5)
 
 
 def test_signed_and_wide_types_load_when_valid(tmp_path: Path, idx_bytes) -> None:

@@ -203,12 +203,12 @@ def load(
     test split is the official one. ``limit`` keeps only the first ``limit``
     training and test images (for quick tests).
     """
+    if limit is not None and limit < 1:
+        raise DataError(f"limit must be >= 1 image, got {limit}")
     if name == "synthetic":
         return synthetic(seed=seed)
     if name not in _SOURCES:
         raise DataError(f"unknown dataset {name!r}; known: {', '.join(list_datasets())}")
-    if limit is not None and limit < 1:
-        raise DataError(f"limit must be >= 1 image, got {limit}")
     raw = _read_raw(name, root)
     num_classes = 10
     _check_splits(name, raw, num_classes)
