@@ -70,7 +70,7 @@ def test_named_folders_never_fall_back(
 ) -> None:
     write_fake_dataset(tmp_path / "env", idx_bytes)  # a valid set elsewhere must not be used
     monkeypatch.setenv("CNNZIP_DATA", str(tmp_path / "env"))
-    with pytest.raises(DataError, match=r"not found .*absent"):
+    with pytest.raises(DataError, match=r"not found: .*absent does not exist"):
         load("mnist", root=tmp_path / "absent")
     write_fake_dataset(tmp_path / "partial", idx_bytes)
     (tmp_path / "partial" / "t10k-labels-idx1-ubyte").unlink()

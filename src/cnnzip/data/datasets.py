@@ -95,20 +95,19 @@ def _find_file(folder: Path, stem: str) -> Path | None:
 
 def _read_raw(name: str, root: str | Path | None) -> dict[str, np.ndarray]:
     """The four IDX arrays of ``name`` from the first searched folder that has them all."""
-    dirs = data_dirs(name, root)
     gaps = []
-    for folder in dirs:
+    for folder in data_dirs(name, root):
         paths = {key: _find_file(folder, stem) for key, stem in _FILES.items()}
         if all(paths.values()):
             return {key: read_idx(path) for key, path in paths.items()}  # type: ignore[arg-type]
         missing = [_FILES[key] for key, path in paths.items() if path is None]
-        if folder.is_dir() and len(missing) < len(_FILES):
+        if not folder.is_dir():
+            gaps.append(f"{folder} does not exist")
+        elif len(missing) < len(_FILES):
             gaps.append(f"{folder} lacks {', '.join(missing)} (raw or .gz)")
-    searched = ", ".join(str(d) for d in dirs)
-    detail = f"; {'; '.join(gaps)}" if gaps else ""
-    raise DataError(
-        f"{name} not found (searched {searched}){detail}. To get it: {_SOURCES[name][1]}"
-    )
+        else:
+            gaps.append(f"{folder} holds none of its four files")
+    raise DataError(f"{name} not found: {'; '.join(gaps)}. To get it: {_SOURCES[name][1]}")
 
 
 def _check_pair(name: str, images: np.ndarray, labels: np.ndarray, num_classes: int) -> None:
