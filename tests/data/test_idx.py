@@ -62,3 +62,14 @@ def test_corrupt_gzip_and_missing_file(tmp_path: Path, idx_bytes) -> None:
         read_idx(bad)
     with pytest.raises(DataError, match="no such file"):
         read_idx(tmp_path / "absent")
+
+
+def test_files_and_gzip_bombs_beyond_the_byte_cap_are_refused(tmp_path: Path, idx_bytes) -> None:
+    big = idx_bytes(np.zeros((2000, 1000), np.uint8))  # 2 MB of zeros: a 2 KB gzip
+    (tmp_path / "bomb.gz").write_bytes(gzip.compress(big))
+    (tmp_path / "raw").write_bytes(big)
+    with pytest.raises(DataError, match="decompresses to more than 1,000,000 bytes"):
+        read_idx(tmp_path / "bomb.gz", max_bytes=1_000_000)
+    with pytest.raises(DataError, match="larger than 1,000,000 bytes"):
+        read_idx(tmp_path / "raw", max_bytes=1_000_000)
+    assert read_idx(tmp_path / "bomb.gz", max_bytes=len(big)).shape == (2000, 1000)

@@ -8,8 +8,10 @@ before anything is allocated, so a corrupt header cannot ask for gigabytes.
 from __future__ import annotations
 
 import gzip
+import io
 import math
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,7 @@ _DTYPES: dict[int, str] = {
     0x0E: ">f8",
 }
 _MAX_DIMS = 4
+MAX_BYTES = 1 << 32  # 4 GiB: Fashion-MNIST's largest file is 47 MB, EMNIST's 550 MB
 
 
 def read_idx_bytes(raw: bytes, *, source: str = "<bytes>") -> np.ndarray:
@@ -56,15 +59,27 @@ def read_idx_bytes(raw: bytes, *, source: str = "<bytes>") -> np.ndarray:
     return np.frombuffer(raw, dtype=dtype, offset=header_len).reshape(dims)
 
 
-def read_idx(path: str | Path) -> np.ndarray:
-    """Read an IDX file, gunzipping it when its name ends in .gz."""
+def read_idx(path: str | Path, *, max_bytes: int = MAX_BYTES) -> np.ndarray:
+    """Read an IDX file, gunzipping it when it starts with gzip's magic number.
+
+    Neither the file nor what it decompresses to may exceed ``max_bytes``: a few
+    kilobytes of gzip can expand to gigabytes.
+    """
     path = Path(path)
     try:
+        if path.stat().st_size > max_bytes:
+            raise DataError(f"{path}: larger than {max_bytes:,} bytes (raise max_bytes if real)")
         raw = path.read_bytes()
         if raw[:2] == b"\x1f\x8b":  # gzip magic, whatever the file name
-            raw = gzip.decompress(raw)
+            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as f:
+                raw = f.read(max_bytes + 1)
+            if len(raw) > max_bytes:
+                raise DataError(
+                    f"{path}: decompresses to more than {max_bytes:,} bytes "
+                    "(raise max_bytes if real)"
+                )
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: cannot decompress ({exc}); the file is corrupt") from None
     return read_idx_bytes(raw, source=str(path))
