@@ -59,6 +59,21 @@ def read_idx_bytes(raw: bytes, *, source: str = "<bytes>") -> np.ndarray:
     return np.frombuffer(raw, dtype=dtype, offset=header_len).reshape(dims)
 
 
+def _gunzip(raw: bytes, max_bytes: int, path: Path) -> bytes:
+    """Decompress in 1 MiB pieces, stopping past ``max_bytes`` (one read of max_bytes
+    would reserve that much memory up front)."""
+    out = bytearray()
+    with gzip.GzipFile(fileobj=io.BytesIO(raw)) as f:
+        while piece := f.read(1 << 20):
+            out += piece
+            if len(out) > max_bytes:
+                raise DataError(
+                    f"{path}: decompresses to more than {max_bytes:,} bytes "
+                    "(raise max_bytes if real)"
+                )
+    return bytes(out)
+
+
 def read_idx(path: str | Path, *, max_bytes: int = MAX_BYTES) -> np.ndarray:
     """Read an IDX file, gunzipping it when it starts with gzip's magic number.
 
@@ -71,13 +86,7 @@ def read_idx(path: str | Path, *, max_bytes: int = MAX_BYTES) -> np.ndarray:
             raise DataError(f"{path}: larger than {max_bytes:,} bytes (raise max_bytes if real)")
         raw = path.read_bytes()
         if raw[:2] == b"\x1f\x8b":  # gzip magic, whatever the file name
-            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as f:
-                raw = f.read(max_bytes + 1)
-            if len(raw) > max_bytes:
-                raise DataError(
-                    f"{path}: decompresses to more than {max_bytes:,} bytes "
-                    "(raise max_bytes if real)"
-                )
+            raw = _gunzip(raw, max_bytes, path)
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except (OSError, EOFError, zlib.error) as exc:
