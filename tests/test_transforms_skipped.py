@@ -51,6 +51,7 @@ def test_prune_report_lists_the_raw_kernel(toy_data: Dataset):
     report = prune.iterative(model, toy_data, plan, config=TrainConfig(epochs=0))
     assert report.skipped == [("kernel", REASON)]
     assert report.to_dict()["skipped"] == [["kernel", REASON]]
+    assert report.table().splitlines()[-1] == f"left as it is: kernel: {REASON}"
 
 
 def test_compress_keeps_the_raw_kernel_reports_it_and_stores_it_exactly(

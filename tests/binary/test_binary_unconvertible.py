@@ -93,12 +93,14 @@ def test_binarize_run_of_a_mobilenet_lists_its_depthwise_convs_and_reloads(tmp_p
     save_run(tmp_path / "float", get_model("mobilenet_v1", **kwargs), arch="mobilenet_v1",
              kwargs=kwargs, data="synthetic")  # fmt: skip
     small = synthetic(n_train=64, n_val=32, n_test=32, seed=0)
+    logged: list[str] = []
     model, metrics = binarize_run(
         load_run(tmp_path / "float"), small, tmp_path / "xnor", mode="xnor",
-        config=TrainConfig(epochs=1, batch_size=64),
+        config=TrainConfig(epochs=1, batch_size=64), log=logged.append,
     )  # fmt: skip
     depthwise = [n for n, m in model.named_modules() if getattr(m, "groups", 1) > 1]
     assert len(depthwise) == 13
+    assert [line.split(" stays float")[0] for line in logged] == [f"xnor: {n}" for n in depthwise]
     assert [name for name, _ in metrics["skipped"]] == depthwise
     assert all("groups=" in reason for _, reason in metrics["skipped"])
     assert sum(isinstance(m, XnorConv2d) for m in model.modules()) == 13  # the 1x1 convs

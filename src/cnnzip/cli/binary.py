@@ -94,6 +94,7 @@ def binarize_cmd(
         keep=list(keep) or None,
         scale_k=not no_k,
         loss_fn=loss_fn,
+        log=lambda line: click.echo(line, err=True),
     )
     if cnnz:
         saved = load_run(out)

@@ -195,6 +195,7 @@ def _result(report: P.PruneReport, run: Run, out: Path, seconds: float) -> dict[
         "weights": report.weights,
         "layers": [s.to_dict() for s in report.layers],
         "steps": [vars(s) for s in report.steps],
+        "skipped": [list(s) for s in report.skipped],
         "source": str(run.path),
         "run": str(out),
         "seconds": seconds,

@@ -91,6 +91,7 @@ class PruneReport:
                 f"{st.step:<6}{st.target_sparsity:>8.3f}{100 * st.kept_fraction:>8.2f}%"
                 f"{st.val_accuracy:>9.4f}{test:>10}"
             )
+        lines += [f"left as it is: {name}: {reason}" for name, reason in self.skipped]
         return "\n".join(lines)
 
 

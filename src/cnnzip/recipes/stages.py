@@ -26,7 +26,7 @@ from cnnzip.errors import CnnzipError
 from cnnzip.prune.masks import PRUNABLE_TYPES
 from cnnzip.quantize import INITS, MAX_BITS, share_weights, unshareable
 from cnnzip.train import TrainConfig, cross_entropy, evaluate, fit
-from cnnzip.train.loop import LossFn
+from cnnzip.train.loop import MAX_EPOCHS, MAX_LR, LossFn
 
 __all__ = [
     "STAGES",
@@ -38,11 +38,10 @@ __all__ = [
     "check_layer_names",
 ]
 
-# Upper bounds: far beyond any real recipe, low enough that a typo cannot run for days.
+# Upper bounds: far beyond any real recipe, low enough that a typo cannot run for days
+# (epochs and lr share TrainConfig's bounds).
 MAX_STEPS = 1000  # pruning rounds or events
-MAX_EPOCHS = 1000
 MAX_BATCH = 65536
-MAX_LR = 10.0
 
 
 class RecipeError(CnnzipError):
