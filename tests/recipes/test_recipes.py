@@ -107,6 +107,13 @@ stages: [prune: {}]
         ("stages: [prune: {}]\n" + "#" * (64 << 10), "over 65536 bytes"),
         (b"stages: [prune: {}]\n\xff".decode("latin-1"), "not valid YAML"),
         ("name: [1]\nstages: [prune: {}]\n", "`name` must be a string"),
+        ("name: t\nname: u\nstages: [prune: {}]\n", "line 2: key 'name' is given twice"),
+        (
+            "stages:\n  - prune: {sparsity: 0.5, sparsity: 0.9}\n",
+            "line 2: key 'sparsity' is given twice",
+        ),
+        ("stages:\n  - prune:\n      steps: 1\n      steps: 2\n", "line 4: key 'steps' is given"),
+        ("stages: [\n  - prune: {}\n", r"not valid YAML: [^\n]* \(line 2, column 3\)$"),
     ],
 )
 def test_hostile_yaml_is_refused_before_it_expands(tmp_path, text: str, message: str) -> None:

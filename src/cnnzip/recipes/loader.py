@@ -24,6 +24,7 @@ import dataclasses
 import math
 import types
 import typing
+from collections.abc import Hashable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -159,6 +160,22 @@ class _PlainLoader(yaml.SafeLoader):
             )
         return super().compose_node(parent, index)
 
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """Refuse a key given twice in one mapping: YAML would keep the last one silently,
+        so ``{sparsity: 0.5, sparsity: 0.9}`` would run with 0.9."""
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable):
+                break  # SafeLoader refuses it below with its own message
+            if key in seen:
+                raise RecipeError(
+                    f"line {key_node.start_mark.line + 1}: key {key!r} is given twice in the "
+                    "same mapping; keep one"
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
 
 def _read_yaml(recipe: str | Path) -> Any:
     """The parsed YAML of a built-in recipe or a file, refused above MAX_RECIPE_BYTES."""
@@ -176,5 +193,18 @@ def _read_yaml(recipe: str | Path) -> Any:
         raise RecipeError(f"{recipe}: over {MAX_RECIPE_BYTES} bytes; a recipe is a short file")
     try:  # _PlainLoader is a SafeLoader: no Python objects either
         return yaml.load(data.decode("utf-8"), Loader=_PlainLoader)
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise RecipeError(f"{recipe}: not valid YAML: {exc}") from None
+    except RecipeError as exc:  # _PlainLoader's refusals know the line, not the file
+        raise RecipeError(f"{recipe}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"{recipe}: not valid YAML: not UTF-8 text ({exc})") from None
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{recipe}: not valid YAML: {_yaml_problem(exc)}") from None
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's message in one line: its problem and where, without the quoted source lines."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if mark is None:
+        return problem
+    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
