@@ -97,6 +97,43 @@ def test_allocate_refuses_an_unreachable_target() -> None:
         allocate([curve("a", 1000, FLAT)], 0.995)
 
 
+def test_allocate_leaves_a_small_layer_one_weight() -> None:
+    """round(0.99 * 9) is all 9 weights: the tiny, free-to-prune layer keeps one."""
+    curves = [curve("tiny", 9, [0.0] * 6), curve("big", 1000, FLAT)]
+    ratios = allocate(curves, 0.9)
+    assert round(ratios["tiny"] * 9) == 8 and ratios["tiny"] < 1.0
+    assert round(ratios["tiny"] * 9) + round(ratios["big"] * 1000) == round(0.9 * 1009)
+
+
+def test_allocate_says_why_a_tiny_model_cannot_reach_the_target() -> None:
+    with pytest.raises(PruneError, match=r"reaches only 2 .*keeps at least one weight"):
+        allocate([curve("a", 3, FLAT)], 0.9)
+
+
+class UnusedConv(nn.Module):
+    """A user's net with a conv defined but never called: pruning it costs nothing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused = nn.Conv2d(1, 1, 3)
+        self.stem = nn.Conv2d(1, 2, 3, padding=1)
+        self.fc = nn.Linear(2 * 28 * 28, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.stem(x)).flatten(1))
+
+
+def test_auto_ratios_on_a_net_with_an_unused_conv(toy_data: Dataset) -> None:
+    torch.manual_seed(0)
+    model = UnusedConv()
+    fit(model, toy_data, TrainConfig(epochs=1, batch_size=32), progress=False)
+    sens = analyze(model, toy_data.val, prunable(model))
+    ratios = allocate(sens.curves, 0.9)
+    pruned = one_shot(model, ratios)
+    assert ratios["unused.weight"] == pytest.approx(8 / 9)
+    assert all(p.keep.sum() >= 1 for p in pruned.values())
+
+
 def test_auto_ratios_beat_uniform_without_retraining(trained: nn.Module, toy_data: Dataset) -> None:
     """On the toy model the classifier (fc3) is small and sensitive: the automatic ratios
     spare it and lose less accuracy than one uniform ratio at the same overall sparsity."""

@@ -26,6 +26,15 @@ BYTES_PER_KEPT = 5
 BYTES_PER_DENSE = 4
 
 
+def _removable(ratio: float, weights: int) -> int:
+    """Weights a sweep ratio removes from a layer, leaving at least one.
+
+    ``round(0.995 * 9)`` is all 9 weights of a small layer; a layer with none
+    left is no layer (and a ratio of 1.0 is not a sparsity), so it keeps one.
+    """
+    return min(round(ratio * weights), max(weights - 1, 0))
+
+
 def _drops(curve: Curve) -> tuple[list[int], list[float]]:
     """(weights removed, accuracy lost) at each ratio; the loss made monotone (running min)."""
     pairs = sorted(zip(curve.ratios, curve.accuracy, strict=True))
@@ -34,13 +43,17 @@ def _drops(curve: Curve) -> tuple[list[int], list[float]]:
     removed, lost, best = [], [], pairs[0][1]
     for ratio, acc in pairs:
         best = min(best, acc)
-        removed.append(round(ratio * curve.weights))
+        removed.append(_removable(ratio, curve.weights))
         lost.append(pairs[0][1] - best)
     return removed, lost
 
 
 def allocate(curves: Sequence[Curve], sparsity: float) -> dict[str, float]:
-    """Per-layer ratios that remove exactly ``round(sparsity * total)`` weights."""
+    """Per-layer ratios that remove exactly ``round(sparsity * total)`` weights.
+
+    Every layer keeps at least one weight, so each ratio is below 1; a target
+    that would need more is refused with the count the sweep can reach.
+    """
     check_sparsity(sparsity)
     total = sum(c.weights for c in curves)
     need = round(sparsity * total)
@@ -49,7 +62,8 @@ def allocate(curves: Sequence[Curve], sparsity: float) -> dict[str, float]:
     if need > reachable:
         raise PruneError(
             f"sparsity {sparsity} needs {need} of {total} weights pruned but the sensitivity "
-            f"sweep reaches only {reachable}; sweep larger ratios"
+            f"sweep reaches only {reachable} (each layer keeps at least one weight); "
+            "sweep larger ratios or ask for a lower sparsity"
         )
     pos = dict.fromkeys(table, 0)  # index into each curve
     done = dict.fromkeys(table, 0)  # weights removed per layer
@@ -69,7 +83,7 @@ def allocate(curves: Sequence[Curve], sparsity: float) -> dict[str, float]:
 
 def max_sparsity(curves: Sequence[Curve]) -> float:
     """The largest overall sparsity the sweep's ratios reach."""
-    removed = sum(round(max(c.ratios) * c.weights) for c in curves)
+    removed = sum(_removable(max(c.ratios), c.weights) for c in curves)
     return removed / sum(c.weights for c in curves)
 
 
