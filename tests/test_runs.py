@@ -72,7 +72,7 @@ def test_not_a_run_directory(tmp_path: Path) -> None:
     (tmp_path / "run.json").write_text("{oops")
     with pytest.raises(RunError, match="corrupt"):
         load_run(tmp_path)
-    (tmp_path / "run.json").write_text('{"format": "cnnzip-run", "arch": "lenet5"}')
+    (tmp_path / "run.json").write_text('{"format": "cnnzip-run", "version": 1, "arch": "lenet5"}')
     with pytest.raises(RunError, match="cannot load the weights"):
         load_run(tmp_path)
 
@@ -111,12 +111,22 @@ def _mask_spec(**spec: Any) -> dict[str, Any]:
         ),
         (
             lambda m: {**m, "transforms": [{**m["transforms"][0], "target": "fc9.weight"}]},
-            "field transforms: RunError: transform target 'fc9.weight' is not in the model",
+            "field transforms: target 'fc9.weight' is not a weight of the model",
         ),
         (
             lambda m: {**m, "transforms": [{**m["transforms"][0], "target": "fc2.nothing"}]},
-            "field transforms: .*nothing",
+            "field transforms: target 'fc2.nothing' is not a weight",
         ),
+        (
+            lambda m: {**m, "transforms": [{**m["transforms"][0], "target": "fc1"}]},
+            "target 'fc1' is not a weight of the model; name one as module.tensor",
+        ),
+        (
+            lambda m: {**m, "version": 99},
+            "field version is 99; this cnnzip reads run.json version 1",
+        ),
+        (lambda m: {k: v for k, v in m.items() if k != "version"}, "field version is None"),
+        (lambda m: {**m, "version": True}, "field version is True"),
         (lambda m: {**m, "transforms": _shared_spec(k=-5)}, "field transforms: RuntimeError"),
         (
             lambda m: {**m, "transforms": [*m["transforms"], _mask_spec(k=-5)]},
@@ -135,6 +145,25 @@ def test_bad_run_json_fields_are_run_errors_naming_the_field(
     with pytest.raises(RunError, match=message) as info:
         load_run(tmp_path)
     assert str(tmp_path) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key"),
+    [
+        ('"arch": "lenet300"', '"arch": "lenet5", "arch": "lenet300"', "arch"),
+        ('"k": 4', '"k": 4, "k": 4', "k"),
+    ],
+)
+def test_a_key_given_twice_in_run_json_is_refused(
+    tmp_path: Path, old: str, new: str, key: str
+) -> None:
+    _shared_run(tmp_path)
+    text = (tmp_path / "run.json").read_text()
+    compact = json.dumps(json.loads(text), sort_keys=True)  # one line, so `old` is found
+    assert old in compact
+    (tmp_path / "run.json").write_text(compact.replace(old, new))
+    with pytest.raises(RunError, match=f"field '{key}' is given twice in one object"):
+        load_run(tmp_path)
 
 
 def test_a_valid_shared_run_still_loads(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ RUN/checkpoint.pt       training state for --resume (read with weights_only=True
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ WEIGHTS = "model.safetensors"
 META = "run.json"
 CHECKPOINT = "checkpoint.pt"
 MAX_META_BYTES = 16 << 20  # run.json: arch, kwargs, transforms, metrics, history
+VERSION = 1  # of run.json; every cnnzip so far writes 1
 
 
 @dataclass
@@ -59,7 +61,7 @@ def save_run(
         save_file(tensors, str(tmp))
     body = {
         "format": "cnnzip-run",
-        "version": 1,
+        "version": VERSION,
         "arch": arch,
         "kwargs": kwargs,
         "transforms": describe(model),
@@ -77,11 +79,26 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     if meta_path.stat().st_size > MAX_META_BYTES:
         raise RunError(f"{meta_path} is over {MAX_META_BYTES} bytes: not one cnnzip wrote")
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads(meta_path.read_text(), object_pairs_hook=_unique_keys(meta_path))
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise RunError(f"{meta_path} is corrupt: {exc}") from None
     _check_meta(meta, meta_path)
     return meta
+
+
+def _unique_keys(where: Path) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
+    """A json ``object_pairs_hook`` refusing a key given twice in one object: json keeps the
+    last one silently, so ``"arch": "lenet5", "arch": "lenet300"`` would load lenet300."""
+
+    def build(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in out:
+                raise RunError(f"{where}: field {key!r:.80} is given twice in one object; keep one")
+            out[key] = value
+        return out
+
+    return build
 
 
 def _check_meta(meta: Any, where: Path) -> None:
@@ -92,6 +109,11 @@ def _check_meta(meta: Any, where: Path) -> None:
         raise RunError(f"{where} must hold a JSON object, not {type(meta).__name__}")
     if meta.get("format") != "cnnzip-run" or "arch" not in meta:
         raise RunError(f"{where} was not written by cnnzip (no format/arch fields)")
+    if type(meta.get("version")) is not int or meta["version"] != VERSION:
+        raise RunError(
+            f"{where}: field version is {meta.get('version')!r:.80}; this cnnzip reads run.json "
+            f"version {VERSION} only (was the run written by another cnnzip?)"
+        )
     if not isinstance(meta["arch"], str) or not meta["arch"]:
         raise RunError(f"{where}: field arch must be a model name, got {meta['arch']!r:.80}")
     if not isinstance(meta.get("kwargs", {}), dict):
@@ -124,11 +146,24 @@ def _model(meta: dict[str, Any], where: Path) -> nn.Module:
         model = get_model(meta["arch"], **meta.get("kwargs", {}))
     except ModelError as exc:
         raise RunError(f"{where}: fields arch/kwargs: {exc}") from None
+    _check_targets(model, meta.get("transforms", []), where)
     try:
         rebuild(model, meta.get("transforms", []))  # masks, codebooks... before buffers load
     except Exception as exc:  # a spec's values reach torch: it raises anything
         raise RunError(f"{where}: field transforms: {type(exc).__name__}: {exc}") from None
     return model
+
+
+def _check_targets(model: nn.Module, specs: list[dict[str, Any]], where: Path) -> None:
+    """Every transform target names a weight of the fresh model (``module.tensor``): a module
+    name (``fc1``) would reach torch as a module where a tensor is meant."""
+    weights = {name for name, _ in model.named_parameters(remove_duplicate=False)}
+    for target in (item["target"] for item in specs):
+        if target not in weights:
+            raise RunError(
+                f"{where}: field transforms: target {target!r:.80} is not a weight of the model; "
+                f"name one as module.tensor, e.g. {next(iter(sorted(weights)), 'fc1.weight')!r}"
+            )
 
 
 def _check_specs(skeleton: nn.Module, specs: list[dict[str, Any]], where: Path) -> None:
