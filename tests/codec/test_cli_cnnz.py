@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from cnnzip.cli import main
-from cnnzip.codec import streams
+from cnnzip.codec import container, streams
 
 
 def _cli(*args: str) -> tuple[int, str]:
@@ -43,3 +45,17 @@ def test_max_params_bounds_every_verb_that_reads_a_cnnz(tools, tmp_path, verb) -
     assert "more than 40000 elements" in out and len(out.strip().splitlines()) == 1
     if verb == ("inspect",):
         assert _cli(*verb, str(path), "--max-params", "40480")[0] == 0
+
+
+def test_inspect_of_a_file_with_no_tensors_has_no_ratio(tmp_path) -> None:
+    path = tmp_path / "e.cnnz"
+    header = {"arch": {"name": "lenet300", "kwargs": {}}, "format": "cnnz", "meta": {}}
+    container.write(path, {**header, "tensors": []}, [])
+    code, out = _cli("inspect", str(path))
+    assert code == 0
+    assert "dense 0.0 KB (-)" in out and "0 float32 parameter bytes: 0.0x" in out
+    code, out = _cli("inspect", "--json", str(path))
+    report = json.loads(out)
+    assert code == 0 and report["layers"] == [] and report["ratio"] == 0.0
+    assert report["stages"]["dense"] == {"bytes": 0, "ratio": None}
+    assert report["stages"]["coded"]["bytes"] == path.stat().st_size

@@ -31,6 +31,17 @@ __all__ = ["Report", "inspect"]
 STAGES = ("dense", "pruned", "shared", "coded")
 
 
+def _ratio(num: float, den: float) -> float | None:
+    """``num / den``, or None where ``den`` is 0: a file with no tensors is valid
+    to inspect and has no compression ratio (``null`` in JSON, ``-`` in the table)."""
+    return num / den if den else None
+
+
+def _times(ratio: float | None) -> str:
+    """A ratio as the table prints it: ``12.3x``, or ``-`` where there is none."""
+    return "-" if ratio is None else f"{ratio:.1f}x"
+
+
 @dataclass
 class Report:
     """``inspect``'s result; ``to_dict`` is the ``--json`` object, ``table`` the text."""
@@ -41,8 +52,8 @@ class Report:
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def ratio(self) -> float:
-        return self.dense_bytes / self.file_bytes
+    def ratio(self) -> float | None:
+        return _ratio(self.dense_bytes, self.file_bytes)
 
     def stage_bytes(self) -> dict[str, int]:
         """Total bytes after each stage; the last stage is the file itself."""
@@ -56,7 +67,9 @@ class Report:
             "file_bytes": self.file_bytes,
             "dense_bytes": self.dense_bytes,
             "ratio": self.ratio,
-            "stages": {s: {"bytes": b, "ratio": self.dense_bytes / b} for s, b in stages.items()},
+            "stages": {
+                s: {"bytes": b, "ratio": _ratio(self.dense_bytes, b)} for s, b in stages.items()
+            },
             "layers": self.layers,
             "meta": self.meta,
         }
@@ -74,19 +87,20 @@ class Report:
             rows.append(
                 f"{layer['name']:<24}{layer['weights']:>10}{layer['kept_pct']:>7.1f}%{wb:>8}"
                 f"{ib:>9}{b['dense']:>10}{b['pruned']:>10}{b['shared']:>11}{b['coded']:>10}"
-                f"{b['dense'] / max(b['coded'], 1):>7.1f}x"
+                f"{_times(_ratio(b['dense'], b['coded'])):>8}"
             )
         stages = self.stage_bytes()
         overhead = self.file_bytes - sum(layer["bytes"]["coded"] for layer in self.layers)
         rows.append(f"{'header, tables, padding':<24}{'':>66}{overhead:>10}")
         rows.append("-" * len(head))
         ratios = " -> ".join(
-            f"{s} {stages[s] / 1024:.1f} KB ({self.dense_bytes / stages[s]:.1f}x)" for s in STAGES
+            f"{s} {stages[s] / 1024:.1f} KB ({_times(_ratio(self.dense_bytes, stages[s]))})"
+            for s in STAGES
         )
         rows.append(f"stages: {ratios}")
         rows.append(
             f"file {self.file_bytes} bytes, {self.dense_bytes} float32 parameter bytes: "
-            f"{self.ratio:.1f}x"
+            f"{_times(self.ratio)}"
         )
         rows.append("")
         rows.append(
@@ -138,7 +152,7 @@ def _layer(cf: container.CnnzFile, entry: dict[str, Any]) -> dict[str, Any]:
         stored = len(cf.section(entry["bits"])) + len(cf.section(entry["alpha"]))
         return {
             **layer, "kept": size, "kept_pct": 100.0,
-            "weight_bits": 8 * len(cf.section(entry["bits"])) / size, "index_bits": None,
+            "weight_bits": 8 * len(cf.section(entry["bits"])) / max(size, 1), "index_bits": None,
             "bytes": {"dense": 4 * size, "pruned": 4 * size, "shared": stored, "coded": stored},
             "streams": [], "buffer": False,
         }  # fmt: skip
