@@ -18,6 +18,8 @@ from cnnzip.models import build_model, check_model_kwargs, get_model, registry
         ("lenet300", {"num_classes": -1}, "num_classes=-1 must be an integer >= 1"),
         ("lenet300", {"hidden": [-5, 10]}, r"hidden=\[-5, 10\] must be a non-empty list"),
         ("lenet300", {"hidden": []}, "must be a non-empty list"),
+        ("lenet300", {"hidden": [8]}, r"hidden=\[8\] must have 2 entries"),
+        ("lenet300", {"hidden": [8, 4, 2]}, r"hidden=\[8, 4, 2\] must have 2 entries"),
         ("lenet300", {"in_features": 2**62}, "in_features=4611686018427387904 is beyond"),
         ("lenet300", {"hidden": [100_000, 100_000]}, "10,079,600,010 elements, over the cap"),
         ("mlp", {"hidden": [10] * 20_000}, "more than 256 entries"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import math
+import typing
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -74,7 +75,7 @@ def check_model_kwargs(name: str, kwargs: dict[str, Any], *, max_params: int = M
     the builder's default is a positive size, and more than ``max_params`` elements
     (parameters and buffers, counted on the meta device). Kwargs come from run.json
     files, .cnnz headers and ``-k``: none of them is trusted."""
-    params = inspect.signature(get_model_builder(name)).parameters
+    params = inspect.signature(get_model_builder(name), eval_str=True).parameters
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     unknown = [k for k in kwargs if k not in params]
     if unknown and not takes_any:
@@ -88,6 +89,9 @@ def check_model_kwargs(name: str, kwargs: dict[str, Any], *, max_params: int = M
         if _is_size(default) and not _is_size(value):
             what = "a non-empty list of positive integers" if _many(default) else "an integer >= 1"
             raise ModelError(f"model {name!r}: {key}={value!r:.80} must be {what}")
+        length = _fixed_length(params[key].annotation) if key in params else None
+        if length is not None and len(value) != length:
+            raise ModelError(f"model {name!r}: {key}={value!r:.80} must have {length} entries")
     with torch.device("meta"):  # shapes only: counting costs no memory
         n = _count(_build(name, kwargs))
     if n > max_params:
@@ -116,6 +120,15 @@ def _check_value(name: str, key: str, value: Any, depth: int) -> None:
 
 def _many(value: Any) -> bool:
     return isinstance(value, list | tuple)
+
+
+def _fixed_length(hint: Any) -> int | None:
+    """The length a ``tuple[int, int]`` annotation demands; None for any other hint. The
+    builder would unpack a list of another length with an error about unpacking."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is not tuple or Ellipsis in args:
+        return None
+    return len(args)
 
 
 def _is_size(value: Any) -> bool:
@@ -171,5 +184,5 @@ def data_kwargs(
         "img_size": height,
         "in_features": chans * height * width,
     }
-    params = inspect.signature(get_model_builder(name)).parameters
+    params = inspect.signature(get_model_builder(name), eval_str=True).parameters
     return {**{k: v for k, v in implied.items() if k in params}, **kwargs}
