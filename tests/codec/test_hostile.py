@@ -64,6 +64,9 @@ FIELDS = [
     ("fc1.weight", ("k",), "16", "k="),
     ("fc1.weight", ("index_bits",), True, "index_bits"),
     ("fc1.weight", ("codebook",), [0], "section"),
+    ("fc1.weight", ("codebook",), True, "section True"),
+    ("fc1.bias", ("section",), False, "section False"),
+    ("fc1.weight", ("gaps", "section"), False, "gaps section"),
     ("fc1.weight", ("gaps", "alphabet"), 2.0, "alphabet"),
     ("fc1.weight", ("shape",), {"0": 30}, "bad shape"),
     ("fc1.weight", ("name",), ["fc1.weight"], "has no name"),
@@ -181,6 +184,13 @@ def test_stream_with_edited_counts_that_still_sum_right_is_refused(coder: str) -
         table = streams.write_varints(np.concatenate([[8], edited]))
         with pytest.raises(CnnzFormatError, match=r"does not|ends"):
             streams.decode_stream({**desc, "table_bytes": len(table)}, table + coded.data)
+
+
+def test_constant_stream_symbol_true_is_not_symbol_1() -> None:
+    desc = streams.encode_stream(np.full(5, 1), 4).describe()
+    assert desc["coder"] == "const" and desc["symbol"] == 1
+    with pytest.raises(CnnzFormatError, match="constant stream with a bad symbol"):
+        streams.decode_stream({**desc, "symbol": True}, b"")
 
 
 @pytest.mark.parametrize("coder", ["huffman", "rans", "raw"])

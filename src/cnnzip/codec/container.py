@@ -49,7 +49,8 @@ class CnnzFile:
     file_bytes: int
 
     def section(self, index: Any) -> bytes:
-        if not isinstance(index, int) or not 0 <= index < len(self.sections):
+        """Section ``index`` of the header; a bool is no index (JSON ``true`` is not 1)."""
+        if type(index) is not int or not 0 <= index < len(self.sections):
             raise CnnzFormatError(
                 f"reference to section {index!r}; the file has {len(self.sections)}"
             )

@@ -150,7 +150,7 @@ def _parts(desc: dict[str, Any], payload: bytes) -> tuple[str, int, int, bytes, 
 def _const(desc: dict[str, Any], n: int, alphabet: int, payload: bytes) -> np.ndarray:
     """A read-only view of one symbol repeated ``n`` times: no memory, however long."""
     symbol = desc.get("symbol", 0)
-    if not (isinstance(symbol, int) and 0 <= symbol < alphabet) or payload:
+    if not (type(symbol) is int and 0 <= symbol < alphabet) or payload:
         raise CnnzFormatError("constant stream with a bad symbol or unexpected bytes")
     return np.broadcast_to(np.array(symbol, dtype=symbol_dtype(alphabet)), (n,))
 
