@@ -61,6 +61,19 @@ def test_stale_temporary_files_are_cleaned_by_the_next_write(tmp_path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name, "m.cnnz"])
 
 
+@pytest.mark.parametrize("name", ["a[1].cnnz", "a*.cnnz", "a?.cnnz", "[ab].cnnz"])
+def test_stale_temporary_files_of_a_name_with_glob_characters_are_cleaned(
+    tmp_path, name: str
+) -> None:
+    dead = tmp_path / f".{name}{TMP_MARK}{_dead_pid()}-0001"
+    lookalike = tmp_path / f".ab.cnnz{TMP_MARK}{_dead_pid()}-0002"  # what a pattern would match
+    for p in (dead, lookalike):
+        p.write_bytes(b"x")
+    atomic_write_bytes(tmp_path / name, b"new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([lookalike.name, name])
+    assert (tmp_path / name).read_bytes() == b"new"
+
+
 @pytest.mark.parametrize("where", ["/proc/x", "{tmp}/a_file/x.cnnz"])
 def test_unwritable_targets_are_one_cnnzip_error(tmp_path, where: str) -> None:
     (tmp_path / "a_file").write_bytes(b"")

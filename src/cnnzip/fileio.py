@@ -47,9 +47,13 @@ def _stale(tmp: Path) -> bool:
 
 
 def _remove_stale(path: Path) -> None:
-    """Remove the temporary files killed writers left for ``path``."""
-    for tmp in path.parent.glob(f".{path.name}{TMP_MARK}*"):
-        if _stale(tmp):
+    """Remove the temporary files killed writers left for ``path``.
+
+    Names are compared as plain prefixes, not glob patterns: ``[1]``, ``*`` or ``?``
+    in a file name would be pattern syntax and match some other name, or none."""
+    prefix = f".{path.name}{TMP_MARK}"
+    for tmp in path.parent.iterdir():
+        if tmp.name.startswith(prefix) and _stale(tmp):
             tmp.unlink(missing_ok=True)
 
 
