@@ -25,3 +25,12 @@ class ModelError(CnnzipError, KeyError):
 
 class RunError(CnnzipError):
     """A run directory is missing or not one cnnzip wrote."""
+
+
+def one_line(text: str, keep: int = 2) -> str:
+    """``text`` (often a library's multi-line message: PyYAML's, torch's state_dict
+    listing) as one line: its first ``keep`` lines joined, and how many more there were,
+    so the CLI's promise of one error line holds."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    more = f" (and {len(lines) - keep} more lines)" if len(lines) > keep else ""
+    return " ".join(lines[:keep]) + more

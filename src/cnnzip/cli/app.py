@@ -11,14 +11,14 @@ import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 import cnnzip
 from cnnzip import data as cz_data
 from cnnzip.codec.header import MAX_PARAMS
-from cnnzip.errors import CnnzipError
+from cnnzip.errors import CnnzipError, one_line
 from cnnzip.runtime.xnor import MAX_THREADS
 from cnnzip.train.checkpoint import check_writable
 from cnnzip.train.loop import MAX_EPOCHS, MAX_LR, MAX_SEED
@@ -132,15 +132,30 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class _Group(click.Group):
-    """Turns CnnzipError (and an OSError: a full disk, a folder that went away) into one
-    clear line instead of a traceback."""
+    """Every failure ends as one ``error:`` line on stderr and exit code 2: click's usage
+    errors (a bad option value, a missing path), CnnzipError and OSError (a full disk, a
+    folder that went away), never a traceback or click's three-line usage report."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
         try:
-            return super().invoke(ctx)
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            exc.show()  # a bare `cnnzip`: the help, as click prints it
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            _fail(exc.format_message())
+        except click.Abort:
+            _fail("interrupted")
         except (CnnzipError, OSError) as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
+            _fail(str(exc))
+        sys.exit(code if isinstance(code, int) else 0)  # --help and --version exit with 0
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"error: {one_line(message)}", err=True)
+    sys.exit(2)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

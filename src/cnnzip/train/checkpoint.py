@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from cnnzip.errors import CnnzipError, RunError
+from cnnzip.errors import CnnzipError, RunError, one_line
 from cnnzip.fileio import atomic_path
 
 if TYPE_CHECKING:
@@ -69,16 +69,16 @@ def restore(path: str | Path, state: TrainState) -> None:
         state.optimizer.load_state_dict(payload["optimizer"])
         state.epoch, state.step = int(payload["epoch"]), int(payload["step"])
         state.history = json.loads(payload["history"])
-    except (
-        RuntimeError,
-        KeyError,
-        ValueError,
-        OSError,
-        EOFError,
-        pickle.UnpicklingError,
-        zipfile.BadZipFile,
-    ) as exc:
-        raise RunError(
-            f"cannot resume from {path}: {exc}. Delete it to start afresh, "
-            "or resume with the same model and settings that wrote it."
+    except pickle.UnpicklingError:  # torch's text advises loading it unsafely: not for users
+        raise _cannot_resume(
+            path, "it holds more than tensors and numbers; nothing was run"
         ) from None
+    except (RuntimeError, KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise _cannot_resume(path, one_line(str(exc))) from None
+
+
+def _cannot_resume(path: str | Path, why: str) -> RunError:
+    return RunError(
+        f"cannot resume from {path}: {why}. Delete it to start afresh, "
+        "or resume with the same model and settings that wrote it."
+    )
