@@ -12,7 +12,13 @@ from cnnzip.errors import CnnzipError
 from cnnzip.runtime import compile_binary
 from cnnzip.runtime.bench import bench_layers
 from cnnzip.runtime.sparse import SparseConv2d, SparseLinear
-from cnnzip.runtime.xnor import BinaryConvKernel, available_paths, pack_signs, set_threads
+from cnnzip.runtime.xnor import (
+    BinaryConvKernel,
+    available_paths,
+    pack_signs,
+    set_threads,
+    unpack_signs,
+)
 
 
 def binary_kernel(stride: int = 1, padding: int = 0, cin: int = 3) -> BinaryConvKernel:
@@ -20,10 +26,50 @@ def binary_kernel(stride: int = 1, padding: int = 0, cin: int = 3) -> BinaryConv
     return BinaryConvKernel(pack_signs(w), cin, torch.ones(4), torch.zeros(4), stride, padding)
 
 
-@pytest.mark.parametrize(("stride", "padding"), [(0, 0), (-1, 1), (1, -1)])
-def test_binary_conv_refuses_impossible_settings_at_construction(stride, padding) -> None:
-    with pytest.raises(CnnzipError, match="stride must be >= 1 and padding >= 0"):
+@pytest.mark.parametrize(
+    ("stride", "padding", "message"),
+    [
+        (0, 0, r"stride must be an integer in \[1, 65536\], got 0"),
+        (-1, 1, "stride must be"),
+        (1, -1, "padding must be"),
+        (2**40, 0, "stride must be an integer in .* got 1099511627776"),
+        (2**16 + 1, 0, "stride must be"),
+        (1, 2**20, "padding must be an integer in .* got 1048576"),
+        (1.5, 0, "stride must be an integer in .* got 1.5"),
+        (True, 0, "stride must be an integer in .* got True"),
+        (1, 1.0, "padding must be"),
+    ],
+)
+def test_binary_conv_refuses_impossible_settings_at_construction(stride, padding, message) -> None:
+    with pytest.raises(CnnzipError, match=message):
         binary_kernel(stride, padding)
+
+
+@pytest.mark.parametrize("path", available_paths())
+@pytest.mark.parametrize(("stride", "padding"), [(2**16, 1), (2, 2**4), (1, 0)])
+def test_binary_conv_at_extreme_valid_settings_matches_torch(path, stride, padding) -> None:
+    x = torch.randn(2, 3, 9, 7, generator=torch.Generator().manual_seed(1)).sign()
+    kernel = binary_kernel(stride, padding)
+    padded = F.pad(x, (padding,) * 4, value=1.0)  # the binary convs pad with +1
+    want = F.conv2d(padded, unpack_signs(kernel.words, 3), stride=stride)
+    assert torch.equal(kernel(x, path=path), want)
+
+
+def test_binary_conv_refuses_a_channel_count_that_is_no_int() -> None:
+    good = binary_kernel()
+    with pytest.raises(CnnzipError, match="in_chans must be an integer"):
+        BinaryConvKernel(good.words, 3.0, good.scale, good.bias)
+
+
+@pytest.mark.parametrize("path", available_paths())
+def test_binary_conv_refuses_an_output_over_the_budget_before_allocating(path) -> None:
+    with pytest.raises(CnnzipError, match=r"padded input \(1, 3, 131080, 131080\) would hold"):
+        binary_kernel(padding=2**16)(torch.randn(1, 3, 8, 8), path=path)
+    wide = BinaryConvKernel(
+        pack_signs(torch.ones(2**12, 1, 1, 1)), 1, torch.ones(2**12), torch.zeros(2**12)
+    )
+    with pytest.raises(CnnzipError, match=r"output \(1, 4096, 1024, 1024\) would hold 4294967296"):
+        wide(torch.randn(1, 1, 2**10, 2**10), path=path)
 
 
 def test_binary_conv_refuses_inconsistent_weights() -> None:
@@ -61,10 +107,21 @@ def test_compiled_xnor_linear_takes_an_empty_batch() -> None:
 
 
 def test_sparse_conv_refuses_impossible_settings_and_inputs() -> None:
-    with pytest.raises(CnnzipError, match="stride must be >= 1"):
-        SparseConv2d(nn.Conv2d(3, 4, 3, stride=(1, 0)))
+    for bad in ({"stride": (1, 0)}, {"stride": 1.5}, {"padding": 2**17}):
+        with pytest.raises(CnnzipError, match="must be an integer in"):
+            SparseConv2d(nn.Conv2d(3, 4, 3, **bad))
+    with pytest.raises(CnnzipError, match=r"unfolded input .* would hold"):
+        SparseConv2d(nn.Conv2d(3, 4, 3, padding=2**16))(torch.randn(1, 3, 8, 8))
+    with pytest.raises(CnnzipError, match=r"output \(1, 4096, 1024, 1024\) would hold"):
+        SparseConv2d(nn.Conv2d(1, 2**12, 1))(torch.randn(1, 1, 2**10, 2**10))
     with pytest.raises(CnnzipError, match="smaller than the 3x3 kernel"):
         SparseConv2d(nn.Conv2d(3, 4, 3, padding=0))(torch.randn(2, 3, 2, 5))
+
+
+def test_sparse_conv_at_a_huge_stride_matches_torch() -> None:
+    conv = nn.Conv2d(3, 4, 3, stride=2**16, padding=1).eval()
+    x = torch.randn(2, 3, 9, 7)
+    torch.testing.assert_close(SparseConv2d(conv)(x), conv(x))
 
 
 @pytest.mark.parametrize(("stride", "padding"), [(1, 0), (2, 1)])

@@ -3,23 +3,64 @@
 torch checks these inside its kernels; the runtime's own convolutions (the binary
 C kernels, the CSR twins) compute their output size themselves, so they check first:
 a stride of 0 would divide by zero, a kernel larger than the padded input would ask
-for a negative size.
+for a negative size, a float stride reaches ``torch.empty``, a stride of 2**40
+overflows the C int it is passed as, and a padding of 2**20 asks the allocator for
+terabytes. Settings are bounded at construction, tensor sizes before allocation.
 """
 
 from __future__ import annotations
 
+import math
+
 from cnnzip.errors import CnnzipError
 
-__all__ = ["check_conv_settings", "conv_output_size"]
+__all__ = [
+    "C_INT_MAX",
+    "MAX_ELEMENTS",
+    "MAX_SETTING",
+    "check_conv_settings",
+    "check_elements",
+    "check_int",
+    "conv_output_size",
+]
 
 Pair = tuple[int, int]
 
+MAX_SETTING = 2**16  # stride, padding, kernel side: far beyond any real conv, well inside a C int
+MAX_ELEMENTS = 2**31  # one tensor the runtime allocates: 8 GiB of float32
+C_INT_MAX = 2**31 - 1  # what the C kernels take their sizes as
 
-def check_conv_settings(layer: str, stride: Pair, padding: Pair) -> None:
-    """Refuse, at construction, a conv no input can run through."""
-    if min(stride) < 1 or min(padding) < 0:
+
+def check_int(
+    layer: str, what: str, value: object, lowest: int, highest: int = MAX_SETTING
+) -> None:
+    """Refuse anything but an int in [lowest, highest]: a bool, a float, a numpy scalar
+    would reach torch or C as something else."""
+    if not isinstance(value, int) or isinstance(value, bool) or not lowest <= value <= highest:
         raise CnnzipError(
-            f"{layer}: stride must be >= 1 and padding >= 0, got stride {stride}, padding {padding}"
+            f"{layer}: {what} must be an integer in [{lowest}, {highest}], got {value!r}"
+        )
+
+
+def check_conv_settings(layer: str, stride: Pair, padding: Pair, kernel: Pair) -> None:
+    """Refuse, at construction, a conv no input can run through (or only absurdly)."""
+    for what, values, lowest in (
+        ("stride", stride, 1),
+        ("padding", padding, 0),
+        ("kernel size", kernel, 1),
+    ):
+        for value in values:
+            check_int(layer, what, value, lowest)
+
+
+def check_elements(layer: str, what: str, shape: tuple[int, ...]) -> None:
+    """Refuse, before allocating it, a tensor of more than ``MAX_ELEMENTS`` elements."""
+    count = math.prod(shape)
+    if count > MAX_ELEMENTS:
+        raise CnnzipError(
+            f"{layer}: the {what} {shape} would hold {count} elements, more than "
+            f"{MAX_ELEMENTS} ({4 * MAX_ELEMENTS // 2**30} GiB of float32); "
+            "give a smaller batch, input or padding"
         )
 
 

@@ -34,7 +34,7 @@ from cnnzip.errors import CnnzipError
 from cnnzip.profiling import Cost, conv_kind, measure_latency, profile, register_counter
 from cnnzip.profiling.counters import first_tensor
 from cnnzip.profiling.latency import eval_mode, example_input, num_threads
-from cnnzip.runtime.shapes import check_conv_settings, conv_output_size
+from cnnzip.runtime.shapes import check_conv_settings, check_elements, conv_output_size
 
 __all__ = ["LayerChoice", "SparseConv2d", "SparseLinear", "bench_sparse", "sparsify"]
 
@@ -115,7 +115,7 @@ class SparseConv2d(_SparseTwin):
         self.in_channels, self.out_channels = layer.in_channels, layer.out_channels
         self.kernel_size, self.stride, self.padding = layer.kernel_size, layer.stride, layer.padding
         self.groups = 1
-        check_conv_settings("sparse conv", self.stride, self.padding)
+        check_conv_settings("sparse conv", self.stride, self.padding, self.kernel_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 3:  # unbatched (C, H, W), as nn.Conv2d accepts
@@ -124,6 +124,10 @@ class SparseConv2d(_SparseTwin):
         ho, wo = conv_output_size(
             "sparse conv", tuple(x.shape[2:]), self.kernel_size, self.stride, self.padding
         )
+        check_elements(
+            "sparse conv", "unfolded input", (n, self.in_channels, *self.kernel_size, ho, wo)
+        )
+        check_elements("sparse conv", "output", (n, self.out_channels, ho, wo))
         cols = F.unfold(x, self.kernel_size, padding=self.padding, stride=self.stride)
         cols = cols.permute(1, 0, 2).reshape(cols.shape[1], -1)  # (in * kh * kw, N * L)
         y = torch.addmm(self.bias[:, None], self.matrix(), cols)  # (out, N * L)

@@ -24,7 +24,13 @@ import torch
 import torch.nn.functional as F
 
 from cnnzip.errors import CnnzipError
-from cnnzip.runtime.shapes import check_conv_settings, conv_output_size
+from cnnzip.runtime.shapes import (
+    C_INT_MAX,
+    check_conv_settings,
+    check_elements,
+    check_int,
+    conv_output_size,
+)
 
 try:
     from cnnzip import _xnor
@@ -135,15 +141,13 @@ class BinaryConvKernel:
     def __post_init__(self) -> None:
         self.scale = self.scale.detach().float().contiguous()
         self.bias = self.bias.detach().float().contiguous()
-        pair = (self.stride, self.stride), (self.padding, self.padding)
-        check_conv_settings("binary conv", *pair)
+        check_int("binary conv", "in_chans", self.in_chans, 1, C_INT_MAX)
         cw = -(-self.in_chans // 64)
         shape = tuple(self.words.shape)
         if (
             self.words.dtype != torch.uint8
             or len(shape) != 4
             or min(shape[:3]) < 1
-            or self.in_chans < 1
             or shape[3] != 8 * cw
         ):
             raise CnnzipError(
@@ -155,6 +159,8 @@ class BinaryConvKernel:
                 f"binary conv: scale {tuple(self.scale.shape)} and bias {tuple(self.bias.shape)} "
                 f"must both be ({shape[0]},), one per output channel"
             )
+        pair = (self.stride, self.stride), (self.padding, self.padding)
+        check_conv_settings("binary conv", *pair, self.kernel_size)
 
     @property
     def out_chans(self) -> int:
@@ -178,14 +184,17 @@ class BinaryConvKernel:
             _check_path(path)
         if threads is not None:
             _check_threads(threads)
-        if x.shape[0] == 0:  # an empty batch, as torch's convs accept it
+        n, c, h, w = x.shape
+        p = self.padding
+        check_elements("binary conv", "padded input", (n, c, h + 2 * p, w + 2 * p))
+        check_elements("binary conv", "output", (n, self.out_chans, ho, wo))
+        if n == 0:  # an empty batch, as torch's convs accept it
             return torch.empty(0, self.out_chans, ho, wo)
         path = path or self.path_for(x, threads)
         x = x.detach().float().contiguous()
         if path == "torch":
             return self._torch(x)
         kh, kw = self.kernel_size
-        n, c, h, w = x.shape
         out = torch.empty(n, self.out_chans, ho, wo)
         _xnor.conv2d(
             x.numpy(),
