@@ -101,6 +101,20 @@ MISUSES = [
     (["train", "lenet300", *SYN, *TINY, "--resume", "-o", "OTHER"], "size mismatch"),
 ]
 
+# outputs that are the run a verb reads, or one of its files
+OVERWRITES = [
+    ["prune", "RUN", *SYN, "--sparsity", "0.5", "-o", "RUN"],
+    ["prune", "RUN", *SYN, "--sparsity", "0.5", "-o", "RUN/."],
+    ["prune", "RUN100", *SYN, "--sparsity", "0.5", "--teacher", "RUN", "-o", "RUN/"],
+    ["compress", "RUN", *SYN, "-o", "RUN/model.safetensors"],
+    ["compress", "RUN", *SYN, "-o", "RUN/run.json"],
+    ["compress", "RUN100", *SYN, "--teacher", "RUN", "-o", "RUN/checkpoint.pt"],
+    ["binarize", "RUN", *SYN, "--mode", "bwn", "-o", "RUN"],
+    ["binarize", "RUN", *SYN, "--mode", "bwn", "-o", "TMP/b", "--cnnz", "RUN/model.safetensors"],
+    ["distill", "--student", "lenet300", *SYN, "--teacher", "RUN", "-o", "RUN"],
+    ["sensitivity", "RUN", *SYN, "--plot", "RUN/run.json"],
+]
+
 
 @pytest.fixture(scope="module")
 def paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
@@ -160,3 +174,18 @@ def test_misuse_is_one_error_line_and_exit_code_2(
     assert result.exit_code == 2, result.output
     assert result.output.count("\n") == 1 and result.output.startswith("error: "), result.output
     assert message in result.output, result.output
+
+
+@pytest.mark.parametrize("args", OVERWRITES, ids=[" ".join(a) for a in OVERWRITES])
+def test_an_output_over_a_run_read_is_refused_before_any_work(
+    args: list[str], paths: dict[str, str]
+) -> None:
+    run = Path(paths["RUN"])
+    before = {f.name: f.read_bytes() for f in run.iterdir()}
+    result = CliRunner().invoke(main, [_fill(a, paths) for a in args])
+    assert result.exit_code == 2, result.output
+    assert result.output.count("\n") == 1, result.output
+    assert (
+        result.output.startswith("error: output ") and "which this command reads" in result.output
+    )
+    assert {f.name: f.read_bytes() for f in run.iterdir()} == before

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -19,6 +19,7 @@ import cnnzip
 from cnnzip import data as cz_data
 from cnnzip.codec.header import MAX_PARAMS
 from cnnzip.errors import CnnzipError, one_line
+from cnnzip.runs import CHECKPOINT, META, WEIGHTS
 from cnnzip.runtime.xnor import MAX_THREADS
 from cnnzip.train.checkpoint import check_writable
 from cnnzip.train.loop import MAX_EPOCHS, MAX_LR, MAX_SEED
@@ -48,6 +49,22 @@ NON_NEGATIVE = FiniteFloat(0.0)
 def check_run_out(run_dir: str | Path) -> None:
     """Fail now if run directory ``run_dir`` cannot be written, not after the training."""
     check_writable(Path(run_dir) / "run.json")
+
+
+def check_not_sources(outputs: Iterable[str | Path | None], sources: Iterable[str | Path]) -> None:
+    """Fail now if an output (a run directory or a file) is a run the verb reads, or one
+    of the files that run consists of: writing it would destroy the input, or fail only
+    after the work with the input already overwritten."""
+    outs = [out for out in outputs if out]
+    for source in sources:
+        run = Path(source).resolve()
+        taken = {run, run / WEIGHTS, run / META, run / CHECKPOINT}
+        for out in outs:
+            if Path(out).resolve() in taken:
+                raise CnnzipError(
+                    f"output {out} would overwrite run {source}, which this command reads; "
+                    "write to another path"
+                )
 
 
 def parse_kwargs(items: tuple[str, ...]) -> dict[str, Any]:

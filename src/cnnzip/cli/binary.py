@@ -12,6 +12,7 @@ from cnnzip.cli.app import (
     EPOCHS,
     LR,
     SEED,
+    check_not_sources,
     check_run_out,
     data_options,
     emit,
@@ -78,6 +79,7 @@ def binarize_cmd(
     """Binarize the float run SOURCE (BWN or XNOR-Net) and fine-tune it into run OUT.
 
     With --teacher (e.g. SOURCE itself) the fine-tuning distills from the teacher runs."""
+    check_not_sources([out, cnnz], [source, *teachers])
     check_run_out(out)
     if cnnz:
         check_writable(cnnz)

@@ -7,6 +7,7 @@ import torch.nn as nn
 
 from cnnzip import data as cz_data
 from cnnzip.cli.app import (
+    check_not_sources,
     data_options,
     emit,
     json_option,
@@ -65,6 +66,7 @@ def compress_cmd(
     With --teacher every stage that retrains distills from the teacher runs. The
     report ends with the speed of the file's model beside the dense one's: measured
     latency, and MACs in theory (all, and those by nonzero weights)."""
+    check_not_sources([out], [run_dir, *teachers])
     check_writable(out)
     plan = load_recipe(recipe, _overrides(overrides))
     run = load_run(run_dir)

@@ -29,6 +29,7 @@ from cnnzip.cli.app import (
     NON_NEGATIVE,
     POSITIVE,
     SEED,
+    check_not_sources,
     check_run_out,
     data_options,
     emit,
@@ -170,6 +171,7 @@ def distill_cmd(
     if not teachers:
         raise CnnzipError("distill needs a teacher: --teacher RUN (repeat for an ensemble)")
     run_dir = Path(out or f"runs/{student}-distilled")
+    check_not_sources([run_dir], teachers)
     check_run_out(run_dir)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
     data = cz_data.load(data_name, root=data_dir, seed=0, limit=limit)

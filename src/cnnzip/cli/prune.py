@@ -17,6 +17,7 @@ from cnnzip.cli.app import (
     LR,
     NON_NEGATIVE,
     SEED,
+    check_not_sources,
     check_run_out,
     data_options,
     emit,
@@ -66,8 +67,9 @@ def sensitivity_cmd(
     """Prune each layer of run SOURCE alone at a sweep of ratios and measure (no retraining).
 
     The curves are cached as SOURCE/sensitivity.json and plotted to a PNG."""
+    png = Path(plot_path or Path(source) / "sensitivity.png")
+    check_not_sources([png], [source])
     run = load_run(source)
-    png = Path(plot_path or run.path / "sensitivity.png")
     check_writable(png)
     targets = P.prunable(run.model, layers)
     data = cz_data.load(data_name, root=data_dir, limit=limit)
@@ -133,6 +135,7 @@ def prune_cmd(
     if [sparsity, max_drop, budget].count(None) != 2:
         raise P.PruneError("give exactly one of --sparsity, --max-drop, --budget")
     check_run_out(out)
+    check_not_sources([out], [source, *teachers])
     start = time.perf_counter()
     run = load_run(source)
     targets = P.prunable(run.model, layers)
