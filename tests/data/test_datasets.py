@@ -9,13 +9,21 @@ import numpy as np
 import pytest
 import torch
 
-from cnnzip.data import batches, load, num_batches, synthetic
+from cnnzip.data import batches, load, num_batches, read_idx, synthetic
+from cnnzip.data.datasets import default_val_size
 from cnnzip.errors import DataError
 
 
-def test_fashion_mnist_shapes_and_normalisation(fmnist_dir: Path) -> None:
+def test_fashion_mnist_shapes_normalisation_and_split(fmnist_dir: Path) -> None:
     data = load("fashion-mnist", root=fmnist_dir)
     assert (len(data.train), len(data.val), len(data.test)) == (55000, 5000, 10000)
+    # the validation images are the first 5,000 of a seed-0 permutation, as ever
+    images = read_idx(fmnist_dir / "train-images-idx3-ubyte.gz")
+    labels = read_idx(fmnist_dir / "train-labels-idx1-ubyte.gz")
+    val = np.random.default_rng(0).permutation(60000)[:5000]
+    assert torch.equal(data.val.y, torch.from_numpy(labels[val].astype(np.int64)))
+    pixels = data.val.x[:, 0] * data.std + data.mean
+    assert torch.allclose(pixels, torch.from_numpy(images[val] / 255.0).float(), atol=1e-5)
     assert data.input_shape == (1, 28, 28)
     # published statistics of the Fashion-MNIST training images
     assert data.mean == pytest.approx(0.2860, abs=1e-3)
@@ -33,6 +41,22 @@ def test_split_is_fixed_by_seed(fmnist_dir: Path) -> None:
     assert torch.equal(a.val.y, b.val.y) and torch.equal(a.train.x, b.train.x)
     assert not torch.equal(a.val.x, c.val.x)
     assert len(a.train) + len(a.val) == 1000 and len(a.test) == 1000
+
+
+@pytest.mark.parametrize(
+    ("n", "val"),
+    [(60000, 5000), (50000, 5000), (49999, 4999), (5000, 500), (600, 60), (9, 1), (2, 1), (1, 0)],
+)
+def test_default_val_size_adapts_to_the_training_split(n: int, val: int) -> None:
+    assert default_val_size(n) == val
+
+
+def test_a_small_folder_loads_with_a_tenth_for_validation(tmp_path: Path, idx_bytes) -> None:
+    write_fake_dataset(tmp_path, idx_bytes, n=600)  # failed with "val_size=5000 must be in"
+    data = load("mnist", root=tmp_path)
+    assert (len(data.train), len(data.val), len(data.test)) == (540, 60, 600)
+    with pytest.raises(DataError, match=r"val_size=600 must be in \[0, 600\).*leave val_size"):
+        load("mnist", root=tmp_path, val_size=600)
 
 
 def write_fake_dataset(folder: Path, idx_bytes, n: int = 20) -> None:

@@ -175,12 +175,25 @@ def _to_split(images: np.ndarray, labels: np.ndarray, mean: float, std: float) -
     return Split(x=(x - mean) / std, y=torch.from_numpy(labels.astype(np.int64)))
 
 
+def default_val_size(n_train: int) -> int:
+    """Validation images taken from ``n_train`` training images: the conventional 5,000 of
+    a full-size set (Fashion-MNIST's 60,000 -> 55,000 / 5,000), a tenth of a smaller one
+    so a user's folder of a few thousand images still loads, and at least one while
+    one image is left to train on."""
+    if n_train >= 50_000:
+        return 5000
+    return min(max(1, n_train // 10), n_train - 1)
+
+
 def _split_train_val(
     x: np.ndarray, y: np.ndarray, val_size: int, seed: int
 ) -> tuple[np.ndarray, ...]:
     """A fixed-seed random train/validation split, so every run validates on the same images."""
     if not 0 <= val_size < len(y):
-        raise DataError(f"val_size={val_size} must be in [0, {len(y)})")
+        raise DataError(
+            f"val_size={val_size} must be in [0, {len(y)}): the training split has {len(y)} "
+            "images; leave val_size unset for a tenth of them"
+        )
     order = np.random.default_rng(seed).permutation(len(y))
     val, train = order[:val_size], order[val_size:]
     return x[train], y[train], x[val], y[val]
@@ -190,7 +203,7 @@ def load(
     name: str = "fashion-mnist",
     *,
     root: str | Path | None = None,
-    val_size: int = 5000,
+    val_size: int | None = None,
     seed: int = 0,
     limit: int | None = None,
 ) -> Dataset:
@@ -198,7 +211,8 @@ def load(
 
     The files are looked for in ``root`` if given, else $CNNZIP_DATA, else the
     Debian folder (``data_dirs``), and checked before anything trains on them. The
-    validation split is ``val_size`` training images chosen with ``seed``; the
+    validation split is ``val_size`` training images chosen with ``seed`` (default:
+    ``default_val_size`` of the training split before ``limit``); the
     test split is the official one. ``limit`` keeps only the first ``limit``
     training and test images (for quick tests).
     """
@@ -212,6 +226,8 @@ def load(
     num_classes = 10
     _check_splits(name, raw, num_classes)
     train_x, train_y, test_x, test_y = raw["train_x"], raw["train_y"], raw["test_x"], raw["test_y"]
+    if val_size is None:
+        val_size = default_val_size(len(train_y))
     if limit is not None:
         train_x, train_y = train_x[:limit], train_y[:limit]
         test_x, test_y = test_x[:limit], test_y[:limit]
