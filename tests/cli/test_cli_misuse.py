@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from cnnzip.cli import main
 from cnnzip.codec import save as save_cnnz
+from cnnzip.errors import CnnzipError
 from cnnzip.models import get_model
 from cnnzip.runs import CHECKPOINT, save_run
 
@@ -189,3 +190,20 @@ def test_an_output_over_a_run_read_is_refused_before_any_work(
         result.output.startswith("error: output ") and "which this command reads" in result.output
     )
     assert {f.name: f.read_bytes() for f in run.iterdir()} == before
+
+
+def test_a_multi_line_message_is_summed_up_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail() -> list[str]:
+        raise CnnzipError("first line:\n  second\n\n  third\n  fourth")
+
+    monkeypatch.setattr("cnnzip.cli.train.list_models", fail)
+    result = CliRunner().invoke(main, ["models"])
+    assert result.exit_code == 2
+    assert result.output == "error: first line: second (and 2 more lines)\n"
+
+
+def test_help_and_version_still_exit_0() -> None:
+    for args in (["--help"], ["train", "--help"], ["--version"]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0 and not result.output.startswith("error:"), args
+    assert "Usage: main train [OPTIONS] NAME" in CliRunner().invoke(main, ["train", "-h"]).output
