@@ -40,6 +40,7 @@ MISUSES = [
     (["train", "lenet300", *SYN, "--batch-size", "0"], "--batch-size"),
     (["train", "lenet300", *SYN, "--weight-decay", "-1"], "--weight-decay"),
     (["train", "lenet300", *SYN, "--seed", "-1"], "--seed"),
+    (["train", "lenet300", *SYN, "--val-size", "-1"], "--val-size"),
     (["eval", "TMP/absent", *SYN], "does not exist"),
     (["eval", "EMPTY", *SYN], "not a run directory"),
     (["eval", "RUN/run.json", *SYN], "not a .cnnz file"),

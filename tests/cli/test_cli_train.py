@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from cnnzip import data as cz_data
 from cnnzip.cli import main
 from cnnzip.cli.app import parse_kwargs
 from cnnzip.errors import CnnzipError
@@ -66,3 +69,33 @@ def test_parse_kwargs_reads_json_values() -> None:
     }  # fmt: skip
     with pytest.raises(CnnzipError):
         parse_kwargs(("1x=2",))
+
+
+def test_a_small_folder_trains_and_val_size_is_checked(
+    tmp_path: Path, idx_bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (600, 28, 28), dtype=np.uint8)
+    labels = (np.arange(600) % 10).astype(np.uint8)
+    for split in ("train", "t10k"):
+        (tmp_path / f"{split}-images-idx3-ubyte").write_bytes(idx_bytes(images))
+        (tmp_path / f"{split}-labels-idx1-ubyte").write_bytes(idx_bytes(labels))
+    val_sizes = []
+    load = cz_data.load
+
+    def spy(*args: Any, **kwargs: Any) -> cz_data.Dataset:
+        data = load(*args, **kwargs)
+        val_sizes.append(len(data.val))
+        return data
+
+    monkeypatch.setattr(cz_data, "load", spy)
+    args = ["train", "lenet300", "--data", "mnist", "--data-dir", str(tmp_path), "--epochs", "1",
+            "-k", "hidden=[8,4]", "-o", str(tmp_path / "run")]  # fmt: skip
+    code, out = run_cli(*args)  # failed with "val_size=5000 must be in [0, 600)"
+    assert code == 0, out
+    code, out = run_cli(*args, "--val-size", "7")
+    assert code == 0, out
+    assert val_sizes == [60, 7]
+    code, out = run_cli(*args, "--val-size", "600")
+    assert code == 2 and out == "error: val_size=600 must be in [0, 600): the training split " \
+        "has 600 images; leave val_size unset for a tenth of them\n"  # fmt: skip

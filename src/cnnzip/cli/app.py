@@ -134,6 +134,13 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         "a folder without them is an error.",
     )(fn)
     fn = click.option(
+        "--val-size",
+        type=click.IntRange(min=0),
+        default=None,
+        help="Training images held out for validation [default: 5000 from 50,000 or more, "
+        "else a tenth].",
+    )(fn)
+    fn = click.option(
         "--limit",
         type=COUNT,
         default=None,

@@ -62,6 +62,7 @@ def binarize_cmd(
     data_name: str,
     data_dir: str | None,
     limit: int | None,
+    val_size: int | None,
     epochs: int,
     batch_size: int,
     lr: float,
@@ -84,7 +85,7 @@ def binarize_cmd(
     if cnnz:
         check_writable(cnnz)
     run = load_run(source)
-    data = cz_data.load(data_name, root=data_dir, seed=0, limit=limit)
+    data = cz_data.load(data_name, root=data_dir, seed=0, limit=limit, val_size=val_size)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
     loss_fn = teacher_loss(teachers, data_name, temperature, soft_weight, hard_weight, cache=True)
     model, metrics = binarize_run(

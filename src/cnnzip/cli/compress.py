@@ -52,6 +52,7 @@ def compress_cmd(
     data_name: str,
     data_dir: str | None,
     limit: int | None,
+    val_size: int | None,
     recipe: str,
     overrides: tuple[str, ...],
     out: str,
@@ -70,7 +71,7 @@ def compress_cmd(
     check_writable(out)
     plan = load_recipe(recipe, _overrides(overrides))
     run = load_run(run_dir)
-    data = cz_data.load(data_name, root=data_dir, limit=limit)
+    data = cz_data.load(data_name, root=data_dir, limit=limit, val_size=val_size)
     baseline = evaluate(run.model, data.test)["accuracy"]
     loss_fn = teacher_loss(teachers, data_name, temperature, soft_weight, hard_weight, cache=True)
     meta = {"source": str(run_dir), "data": data_name, "baseline_test_accuracy": baseline}

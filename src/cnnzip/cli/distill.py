@@ -157,6 +157,7 @@ def distill_cmd(
     data_name: str,
     data_dir: str | None,
     limit: int | None,
+    val_size: int | None,
     epochs: int,
     batch_size: int,
     lr: float,
@@ -174,7 +175,7 @@ def distill_cmd(
     check_not_sources([run_dir], teachers)
     check_run_out(run_dir)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
-    data = cz_data.load(data_name, root=data_dir, seed=0, limit=limit)
+    data = cz_data.load(data_name, root=data_dir, seed=0, limit=limit, val_size=val_size)
     ensemble = Teachers(
         _load_teacher_models(teachers, data_name), cache=cache and jitter_pixels == 0
     )

@@ -59,6 +59,7 @@ def sensitivity_cmd(
     data_name: str,
     data_dir: str | None,
     limit: int | None,
+    val_size: int | None,
     layers: tuple[str, ...],
     ratios: str | None,
     plot_path: str | None,
@@ -72,7 +73,7 @@ def sensitivity_cmd(
     run = load_run(source)
     check_writable(png)
     targets = P.prunable(run.model, layers)
-    data = cz_data.load(data_name, root=data_dir, limit=limit)
+    data = cz_data.load(data_name, root=data_dir, limit=limit, val_size=val_size)
     sens = P.cached(run.path, run.model, data.val, targets, _ratios_option(ratios))
     P.plot(sens, png)
     result = {
@@ -119,6 +120,7 @@ def prune_cmd(
     data_name: str,
     data_dir: str | None,
     limit: int | None,
+    val_size: int | None,
     teachers: tuple[str, ...],
     temperature: float,
     soft_weight: float,
@@ -139,7 +141,7 @@ def prune_cmd(
     start = time.perf_counter()
     run = load_run(source)
     targets = P.prunable(run.model, layers)
-    data = cz_data.load(data_name, root=data_dir, limit=limit)
+    data = cz_data.load(data_name, root=data_dir, limit=limit, val_size=val_size)
     plan, max_val_drop = _plan(run, data, targets, sparsity, auto, max_drop, budget, steps)
     cfg = replace(P.RETRAIN, epochs=epochs, lr=lr, seed=seed)
     loss_fn = teacher_loss(teachers, data_name, temperature, soft_weight, hard_weight, cache=True)

@@ -61,6 +61,7 @@ def train_cmd(
     data_name: str,
     data_dir: str | None,
     limit: int | None,
+    val_size: int | None,
     epochs: int,
     batch_size: int,
     lr: float,
@@ -85,7 +86,7 @@ def train_cmd(
         lr_schedule=lr_schedule,
         seed=seed,
     )
-    data = cz_data.load(data_name, root=data_dir, seed=0, limit=limit)
+    data = cz_data.load(data_name, root=data_dir, seed=0, limit=limit, val_size=val_size)
     model_kwargs = data_kwargs(name, parse_kwargs(kwargs), data.input_shape, data.num_classes)
     torch.manual_seed(seed)  # weight initialisation is part of the run's seed
     model = get_model(name, **model_kwargs)
@@ -128,13 +129,14 @@ def eval_cmd(
     data_name: str,
     data_dir: str | None,
     limit: int | None,
+    val_size: int | None,
     max_params: int,
     as_json: bool,
 ) -> None:
     """Evaluate a run directory, or a .cnnz file as decoded, on the test split."""
     is_file = Path(source).is_file()
     model = load_cnnz(source, max_params=max_params) if is_file else load_run(source).model
-    data = cz_data.load(data_name, root=data_dir, limit=limit)
+    data = cz_data.load(data_name, root=data_dir, limit=limit, val_size=val_size)
     test = evaluate(model, data.test)
     emit(
         {"accuracy": test["accuracy"], "loss": test["loss"], "n": len(data.test), "source": source},
