@@ -98,7 +98,7 @@ MISUSES = [
     (["compress", "RUN", *SYN, "-o", "TMP/y.cnnz", "--recipe", "BADYAML"], "not valid YAML"),
     (["compress", "RUN", *SYN, "-o", "TMP/y.cnnz", "--recipe", "TWICE"], "given twice"),
     (["train", "lenet300", *SYN, "-k", "hidden=[8]", "-o", "TMP/x"], "hidden=[8] must have 2"),
-    (["train", "lenet300", *SYN, *TINY, "--resume", "-o", "CUT"], "cannot resume from"),
+    (["train", "lenet300", *SYN, *TINY, "--resume", "-o", "CUT"], "cut short or corrupt"),
     (["train", "lenet300", *SYN, *TINY, "--resume", "-o", "PICKLE"], "holds more than tensors"),
     (["train", "lenet300", *SYN, *TINY, "--resume", "-o", "OTHER"], "size mismatch"),
 ]

@@ -73,7 +73,9 @@ def restore(path: str | Path, state: TrainState) -> None:
         raise _cannot_resume(
             path, "it holds more than tensors and numbers; nothing was run"
         ) from None
-    except (RuntimeError, KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:  # torch's text: "Invalid argument"
+        raise _cannot_resume(path, f"unreadable, cut short or corrupt ({exc})") from None
+    except (RuntimeError, KeyError, ValueError) as exc:  # another model's state_dict: many lines
         raise _cannot_resume(path, one_line(str(exc))) from None
 
 
