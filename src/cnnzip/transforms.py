@@ -30,10 +30,15 @@ __all__ = [
     "add_transform",
     "describe",
     "distinct",
+    "effective_tensor",
+    "keep_mask",
+    "original_tensor",
     "rebuild",
     "register_transform",
     "remove_transforms",
     "skipped_weights",
+    "split_target",
+    "swap_module",
     "ties",
     "transforms_of",
 ]
@@ -66,9 +71,40 @@ def register_transform(cls: type[WeightTransform]) -> type[WeightTransform]:
     return cls
 
 
-def _split(target: str) -> tuple[str, str]:
+def split_target(target: str) -> tuple[str, str]:
+    """``"features.3.weight"`` -> ``("features.3", "weight")``: the module's dotted name
+    (empty for the model itself) and the tensor's name on it."""
     module_name, _, tensor_name = target.rpartition(".")
     return module_name, tensor_name
+
+
+def original_tensor(model: nn.Module, target: str) -> torch.Tensor:
+    """The trained tensor under any transforms (the parametrization's ``original``), or the
+    plain attribute when ``target`` has none; the Parameter itself, not a copy."""
+    module_name, tensor_name = split_target(target)
+    return _tensor(model.get_submodule(module_name), tensor_name)
+
+
+def effective_tensor(model: nn.Module, target: str) -> torch.Tensor:
+    """The tensor the forward pass uses (every transform applied), detached."""
+    module_name, tensor_name = split_target(target)
+    return getattr(model.get_submodule(module_name), tensor_name).detach()
+
+
+def keep_mask(model: nn.Module, target: str) -> torch.Tensor | None:
+    """The bool keep-mask (True = kept) of whichever transform on ``target`` carries one (a
+    pruning Mask, a pruned SharedWeight), or None when no weight of it is pruned."""
+    for t in transforms_of(model).get(target, []):
+        mask = getattr(t, "mask", None)
+        if torch.is_tensor(mask):
+            return mask
+    return None
+
+
+def swap_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    """Put ``new`` in place of the submodule called ``name`` (a dotted name) in its parent."""
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name), child, new)
 
 
 def _tensors(model: nn.Module) -> Iterator[tuple[str, nn.Module, str, torch.Tensor]]:
@@ -135,7 +171,7 @@ def _tie(model: nn.Module, tensor: torch.Tensor, plist: nn.Module) -> None:
 def add_transform(model: nn.Module, target: str, transform: WeightTransform) -> None:
     """Parametrize ``target`` (a dotted name such as ``"features.3.weight"``) and every
     name tied to it (see the module docstring)."""
-    module_name, tensor_name = _split(target)
+    module_name, tensor_name = split_target(target)
     module = model.get_submodule(module_name)
     tensor = _tensor(module, tensor_name)
     parametrize.register_parametrization(module, tensor_name, transform)
@@ -194,7 +230,7 @@ def rebuild(model: nn.Module, specs: list[dict[str, Any]]) -> None:
             raise RunError(
                 f"unknown weight transform {kind!r} on {target!r}; known: {sorted(_KINDS)}"
             )
-        module_name, tensor_name = _split(target)
+        module_name, tensor_name = split_target(target)
         try:
             module = model.get_submodule(module_name)
         except AttributeError:
@@ -210,7 +246,7 @@ def remove_transforms(
     transformed tensor, or with ``keep_values=False`` its original. Names tied to a target
     lose theirs too and still hold one Parameter."""
     for target in list(transforms_of(model) if targets is None else targets):
-        module_name, tensor_name = _split(target)
+        module_name, tensor_name = split_target(target)
         module = model.get_submodule(module_name)
         plist = _plist(module, tensor_name)
         if plist is None:

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 import cnnzip
 from cnnzip.binary import BWN, XnorConv2d, binary_layers, convert, sign_ste
-from cnnzip.binary.storage import decode_signs, encode_layer, layer_bytes
+from cnnzip.binary.scales import filter_alpha, norm_affine
 from cnnzip.errors import ModelError
 from cnnzip.models import get_model
 from cnnzip.runtime import available_paths, compile_binary
@@ -100,14 +100,24 @@ def test_binarize_run_round_trips_through_load_run(toy_data, tmp_path: Path):
     assert 0.0 <= metrics["test_accuracy"] <= 1.0
 
 
-def test_stored_layer_is_1_bit_per_weight_and_decodes_the_signs():
-    model = convert(get_model("lenet5"), "xnor")
-    arrays = encode_layer(model.fc1)
-    assert arrays["bits"].nbytes == 800 * 500 // 8
-    w = model.fc1.parametrizations.weight.original
-    assert torch.equal(decode_signs(arrays["bits"], (500, 800, 1, 1))[:, :, 0, 0], sign_ste(w))
-    sizes = layer_bytes(model.fc1)
-    assert sizes["float32"] / sizes["binary"] > 25
+def test_filter_alpha_is_mean_abs_per_output_filter_and_bwn_uses_it():
+    w = torch.tensor([[[[1.0, -3.0]]], [[[-0.5, 0.5]]]])  # (2, 1, 1, 2)
+    assert torch.equal(filter_alpha(w), torch.tensor([2.0, 0.5]))
+    assert torch.equal(BWN()(w), torch.tensor([[[[2.0, -2.0]]], [[[-0.5, 0.5]]]]))
+
+
+def test_norm_affine_matches_eval_mode_batch_norm():
+    norm = torch.nn.BatchNorm2d(3).eval()
+    with torch.no_grad():
+        norm.weight.copy_(torch.tensor([1.5, -2.0, 0.5]))
+        norm.bias.copy_(torch.tensor([0.1, 0.2, -0.3]))
+        norm.running_mean.copy_(torch.tensor([0.5, -1.0, 2.0]))
+        norm.running_var.copy_(torch.tensor([4.0, 0.25, 1.0]))
+    x = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    scale, shift = norm_affine(norm)
+    with torch.no_grad():
+        expected = norm(x)
+    assert torch.allclose(x * scale[:, None, None] + shift[:, None, None], expected, atol=1e-6)
 
 
 def test_cnnz_stores_1_bit_per_weight_and_runs_on_the_kernels(tmp_path: Path):

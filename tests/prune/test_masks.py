@@ -16,14 +16,13 @@ from cnnzip.prune import (
     PruneError,
     get_mask,
     one_shot,
-    original_weight,
     prunable,
     remove_masks,
     set_mask,
 )
 from cnnzip.runs import load_run, save_run
 from cnnzip.train import Callback, TrainConfig, TrainState, fit
-from cnnzip.transforms import describe
+from cnnzip.transforms import describe, original_tensor
 
 KWARGS = {"num_classes": 10, "in_features": 784, "hidden": [32, 16]}
 RATIOS = {"fc1.weight": 0.8, "fc2.weight": 0.5}
@@ -68,7 +67,7 @@ def test_pruned_weights_stay_exactly_zero(toy_data: Dataset, name: str) -> None:
     for target, ratio in RATIOS.items():
         dead = ~get_mask(model, target).mask
         assert int(dead.sum()) == round(ratio * dead.numel())
-        assert torch.all(original_weight(model, target)[dead] == 0)  # underneath, too
+        assert torch.all(original_tensor(model, target)[dead] == 0)  # underneath, too
         opt_free = model.get_submodule(target.removesuffix(".weight")).weight
         assert torch.all(opt_free[dead] == 0)
     remove_masks(model)
@@ -86,7 +85,7 @@ def test_without_the_keeper_the_optimizer_state_revives_the_original(
     """The control for the test above: momentum and moments do move masked entries."""
     model = pruned_mid_training(toy_data, OPTIMIZERS[name], PruneAt(step=8))
     dead = ~get_mask(model, "fc1.weight").mask
-    assert torch.any(original_weight(model, "fc1.weight")[dead] != 0)
+    assert torch.any(original_tensor(model, "fc1.weight")[dead] != 0)
     assert torch.all(model.fc1.weight[dead] == 0)  # the forward still sees zeros
 
 
@@ -140,7 +139,7 @@ def test_mask_is_a_weight_transform_with_a_bool_buffer() -> None:
     set_mask(model, "fc2.weight", keep)
     mask = get_mask(model, "fc2.weight")
     assert isinstance(mask, Mask) and mask.kind == "mask" and mask.mask.dtype == torch.bool
-    assert torch.equal(model.fc2.weight, original_weight(model, "fc2.weight") * keep)
+    assert torch.equal(model.fc2.weight, original_tensor(model, "fc2.weight") * keep)
     with pytest.raises(PruneError, match="shape"):
         set_mask(model, "fc2.weight", keep.T)
 

@@ -27,7 +27,7 @@ from torch.nn.utils import parametrize
 from cnnzip.binary.layers import BWN, XnorConv2d, XnorLinear
 from cnnzip.errors import ModelError
 from cnnzip.models.registry import get_model, get_model_builder, register_model
-from cnnzip.transforms import add_transform, distinct, skipped_weights, ties
+from cnnzip.transforms import add_transform, distinct, skipped_weights, swap_module, ties
 
 __all__ = ["MODES", "binarized", "binary_layers", "convert", "skipped_layers"]
 
@@ -142,9 +142,7 @@ def convert(
     layers, skipped = _plan(model, keep, mode)
     if mode == "xnor":  # all twins first: a tied pair's twins then share the plain Parameter
         for name in layers:
-            parent_name, _, child = name.rpartition(".")
-            parent = model.get_submodule(parent_name)
-            setattr(parent, child, _xnor_twin(getattr(parent, child), scale_k))
+            swap_module(model, name, _xnor_twin(model.get_submodule(name), scale_k))
     if transforms:
         for target in distinct(model, [f"{n}.weight" for n in layers]):
             add_transform(model, target, BWN())  # ties the other names of the same tensor

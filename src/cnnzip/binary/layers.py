@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from cnnzip.binary.scales import filter_alpha
 from cnnzip.profiling.counters import Cost, conv_kind, register_counter
 from cnnzip.transforms import WeightTransform, register_transform
 
@@ -38,8 +39,7 @@ class BWN(WeightTransform):
     kind = "bwn"
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        alpha = weight.abs().mean(dim=tuple(range(1, weight.dim())), keepdim=True)
-        return alpha * sign_ste(weight)
+        return filter_alpha(weight, keepdim=True) * sign_ste(weight)
 
     def storage_bytes(self, original: torch.Tensor) -> int:
         """1 bit per weight plus a float32 alpha per output channel, as the .cnnz stores it

@@ -19,7 +19,6 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from torch.nn.utils import parametrize
 
 from cnnzip.errors import CnnzipError
 from cnnzip.profiling.storage import sparse_index_bytes
@@ -28,6 +27,7 @@ from cnnzip.transforms import (
     WeightTransform,
     add_transform,
     distinct,
+    original_tensor,
     register_transform,
     remove_transforms,
     skipped_weights,
@@ -43,8 +43,6 @@ __all__ = [
     "apply_masks",
     "enforce_masks",
     "get_mask",
-    "masked_weights",
-    "original_weight",
     "prunable",
     "remove_masks",
     "set_mask",
@@ -130,26 +128,11 @@ def get_mask(model: nn.Module, target: str) -> Mask | None:
     return next((t for t in transforms_of(model).get(target, []) if isinstance(t, Mask)), None)
 
 
-def original_weight(model: nn.Module, target: str) -> torch.Tensor:
-    """The trained tensor under any transforms (``parametrizations.weight.original``)."""
-    module_name, _, tensor_name = target.rpartition(".")
-    module = model.get_submodule(module_name)
-    if parametrize.is_parametrized(module, tensor_name):
-        return module.parametrizations[tensor_name].original
-    return getattr(module, tensor_name)
-
-
-def masked_weights(model: nn.Module, target: str) -> torch.Tensor:
-    """The weight the forward pass uses (mask applied), detached."""
-    module_name, _, tensor_name = target.rpartition(".")
-    return getattr(model.get_submodule(module_name), tensor_name).detach()
-
-
 @torch.no_grad()
 def set_mask(model: nn.Module, target: str, keep: torch.Tensor) -> None:
     """Prune ``target`` to ``keep`` (bool, the weight's shape), adding a Mask when it has none;
     the pruned entries of the original tensor are zeroed at once."""
-    weight = original_weight(model, target)
+    weight = original_tensor(model, target)
     if keep.shape != weight.shape:
         raise PruneError(f"mask shape {tuple(keep.shape)} != {target} shape {tuple(weight.shape)}")
     mask = get_mask(model, target)
@@ -157,7 +140,7 @@ def set_mask(model: nn.Module, target: str, keep: torch.Tensor) -> None:
         add_transform(model, target, Mask(keep.to(weight.device)))
     else:
         mask.mask.copy_(keep)
-    original_weight(model, target).mul_(keep.to(weight.device))
+    original_tensor(model, target).mul_(keep.to(weight.device))
 
 
 def apply_masks(model: nn.Module, targets: Iterable[str]) -> None:
@@ -165,7 +148,7 @@ def apply_masks(model: nn.Module, targets: Iterable[str]) -> None:
     that prunes as it goes, so the optimizer sees the final parameters from the start."""
     for target in targets:
         if get_mask(model, target) is None:
-            add_transform(model, target, Mask(torch.ones_like(original_weight(model, target))))
+            add_transform(model, target, Mask(torch.ones_like(original_tensor(model, target))))
 
 
 @torch.no_grad()
@@ -177,7 +160,7 @@ def enforce_masks(model: nn.Module, optimizer: torch.optim.Optimizer | None = No
         masks = [t.mask for t in ts if isinstance(t, Mask)]
         if not masks or target in aliases:
             continue
-        weight = original_weight(model, target)
+        weight = original_tensor(model, target)
         state = optimizer.state.get(weight, {}) if optimizer is not None else {}
         tensors = [weight] + [v for v in state.values() if torch.is_tensor(v)]
         for mask in masks:

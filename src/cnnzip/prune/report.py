@@ -12,7 +12,8 @@ from typing import Any
 
 import torch.nn as nn
 
-from cnnzip.prune.masks import get_mask, original_weight
+from cnnzip.prune.masks import get_mask
+from cnnzip.transforms import original_tensor
 
 __all__ = ["LayerStat", "PruneReport", "Step", "layer_stats"]
 
@@ -102,7 +103,7 @@ def layer_stats(
     out = []
     for target in targets:
         mask = get_mask(model, target)
-        n = original_weight(model, target).numel()
+        n = original_tensor(model, target).numel()
         kept = int(mask.mask.sum()) if mask is not None else n
         out.append(LayerStat(target, n, kept, (thresholds or {}).get(target)))
     return out

@@ -19,7 +19,6 @@ from cnnzip.prune.masks import (
     MaskKeeper,
     PruneError,
     apply_masks,
-    masked_weights,
     set_mask,
     unprunable,
 )
@@ -27,6 +26,7 @@ from cnnzip.prune.report import PruneReport, Step, layer_stats
 from cnnzip.prune.rules import Pruned, magnitude
 from cnnzip.train import TrainConfig, TrainState, cross_entropy, evaluate, fit
 from cnnzip.train.loop import LossFn
+from cnnzip.transforms import effective_tensor
 
 __all__ = [
     "RETRAIN",
@@ -68,7 +68,7 @@ def one_shot(model: nn.Module, ratios: dict[str, float]) -> dict[str, Pruned]:
     """Prune each target to its ratio by magnitude (of the weight as used, mask applied)."""
     out = {}
     for target, ratio in ratios.items():
-        out[target] = magnitude(masked_weights(model, target), ratio)
+        out[target] = magnitude(effective_tensor(model, target), ratio)
         set_mask(model, target, out[target].keep)
     return out
 

@@ -21,9 +21,9 @@ import torch.nn as nn
 
 from cnnzip.data import Split
 from cnnzip.fileio import atomic_path, atomic_write_text
-from cnnzip.prune.masks import masked_weights, original_weight
 from cnnzip.prune.rules import magnitude
 from cnnzip.train import evaluate
+from cnnzip.transforms import effective_tensor, original_tensor
 
 __all__ = ["CACHE", "DEFAULT_RATIOS", "Curve", "Sensitivity", "analyze", "cached", "plot"]
 
@@ -73,13 +73,13 @@ def analyze(
     """Each target pruned alone by magnitude at each ratio; the model is left as it was."""
     curves = []
     for target in targets:
-        weight = original_weight(model, target)
+        weight = original_tensor(model, target)
         saved = weight.clone()
         acc, loss = [], []
         try:
             for ratio in ratios:
                 weight.copy_(saved)
-                weight.mul_(magnitude(masked_weights(model, target), ratio).keep)
+                weight.mul_(magnitude(effective_tensor(model, target), ratio).keep)
                 res = evaluate(model, split)
                 acc.append(res["accuracy"])
                 loss.append(res["loss"])

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from cnnzip.binary.scales import filter_alpha
 from cnnzip.errors import CnnzipError
 from cnnzip.runtime.xnor import BinaryConvKernel, pack_signs
 
@@ -88,7 +89,7 @@ def bench_layers(
             x = torch.randn(1, chans, hw, hw, generator=gen)
             w = torch.randn(chans, chans, 3, 3, generator=gen)
             kernel = BinaryConvKernel(
-                pack_signs(w), chans, w.abs().mean((1, 2, 3)), torch.zeros(chans), 1, 1
+                pack_signs(w), chans, filter_alpha(w), torch.zeros(chans), 1, 1
             )
             chosen = path or kernel.path_for(x, threads)
             ms = median_ms(

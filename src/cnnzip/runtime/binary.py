@@ -16,22 +16,22 @@ import torch
 import torch.nn as nn
 
 from cnnzip.binary.layers import XnorConv2d, XnorLinear
-from cnnzip.binary.storage import real_weight
+from cnnzip.binary.scales import filter_alpha, norm_affine
 from cnnzip.codec import load as load_cnnz
 from cnnzip.errors import CnnzipError
 from cnnzip.runtime.xnor import BinaryConvKernel, pack_signs
+from cnnzip.transforms import original_tensor, swap_module
 
 __all__ = ["FastXnorConv2d", "FastXnorLinear", "compile_binary", "load"]
 
 
-def _norm_affine(norm: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """An eval-mode batch norm as y = x * a + b per channel."""
-    a = norm.weight.detach() / torch.sqrt(norm.running_var + norm.eps)
-    return a, norm.bias.detach() - norm.running_mean * a
+def _real_weight(layer: nn.Module) -> torch.Tensor:
+    """The real-valued weight under the BWN transform: its signs and alpha are the kernel's."""
+    return original_tensor(layer, "weight").detach()
 
 
 def _kernel(layer: nn.Module, w: torch.Tensor, stride: int, padding: int) -> BinaryConvKernel:
-    alpha = w.abs().mean(dim=tuple(range(1, w.dim())))  # BWN's per-filter scale
+    alpha = filter_alpha(w)
     bias = layer.bias.detach() if layer.bias is not None else torch.zeros_like(alpha)
     return BinaryConvKernel(pack_signs(w), w.shape[1], alpha, bias, stride, padding, layer.scale_k)
 
@@ -41,14 +41,14 @@ class FastXnorConv2d(nn.Module):
 
     def __init__(self, layer: XnorConv2d) -> None:
         super().__init__()
-        a, b = _norm_affine(layer.norm)
+        a, b = norm_affine(layer.norm)
         self.register_buffer("in_scale", a[:, None, None])
         self.register_buffer("in_shift", b[:, None, None])
         if layer.stride[0] != layer.stride[1]:
             raise CnnzipError(
                 f"the binary kernels need one stride along both axes, got {layer.stride}"
             )
-        self.kernel = _kernel(layer, real_weight(layer), layer.stride[0], layer.padding[0])
+        self.kernel = _kernel(layer, _real_weight(layer), layer.stride[0], layer.padding[0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.kernel(torch.addcmul(self.in_shift, x, self.in_scale))  # (N, Cout, Ho, Wo)
@@ -59,10 +59,10 @@ class FastXnorLinear(nn.Module):
 
     def __init__(self, layer: XnorLinear) -> None:
         super().__init__()
-        a, b = _norm_affine(layer.norm)
+        a, b = norm_affine(layer.norm)
         self.register_buffer("in_scale", a)
         self.register_buffer("in_shift", b)
-        self.kernel = _kernel(layer, real_weight(layer)[:, :, None, None], 1, 0)
+        self.kernel = _kernel(layer, _real_weight(layer)[:, :, None, None], 1, 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.addcmul(self.in_shift, x, self.in_scale)  # (N, F)
@@ -75,7 +75,7 @@ def _fold_following_norms(fast: nn.Module) -> None:
         for i in range(len(seq) - 1):
             conv, norm = seq[i], seq[i + 1]
             if isinstance(conv, FastXnorConv2d) and isinstance(norm, nn.BatchNorm2d):
-                a, b = _norm_affine(norm)  # y * a + b after y = dot [* K] * scale + bias
+                a, b = norm_affine(norm)  # y * a + b after y = dot [* K] * scale + bias
                 conv.kernel.scale = (conv.kernel.scale * a).contiguous()
                 conv.kernel.bias = (conv.kernel.bias * a + b).contiguous()
                 seq[i + 1] = nn.Identity()
@@ -90,9 +90,8 @@ def compile_binary(model: nn.Module) -> nn.Module:
     fast = copy.deepcopy(model).eval()
     for name, module in list(fast.named_modules()):
         if isinstance(module, XnorConv2d | XnorLinear):
-            parent_name, _, child = name.rpartition(".")
             twin = FastXnorConv2d if isinstance(module, XnorConv2d) else FastXnorLinear
-            setattr(fast.get_submodule(parent_name), child, twin(module))
+            swap_module(fast, name, twin(module))
     _fold_following_norms(fast)
     return fast
 

@@ -35,6 +35,7 @@ from cnnzip.profiling import Cost, conv_kind, measure_latency, profile, register
 from cnnzip.profiling.counters import first_tensor
 from cnnzip.profiling.latency import eval_mode, example_input, num_threads
 from cnnzip.runtime.shapes import check_conv_settings, check_elements, conv_output_size
+from cnnzip.transforms import swap_module
 
 __all__ = ["LayerChoice", "SparseConv2d", "SparseLinear", "bench_sparse", "sparsify"]
 
@@ -254,8 +255,7 @@ def sparsify(
             dense_ms, sparse_ms = _best_ms(layer, x, repeats), _best_ms(twin, x, repeats)
             faster = sparse_ms < MARGIN * dense_ms
             if faster:
-                parent, _, child = name.rpartition(".")
-                setattr(model.get_submodule(parent), child, twin)
+                swap_module(model, name, twin)
             choices.append(LayerChoice(name, density, dense_ms, sparse_ms, faster))
     return choices
 
