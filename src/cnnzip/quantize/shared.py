@@ -26,8 +26,12 @@ from cnnzip.transforms import (
     WeightTransform,
     add_transform,
     distinct,
+    effective_tensor,
+    keep_mask,
+    original_tensor,
     register_transform,
     remove_transforms,
+    split_target,
     transforms_of,
 )
 
@@ -93,15 +97,6 @@ def default_bits(module: nn.Module) -> int:
     return 5 if isinstance(module, nn.Linear) else 8
 
 
-def _current_mask(model: nn.Module, target: str) -> torch.Tensor | None:
-    """The keep-mask of whatever transform on ``target`` has a ``mask`` buffer (pruning)."""
-    for t in transforms_of(model).get(target, []):
-        mask = getattr(t, "mask", None)
-        if torch.is_tensor(mask):
-            return mask.detach().to(torch.bool).cpu()
-    return None
-
-
 @torch.no_grad()
 def share_layer(
     model: nn.Module, target: str, bits: int, *, init: str = "linear", seed: int = 0
@@ -113,10 +108,10 @@ def share_layer(
     """
     if not 1 <= bits <= MAX_BITS:
         raise CnnzipError(f"{target}: weight bits must be in 1..{MAX_BITS}, got {bits}")
-    module_name, _, tensor_name = target.rpartition(".")
-    module = model.get_submodule(module_name)
-    weight = getattr(module, tensor_name).detach().cpu()  # effective (masked) weight
-    mask = _current_mask(model, target)
+    device = original_tensor(model, target).device
+    weight = effective_tensor(model, target).cpu()  # a pruned weight's zeros included
+    mask = keep_mask(model, target)
+    mask = None if mask is None else mask.detach().to(torch.bool).cpu()
     remove_transforms(model, [target])
     kept = weight[mask] if mask is not None else weight.reshape(-1)
     if kept.numel() == 0:
@@ -130,7 +125,7 @@ def share_layer(
     else:
         index[mask] = labels
     shared = SharedWeight(index, torch.from_numpy(result.centroids), mask)
-    add_transform(model, target, shared.to(getattr(module, tensor_name).device))
+    add_transform(model, target, shared.to(device))
     return shared
 
 
@@ -152,7 +147,7 @@ def share_weights(
     targets = distinct(model, targets)
     out: dict[str, SharedWeight] = {}
     for target in targets:
-        module = model.get_submodule(target.rpartition(".")[0])
+        module = model.get_submodule(split_target(target)[0])
         kind = "linear" if isinstance(module, nn.Linear) else "conv"
         b = bits.get(target, bits.get(target.removesuffix(".weight"), bits.get(kind)))
         out[target] = share_layer(
