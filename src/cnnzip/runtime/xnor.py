@@ -15,9 +15,12 @@ same numbers, bit for bit, with ordinary torch ops.
 
 from __future__ import annotations
 
+import importlib
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
+from types import ModuleType
 
 import numpy as np
 import torch
@@ -32,10 +35,35 @@ from cnnzip.runtime.shapes import (
     conv_output_size,
 )
 
-try:
-    from cnnzip import _xnor
-except ImportError:  # not compiled: everything runs through the torch fallback
-    _xnor = None
+REBUILD = "`make install` (or `.venv/bin/pip install --no-deps --no-build-isolation -e .`)"
+
+
+def _import_extension() -> tuple[ModuleType | None, str]:
+    """The compiled kernels, or None and the import error that says why they are missing."""
+    try:
+        return importlib.import_module("cnnzip._xnor"), ""
+    except ImportError as exc:  # not compiled: everything runs through the torch fallback
+        return None, str(exc)
+
+
+_xnor, _missing_because = _import_extension()
+_fallback_reported = False
+
+
+def _extension() -> ModuleType | None:
+    """The compiled kernels; without them, warn once per process that the torch fallback
+    runs, so a failed build is not mistaken for slow kernels."""
+    global _fallback_reported
+    if _xnor is None and not _fallback_reported:
+        _fallback_reported = True
+        warnings.warn(
+            f"cnnzip's C kernels are not built ({_missing_because}): binary layers run "
+            f"through the torch fallback (same results, slower); rebuild with {REBUILD}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return _xnor
+
 
 __all__ = [
     "BinaryConvKernel",
@@ -60,7 +88,8 @@ RACED = ("avx512", "avx2")
 
 def available_paths() -> list[str]:
     """Kernel paths this machine runs, slowest first; ``"torch"`` always works."""
-    return ["torch", *(_xnor.paths() if _xnor else [])]
+    ext = _extension()
+    return ["torch", *(ext.paths() if ext else [])]
 
 
 def default_path() -> str:
@@ -69,7 +98,8 @@ def default_path() -> str:
     if forced:
         _check_path(forced)
         return forced
-    return _xnor.best_path() if _xnor else "torch"
+    ext = _extension()
+    return ext.best_path() if ext else "torch"
 
 
 def raced_paths() -> list[str]:
