@@ -16,7 +16,7 @@ import torch
 
 import cnnzip
 from cnnzip.models import get_model, list_models
-from cnnzip.profiling import Report
+from cnnzip.profiling import ProfileReport
 
 # name, builder kwargs, exact parameter count (None: the paper gives none exactly), MACs
 REFERENCES: list[tuple[str, dict[str, Any], int | None, float]] = [
@@ -40,7 +40,7 @@ REFERENCES: list[tuple[str, dict[str, Any], int | None, float]] = [
 
 
 @cache
-def _profiled(name: str, kwargs: tuple[tuple[str, Any], ...]) -> Report:
+def _profiled(name: str, kwargs: tuple[tuple[str, Any], ...]) -> ProfileReport:
     """Built on the meta device: counts need shapes only, and weight init would dominate."""
     if name not in list_models():
         pytest.skip(f"{name} is not registered yet")

@@ -20,7 +20,7 @@ from cnnzip.cli.profile import input_shape
 from cnnzip.codec import load as load_cnnz
 from cnnzip.codec.inspect import inspect
 from cnnzip.errors import CnnzipError
-from cnnzip.profiling import Report, comparison, comparison_text, profile
+from cnnzip.profiling import ProfileReport, comparison, comparison_text, profile
 from cnnzip.recipes import builtin_recipes, compress, load_recipe
 from cnnzip.runs import Run, load_run
 from cnnzip.train import evaluate
@@ -115,13 +115,13 @@ def compress_cmd(
     )
 
 
-def _speed_profiles(a: nn.Module, b: nn.Module, run: Run) -> tuple[Report, Report]:
+def _speed_profiles(a: nn.Module, b: nn.Module, run: Run) -> tuple[ProfileReport, ProfileReport]:
     """MACs and latency at batch 1 of two models of ``run``'s architecture, measured twice,
     alternating, keeping the second pair: small models take microseconds, and the
     first measurement of a process pays for warming up."""
     shape = input_shape(run.arch, run.kwargs, None)
 
-    def measure(model: nn.Module) -> Report:
+    def measure(model: nn.Module) -> ProfileReport:
         return profile(model, shape, measure_latency=True, runs=50, warmup=5)
 
     for model in (a, b):  # the warm-up pair, not reported

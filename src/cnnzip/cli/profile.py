@@ -26,7 +26,7 @@ from cnnzip.codec import read as read_cnnz
 from cnnzip.codec.header import MAX_PARAMS
 from cnnzip.errors import CnnzipError
 from cnnzip.models import get_model, get_model_builder
-from cnnzip.profiling import Report, comparison, comparison_text, measure_latency, profile
+from cnnzip.profiling import ProfileReport, comparison, comparison_text, measure_latency, profile
 from cnnzip.runs import load_run
 
 max_memory_option = click.option(
@@ -113,7 +113,7 @@ def check_memory(
     shape: tuple[int, ...],
     batch: int,
     max_gb: float,
-    report: Report | None = None,
+    report: ProfileReport | None = None,
 ) -> None:
     """Refuse before allocating: ``batch`` inputs of ``shape``, plus as many of the largest
     layer output of ``report`` (a traced forward; without one, before tracing, the input
@@ -177,6 +177,6 @@ def input_shape(arch: str, kwargs: dict[str, Any], size: int | None) -> tuple[in
     return (int(setting("in_chans", 3)), side, side)
 
 
-def _emit_comparison(sources: tuple[str, ...], reports: list[Report], as_json: bool) -> None:
+def _emit_comparison(sources: tuple[str, ...], reports: list[ProfileReport], as_json: bool) -> None:
     a, b = reports
     emit(comparison((sources[0], sources[1]), a, b), as_json, comparison_text)

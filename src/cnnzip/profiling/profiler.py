@@ -39,7 +39,7 @@ from cnnzip.profiling.counters import (
     module_counter,
 )
 from cnnzip.profiling.latency import eval_mode, example_input
-from cnnzip.profiling.report import LayerStats, Report
+from cnnzip.profiling.report import LayerProfile, ProfileReport
 from cnnzip.profiling.storage import nonzero_fraction, owned_counts
 
 __all__ = ["profile"]
@@ -54,7 +54,7 @@ def profile(
     warmup: int = 2,
     threads: int | None = None,
     batch: int = 1,
-) -> Report:
+) -> ProfileReport:
     """Parameters, MACs, bytes per layer and in total, and optionally measured latency.
 
     ``input_shape`` is one sample's shape without the batch dimension, e.g.
@@ -70,7 +70,7 @@ def profile(
         if layer.name in owners:  # a module row, not an ``owner:op`` row
             layer.params, layer.weight_bytes = counts.get(layer.name, (0, 0))
             layer.nonzero_macs = round(layer.macs * nonzero_fraction(owners[layer.name]))
-    report = Report(
+    report = ProfileReport(
         input_shape=shape,
         params=sum(params for params, _ in counts.values()),
         weight_bytes=sum(stored for _, stored in counts.values()),
@@ -83,7 +83,7 @@ def profile(
     return report
 
 
-def _trace(model: nn.Module, shape: tuple[int, ...]) -> list[LayerStats]:
+def _trace(model: nn.Module, shape: tuple[int, ...]) -> list[LayerProfile]:
     """Per-layer rows from one forward of a batch of one: on meta if the model allows."""
     x = example_input(model, (1, *shape))
     try:
@@ -115,12 +115,12 @@ class _Tracer(TorchFunctionMode):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
-        self.rows: dict[str, LayerStats] = {}
+        self.rows: dict[str, LayerProfile] = {}
         self.stack: list[str] = []  # names of the modules whose forward is running
         self.inside = 0  # > 0 inside a counted layer or a parametrization: not ours to count
         self.handles: list[RemovableHandle] = []
 
-    def run(self, x: torch.Tensor) -> list[LayerStats]:
+    def run(self, x: torch.Tensor) -> list[LayerProfile]:
         try:
             self._attach("", self.model)
             with eval_mode(self.model), torch.no_grad(), self:
@@ -194,7 +194,7 @@ class _Tracer(TorchFunctionMode):
         return hook
 
     def _record(self, name: str, cost: Cost, out: Any, *, counted: bool = True) -> None:
-        row = self.rows.setdefault(name, LayerStats(name=name, kind=cost.kind, counted=counted))
+        row = self.rows.setdefault(name, LayerProfile(name=name, kind=cost.kind, counted=counted))
         row.macs += cost.macs
         row.ops += cost.ops
         row.calls += 1

@@ -10,8 +10,8 @@ __all__ = [
     "MAC_CONVENTION",
     "SHARE_GROUPS",
     "Latency",
-    "LayerStats",
-    "Report",
+    "LayerProfile",
+    "ProfileReport",
     "compare",
     "comparison",
     "comparison_text",
@@ -33,7 +33,7 @@ SHARE_GROUPS = {
 
 
 @dataclass
-class LayerStats:
+class LayerProfile:
     """One leaf module (or one tensor op, named ``owner:op``), summed over its calls."""
 
     name: str
@@ -94,13 +94,13 @@ class Latency:
 
 
 @dataclass
-class Report:
+class ProfileReport:
     """What ``cnnzip.profile`` returns. Counts are per image (one sample of ``input_shape``)."""
 
     input_shape: tuple[int, ...]
     params: int
     weight_bytes: int
-    layers: list[LayerStats]
+    layers: list[LayerProfile]
     latency: Latency | None = None
 
     @property
@@ -227,7 +227,7 @@ def _table(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
     return [line(head), *(line(r) for r in rows)]
 
 
-def compare(a: Report, b: Report) -> dict[str, float]:
+def compare(a: ProfileReport, b: ProfileReport) -> dict[str, float]:
     """Theory beside measurement: how many times fewer MACs A needs than B, the same
     counting only MACs by nonzero weights (what sparse kernels could reach), and how
     many times faster A measured (all B / A). Both reports need a measured latency."""
@@ -240,7 +240,7 @@ def compare(a: Report, b: Report) -> dict[str, float]:
     }
 
 
-def comparison(names: tuple[str, str], a: Report, b: Report) -> dict[str, Any]:
+def comparison(names: tuple[str, str], a: ProfileReport, b: ProfileReport) -> dict[str, Any]:
     """``compare`` with both models' figures, as ``cnnzip profile --compare`` and
     ``cnnzip compress`` report them (JSON)."""
     ratios = compare(a, b)

@@ -21,7 +21,7 @@ from cnnzip.prune.masks import (
     set_mask,
     unprunable,
 )
-from cnnzip.prune.report import LayerStat, PruneReport, Step, layer_stats
+from cnnzip.prune.report import PrunedLayer, PruneReport, Step, layer_stats
 from cnnzip.prune.rules import Pruned, check_sparsity, global_magnitude, magnitude, std_threshold
 from cnnzip.prune.schedules import (
     RETRAIN,
@@ -38,12 +38,12 @@ __all__ = [
     "RETRAIN",
     "Curve",
     "GradualPruning",
-    "LayerStat",
     "Mask",
     "MaskKeeper",
     "PruneError",
     "PruneReport",
     "Pruned",
+    "PrunedLayer",
     "Sensitivity",
     "Step",
     "allocate",

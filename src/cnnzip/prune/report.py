@@ -15,11 +15,11 @@ import torch.nn as nn
 from cnnzip.prune.masks import get_mask
 from cnnzip.transforms import original_tensor
 
-__all__ = ["LayerStat", "PruneReport", "Step", "layer_stats"]
+__all__ = ["PruneReport", "PrunedLayer", "Step", "layer_stats"]
 
 
 @dataclass
-class LayerStat:
+class PrunedLayer:
     name: str  # dotted weight name, e.g. "fc1.weight"
     weights: int
     kept: int
@@ -45,7 +45,7 @@ class Step:
 
 @dataclass
 class PruneReport:
-    layers: list[LayerStat]
+    layers: list[PrunedLayer]
     steps: list[Step] = field(default_factory=list)
     # weights pruning could not handle, kept as they were: (name, reason); see ``unprunable``
     skipped: list[tuple[str, str]] = field(default_factory=list)
@@ -98,12 +98,12 @@ class PruneReport:
 
 def layer_stats(
     model: nn.Module, targets: list[str], thresholds: dict[str, float] | None = None
-) -> list[LayerStat]:
+) -> list[PrunedLayer]:
     """Weights and kept counts of ``targets`` as the model stands (no mask = dense)."""
     out = []
     for target in targets:
         mask = get_mask(model, target)
         n = original_tensor(model, target).numel()
         kept = int(mask.mask.sum()) if mask is not None else n
-        out.append(LayerStat(target, n, kept, (thresholds or {}).get(target)))
+        out.append(PrunedLayer(target, n, kept, (thresholds or {}).get(target)))
     return out

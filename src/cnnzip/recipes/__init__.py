@@ -2,10 +2,10 @@
 
 from cnnzip.recipes.compress import Compressed, compress
 from cnnzip.recipes.loader import Recipe, builtin_recipes, load_recipe, parse_recipe
-from cnnzip.recipes.stages import STAGES, RecipeError
+from cnnzip.recipes.stages import RECIPE_STAGES, RecipeError
 
 __all__ = [
-    "STAGES",
+    "RECIPE_STAGES",
     "Compressed",
     "Recipe",
     "RecipeError",

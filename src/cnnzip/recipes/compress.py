@@ -20,7 +20,7 @@ from cnnzip.codec import save as save_cnnz
 from cnnzip.codec.container import unpack
 from cnnzip.data import Dataset
 from cnnzip.recipes.loader import Recipe, load_recipe
-from cnnzip.recipes.stages import STAGES, EncodeStage, check_layer_names
+from cnnzip.recipes.stages import RECIPE_STAGES, EncodeStage, check_layer_names
 from cnnzip.train import cross_entropy, evaluate
 from cnnzip.train.loop import LossFn
 
@@ -88,7 +88,7 @@ def compress(
     result = Compressed(model=model, recipe=recipe, arch=arch, meta=dict(meta or {}))
     for name, cfg in recipe.stages:
         start = time.perf_counter()
-        info = STAGES[name][1](model, data, cfg, log, loss_fn)
+        info = RECIPE_STAGES[name][1](model, data, cfg, log, loss_fn)
         result.log.append({"stage": name, "seconds": time.perf_counter() - start, **info})
     _hold_the_file(model, result.encoding)
     result.meta["test_accuracy"] = evaluate(model, data.test)["accuracy"]  # the file's

@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from cnnzip.recipes.stages import STAGES, RecipeError, unknown_name
+from cnnzip.recipes.stages import RECIPE_STAGES, RecipeError, unknown_name
 
 __all__ = ["Recipe", "builtin_recipes", "load_recipe", "parse_recipe"]
 
@@ -87,12 +87,12 @@ def _stage(where: str, item: Any) -> tuple[str, Any]:
             f"{where}: each stage is one mapping like `- prune: {{...}}`, got {item!r:.80}"
         )
     ((name, options),) = item.items()
-    if name not in STAGES:
-        raise unknown_name(where, "stage", name, list(STAGES))
+    if name not in RECIPE_STAGES:
+        raise unknown_name(where, "stage", name, list(RECIPE_STAGES))
     options = options or {}
     if not isinstance(options, dict):
         raise RecipeError(f"{where} ({name}): options must be a mapping, got {options!r:.80}")
-    cls = STAGES[name][0]
+    cls = RECIPE_STAGES[name][0]
     hints = typing.get_type_hints(cls)
     for key, value in options.items():
         if key not in hints:

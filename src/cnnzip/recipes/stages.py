@@ -29,7 +29,7 @@ from cnnzip.train import TrainConfig, cross_entropy, evaluate, fit
 from cnnzip.train.loop import MAX_EPOCHS, MAX_LR, LossFn
 
 __all__ = [
-    "STAGES",
+    "RECIPE_STAGES",
     "EncodeStage",
     "FinetuneStage",
     "PruneStage",
@@ -229,7 +229,7 @@ def run_encode(
     return {}  # the options are read when the result is saved
 
 
-STAGES: dict[str, tuple[type, Callable[..., dict[str, Any]]]] = {
+RECIPE_STAGES: dict[str, tuple[type, Callable[..., dict[str, Any]]]] = {
     "prune": (PruneStage, run_prune),
     "share": (ShareStage, run_share),
     "finetune": (FinetuneStage, run_finetune),
