@@ -1,6 +1,6 @@
 """cnnzip: make convolutional networks small and fast, and say honestly what was gained."""
 
-from cnnzip import codec, data, distill, models, quantize, train
+from cnnzip import binary, codec, data, distill, models, prune, quantize, train
 from cnnzip.codec import load
 from cnnzip.errors import CnnzipError, DataError, ModelError, RunError
 from cnnzip.profiling import profile
@@ -15,6 +15,7 @@ __all__ = [
     "ModelError",
     "RunError",
     "__version__",
+    "binary",
     "codec",
     "compress",
     "data",
@@ -23,6 +24,7 @@ __all__ = [
     "load_run",
     "models",
     "profile",
+    "prune",
     "quantize",
     "save_run",
     "train",

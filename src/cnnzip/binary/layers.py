@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from cnnzip.binary.scales import filter_alpha
+from cnnzip.codec.layouts import Layout, register_layout
 from cnnzip.profiling.counters import Cost, conv_kind, register_counter
 from cnnzip.transforms import WeightTransform, register_transform
 
@@ -49,6 +50,12 @@ class BWN(WeightTransform):
     @classmethod
     def from_spec(cls, weight: torch.Tensor, spec: dict[str, Any]) -> BWN:
         return cls()
+
+
+@register_layout(BWN.kind)
+def _bwn_layout(transform: BWN) -> Layout:
+    """A BWN weight is stored as its sign bits and alpha per output channel."""
+    return Layout("binary")
 
 
 class BinActiv(nn.Module):

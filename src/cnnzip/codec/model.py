@@ -29,6 +29,7 @@ constant streams never materialised, so peak memory stays near the output's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from cnnzip.binary.layers import BWN
 from cnnzip.codec import container
 from cnnzip.codec.errors import CnnzFormatError
 from cnnzip.codec.header import MAX_PARAMS, check_arch, check_tensors, numel
+from cnnzip.codec.layouts import layout_of
 from cnnzip.codec.sparse import (
     MAX_INDEX_BITS,
     best_index_bits,
@@ -50,8 +51,6 @@ from cnnzip.codec.sparse import (
 from cnnzip.codec.streams import decode_streams, encode_stream
 from cnnzip.errors import CnnzipError, ModelError
 from cnnzip.fileio import atomic_write_bytes
-from cnnzip.models import build_model
-from cnnzip.quantize import SharedWeight
 from cnnzip.transforms import WeightTransform, transforms_of
 
 __all__ = [
@@ -75,6 +74,7 @@ DTYPES = {  # name in the header -> (torch dtype, little-endian numpy dtype)
     "uint8": (torch.uint8, "u1"),
     "bool": (torch.bool, "?"),
 }
+Builder = Callable[..., nn.Module]  # build(name, kwargs, max_params=n): a zoo model
 _NAME_OF = {t: name for name, (t, _) in DTYPES.items()}
 BATCH = 1 << 20  # symbols of the streams decoded together (see _batches)
 F16_REL_ERROR = 2.0**-10  # a dense float tensor is stored float16 only within this
@@ -134,14 +134,6 @@ def _stream(sections: _Sections, symbols: np.ndarray, alphabet: int) -> dict[str
     return {**coded.describe(), "section": sections.add(coded.table + coded.data)}
 
 
-def _keep_mask(ts: list[WeightTransform]) -> torch.Tensor | None:
-    for t in ts:
-        mask = getattr(t, "mask", None)
-        if torch.is_tensor(mask):
-            return mask
-    return None
-
-
 def _encode_tensor(
     sections: _Sections,
     name: str,
@@ -151,15 +143,15 @@ def _encode_tensor(
     index_bits: int | None,
 ) -> dict[str, Any]:
     entry: dict[str, Any] = {"name": name, "shape": list(value.shape)}
-    if any(isinstance(t, BWN) for t in ts):
-        return _encode_binary(sections, entry, value)
-    shared = next((t for t in ts if isinstance(t, SharedWeight)), None)
-    mask = shared.mask if shared is not None else _keep_mask(ts)
-    if shared is None and mask is None:
+    layout = layout_of(ts)
+    if layout is None:
         stored = dense_storage(value, dense_dtype)
         raw = value.cpu().contiguous().numpy().astype(DTYPES[stored][1]).tobytes()
         return {**entry, "encoding": "dense", "dtype": _NAME_OF[value.dtype], "stored": stored,
                 "section": sections.add(raw)}  # fmt: skip
+    if layout.encoding == "binary":
+        return _encode_binary(sections, entry, value)
+    mask = layout.mask
     flat_mask = None if mask is None else mask.detach().cpu().reshape(-1).numpy()
     positions = np.arange(value.numel()) if flat_mask is None else np.flatnonzero(flat_mask)
     p = index_bits or best_index_bits(positions)
@@ -167,15 +159,15 @@ def _encode_tensor(
         dtype="float32", index_bits=p, count=len(positions),
         gaps=_stream(sections, gap_encode(positions, p), 1 << p),
     )  # fmt: skip
-    if shared is None:
+    if layout.encoding == "sparse":
         values = value.detach().cpu().float().reshape(-1).numpy()[positions]
         return {
             **entry,
             "encoding": "sparse",
             "values": sections.add(values.astype("<f4").tobytes()),
         }
-    codebook = shared.codebook.detach().cpu().float().numpy()
-    codes = shared.index.detach().cpu().reshape(-1).numpy()[positions].astype(np.int64)
+    codebook = layout.codebook.detach().cpu().float().numpy()
+    codes = layout.index.detach().cpu().reshape(-1).numpy()[positions].astype(np.int64)
     return {
         **entry,
         "encoding": "shared",
@@ -383,11 +375,11 @@ def _check_fit(entries: list[dict[str, Any]], model: nn.Module) -> None:
         )
 
 
-def _build(name: str, kwargs: dict[str, Any], max_params: int) -> nn.Module:
+def _build(build: Builder, name: str, kwargs: dict[str, Any], max_params: int) -> nn.Module:
     """The model a header's arch names, within ``max_params`` elements: whatever a hostile
     kwarg makes the builder raise ends as one format error."""
     try:
-        return build_model(name, kwargs, max_params=max_params)
+        return build(name, kwargs, max_params=max_params)
     except Exception as exc:  # any builder error is the file's fault here
         raise CnnzFormatError(
             f"header arch {name!r} with kwargs {kwargs!r:.120} cannot be built: {exc}"
@@ -395,7 +387,7 @@ def _build(name: str, kwargs: dict[str, Any], max_params: int) -> nn.Module:
 
 
 def _zoo_model(
-    cf: container.CnnzFile, entries: list[dict[str, Any]], max_params: int
+    cf: container.CnnzFile, entries: list[dict[str, Any]], build: Builder, max_params: int
 ) -> tuple[nn.Module, bool]:
     """(the model the header names, whether its tensors can simply be assigned)."""
     arch = cf.header.get("arch")
@@ -406,33 +398,48 @@ def _zoo_model(
         )
     name, kwargs = check_arch(arch)
     with torch.device("meta"):  # shapes only: a lying header allocates nothing
-        skeleton = _build(name, kwargs, max_params)
+        skeleton = _build(build, name, kwargs, max_params)
     _check_fit(entries, skeleton)
     if len(skeleton.state_dict()) == len(list(skeleton.parameters())) + len(
         list(skeleton.buffers())
     ):  # every tensor comes from the file: assign them, skip the random initialisation
         return skeleton, True
-    return _build(name, kwargs, max_params), False  # non-persistent buffers need their init
+    return _build(build, name, kwargs, max_params), False  # non-persistent buffers need their init
 
 
 def load(
-    path: str | Path, model: nn.Module | None = None, *, max_params: int = MAX_PARAMS
+    path: str | Path,
+    model: nn.Module | None = None,
+    *,
+    build: Builder | None = None,
+    max_params: int = MAX_PARAMS,
 ) -> nn.Module:
     """The module stored in ``path``, in eval mode, its weights equal to the shared values
-    bit for bit. Zoo models are built from the header; any other model is loaded into
-    ``model`` (a plain module of the same architecture). A file declaring more than
-    ``max_params`` elements is refused before anything is allocated."""
-    return load_file(container.read(path), model, max_params=max_params)
+    bit for bit. Without ``model``, the header's architecture is built by ``build(name,
+    kwargs, max_params=n)`` (the zoo's ``build_model``: ``cnnzip.load`` passes it, since
+    the format knows no zoo); any other model is loaded into ``model`` (a plain module of
+    the same architecture). A file declaring more than ``max_params`` elements is refused
+    before anything is allocated."""
+    return load_file(container.read(path), model, build=build, max_params=max_params)
 
 
 def load_file(
-    cf: container.CnnzFile, model: nn.Module | None = None, *, max_params: int = MAX_PARAMS
+    cf: container.CnnzFile,
+    model: nn.Module | None = None,
+    *,
+    build: Builder | None = None,
+    max_params: int = MAX_PARAMS,
 ) -> nn.Module:
     """``load`` for a container already read (e.g. to also show its metadata)."""
     entries = check_tensors(cf.header.get("tensors"), max_params)
     assign = False
     if model is None:
-        model, assign = _zoo_model(cf, entries, max_params)
+        if build is None:
+            raise CnnzipError(
+                "no model and no builder: use cnnzip.load(path), which builds zoo "
+                "architectures, or pass model=MyNet()"
+            )
+        model, assign = _zoo_model(cf, entries, build, max_params)
     else:
         if transforms_of(model):
             raise CnnzipError("load into a plain module: this one has weight transforms")

@@ -1,6 +1,9 @@
-"""The model zoo: every architecture registers its builders here on import."""
+"""The model zoo: every architecture registers its builders here on import.
 
-from cnnzip.binary import convert as _binary  # noqa: F401  (registers "binarized")
+Stages above the zoo register their own (cnnzip.binary: "binarized"); ``import cnnzip``
+imports them all, so the registry is complete once any part of cnnzip is imported.
+"""
+
 from cnnzip.models import (
     alexnet,  # noqa: F401
     googlenet,  # noqa: F401

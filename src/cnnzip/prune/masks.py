@@ -20,6 +20,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from cnnzip.codec.layouts import Layout, register_layout
 from cnnzip.errors import CnnzipError
 from cnnzip.profiling.storage import sparse_index_bytes
 from cnnzip.train import Callback, TrainState
@@ -78,6 +79,12 @@ class Mask(WeightTransform):
     @classmethod
     def from_spec(cls, weight: torch.Tensor, spec: dict[str, Any]) -> Mask:
         return cls(torch.ones_like(weight, dtype=torch.bool))
+
+
+@register_layout(Mask.kind)
+def _mask_layout(transform: Mask) -> Layout:
+    """A pruned weight is stored sparse: its kept values and their relative indices."""
+    return Layout("sparse", transform.mask)
 
 
 def _weight_target(name: str) -> str:

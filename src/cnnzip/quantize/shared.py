@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from cnnzip.codec.layouts import Layout, register_layout
 from cnnzip.errors import CnnzipError
 from cnnzip.profiling.storage import sparse_index_bytes
 from cnnzip.prune.masks import PRUNABLE_TYPES, unprunable
@@ -90,6 +91,12 @@ class SharedWeight(WeightTransform):
         mask = torch.ones(weight.shape, dtype=torch.bool) if spec.get("masked") else None
         index = torch.zeros(weight.shape, dtype=torch.int32)
         return cls(index, torch.zeros(int(spec["k"])), mask)
+
+
+@register_layout(SharedWeight.kind)
+def _shared_layout(transform: SharedWeight) -> Layout:
+    """A shared weight is stored as its codebook and the clusters of its kept weights."""
+    return Layout("shared", transform.mask, transform.codebook, transform.index)
 
 
 def default_bits(module: nn.Module) -> int:
