@@ -95,11 +95,9 @@ def write_varints(values: np.ndarray) -> bytes:
     values = np.asarray(values, dtype=np.uint64)
     if values.size == 0:
         return b""
-    nbytes = np.maximum(1, (np.floor(np.log2(np.maximum(values, 1))) // 7 + 1).astype(np.int64))
-    # log2 of a float can round up at a power of two: fix by direct comparison
-    nbytes = np.where(
-        values >= (np.uint64(1) << (7 * nbytes).astype(np.uint64)), nbytes + 1, nbytes
-    )
+    # one byte, plus one per further 7-bit group in use: integer shifts, since a float
+    # log2 rounds values of 2**53 and more up and gave them a byte or two too many
+    nbytes = 1 + sum(((values >> np.uint64(7 * k)) > 0).astype(np.int64) for k in range(1, 10))
     owner = np.repeat(np.arange(values.size), nbytes)  # value index of each output byte
     rank = np.arange(owner.size) - np.repeat(np.cumsum(nbytes) - nbytes, nbytes)
     out = (values[owner] >> (7 * rank).astype(np.uint64)) & np.uint64(0x7F)
