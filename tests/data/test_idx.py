@@ -33,6 +33,14 @@ def test_gzip_and_raw_files_read_the_same(tmp_path: Path, idx_bytes) -> None:
     np.testing.assert_array_equal(read_idx(tmp_path / "z.gz"), labels)
 
 
+def test_gzip_is_detected_by_its_magic_number_not_the_file_name(tmp_path: Path, idx_bytes) -> None:
+    labels = np.array([2, 7, 1], dtype=np.uint8)
+    (tmp_path / "raw.gz").write_bytes(idx_bytes(labels))
+    (tmp_path / "zipped").write_bytes(gzip.compress(idx_bytes(labels)))
+    np.testing.assert_array_equal(read_idx(tmp_path / "raw.gz"), labels)
+    np.testing.assert_array_equal(read_idx(tmp_path / "zipped"), labels)
+
+
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [

@@ -216,6 +216,14 @@ def test_small_stem_keeps_resolution_for_28px_inputs() -> None:
     assert model.layer4(model.layer3(model.layer2(model.layer1(x)))).shape == (1, 512, 4, 4)
 
 
+@pytest.mark.parametrize(("img_size", "stride"), [(28, 1), (56, 1), (63, 1), (64, 2), (224, 2)])
+def test_mobilenet_small_stem_below_64_px(img_size: int, stride: int) -> None:
+    # its docstring: the stem runs at stride 1 for inputs under SMALL_INPUT_BELOW (64)
+    model = meta_model("mobilenet_v1", img_size=img_size)
+    first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    assert first.stride == (stride, stride)
+
+
 def test_unknown_model_names_the_closest_match() -> None:
     with pytest.raises(ModelError, match="Did you mean 'shufflenet_v1'"):
         get_model("shufflenet_v2")

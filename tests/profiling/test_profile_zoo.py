@@ -7,6 +7,7 @@ the ShuffleNet paper (Table 2: 1x complexity by number of groups).
 
 from __future__ import annotations
 
+import re
 import time
 from functools import cache
 from typing import Any
@@ -65,6 +66,18 @@ def test_zoo_matches_the_references(
         assert report.params == params
     assert report.macs == pytest.approx(macs, rel=0.02)
     assert report.uncounted == []
+
+
+def test_shufflenet_docstring_gives_the_measured_macs() -> None:
+    import cnnzip.models.shufflenet as shufflenet
+
+    text = " ".join(shufflenet.__doc__.split())
+    found = re.search(r"are ([\d / ]+) M for groups ([\d / ]+?) \(", text)
+    assert found is not None
+    macs = [int(m) for m in found[1].split(" / ")]
+    groups = [int(g) for g in found[2].split(" / ")]
+    measured = [round(_profiled("shufflenet_v1", (("groups", g),)).macs / 1e6) for g in groups]
+    assert macs == measured
 
 
 def test_mobilenet_mac_shares_match_its_table_2() -> None:

@@ -1,4 +1,8 @@
-"""Reader for the IDX format of MNIST and Fashion-MNIST (raw or gzip).
+"""Reader for the IDX format of MNIST and Fashion-MNIST, raw or gzipped.
+
+A file is gunzipped when its first two bytes are gzip's magic number (1f 8b),
+whatever its name: a raw file called ``*.gz`` or a gzipped one without the
+suffix reads the same (an IDX file starts with two zero bytes, never 1f 8b).
 
 Layout: 2 zero bytes, a dtype code, the number of dimensions n, then n
 big-endian u32 sizes, then the values. Every size is checked against the file

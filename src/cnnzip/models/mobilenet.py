@@ -6,7 +6,8 @@ costs 1/N + 1/9 of a full 3x3 conv, and 95% of the remaining MACs sit in the
 alpha, rounded down); the resolution multiplier rho is just the input size
 (the network ends in global pooling, so any ``img_size`` runs). At 224 and
 1000 classes, alpha 1.0 has 4,231,976 parameters and 569 M MACs. The small
-stem runs the first conv at stride 1 for 28-32 px inputs.
+stem runs the first conv at stride 1; by default inputs under SMALL_INPUT_BELOW
+(64 px, cnnzip.models.layers) get it, ``small_input`` overrides.
 """
 
 from __future__ import annotations

@@ -6,8 +6,10 @@ lets information cross groups for free. ``shuffle=False`` builds the paper's
 ablation. Channels follow the paper's Table 1 (stage widths per ``groups``,
 times ``scale``); the bottleneck is a quarter of a unit's output, and the
 first pointwise conv of stage 2 is not grouped (its input has only 24
-channels). At ``scale=1`` the MACs at 224 are 143 / 140 / 137 / 133 / 137 M for
-groups 1 / 2 / 3 / 4 / 8. Scaled widths are rounded to multiples of ``groups``.
+channels). At ``scale=1`` the MACs at 224 (1000 classes, ``cnnzip.profile``)
+are 143 / 141 / 137 / 134 / 138 M for groups 1 / 2 / 3 / 4 / 8 (the paper's
+Table 2 rounds to 143 / 140 / 137 / 133 / 137). Scaled widths are rounded to
+multiples of ``groups``.
 The small stem runs conv1 at stride 1 and drops the max-pool.
 """
 

@@ -1,10 +1,17 @@
 """Recipe stages: a config dataclass and a function each, applied in order to a model.
 
-prune     automatic per-layer ratios (cnnzip.prune: sensitivity -> allocate),
-          then iterative prune -> retrain
-share     k-means weight sharing of every Conv/Linear weight
-finetune  retrain (the codebooks, biases...) through cnnzip.train.fit
-encode    how the .cnnz is written (read by ``Compressed.save``)
+An option a recipe leaves out takes its dataclass default (below); the built-in
+deep-compression.yaml sets most of them itself.
+
+prune     per-layer ratios reaching ``sparsity`` (0.94) overall, automatic from the
+          sensitivity curves (cnnzip.prune: analyze -> allocate) unless ``ratios`` fixes
+          them; then ``schedule`` "iterative" (default: 3 rounds of prune -> retrain,
+          3 epochs each at lr 1e-4) or "gradual" (one run along the cubic curve)
+share     k-means weight sharing of every Conv/Linear weight: 8 bits for convs and 5 for
+          linear layers, linear init
+finetune  retrain (the codebooks, biases...) through cnnzip.train.fit: 3 epochs at lr 1e-4
+encode    how the .cnnz is written (read by ``Compressed.save``): dense tensors float16
+          by default (``cnnzip.codec.save`` defaults to float32), index bits chosen per layer
 
 Every stage function takes the same ``loss_fn``; the stages that retrain
 (prune, finetune) train with it, so one teacher (``cnnzip.distill.make_loss``)
