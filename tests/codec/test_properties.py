@@ -102,14 +102,16 @@ json_values = st.recursive(
     | st.integers()
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
-    max_leaves=20,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
 )
 
 
 @FEW
 @given(
-    st.dictionaries(st.text(max_size=8).filter(lambda k: k != "sections"), json_values),
+    st.dictionaries(st.text(max_size=8).filter(lambda k: k != "sections"), json_values, max_size=4),
     st.lists(st.binary(max_size=40), max_size=6),
     st.booleans(),
 )
