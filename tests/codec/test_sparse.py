@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from cnnzip.codec.errors import CnnzFormatError
-from cnnzip.codec.sparse import best_index_bits, gap_counts, gap_decode, gap_encode
+from cnnzip.codec.sizes import best_index_bits
+from cnnzip.codec.sparse import gap_counts, gap_decode, gap_encode
 
 
 def test_gaps_with_fillers_by_hand() -> None:

@@ -42,11 +42,6 @@ class BWN(WeightTransform):
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         return filter_alpha(weight, keepdim=True) * sign_ste(weight)
 
-    def storage_bytes(self, original: torch.Tensor) -> int:
-        """1 bit per weight plus a float32 alpha per output channel, as the .cnnz stores it
-        (read by ``cnnzip.profile``)."""
-        return math.ceil(original.numel() / 8) + 4 * original.shape[0]
-
     @classmethod
     def from_spec(cls, weight: torch.Tensor, spec: dict[str, Any]) -> BWN:
         return cls()

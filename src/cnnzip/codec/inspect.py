@@ -23,7 +23,7 @@ from cnnzip.codec import container
 from cnnzip.codec.bits import histogram
 from cnnzip.codec.header import MAX_PARAMS, check_tensors, numel
 from cnnzip.codec.model import decode_state, positions
-from cnnzip.codec.sparse import best_index_bits, gap_counts
+from cnnzip.codec.sizes import FLOAT32_BYTES, index_bytes, shared_bytes, sparse_bytes
 from cnnzip.codec.streams import decode_stream, entropy_bits
 
 __all__ = ["Report", "inspect"]
@@ -140,12 +140,13 @@ def _stream_stats(
 
 def _layer(cf: container.CnnzFile, entry: dict[str, Any]) -> dict[str, Any]:
     size, enc = numel(entry), entry["encoding"]
+    dense = FLOAT32_BYTES * size
     layer: dict[str, Any] = {"name": entry["name"], "encoding": enc, "weights": size}
     if enc == "dense":
         coded = len(cf.section(entry["section"]))
         return {
             **layer, "kept": size, "kept_pct": 100.0, "weight_bits": None, "index_bits": None,
-            "bytes": {"dense": 4 * size, "pruned": 4 * size, "shared": 4 * size, "coded": coded},
+            "bytes": {"dense": dense, "pruned": dense, "shared": dense, "coded": coded},
             "streams": [], "buffer": bool(entry.get("buffer")),
         }  # fmt: skip
     if enc == "binary":
@@ -153,21 +154,17 @@ def _layer(cf: container.CnnzFile, entry: dict[str, Any]) -> dict[str, Any]:
         return {
             **layer, "kept": size, "kept_pct": 100.0,
             "weight_bits": 8 * len(cf.section(entry["bits"])) / max(size, 1), "index_bits": None,
-            "bytes": {"dense": 4 * size, "pruned": 4 * size, "shared": stored, "coded": stored},
+            "bytes": {"dense": dense, "pruned": dense, "shared": stored, "coded": stored},
             "streams": [], "buffer": False,
         }  # fmt: skip
     count = entry["count"]
     gaps, symbols = _stream_stats(cf, entry, "gaps")
-    kept = positions(entry, symbols)
-    p_fixed = best_index_bits(kept, coded=False)
-    index_bytes = (int(gap_counts(kept, p_fixed).sum()) * p_fixed + 7) // 8
+    index = index_bytes(positions(entry, symbols))
     streams = [gaps]
     coded = len(cf.section(entry["gaps"]["section"]))
-    pruned = 4 * count + index_bytes
+    pruned = sparse_bytes(count, index)
     if enc == "shared":
-        k = entry["k"]
-        bits = max(1, (k - 1).bit_length())
-        shared = (count * bits + 7) // 8 + index_bytes + 4 * k
+        shared = shared_bytes(count, entry["k"], index)
         streams.insert(0, _stream_stats(cf, entry, "codes")[0])
         coded += len(cf.section(entry["codebook"])) + len(cf.section(entry["codes"]["section"]))
         weight_bits = 8 * len(cf.section(entry["codes"]["section"])) / max(count, 1)
@@ -180,7 +177,7 @@ def _layer(cf: container.CnnzFile, entry: dict[str, Any]) -> dict[str, Any]:
         "weight_bits": weight_bits,
         "index_bits": 8 * len(cf.section(entry["gaps"]["section"])) / max(count, 1),
         "index_bits_p": entry["index_bits"],
-        "bytes": {"dense": 4 * size, "pruned": pruned, "shared": shared, "coded": coded},
+        "bytes": {"dense": dense, "pruned": pruned, "shared": shared, "coded": coded},
         "streams": streams, "buffer": False,
     }  # fmt: skip
 
@@ -192,6 +189,6 @@ def inspect(path: str | Path, *, max_params: int = MAX_PARAMS) -> Report:
     decode_state(cf, max_params=max_params)  # checks the whole file before any report
     entries = check_tensors(cf.header["tensors"], max_params)
     layers = [_layer(cf, e) for e in entries if e["encoding"] != "alias"]
-    dense = sum(4 * layer["weights"] for layer in layers if not layer["buffer"])
+    dense = sum(FLOAT32_BYTES * layer["weights"] for layer in layers if not layer["buffer"])
     meta = cf.header.get("meta") if isinstance(cf.header.get("meta"), dict) else {}
     return Report(file_bytes=os.path.getsize(path), dense_bytes=dense, layers=layers, meta=meta)

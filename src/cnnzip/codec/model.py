@@ -41,13 +41,8 @@ from cnnzip.codec import container
 from cnnzip.codec.errors import CnnzFormatError
 from cnnzip.codec.header import MAX_PARAMS, check_arch, check_tensors, numel
 from cnnzip.codec.layouts import layout_of
-from cnnzip.codec.sparse import (
-    MAX_INDEX_BITS,
-    best_index_bits,
-    const_gap_positions,
-    gap_decode,
-    gap_encode,
-)
+from cnnzip.codec.sizes import best_index_bits
+from cnnzip.codec.sparse import MAX_INDEX_BITS, const_gap_positions, gap_decode, gap_encode
 from cnnzip.codec.streams import decode_streams, encode_stream
 from cnnzip.errors import CnnzipError, ModelError
 from cnnzip.fileio import atomic_write_bytes

@@ -5,21 +5,17 @@ pruned weights skipped before each kept one, in p bits. A gap too large for
 p bits is split with filler entries: the symbol ``2**p - 1`` means "skip
 2**p - 1 positions, no weight here" (so a filler costs an index entry but no
 weight entry); symbols below it are the gap before a kept weight. p is chosen
-per layer for the fewest bytes.
+per layer for the fewest bytes (cnnzip.codec.sizes.best_index_bits).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from cnnzip.codec.bits import write_varints
 from cnnzip.codec.errors import CnnzFormatError
-from cnnzip.codec.rans import lane_count
-from cnnzip.codec.streams import entropy_bits
 
 __all__ = [
     "MAX_INDEX_BITS",
-    "best_index_bits",
     "const_gap_positions",
     "gap_counts",
     "gap_decode",
@@ -94,18 +90,3 @@ def gap_counts(positions: np.ndarray | range, p: int) -> np.ndarray:
     counts = np.bincount(gaps % skip, weights=times, minlength=skip + 1).astype(np.int64)
     counts[skip] += int((gaps // skip * times).sum())
     return counts
-
-
-def best_index_bits(positions: np.ndarray | range, *, coded: bool = True) -> int:
-    """p with the fewest bytes: entropy-coded (estimated: the entropy, the exact table,
-    8 bytes per rANS lane) or, with ``coded=False``, fixed p bits per entry."""
-
-    def cost(p: int) -> float:
-        counts = gap_counts(positions, p)
-        if not coded:
-            return float(counts.sum() * p)
-        n = int(counts.sum())
-        table = len(write_varints(counts[: np.flatnonzero(counts)[-1] + 1])) if n else 0
-        return entropy_bits(counts) + 8.0 * table + 64.0 * lane_count(n)
-
-    return min(range(1, MAX_INDEX_BITS + 1), key=cost)

@@ -28,6 +28,7 @@ from cnnzip.codec.bits import (
     write_varints,
 )
 from cnnzip.codec.errors import CnnzFormatError
+from cnnzip.codec.sizes import coder_bytes, entropy_bits, raw_width
 
 __all__ = [
     "CODERS",
@@ -40,18 +41,6 @@ __all__ = [
 ]
 
 CODERS = ("const", "raw", "huffman", "rans")
-
-
-def entropy_bits(counts: np.ndarray) -> float:
-    """n * H(p) of the empirical distribution: the Shannon bound for this stream, in bits."""
-    c = np.asarray(counts, dtype=np.float64)
-    c = c[c > 0]
-    n = c.sum()
-    return float((c * np.log2(n / c)).sum()) if n else 0.0
-
-
-def raw_width(alphabet: int) -> int:
-    return max(1, int(alphabet - 1).bit_length())
 
 
 @dataclass(frozen=True)
@@ -103,11 +92,7 @@ def encode_stream(symbols: np.ndarray, alphabet: int, coder: str = "auto") -> Co
         "rans": lambda: (table, rans.encode(symbols, counts[:last])),
     }
     if coder == "auto":
-        sizes = {
-            "raw": (n * width + 7) // 8,
-            "huffman": len(table) + (huffman.encoded_bits(counts[:last]) + 7) // 8,
-            "rans": len(table) + int(h / 8 * 1.002) + 3 * rans.lane_count(n),  # estimate
-        }
+        sizes = coder_bytes(counts[:last], alphabet, len(table))
         best = sorted(sizes, key=sizes.__getitem__)[:2]  # encode the two best, keep the smaller
         coded = [(name, *candidates[name]()) for name in best]
         name, tab, data = min(coded, key=lambda c: len(c[1]) + len(c[2]))

@@ -6,14 +6,17 @@ binarization use): a parametrized weight counts once, with the shape of its
 original, whatever transforms sit on it.
 
 Bytes are dense at the tensor's dtype (float32: 4 bytes a weight) unless
-storage is reported otherwise, in one of two ways:
+storage is reported otherwise, in one of three ways:
 
 - a weight transform (``cnnzip.transforms.WeightTransform``) that defines
   ``storage_bytes(self, original: torch.Tensor) -> int`` reports the bytes of
-  the tensor it transforms (a mask: the kept weights plus their relative
-  indices; a codebook: b-bit indices plus the codebook; BWN: 1 bit a weight
-  plus alpha per output channel). The outermost transform on a tensor that
-  defines it decides, since it sees the final form.
+  the tensor it transforms. The outermost transform on a tensor that defines
+  it decides, since it sees the final form.
+- otherwise a transform kind that registers a layout with the codec
+  (``cnnzip.codec.layouts``: a mask, a codebook, BWN) is counted as the .cnnz
+  stores that layout, by the one size model ``cnnzip.codec.sizes`` (a mask:
+  the kept weights plus their relative indices; a codebook: b-bit indices
+  plus the codebook; BWN: 1 bit a weight plus alpha per output channel).
 - ``register_storage(ModuleType)`` decorates ``fn(module) -> int`` for a
   module type whose whole storage differs (a packed binary conv).
 
@@ -33,13 +36,14 @@ saves (inspect's "coded" stage).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 
-import numpy as np
 import torch
 import torch.nn as nn
 from torch.nn.utils import parametrize
+
+from cnnzip.codec.layouts import layout_of
+from cnnzip.codec.sizes import layout_bytes
 
 __all__ = [
     "layer_params",
@@ -47,7 +51,6 @@ __all__ = [
     "owned_counts",
     "owned_tensors",
     "register_storage",
-    "sparse_index_bytes",
     "weight_bytes",
     "weight_owners",
 ]
@@ -66,19 +69,6 @@ def register_storage(
         return fn
 
     return wrap
-
-
-def sparse_index_bytes(keep: torch.Tensor) -> int:
-    """Bytes of the relative indices of ``keep``'s True entries, before entropy coding.
-
-    The codec's own gap symbols (fillers included) at the fixed width p that
-    makes them smallest, so this is the .cnnz index stream stored raw.
-    """
-    from cnnzip.codec.sparse import best_index_bits, gap_counts  # codec -> transforms -> here
-
-    positions = np.flatnonzero(keep.detach().cpu().reshape(-1).numpy())
-    p = best_index_bits(positions, coded=False)
-    return math.ceil(int(gap_counts(positions, p).sum()) * p / 8)
 
 
 def owned_tensors(module: nn.Module) -> Iterator[tuple[str, torch.Tensor, list[nn.Module]]]:
@@ -117,10 +107,14 @@ def _module_storage(module: nn.Module) -> Callable[[nn.Module], int] | None:
 
 
 def _tensor_bytes(tensor: torch.Tensor, transforms: list[nn.Module]) -> int:
-    """Bytes of one tensor: as its outermost reporting transform says, else dense."""
+    """Bytes of one tensor: as its outermost reporting transform says, else as the codec
+    stores its transforms' layout, else dense."""
     reporter = next((t for t in reversed(transforms) if hasattr(t, STORAGE_HOOK)), None)
     if reporter is not None:
         return int(getattr(reporter, STORAGE_HOOK)(tensor))
+    layout = layout_of(transforms)
+    if layout is not None:
+        return layout_bytes(layout, tensor)
     return tensor.numel() * tensor.element_size()
 
 

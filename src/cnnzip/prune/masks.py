@@ -22,7 +22,6 @@ import torch.nn as nn
 
 from cnnzip.codec.layouts import Layout, register_layout
 from cnnzip.errors import CnnzipError
-from cnnzip.profiling.storage import sparse_index_bytes
 from cnnzip.train import Callback, TrainState
 from cnnzip.transforms import (
     WeightTransform,
@@ -69,12 +68,6 @@ class Mask(WeightTransform):
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         return weight * self.mask
-
-    def storage_bytes(self, original: torch.Tensor) -> int:
-        """Sparse storage before entropy coding: the kept weights at their dtype plus their
-        relative indices (read by ``cnnzip.profile``)."""
-        kept = int(self.mask.sum())
-        return kept * original.element_size() + sparse_index_bytes(self.mask)
 
     @classmethod
     def from_spec(cls, weight: torch.Tensor, spec: dict[str, Any]) -> Mask:

@@ -11,7 +11,6 @@ layers is one tensor: one codebook, one index (cnnzip.transforms ties them).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -20,7 +19,6 @@ import torch.nn as nn
 
 from cnnzip.codec.layouts import Layout, register_layout
 from cnnzip.errors import CnnzipError
-from cnnzip.profiling.storage import sparse_index_bytes
 from cnnzip.prune.masks import PRUNABLE_TYPES, unprunable
 from cnnzip.quantize.kmeans import kmeans_1d
 from cnnzip.transforms import (
@@ -73,15 +71,6 @@ class SharedWeight(WeightTransform):
         if self.mask is None:
             return w
         return torch.where(self.mask, w, torch.zeros((), dtype=w.dtype, device=w.device))
-
-    def storage_bytes(self, original: torch.Tensor) -> int:
-        """Codebook storage before entropy coding: ``bits`` per kept weight, the relative
-        indices of a pruned layer, the float32 codebook (read by ``cnnzip.profile``)."""
-        k = self.codebook.numel()
-        if self.mask is None:
-            return math.ceil(original.numel() * self.bits / 8) + 4 * k
-        kept = int(self.mask.sum())
-        return math.ceil(kept * self.bits / 8) + sparse_index_bytes(self.mask) + 4 * k
 
     def spec(self) -> dict[str, Any]:
         return {"k": int(self.codebook.numel()), "masked": self.mask is not None}
