@@ -39,11 +39,15 @@ def _module_name(path: Path, root: Path) -> str:
 def _imports(path: Path, root: Path = SRC) -> list[tuple[int, str]]:
     """(line, absolute module) of every import in ``path``, relative ones resolved; for
     ``from cnnzip import x`` the module ``cnnzip.x`` too."""
+    return _walk_imports(ast.parse(path.read_text(), str(path)), path, root)
+
+
+def _walk_imports(tree: ast.AST, path: Path, root: Path) -> list[tuple[int, str]]:
     package = _module_name(path, root).split(".")
     if path.name != "__init__.py":
         package = package[:-1]
     out = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             out += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -87,7 +91,29 @@ def test_an_import_inside_a_function_counts(tmp_path: Path) -> None:
     module.write_text("def f():\n    from ..binary import layers\n    import cnnzip.cli\n")
     root = tmp_path / "cnnzip"
     assert [m for _, m in _imports(module, root)] == ["cnnzip.binary", "cnnzip.cli"]
+    assert _imports_in_functions(module, root) == ["cnnzip.binary", "cnnzip.cli"]
     assert upward_imports(root) == [
         "codec/lazy.py:2 (codec) imports cnnzip.binary (binary, a higher layer)",
         "codec/lazy.py:3 (codec) imports cnnzip.cli (cli, a higher layer)",
     ]
+
+
+def _imports_in_functions(path: Path, root: Path = SRC) -> list[str]:
+    """cnnzip modules imported inside a function of ``path``."""
+    found = []
+    for func in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(func, ast.FunctionDef | ast.AsyncFunctionDef):
+            inner = ast.Module(body=func.body, type_ignores=[])
+            found += [m for _, m in _walk_imports(inner, path, root) if _part(m) is not None]
+    return found
+
+
+def test_no_cnnzip_import_hides_in_a_function() -> None:
+    """A cycle is broken by the layers, not by deferring an import to call time (as
+    profiling.storage once imported codec.sparse inside a function)."""
+    hidden = {
+        str(path.relative_to(SRC)): names
+        for path in sorted(SRC.rglob("*.py"))
+        if (names := _imports_in_functions(path))
+    }
+    assert hidden == {}
