@@ -13,17 +13,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from cnnzip.codec.sizes import FLOAT32_BYTES, fixed_bytes, sparse_bytes
 from cnnzip.prune.masks import PruneError
 from cnnzip.prune.rules import check_sparsity
 from cnnzip.prune.sensitivity import Curve
 
 __all__ = ["BYTES_PER_KEPT", "allocate", "budget_sparsity", "max_sparsity", "sparsity_path"]
 
-# Size model of a pruned weight: a float32 value plus an 8-bit relative index
-# (Deep Compression's sparse format, filler entries ignored). Biases and
-# other unpruned parameters stay dense float32.
-BYTES_PER_KEPT = 5
-BYTES_PER_DENSE = 4
+# Size model of a pruned weight (cnnzip.codec.sizes): a float32 value plus an 8-bit
+# relative index (Deep Compression's sparse format, filler entries ignored). Biases
+# and other unpruned parameters stay dense float32.
+BYTES_PER_KEPT = sparse_bytes(1, fixed_bytes(1, 8))
+BYTES_PER_DENSE = FLOAT32_BYTES
 
 
 def _removable(ratio: float, weights: int) -> int:
