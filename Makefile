@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 STAMP := $(VENV)/.installed
 
-.PHONY: install data demo test lint format bench clean
+.PHONY: install data demo test quick lint format bench clean
 
 install: $(STAMP)
 
@@ -45,11 +45,16 @@ demo: install data
 test: install data
 	$(BIN)/python -m pytest -q
 
-lint:
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+# While editing: everything but the tests marked slow (@pytest.mark.slow, over ~2 s each).
+quick: install data
+	$(BIN)/python -m pytest -q -m "not slow"
 
-format:
+# No cache: a cached result can hide an import-order error after a module moved.
+lint: install
+	$(BIN)/ruff check --no-cache src tests benchmarks
+	$(BIN)/ruff format --no-cache --check src tests benchmarks
+
+format: install
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
 
