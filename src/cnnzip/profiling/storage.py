@@ -27,11 +27,11 @@ A tensor held by several modules (a tied weight, ``b.weight = a.weight``, or
 one module used at two places) is stored once: ``owned_counts`` counts it at
 its first owner only.
 
-The transforms report the .cnnz layout (cnnzip.codec) before entropy coding:
-every stream at a fixed width (gaps at p bits, codebook indices at b bits),
-each section rounded up to whole bytes: the "pruned" and "shared" stages of
-``cnnzip.codec.inspect``. A .cnnz file is smaller by what its entropy coder
-saves (inspect's "coded" stage).
+A layout is counted as the .cnnz stores it before entropy coding: every
+stream at a fixed width (gaps at p bits, codebook indices at b bits), each
+section rounded up to whole bytes, by the functions that give the "pruned" and
+"shared" stages of ``cnnzip.codec.inspect``. A .cnnz file is smaller by what its
+entropy coder saves (inspect's "coded" stage).
 """
 
 from __future__ import annotations
