@@ -6,10 +6,13 @@ JSON object as its last line. Bad input ends with one ``error:`` line, exit 2.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import math
 import sys
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -18,11 +21,14 @@ import click
 import cnnzip
 from cnnzip import data as cz_data
 from cnnzip.codec.header import MAX_PARAMS
+from cnnzip.data import Dataset
 from cnnzip.errors import CnnzipError, one_line
 from cnnzip.runs import CHECKPOINT, META, WEIGHTS
 from cnnzip.runtime.xnor import MAX_THREADS
 from cnnzip.train.checkpoint import check_writable
-from cnnzip.train.loop import MAX_EPOCHS, MAX_LR, MAX_SEED
+from cnnzip.train.loop import MAX_EPOCHS, MAX_LR, MAX_SEED, TrainConfig
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
 class FiniteFloat(click.FloatRange):
@@ -104,7 +110,7 @@ max_params_option = click.option(
 
 def kwargs_option(
     help: str = "Builder keyword argument (repeatable), e.g. -k width_mult=0.5.",
-) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+) -> Decorator:
     """``-k NAME=VALUE`` (repeatable), parsed by ``parse_kwargs``."""
     return click.option("-k", "kwargs", multiple=True, metavar="NAME=VALUE", help=help)
 
@@ -114,18 +120,53 @@ resume_option = click.option(
 )
 
 
-def run_out_option(default: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """``-o/--out RUN``: the run directory a training verb writes (``default`` is for the help)."""
-    return click.option(
-        "-o",
-        "--out",
-        type=click.Path(file_okay=False),
-        default=None,
-        help=f"Run directory to write [default: {default}].",
-    )
+def out_option(help: str, *, default: str | None = None, file: bool = False) -> Decorator:
+    """``-o/--out``: the one path a verb writes, a run directory (a file with ``file``);
+    required unless the verb fills in ``default`` itself (shown in the help)."""
+    if default:
+        help = f"{help} [default: {default}]"
+    path = click.Path(dir_okay=False) if file else click.Path(file_okay=False)
+    return click.option("-o", "--out", type=path, required=default is None, help=f"{help}.")
+
+
+def gather(into: str, names: Iterable[str], build: Callable[..., Any]) -> Decorator:
+    """Hand a verb the options ``names`` as one argument ``into`` = ``build(**options)``,
+    so a family of options is declared, typed and turned into an object in one place."""
+    names = tuple(names)
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)  # keeps the click options declared below this one
+        def verb(**params: Any) -> Any:
+            given = {name: params.pop(name) for name in names if name in params}
+            return fn(**params, **{into: build(**given)})
+
+        return verb
+
+    return decorate
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """The dataset named by ``data_options``, loaded once the verb has checked its outputs."""
+
+    name: str
+    root: str | None
+    limit: int | None
+    val_size: int | None
+
+    def load(self) -> Dataset:
+        return cz_data.load(self.name, root=self.root, limit=self.limit, val_size=self.val_size)
+
+
+def _data_spec(
+    data_name: str, data_dir: str | None, limit: int | None, val_size: int | None
+) -> DataSpec:
+    return DataSpec(data_name, data_dir, limit, val_size)
 
 
 def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--data, --data-dir, --limit, --val-size, handed to the verb as ``dataset: DataSpec``."""
+    fn = gather("dataset", ("data_name", "data_dir", "limit", "val_size"), _data_spec)(fn)
     fn = click.option(
         "--data-dir",
         type=click.Path(file_okay=False),
@@ -153,6 +194,41 @@ def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         show_default=True,
         help=f"Dataset: {', '.join(cz_data.list_datasets())}.",
     )(fn)
+
+
+def train_options(
+    *,
+    epochs: int,
+    lr: float = 1e-3,
+    base: TrainConfig | None = None,
+    epochs_help: str = "Training epochs.",
+    lr_help: str = "Learning rate.",
+) -> Decorator:
+    """--epochs, --batch-size, --lr, --seed, handed to the verb as ``cfg: TrainConfig``
+    together with any other option named after a TrainConfig field (train's --optimizer).
+
+    The one place for their defaults: batch size and seed are ``base``'s (TrainConfig's,
+    128 and 0) everywhere; epochs and lr differ by verb because the work does: train
+    and distill 10 epochs from scratch (distill at lr 2e-3, measured best), prune 3
+    retraining epochs per step, binarize 4 fine-tuning epochs, all others at lr 1e-3."""
+    base = base or TrainConfig()
+    fields = [f.name for f in dataclasses.fields(TrainConfig)]
+    seed_help = "Seed of every random choice (initialisation, data order)."
+    option = functools.partial(click.option, show_default=True)
+    options = [
+        option("--epochs", type=EPOCHS, default=epochs, help=epochs_help),
+        option("--batch-size", type=COUNT, default=base.batch_size, help="Batch size."),
+        option("--lr", type=LR, default=lr, help=lr_help),
+        option("--seed", type=SEED, default=base.seed, help=seed_help),
+    ]
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        fn = gather("cfg", fields, functools.partial(dataclasses.replace, base))(fn)
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate
 
 
 class _Group(click.Group):

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import copy
+from typing import Any
+
 import click
 import torch.nn as nn
 
-from cnnzip import data as cz_data
 from cnnzip.cli.app import (
+    DataSpec,
     check_not_sources,
     data_options,
     emit,
     json_option,
     main,
     max_params_option,
+    out_option,
     parse_kwargs,
 )
-from cnnzip.cli.distill import teacher_loss, teacher_options
+from cnnzip.cli.distill import Teaching, teacher_options
 from cnnzip.cli.profile import input_shape
 from cnnzip.codec import load as load_cnnz
 from cnnzip.codec.inspect import inspect
@@ -44,22 +48,16 @@ from cnnzip.train.checkpoint import check_writable
     metavar="STAGE.OPTION=VALUE",
     help="Override a recipe option (repeatable), e.g. -s prune.sparsity=0.9.",
 )
-@click.option("-o", "--out", type=click.Path(dir_okay=False), required=True, help="The .cnnz file.")
+@out_option("The .cnnz file", file=True)
 @teacher_options
 @json_option
 def compress_cmd(
     run_dir: str,
-    data_name: str,
-    data_dir: str | None,
-    limit: int | None,
-    val_size: int | None,
+    dataset: DataSpec,
     recipe: str,
     overrides: tuple[str, ...],
     out: str,
-    teachers: tuple[str, ...],
-    temperature: float,
-    soft_weight: float,
-    hard_weight: float,
+    teaching: Teaching,
     as_json: bool,
 ) -> None:
     """Compress the model of run directory RUN with a recipe and write a .cnnz file.
@@ -67,32 +65,26 @@ def compress_cmd(
     With --teacher every stage that retrains distills from the teacher runs. The
     report ends with the speed of the file's model beside the dense one's: measured
     latency, and MACs in theory (all, and those by nonzero weights)."""
-    check_not_sources([out], [run_dir, *teachers])
+    check_not_sources([out], [run_dir, *teaching.teachers])
     check_writable(out)
     plan = load_recipe(recipe, _overrides(overrides))
     run = load_run(run_dir)
-    data = cz_data.load(data_name, root=data_dir, limit=limit, val_size=val_size)
+    dense = copy.deepcopy(run.model)  # compress changes run.model in place
+    data = dataset.load()
     baseline = evaluate(run.model, data.test)["accuracy"]
-    loss_fn = teacher_loss(teachers, data_name, temperature, soft_weight, hard_weight, cache=True)
-    meta = {"source": str(run_dir), "data": data_name, "baseline_test_accuracy": baseline}
-    if teachers:
-        meta["distill"] = {"teachers": list(teachers), "T": temperature}
     result = compress(
         run.model,
         data,
         plan,
         arch={"name": run.arch, "kwargs": run.kwargs},
-        meta=meta,
+        meta=_file_meta(run_dir, dataset.name, baseline, teaching),
         log=lambda line: click.echo(line, err=as_json),
-        loss_fn=loss_fn,
+        loss_fn=teaching.loss(dataset.name, cache=True),
     )
+    # the model holds exactly what its file holds, so its accuracy is the file's
+    accuracy = result.meta["file_test_accuracy"] = result.meta["test_accuracy"]
     result.save(out)
-    packed = load_cnnz(out)
-    accuracy = evaluate(packed, data.test)["accuracy"]  # measured on the file
-    result.meta["file_test_accuracy"] = accuracy
-    result.save(out)  # the same tensors, now with the accuracy of the file in its metadata
-    dense = load_run(run_dir).model  # compress changed run.model in place
-    speed = comparison((out, run_dir), *_speed_profiles(packed, dense, run))
+    speed = comparison((out, run_dir), *_speed_profiles(load_cnnz(out), dense, run))
     report = inspect(out)
     summary = {
         **{k: v for k, v in report.to_dict().items() if k != "layers"},
@@ -113,6 +105,18 @@ def compress_cmd(
             f" {speed['latency_ratio']:.2f}x the dense model's speed"
         ),
     )
+
+
+def _file_meta(run_dir: str, data_name: str, baseline: float, teaching: Teaching) -> dict[str, Any]:
+    """What the .cnnz file records of where it came from."""
+    meta: dict[str, Any] = {
+        "source": str(run_dir),
+        "data": data_name,
+        "baseline_test_accuracy": baseline,
+    }
+    if teaching.teachers:
+        meta["distill"] = {"teachers": list(teaching.teachers), "T": teaching.temperature}
+    return meta
 
 
 def _speed_profiles(a: nn.Module, b: nn.Module, run: Run) -> tuple[ProfileReport, ProfileReport]:

@@ -3,32 +3,31 @@
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
 
-from cnnzip import data as cz_data
 from cnnzip import prune as P
 from cnnzip.cli.app import (
     COUNT,
-    EPOCHS,
-    LR,
     NON_NEGATIVE,
-    SEED,
+    DataSpec,
     check_not_sources,
     check_run_out,
     data_options,
     emit,
     json_option,
     main,
+    out_option,
+    train_options,
 )
-from cnnzip.cli.distill import teacher_loss, teacher_options
+from cnnzip.cli.distill import Teaching, teacher_options
 from cnnzip.data import Dataset
 from cnnzip.prune.sensitivity import CACHE
 from cnnzip.recipes.stages import MAX_STEPS
 from cnnzip.runs import Run, load_run, save_run
+from cnnzip.train import TrainConfig
 from cnnzip.train.checkpoint import check_writable
 
 # overall sparsities tried in turn by --max-drop, each followed by retraining
@@ -56,10 +55,7 @@ def _ratios_option(text: str | None) -> tuple[float, ...]:
 @json_option
 def sensitivity_cmd(
     source: str,
-    data_name: str,
-    data_dir: str | None,
-    limit: int | None,
-    val_size: int | None,
+    dataset: DataSpec,
     layers: tuple[str, ...],
     ratios: str | None,
     plot_path: str | None,
@@ -73,7 +69,7 @@ def sensitivity_cmd(
     run = load_run(source)
     check_writable(png)
     targets = P.prunable(run.model, layers)
-    data = cz_data.load(data_name, root=data_dir, limit=limit, val_size=val_size)
+    data = dataset.load()
     sens = P.cached(run.path, run.model, data.val, targets, _ratios_option(ratios))
     P.plot(sens, png)
     result = {
@@ -98,10 +94,10 @@ def sensitivity_cmd(
     show_default=True,
     help="Prune -> retrain steps.",
 )
-@click.option("--epochs", type=EPOCHS, default=3, show_default=True, help="Retraining epochs/step.")
-@click.option("--lr", type=LR, default=1e-3, show_default=True, help="Retraining lr (Adam).")
-@click.option("--seed", type=SEED, default=0, show_default=True)
-@click.option("-o", "--out", type=click.Path(file_okay=False), required=True, help="Run to write.")
+@train_options(
+    epochs=3, base=P.RETRAIN, epochs_help="Retraining epochs/step.", lr_help="Retraining lr (Adam)."
+)
+@out_option("Run to write")
 @data_options
 @teacher_options
 @json_option
@@ -113,18 +109,10 @@ def prune_cmd(
     budget: int | None,
     layers: tuple[str, ...],
     steps: int,
-    epochs: int,
-    lr: float,
-    seed: int,
+    cfg: TrainConfig,
     out: str,
-    data_name: str,
-    data_dir: str | None,
-    limit: int | None,
-    val_size: int | None,
-    teachers: tuple[str, ...],
-    temperature: float,
-    soft_weight: float,
-    hard_weight: float,
+    dataset: DataSpec,
+    teaching: Teaching,
     as_json: bool,
 ) -> None:
     """Prune run SOURCE by magnitude with retraining, and save it (masks included) as OUT.
@@ -137,14 +125,13 @@ def prune_cmd(
     if [sparsity, max_drop, budget].count(None) != 2:
         raise P.PruneError("give exactly one of --sparsity, --max-drop, --budget")
     check_run_out(out)
-    check_not_sources([out], [source, *teachers])
+    check_not_sources([out], [source, *teaching.teachers])
     start = time.perf_counter()
     run = load_run(source)
     targets = P.prunable(run.model, layers)
-    data = cz_data.load(data_name, root=data_dir, limit=limit, val_size=val_size)
+    data = dataset.load()
     plan, max_val_drop = _plan(run, data, targets, sparsity, auto, max_drop, budget, steps)
-    cfg = replace(P.RETRAIN, epochs=epochs, lr=lr, seed=seed)
-    loss_fn = teacher_loss(teachers, data_name, temperature, soft_weight, hard_weight, cache=True)
+    loss_fn = teaching.loss(dataset.name, cache=True)
     report = P.iterative(
         run.model, data, plan, config=cfg, max_val_drop=max_val_drop, loss_fn=loss_fn
     )
@@ -154,7 +141,7 @@ def prune_cmd(
         run.model,
         arch=run.arch,
         kwargs=run.kwargs,
-        data=data_name,
+        data=dataset.name,
         source=str(source),
         metrics={k: result[k] for k in ("test_accuracy", "baseline_test_accuracy", "drop_pp")},
         config=vars(cfg),

@@ -1,19 +1,20 @@
-"""Verbs for the foundation: ``models``, ``train``, ``eval``."""
+"""Verbs for the foundation: ``models``, ``train``, ``eval``; and ``zoo_model`` and
+``save_trained``, the start and the end of every verb that trains a zoo model."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 import torch
+import torch.nn as nn
 
-from cnnzip import data as cz_data
 from cnnzip.cli.app import (
-    COUNT,
-    EPOCHS,
-    LR,
     NON_NEGATIVE,
-    SEED,
+    DataSpec,
     check_run_out,
     data_options,
     emit,
@@ -21,15 +22,17 @@ from cnnzip.cli.app import (
     kwargs_option,
     main,
     max_params_option,
+    out_option,
     parse_kwargs,
     resume_option,
-    run_out_option,
+    train_options,
 )
 from cnnzip.codec import load as load_cnnz
+from cnnzip.data import Dataset
 from cnnzip.models import get_model, list_models
 from cnnzip.models.registry import data_kwargs
 from cnnzip.runs import CHECKPOINT, load_run, save_run
-from cnnzip.train import TrainConfig, evaluate, fit
+from cnnzip.train import FitResult, TrainConfig, evaluate, fit
 from cnnzip.train.distributed import setup, teardown
 
 
@@ -43,32 +46,20 @@ def models_cmd(as_json: bool) -> None:
 @main.command("train")
 @click.argument("name")
 @data_options
-@click.option("--epochs", type=EPOCHS, default=10, show_default=True)
-@click.option("--batch-size", type=COUNT, default=128, show_default=True)
-@click.option("--lr", type=LR, default=1e-3, show_default=True)
+@train_options(epochs=10)
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True)
 @click.option("--weight-decay", type=NON_NEGATIVE, default=0.0, show_default=True)
 @click.option(
     "--lr-schedule", type=click.Choice(["cosine", "constant"]), default="cosine", show_default=True
 )
-@click.option("--seed", type=SEED, default=0, show_default=True)
 @kwargs_option()
-@run_out_option("runs/NAME")
+@out_option("Run directory to write", default="runs/NAME")
 @resume_option
 @json_option
 def train_cmd(
     name: str,
-    data_name: str,
-    data_dir: str | None,
-    limit: int | None,
-    val_size: int | None,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    optimizer: str,
-    weight_decay: float,
-    lr_schedule: str,
-    seed: int,
+    dataset: DataSpec,
+    cfg: TrainConfig,
     kwargs: tuple[str, ...],
     out: str | None,
     resume: bool,
@@ -77,46 +68,68 @@ def train_cmd(
     """Train model NAME from the zoo and save it as a run directory."""
     run_dir = Path(out or f"runs/{name}")
     check_run_out(run_dir)
-    cfg = TrainConfig(
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        optimizer=optimizer,
-        weight_decay=weight_decay,
-        lr_schedule=lr_schedule,
-        seed=seed,
+    data = dataset.load()
+    run = zoo_run(run_dir, name, kwargs, data, dataset.name, cfg.seed)
+    metrics = fit_and_save(
+        run, data, cfg, resume=resume, extra=lambda result: {"seconds_per_epoch": _mean(result)}
     )
-    data = cz_data.load(data_name, root=data_dir, seed=0, limit=limit, val_size=val_size)
+    if metrics is not None:  # the main process
+        emit(
+            {**metrics, "run": str(run_dir), "model": name, "epochs": cfg.epochs},
+            as_json,
+            lambda r: f"{name}: test accuracy {r['test_accuracy']:.4f} -> {run_dir}",
+        )
+
+
+@dataclass
+class ZooRun:
+    """A zoo model a verb trains into run directory ``path``, and what run.json will
+    say of it besides metrics, config and history (arch, kwargs, data, ...)."""
+
+    path: Path
+    model: nn.Module
+    meta: dict[str, Any]
+
+
+def zoo_run(
+    path: Path, name: str, kwargs: tuple[str, ...], data: Dataset, data_name: str, seed: int
+) -> ZooRun:
+    """Zoo model ``name`` built for ``data`` from its ``-k`` arguments; ``seed`` makes the
+    weight initialisation part of the run's seed."""
     model_kwargs = data_kwargs(name, parse_kwargs(kwargs), data.input_shape, data.num_classes)
-    torch.manual_seed(seed)  # weight initialisation is part of the run's seed
+    torch.manual_seed(seed)
     model = get_model(name, **model_kwargs)
-    result = fit(model, data, cfg, checkpoint=run_dir / CHECKPOINT, resume=resume)
+    return ZooRun(path, model, {"arch": name, "kwargs": model_kwargs, "data": data_name})
+
+
+def fit_and_save(
+    run: ZooRun,
+    data: Dataset,
+    cfg: TrainConfig,
+    *,
+    resume: bool,
+    extra: Callable[[FitResult], dict[str, Any]],
+    **fit_options: Any,
+) -> dict[str, Any] | None:
+    """Train ``run.model`` with a checkpoint in its run directory each epoch; then, in the
+    main process, evaluate it on the test split and save the run. Returns the metrics,
+    with ``extra(result)`` among them, or None in torchrun's other workers."""
+    checkpoint = run.path / CHECKPOINT
+    result = fit(run.model, data, cfg, checkpoint=checkpoint, resume=resume, **fit_options)
     is_main = setup().is_main
     teardown()
     if not is_main:
-        return
-    test = evaluate(model, data.test)
+        return None
+    test = evaluate(run.model, data.test)
     metrics = {
         "test_accuracy": test["accuracy"],
         "test_loss": test["loss"],
         "val_accuracy": result.final.get("val_accuracy"),
-        "seconds_per_epoch": _mean([h["seconds"] for h in result.history]),
+        **extra(result),
     }
-    save_run(
-        run_dir,
-        model,
-        arch=name,
-        kwargs=model_kwargs,
-        data=data_name,
-        metrics=metrics,
-        config=vars(cfg),
-        history=result.history,
-    )
-    emit(
-        {**metrics, "run": str(run_dir), "model": name, "epochs": epochs},
-        as_json,
-        lambda r: f"{name}: test accuracy {r['test_accuracy']:.4f} -> {run_dir}",
-    )
+    history = result.history
+    save_run(run.path, run.model, metrics=metrics, config=vars(cfg), history=history, **run.meta)
+    return metrics
 
 
 @main.command("eval")
@@ -124,19 +137,11 @@ def train_cmd(
 @data_options
 @max_params_option
 @json_option
-def eval_cmd(
-    source: str,
-    data_name: str,
-    data_dir: str | None,
-    limit: int | None,
-    val_size: int | None,
-    max_params: int,
-    as_json: bool,
-) -> None:
+def eval_cmd(source: str, dataset: DataSpec, max_params: int, as_json: bool) -> None:
     """Evaluate a run directory, or a .cnnz file as decoded, on the test split."""
     is_file = Path(source).is_file()
     model = load_cnnz(source, max_params=max_params) if is_file else load_run(source).model
-    data = cz_data.load(data_name, root=data_dir, limit=limit, val_size=val_size)
+    data = dataset.load()
     test = evaluate(model, data.test)
     emit(
         {"accuracy": test["accuracy"], "loss": test["loss"], "n": len(data.test), "source": source},
@@ -145,5 +150,7 @@ def eval_cmd(
     )
 
 
-def _mean(xs: list[float]) -> float | None:
-    return sum(xs) / len(xs) if xs else None
+def _mean(result: FitResult) -> float | None:
+    """Mean seconds per epoch."""
+    seconds = [h["seconds"] for h in result.history]
+    return sum(seconds) / len(seconds) if seconds else None
