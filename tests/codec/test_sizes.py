@@ -68,3 +68,20 @@ def test_coder_estimates_are_exact_for_raw_and_huffman() -> None:
         assert encode_stream(symbols, 6, coder).nbytes == estimate[coder]
     rans = encode_stream(symbols, 6, "rans").nbytes
     assert abs(rans - estimate["rans"]) <= 0.01 * rans
+
+
+def test_a_layer_kept_whole_has_no_index_in_either_figure(tmp_path) -> None:
+    """Shared without a mask, or pruned with a mask of all ones: the codec writes a
+    constant gap stream (0 bytes), so neither profile nor inspect counts indices."""
+    torch.manual_seed(0)
+    model = get_model("lenet300", hidden=(30, 20))
+    add_transform(model, "fc2.weight", Mask(torch.ones(20, 30, dtype=torch.bool)))
+    share_weights(model, ["fc1.weight"], bits={"fc1.weight": 4})
+    save(tmp_path / "w.cnnz", model, arch={"name": "lenet300", "kwargs": {"hidden": [30, 20]}})
+    stages = {layer["name"]: layer["bytes"] for layer in inspect(tmp_path / "w.cnnz").layers}
+    assert (
+        _weight_only(model, "fc1")
+        == stages["fc1.weight"]["shared"]
+        == shared_bytes(784 * 30, 16, 0)
+    )
+    assert _weight_only(model, "fc2") == stages["fc2.weight"]["pruned"] == 4 * 20 * 30

@@ -159,7 +159,7 @@ def _layer(cf: container.CnnzFile, entry: dict[str, Any]) -> dict[str, Any]:
         }  # fmt: skip
     count = entry["count"]
     gaps, symbols = _stream_stats(cf, entry, "gaps")
-    index = index_bytes(positions(entry, symbols))
+    index = index_bytes(positions(entry, symbols), size)
     streams = [gaps]
     coded = len(cf.section(entry["gaps"]["section"]))
     pruned = sparse_bytes(count, index)

@@ -11,10 +11,13 @@ bytes) every stream is at a fixed width, each section rounded up to whole bytes:
 
 - sparse: a float32 value per kept weight, its gap symbols at the fixed p that
   makes them smallest (fillers included);
-- shared: b = ceil(log2 k) bits per kept weight, the same gaps (none for a
-  codebook without a mask) and the float32 codebook;
+- shared: b = ceil(log2 k) bits per kept weight, the same gaps and the
+  float32 codebook;
 - binary: one bit a weight and a float32 alpha per output channel;
 - dense: every value at its dtype.
+
+A layer kept whole (no mask, or a mask of all ones) has no index bytes: its gap
+stream is constant, as the codec writes it.
 
 An rANS stream costs its table, about its entropy (+0.2%) and
 ``RANS_LANE_BYTES`` a lane (cnnzip.codec.rans: ~2.5 bytes, rounded up).
@@ -107,9 +110,12 @@ def best_index_bits(positions: np.ndarray | range, *, coded: bool = True) -> int
     return min(range(1, MAX_INDEX_BITS + 1), key=cost)
 
 
-def index_bytes(positions: np.ndarray | range) -> int:
-    """Bytes of the relative indices of ``positions`` before entropy coding: the gap
-    symbols, fillers included, at the fixed width p that makes them smallest."""
+def index_bytes(positions: np.ndarray | range, size: int) -> int:
+    """Bytes of the relative indices of ``positions`` in a tensor of ``size`` weights
+    before entropy coding: the gap symbols, fillers included, at the fixed width p that
+    makes them smallest; none where every weight is kept (a constant gap stream)."""
+    if len(positions) == size:
+        return 0
     p = best_index_bits(positions, coded=False)
     return fixed_bytes(int(gap_counts(positions, p).sum()), p)
 
@@ -135,7 +141,8 @@ def layout_bytes(layout: Layout, original: torch.Tensor) -> int:
         return binary_bytes(original.numel(), original.shape[0])
     mask = layout.mask
     kept = original.numel() if mask is None else int(mask.sum())
-    index = 0 if mask is None else index_bytes(np.flatnonzero(mask.detach().cpu().reshape(-1)))
+    flat = None if mask is None else mask.detach().cpu().reshape(-1).numpy()
+    index = 0 if flat is None else index_bytes(np.flatnonzero(flat), original.numel())
     if layout.encoding == "shared":
         return shared_bytes(kept, layout.codebook.numel(), index)
     return sparse_bytes(kept, index)
