@@ -69,6 +69,7 @@ def trained_xnor(toy_data):
     return model.eval()
 
 
+@pytest.mark.slow
 def test_xnor_lenet_trains_and_runs_on_every_kernel_path(toy_data, monkeypatch):
     model = trained_xnor(toy_data)
     assert cnnzip.train.evaluate(model, toy_data.test)["accuracy"] > 0.5  # chance is 0.1

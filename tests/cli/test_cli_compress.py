@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from click.testing import CliRunner
 
@@ -22,6 +23,7 @@ def last_json(output: str) -> dict:
     return json.loads(output.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_compress_inspect_eval(tmp_path: Path) -> None:
     torch.manual_seed(0)
     kwargs = {"hidden": [32, 16]}

@@ -25,6 +25,7 @@ def _json(*args: str) -> dict:
     return json.loads(result.output.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_zoo_name_json() -> None:
     body = _json("lenet5")
     assert (body["params"], body["macs"], body["input_shape"]) == (

@@ -41,6 +41,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(path)
 
 
+@pytest.mark.slow
 def test_prune_auto_writes_a_masked_run(run_dir: str, tmp_path: Path) -> None:
     out = str(tmp_path / "pruned")
     args = ["--sparsity", "0.9", "--auto", "--steps", "2", "--epochs", "1", "--json"]

@@ -138,6 +138,7 @@ def _cli(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+@pytest.mark.slow
 def test_binarize_cnnz_evaluates_and_inspects_through_the_cli(tmp_path: Path, fmnist_dir: Path):
     data = ("--data", "fashion-mnist", "--data-dir", str(fmnist_dir), "--limit", "600")
     code, out = _cli("train", "lenet5", *data, "--epochs", "1", "-o", str(tmp_path / "f"))

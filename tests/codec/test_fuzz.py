@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from cnnzip.codec import container
 from cnnzip.codec.errors import CnnzFormatError
@@ -37,6 +38,7 @@ def test_mutations_reach_past_the_checksums() -> None:
     assert parsed > 120  # most cases get through the container to the decoder
 
 
+@pytest.mark.slow
 def test_2000_mutated_files_load_or_fail_with_a_cnnzip_error() -> None:
     fz = _fuzz_module()
     counts, bad, worst_s, worst_mb = fz.fuzz(2000, seed=11, batch=50)

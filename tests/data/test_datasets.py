@@ -14,6 +14,7 @@ from cnnzip.data.datasets import default_val_size
 from cnnzip.errors import DataError
 
 
+@pytest.mark.slow
 def test_fashion_mnist_shapes_normalisation_and_split(fmnist_dir: Path) -> None:
     data = load("fashion-mnist", root=fmnist_dir)
     assert (len(data.train), len(data.val), len(data.test)) == (55000, 5000, 10000)
@@ -34,6 +35,7 @@ def test_fashion_mnist_shapes_normalisation_and_split(fmnist_dir: Path) -> None:
     assert torch.bincount(data.test.y).tolist() == [1000] * 10
 
 
+@pytest.mark.slow
 def test_split_is_fixed_by_seed(fmnist_dir: Path) -> None:
     a = load("fashion-mnist", root=fmnist_dir, limit=1000, seed=0)
     b = load("fashion-mnist", root=fmnist_dir, limit=1000, seed=0)

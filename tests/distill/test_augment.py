@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -40,6 +41,7 @@ def test_zero_pixels_is_identity():
     assert jitter(x, 0) is x
 
 
+@pytest.mark.slow
 def test_fit_applies_augment_deterministically():
     data = synthetic(n_train=128, n_val=32, n_test=32, shape=(1, 8, 8))
     calls = []

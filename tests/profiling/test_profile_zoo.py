@@ -89,6 +89,7 @@ def test_mobilenet_mac_shares_match_its_table_2() -> None:
     assert shares["fully connected"] == pytest.approx(0.0018, abs=0.0005)
 
 
+@pytest.mark.slow
 def test_profiling_vgg16_at_224_takes_under_5_seconds() -> None:
     model = get_model("vgg16")  # real weights, as a user has them
     start = time.perf_counter()

@@ -59,6 +59,7 @@ def test_yaml_files_and_overrides(tmp_path) -> None:
         load_recipe(tmp_path / "missing.yaml")
 
 
+@pytest.mark.slow
 def test_compress_prunes_shares_and_writes_what_it_evaluated(toy_data, tmp_path) -> None:
     torch.manual_seed(0)
     model = get_model("lenet300", hidden=(32, 16))

@@ -22,6 +22,7 @@ AVX2 = platform.machine() == "x86_64" and CPUINFO.exists() and " avx2" in CPUINF
 
 
 @pytest.mark.skipif(CC is None or not AVX2, reason="needs a C compiler and an AVX2 CPU")
+@pytest.mark.slow
 def test_avx512_path_equals_portable_path(tmp_path):
     exe = tmp_path / "check"
     sources = [SHIM / "wrap.c", ROOT / "csrc" / "xnor_pack.c", SHIM / "check.c"]

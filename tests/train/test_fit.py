@@ -174,6 +174,7 @@ def test_an_unwritable_checkpoint_fails_before_training(toy_data: Dataset, tmp_p
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
 
+@pytest.mark.slow
 def test_two_process_ddp_gives_the_same_loss_curve_as_one(tmp_path: Path) -> None:
     """torchrun -m cnnzip train, 2 processes (gloo), against the same command in one process."""
     args = ["train", "lenet300", "--data", "synthetic", "--epochs", "3", "--batch-size", "64"]
