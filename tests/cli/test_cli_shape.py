@@ -21,7 +21,7 @@ from cnnzip import data as cz_data
 from cnnzip import prune as P
 from cnnzip.cli import compress as cli_compress
 from cnnzip.cli import main
-from cnnzip.cli.app import train_options
+from cnnzip.cli.options import train_options
 from cnnzip.codec import load as load_cnnz
 from cnnzip.models import get_model
 from cnnzip.runs import load_run, save_run

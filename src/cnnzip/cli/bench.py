@@ -10,7 +10,8 @@ from typing import Any
 
 import click
 
-from cnnzip.cli.app import COUNT, THREADS, emit, json_option, main, max_params_option
+from cnnzip.cli.app import emit, main
+from cnnzip.cli.options import COUNT, THREADS, json_option, max_params_option
 from cnnzip.cli.profile import build_model, check_memory, max_memory_option
 from cnnzip.profiling import profile
 from cnnzip.runtime.bench import bench_layers

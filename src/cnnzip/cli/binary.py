@@ -6,18 +6,9 @@ import click
 
 from cnnzip.binary import MODES
 from cnnzip.binary.finetune import binarize_run
-from cnnzip.cli.app import (
-    DataSpec,
-    check_not_sources,
-    check_run_out,
-    data_options,
-    emit,
-    json_option,
-    main,
-    out_option,
-    train_options,
-)
+from cnnzip.cli.app import check_not_sources, check_run_out, emit, main
 from cnnzip.cli.distill import Teaching, teacher_options
+from cnnzip.cli.options import DataSpec, data_options, json_option, out_option, train_options
 from cnnzip.codec import save as save_cnnz
 from cnnzip.runs import load_run
 from cnnzip.train import TrainConfig

@@ -8,18 +8,9 @@ from typing import Any
 import click
 import torch.nn as nn
 
-from cnnzip.cli.app import (
-    DataSpec,
-    check_not_sources,
-    data_options,
-    emit,
-    json_option,
-    main,
-    max_params_option,
-    out_option,
-    parse_kwargs,
-)
+from cnnzip.cli.app import check_not_sources, emit, main, parse_kwargs
 from cnnzip.cli.distill import Teaching, teacher_options
+from cnnzip.cli.options import DataSpec, data_options, json_option, max_params_option, out_option
 from cnnzip.cli.profile import input_shape
 from cnnzip.codec import load as load_cnnz
 from cnnzip.codec.inspect import inspect

@@ -20,18 +20,15 @@ from typing import Any
 import click
 import torch
 
-from cnnzip.cli.app import (
+from cnnzip.cli.app import check_not_sources, check_run_out, emit, main
+from cnnzip.cli.options import (
     NON_NEGATIVE,
     POSITIVE,
     DataSpec,
-    check_not_sources,
-    check_run_out,
     data_options,
-    emit,
     gather,
     json_option,
     kwargs_option,
-    main,
     out_option,
     resume_option,
     train_options,

@@ -10,16 +10,14 @@ from typing import Any
 import click
 import torch.nn as nn
 
-from cnnzip.cli.app import (
+from cnnzip.cli.app import emit, main, parse_kwargs
+from cnnzip.cli.options import (
     COUNT,
     POSITIVE,
     THREADS,
-    emit,
     json_option,
     kwargs_option,
-    main,
     max_params_option,
-    parse_kwargs,
 )
 from cnnzip.codec import load as load_cnnz
 from cnnzip.codec import read as read_cnnz

@@ -9,20 +9,17 @@ from typing import Any
 import click
 
 from cnnzip import prune as P
-from cnnzip.cli.app import (
+from cnnzip.cli.app import check_not_sources, check_run_out, emit, main
+from cnnzip.cli.distill import Teaching, teacher_options
+from cnnzip.cli.options import (
     COUNT,
     NON_NEGATIVE,
     DataSpec,
-    check_not_sources,
-    check_run_out,
     data_options,
-    emit,
     json_option,
-    main,
     out_option,
     train_options,
 )
-from cnnzip.cli.distill import Teaching, teacher_options
 from cnnzip.data import Dataset
 from cnnzip.prune.sensitivity import CACHE
 from cnnzip.recipes.stages import MAX_STEPS

@@ -12,18 +12,15 @@ import click
 import torch
 import torch.nn as nn
 
-from cnnzip.cli.app import (
+from cnnzip.cli.app import check_run_out, emit, main, parse_kwargs
+from cnnzip.cli.options import (
     NON_NEGATIVE,
     DataSpec,
-    check_run_out,
     data_options,
-    emit,
     json_option,
     kwargs_option,
-    main,
     max_params_option,
     out_option,
-    parse_kwargs,
     resume_option,
     train_options,
 )

@@ -1,0 +1,179 @@
+"""The options verbs share, each declared once: types that refuse impossible values,
+``-o``, ``--json``, and families handed to a verb as one object (``data_options`` ->
+``dataset: DataSpec``, ``train_options`` -> ``cfg: TrainConfig``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from cnnzip import data as cz_data
+from cnnzip.codec.header import MAX_PARAMS
+from cnnzip.data import Dataset
+from cnnzip.runtime.xnor import MAX_THREADS
+from cnnzip.train.loop import MAX_EPOCHS, MAX_LR, MAX_SEED, TrainConfig
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+class FiniteFloat(click.FloatRange):
+    """A FloatRange that also refuses nan and inf: nan passes every comparison with a
+    bound, and inf every lower one, so FloatRange alone lets them through."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{number} is not a finite number.", param, ctx)
+        return number
+
+
+# the types of the numeric options every verb shares: impossible values end in a usage error
+COUNT = click.IntRange(min=1)  # images, batch sizes, runs, steps
+THREADS = click.IntRange(1, MAX_THREADS)
+EPOCHS = click.IntRange(0, MAX_EPOCHS)
+SEED = click.IntRange(0, MAX_SEED)
+LR = FiniteFloat(0.0, MAX_LR, min_open=True)
+POSITIVE = FiniteFloat(0.0, min_open=True)
+NON_NEGATIVE = FiniteFloat(0.0)
+
+
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print a JSON object as the last line."
+)
+max_params_option = click.option(
+    "--max-params",
+    type=click.IntRange(min=1),
+    default=MAX_PARAMS,
+    show_default=True,
+    help="Refuse a .cnnz declaring more elements than this, before allocating (raise it "
+    "for a model larger than any zoo CNN).",
+)
+
+
+def kwargs_option(
+    help: str = "Builder keyword argument (repeatable), e.g. -k width_mult=0.5.",
+) -> Decorator:
+    """``-k NAME=VALUE`` (repeatable), parsed by ``parse_kwargs``."""
+    return click.option("-k", "kwargs", multiple=True, metavar="NAME=VALUE", help=help)
+
+
+resume_option = click.option(
+    "--resume", is_flag=True, help="Continue from the run directory's checkpoint."
+)
+
+
+def out_option(help: str, *, default: str | None = None, file: bool = False) -> Decorator:
+    """``-o/--out``: the one path a verb writes, a run directory (a file with ``file``);
+    required unless the verb fills in ``default`` itself (shown in the help)."""
+    if default:
+        help = f"{help} [default: {default}]"
+    path = click.Path(dir_okay=False) if file else click.Path(file_okay=False)
+    return click.option("-o", "--out", type=path, required=default is None, help=f"{help}.")
+
+
+def gather(into: str, names: Iterable[str], build: Callable[..., Any]) -> Decorator:
+    """Hand a verb the options ``names`` as one argument ``into`` = ``build(**options)``,
+    so a family of options is declared, typed and turned into an object in one place."""
+    names = tuple(names)
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)  # keeps the click options declared below this one
+        def verb(**params: Any) -> Any:
+            given = {name: params.pop(name) for name in names if name in params}
+            return fn(**params, **{into: build(**given)})
+
+        return verb
+
+    return decorate
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """The dataset named by ``data_options``, loaded once the verb has checked its outputs."""
+
+    name: str
+    root: str | None
+    limit: int | None
+    val_size: int | None
+
+    def load(self) -> Dataset:
+        return cz_data.load(self.name, root=self.root, limit=self.limit, val_size=self.val_size)
+
+
+def _data_spec(
+    data_name: str, data_dir: str | None, limit: int | None, val_size: int | None
+) -> DataSpec:
+    return DataSpec(data_name, data_dir, limit, val_size)
+
+
+def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--data, --data-dir, --limit, --val-size, handed to the verb as ``dataset: DataSpec``."""
+    fn = gather("dataset", ("data_name", "data_dir", "limit", "val_size"), _data_spec)(fn)
+    fn = click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False),
+        default=None,
+        help="Folder holding the IDX files [default: $CNNZIP_DATA, else Debian's]; "
+        "a folder without them is an error.",
+    )(fn)
+    fn = click.option(
+        "--val-size",
+        type=click.IntRange(min=0),
+        default=None,
+        help="Training images held out for validation [default: 5000 from 50,000 or more, "
+        "else a tenth].",
+    )(fn)
+    fn = click.option(
+        "--limit",
+        type=COUNT,
+        default=None,
+        help="Use only the first N training and test images (quick checks).",
+    )(fn)
+    return click.option(
+        "--data",
+        "data_name",
+        default="fashion-mnist",
+        show_default=True,
+        help=f"Dataset: {', '.join(cz_data.list_datasets())}.",
+    )(fn)
+
+
+def train_options(
+    *,
+    epochs: int,
+    lr: float = 1e-3,
+    base: TrainConfig | None = None,
+    epochs_help: str = "Training epochs.",
+    lr_help: str = "Learning rate.",
+) -> Decorator:
+    """--epochs, --batch-size, --lr, --seed, handed to the verb as ``cfg: TrainConfig``
+    together with any other option named after a TrainConfig field (train's --optimizer).
+
+    The one place for their defaults: batch size and seed are ``base``'s (TrainConfig's,
+    128 and 0) everywhere; epochs and lr differ by verb because the work does: train
+    and distill 10 epochs from scratch (distill at lr 2e-3, measured best), prune 3
+    retraining epochs per step, binarize 4 fine-tuning epochs, all others at lr 1e-3."""
+    base = base or TrainConfig()
+    fields = [f.name for f in dataclasses.fields(TrainConfig)]
+    seed_help = "Seed of every random choice (initialisation, data order)."
+    option = functools.partial(click.option, show_default=True)
+    options = [
+        option("--epochs", type=EPOCHS, default=epochs, help=epochs_help),
+        option("--batch-size", type=COUNT, default=base.batch_size, help="Batch size."),
+        option("--lr", type=LR, default=lr, help=lr_help),
+        option("--seed", type=SEED, default=base.seed, help=seed_help),
+    ]
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        fn = gather("cfg", fields, functools.partial(dataclasses.replace, base))(fn)
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate
