@@ -12,7 +12,6 @@ A verb that retrains becomes distillation-aware with two lines::
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,8 @@ from cnnzip.cli.options import (
     kwargs_option,
     out_option,
     resume_option,
+    shown,
+    stacked,
     train_options,
 )
 from cnnzip.cli.train import fit_and_save, zoo_run
@@ -74,39 +75,37 @@ class Teaching:
         return make_loss(models, self.temperature, self.soft_weight, self.hard_weight, cache=cache)
 
 
-def teacher_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """--teacher (repeatable: an ensemble), -T, --soft-weight, --hard-weight, handed to
-    the verb as ``teaching: Teaching``."""
-    fn = gather("teaching", ("teachers", "temperature", "soft_weight", "hard_weight"), Teaching)(fn)
-    fn = click.option(
-        "--hard-weight",
-        type=NON_NEGATIVE,
-        default=0.5,
-        show_default=True,
-        help="Weight of the cross-entropy with the true labels.",
-    )(fn)
-    fn = click.option(
-        "--soft-weight",
-        type=NON_NEGATIVE,
-        default=0.5,
-        show_default=True,
-        help="Weight of the T^2-scaled divergence from the teachers' softened outputs.",
-    )(fn)
-    fn = click.option(
-        "-T",
-        "--temperature",
-        type=POSITIVE,
-        default=4.0,
-        show_default=True,
-        help="Softmax temperature of teachers and student in the soft term.",
-    )(fn)
-    return click.option(
+teacher_options = stacked(
+    click.option(
         "--teacher",
         "teachers",
         multiple=True,
         type=click.Path(exists=True, file_okay=False),
         help="Teacher run directory; repeat for an ensemble (their probabilities are averaged).",
-    )(fn)
+    ),
+    shown(
+        "-T",
+        "--temperature",
+        type=POSITIVE,
+        default=4.0,
+        help="Softmax temperature of teachers and student in the soft term.",
+    ),
+    shown(
+        "--soft-weight",
+        type=NON_NEGATIVE,
+        default=0.5,
+        help="Weight of the T^2-scaled divergence from the teachers' softened outputs.",
+    ),
+    shown(
+        "--hard-weight",
+        type=NON_NEGATIVE,
+        default=0.5,
+        help="Weight of the cross-entropy with the true labels.",
+    ),
+    gather("teaching", ("teachers", "temperature", "soft_weight", "hard_weight"), Teaching),
+)
+"""--teacher (repeatable: an ensemble), -T, --soft-weight, --hard-weight, handed to the
+verb as ``teaching: Teaching``."""
 
 
 @main.command("distill")

@@ -93,6 +93,20 @@ def gather(into: str, names: Iterable[str], build: Callable[..., Any]) -> Decora
     return decorate
 
 
+def stacked(*decorators: Decorator) -> Decorator:
+    """Several decorators as one, the first outermost: its option comes first in --help."""
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for decorator in reversed(decorators):
+            fn = decorator(fn)
+        return fn
+
+    return decorate
+
+
+shown = functools.partial(click.option, show_default=True)  # an option with its default in --help
+
+
 @dataclass(frozen=True)
 class DataSpec:
     """The dataset named by ``data_options``, loaded once the verb has checked its outputs."""
@@ -112,36 +126,31 @@ def _data_spec(
     return DataSpec(data_name, data_dir, limit, val_size)
 
 
-def data_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """--data, --data-dir, --limit, --val-size, handed to the verb as ``dataset: DataSpec``."""
-    fn = gather("dataset", ("data_name", "data_dir", "limit", "val_size"), _data_spec)(fn)
-    fn = click.option(
-        "--data-dir",
-        type=click.Path(file_okay=False),
-        default=None,
-        help="Folder holding the IDX files [default: $CNNZIP_DATA, else Debian's]; "
-        "a folder without them is an error.",
-    )(fn)
-    fn = click.option(
-        "--val-size",
-        type=click.IntRange(min=0),
-        default=None,
-        help="Training images held out for validation [default: 5000 from 50,000 or more, "
-        "else a tenth].",
-    )(fn)
-    fn = click.option(
-        "--limit",
-        type=COUNT,
-        default=None,
-        help="Use only the first N training and test images (quick checks).",
-    )(fn)
-    return click.option(
+data_options = stacked(
+    shown(
         "--data",
         "data_name",
         default="fashion-mnist",
-        show_default=True,
         help=f"Dataset: {', '.join(cz_data.list_datasets())}.",
-    )(fn)
+    ),
+    click.option(
+        "--limit", type=COUNT, help="Use only the first N training and test images (quick checks)."
+    ),
+    click.option(
+        "--val-size",
+        type=click.IntRange(min=0),
+        help="Training images held out for validation [default: 5000 from 50,000 or more, "
+        "else a tenth].",
+    ),
+    click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False),
+        help="Folder holding the IDX files [default: $CNNZIP_DATA, else Debian's]; "
+        "a folder without them is an error.",
+    ),
+    gather("dataset", ("data_name", "data_dir", "limit", "val_size"), _data_spec),
+)
+"""--data, --limit, --val-size, --data-dir, handed to the verb as ``dataset: DataSpec``."""
 
 
 def train_options(
@@ -161,19 +170,11 @@ def train_options(
     retraining epochs per step, binarize 4 fine-tuning epochs, all others at lr 1e-3."""
     base = base or TrainConfig()
     fields = [f.name for f in dataclasses.fields(TrainConfig)]
-    seed_help = "Seed of every random choice (initialisation, data order)."
-    option = functools.partial(click.option, show_default=True)
-    options = [
-        option("--epochs", type=EPOCHS, default=epochs, help=epochs_help),
-        option("--batch-size", type=COUNT, default=base.batch_size, help="Batch size."),
-        option("--lr", type=LR, default=lr, help=lr_help),
-        option("--seed", type=SEED, default=base.seed, help=seed_help),
-    ]
-
-    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-        fn = gather("cfg", fields, functools.partial(dataclasses.replace, base))(fn)
-        for option in reversed(options):
-            fn = option(fn)
-        return fn
-
-    return decorate
+    seed_help = "Random seed: the data order, and a new model's initial weights."
+    return stacked(
+        shown("--epochs", type=EPOCHS, default=epochs, help=epochs_help),
+        shown("--batch-size", type=COUNT, default=base.batch_size, help="Batch size."),
+        shown("--lr", type=LR, default=lr, help=lr_help),
+        shown("--seed", type=SEED, default=base.seed, help=seed_help),
+        gather("cfg", fields, functools.partial(dataclasses.replace, base)),
+    )
