@@ -4,7 +4,8 @@ Trains the float model, then fine-tunes a BWN and an XNOR copy from it (first
 and last layers kept in full precision) and, for a fair baseline, the float
 model itself for as many more epochs ("float32+"). Prints one table: test accuracy,
 the XNOR model's accuracy when run by the C kernels, and the bytes of the
-binarized layers (1 bit per weight plus float32 scales, biases and norms)
+binarized layers' weights and biases (1 bit per weight, a float32 alpha per
+output channel, float32 biases)
 against float32. Runs are kept under --out, so a rerun only evaluates.
 
     .venv/bin/python benchmarks/xnor_fmnist.py --limit 20000 --epochs 3 --binary-epochs 3
@@ -17,14 +18,16 @@ import json
 from pathlib import Path
 
 import torch
+import torch.nn as nn
 
 import cnnzip
 from cnnzip.binary import binary_layers
 from cnnzip.binary.finetune import binarize_run
-from cnnzip.binary.storage import layer_bytes
+from cnnzip.codec.sizes import FLOAT32_BYTES, binary_bytes
 from cnnzip.runs import load_run
 from cnnzip.runtime import compile_binary
 from cnnzip.train import TrainConfig, evaluate, fit
+from cnnzip.transforms import original_tensor
 
 
 def float_run(out: Path, data: cnnzip.data.Dataset, epochs: int) -> cnnzip.runs.Run:
@@ -73,7 +76,7 @@ def main() -> None:
         kernel_acc = evaluate(compile_binary(model), data.test)["accuracy"]
         names = binary_layers(base.model)
         sizes = [layer_bytes(model.get_submodule(n)) for n in names]
-        ratio = sum(s["float32"] for s in sizes) / sum(s["binary"] for s in sizes)
+        ratio = sum(dense for dense, _ in sizes) / sum(stored for _, stored in sizes)
         rows.append((mode, acc, kernel_acc if mode == "xnor" else None, ratio))
     print(f"LeNet-5, Fashion-MNIST (limit {args.limit}), binarized: {binary_layers(base.model)}")
     print(f"{'model':8} {'test acc':>9} {'on kernels':>11} {'layers smaller':>15}")
@@ -82,6 +85,13 @@ def main() -> None:
         r = f"{ratio:14.1f}x" if ratio else f"{'-':>15}"
         print(f"{mode:8} {acc:9.4f} {k} {r}")
     print(json.dumps({"rows": rows}))
+
+
+def layer_bytes(layer: nn.Module) -> tuple[int, int]:
+    """(float32 bytes, binary bytes as stored) of a binarized layer's weight and bias."""
+    w = original_tensor(layer, "weight")  # (cout, ...)
+    bias = 0 if layer.bias is None else FLOAT32_BYTES * layer.bias.numel()
+    return FLOAT32_BYTES * w.numel() + bias, binary_bytes(w.numel(), w.shape[0]) + bias
 
 
 if __name__ == "__main__":
