@@ -20,7 +20,7 @@ import numpy as np
 
 import cnnzip
 from cnnzip import data as cz_data
-from cnnzip.codec.inspect import inspect
+from cnnzip.codec.report import inspect
 from cnnzip.quantize import kmeans_1d
 from cnnzip.recipes import compress, load_recipe
 from cnnzip.train import evaluate

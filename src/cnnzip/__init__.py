@@ -1,6 +1,18 @@
 """cnnzip: make convolutional networks small and fast, and say honestly what was gained."""
 
-from cnnzip import binary, codec, data, distill, models, prune, quantize, train
+from cnnzip import (
+    binary,
+    codec,
+    data,
+    distill,
+    models,
+    profiling,
+    prune,
+    quantize,
+    recipes,
+    runtime,
+    train,
+)
 from cnnzip.codec import load
 from cnnzip.errors import CnnzipError, DataError, ModelError, RunError
 from cnnzip.profiling import profile
@@ -24,8 +36,11 @@ __all__ = [
     "load_run",
     "models",
     "profile",
+    "profiling",
     "prune",
     "quantize",
+    "recipes",
+    "runtime",
     "save_run",
     "train",
 ]

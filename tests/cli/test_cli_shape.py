@@ -83,7 +83,7 @@ def test_compress_writes_its_file_once_and_loads_the_run_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = {"save": 0, "load_run": 0}
-    recipes_compress = importlib.import_module("cnnzip.recipes.compress")  # not the function
+    pipeline = importlib.import_module("cnnzip.recipes.pipeline")
 
     def counted(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -92,7 +92,7 @@ def test_compress_writes_its_file_once_and_loads_the_run_once(
 
         return wrapper
 
-    monkeypatch.setattr(recipes_compress, "save_cnnz", counted("save", recipes_compress.save_cnnz))
+    monkeypatch.setattr(pipeline, "save_cnnz", counted("save", pipeline.save_cnnz))
     monkeypatch.setattr(cli_compress, "load_run", counted("load_run", cli_compress.load_run))
     torch.manual_seed(0)
     kwargs = {"hidden": [16, 8]}

@@ -1,7 +1,7 @@
 """Binary networks: BWN and XNOR-Net layers, conversion of float models (REFERENCE.md section 3),
 and ``binarize_run`` (convert a trained run and fine-tune it)."""
 
-from cnnzip.binary.convert import MODES, binarized, binary_layers, convert, skipped_layers
+from cnnzip.binary.conversion import MODES, binarized, binary_layers, convert, skipped_layers
 from cnnzip.binary.finetune import binarize_run
 from cnnzip.binary.layers import BWN, BinActiv, XnorConv2d, XnorLinear, sign_ste
 from cnnzip.binary.scales import filter_alpha, norm_affine

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch.nn as nn
 
-from cnnzip.binary.convert import convert, skipped_layers
+from cnnzip.binary.conversion import convert, skipped_layers
 from cnnzip.data import Dataset
 from cnnzip.errors import RunError
 from cnnzip.runs import CHECKPOINT, Run, save_run

@@ -65,7 +65,7 @@ class XnorConv2d(nn.Conv2d):
 
     The batch norm centres the input so that its sign carries information (a
     ReLU's output would binarize to all +1). The weight gets its BWN transform
-    from ``cnnzip.binary.convert``; this module binarizes the input.
+    from ``cnnzip.binary.conversion``; this module binarizes the input.
     """
 
     def __init__(self, *args: Any, scale_k: bool = True, **kwargs: Any) -> None:

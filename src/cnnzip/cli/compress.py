@@ -13,7 +13,7 @@ from cnnzip.cli.distill import Teaching, teacher_options
 from cnnzip.cli.options import DataSpec, data_options, json_option, max_params_option, out_option
 from cnnzip.cli.profile import input_shape
 from cnnzip.codec import load as load_cnnz
-from cnnzip.codec.inspect import inspect
+from cnnzip.codec.report import inspect
 from cnnzip.errors import CnnzipError
 from cnnzip.profiling import ProfileReport, comparison, comparison_text, profile
 from cnnzip.recipes import builtin_recipes, compress, load_recipe

@@ -21,8 +21,8 @@ from cnnzip.codec import model as _model
 from cnnzip.codec.container import CnnzFile, read
 from cnnzip.codec.errors import CnnzFormatError, CnnzVersionError
 from cnnzip.codec.header import MAX_PARAMS
-from cnnzip.codec.inspect import Report, inspect
 from cnnzip.codec.model import decode_state, encode, save
+from cnnzip.codec.report import Report, inspect
 from cnnzip.codec.streams import decode_stream, encode_stream, entropy_bits
 from cnnzip.models import build_model
 

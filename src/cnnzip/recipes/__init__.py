@@ -1,7 +1,7 @@
 """Recipes: ordered compression stages (built-in YAML or your own) and ``compress``."""
 
-from cnnzip.recipes.compress import Compressed, compress
 from cnnzip.recipes.loader import Recipe, builtin_recipes, load_recipe, parse_recipe
+from cnnzip.recipes.pipeline import Compressed, compress
 from cnnzip.recipes.stages import RECIPE_STAGES, RecipeError
 
 __all__ = [
