@@ -1,0 +1,117 @@
+"""The user's arrays at the door: converted when the meaning is clear, refused otherwise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cnnzip.data import Split, from_arrays
+from cnnzip.errors import DataError
+
+
+def arrays(n: int = 24, shape: tuple[int, ...] = (6, 6), seed: int = 0) -> tuple:
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, (n, *shape), dtype=np.uint8)
+    y = np.arange(n, dtype=np.int32) % 3
+    return x, y
+
+
+def test_split_takes_uint8_numpy_without_channel_axis_and_int32_labels() -> None:
+    x, y = arrays()
+    split = Split(x=x, y=y)
+    assert split.x.dtype == torch.float32 and split.x.shape == (24, 1, 6, 6)
+    assert split.y.dtype == torch.int64
+    assert torch.equal(split.x[:, 0], torch.from_numpy(x).float() / 255)
+
+
+def test_float_inputs_are_kept_as_float32() -> None:
+    x = np.linspace(-2, 2, 24 * 36).reshape(24, 1, 6, 6)  # float64
+    split = Split(x=x, y=np.zeros(24, dtype=np.uint8))
+    assert split.x.dtype == torch.float32 and split.x.shape == (24, 1, 6, 6)
+    assert torch.allclose(split.x.double(), torch.from_numpy(x), atol=1e-6)
+
+
+def test_channels_last_rgb_is_moved_to_channels_first() -> None:
+    x, y = arrays(shape=(6, 5, 3))
+    split = Split(x=x, y=y)
+    assert split.x.shape == (24, 3, 6, 5)
+    assert torch.equal(split.x[:, 2], torch.from_numpy(x[..., 2]).float() / 255)
+
+
+def test_channels_first_is_kept() -> None:
+    x, y = arrays(shape=(3, 6, 6))
+    assert Split(x=x, y=y).x.shape == (24, 3, 6, 6)
+
+
+def test_ambiguous_layout_is_refused_for_numpy_and_channels_first_for_tensors() -> None:
+    x, y = arrays(shape=(3, 4, 3))
+    with pytest.raises(DataError, match=r"axis 1 and axis 3 could both be the channels"):
+        Split(x=x, y=y)
+    assert Split(x=torch.from_numpy(x), y=torch.from_numpy(y)).x.shape == (24, 3, 4, 3)
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "message"),
+    [
+        (np.zeros((10, 4, 4), np.uint8), np.zeros(9, np.int64), r"10 inputs but 9 labels"),
+        (np.zeros((3, 4, 4), np.uint8), np.array([0.0, 1.0, 1.0]), r"labels are torch.float64"),
+        (np.zeros((3, 4, 4), np.uint8), np.array([0, -1, 1]), r"include -1"),
+        (np.zeros((3, 4, 4), np.uint8), np.zeros((3, 1), np.int64), r"one label per input"),
+        (np.zeros((3, 4, 4), np.int16), np.zeros(3, np.int64), r"uint8 \(0\.\.255\) or float"),
+        (np.full((3, 4, 4), np.nan), np.zeros(3, np.int64), r"NaN or infinite"),
+        (np.zeros((3, 4), np.uint8), np.zeros(3, np.int64), r"shape \(3, 4\); expected"),
+        (np.array(["a", "b"]), np.zeros(2, np.int64), r"must be numbers"),
+    ],
+)
+def test_bad_arrays_are_refused_with_one_clear_error(x, y, message: str) -> None:
+    with pytest.raises(DataError, match=message):
+        Split(x=x, y=y)
+
+
+def test_from_arrays_cuts_a_deterministic_validation_fraction() -> None:
+    x, y = arrays(n=48)
+    xt, yt = arrays(n=12, seed=1)
+    a = from_arrays(x, y, xt, yt, val_fraction=0.25, seed=3)
+    b = from_arrays(x, y, xt, yt, val_fraction=0.25, seed=3)
+    assert (len(a.train), len(a.val), len(a.test)) == (36, 12, 12)
+    assert torch.equal(a.val.x, b.val.x) and torch.equal(a.train.y, b.train.y)
+    assert a.num_classes == 3 and a.input_shape == (1, 6, 6)
+    assert abs(float(a.train.x.mean()) - 0) < 0.5  # normalised with train statistics
+
+
+def test_from_arrays_default_fraction_is_one_twelfth() -> None:
+    x, y = arrays(n=120)
+    data = from_arrays(x, y, x[:6], y[:6])
+    assert (len(data.train), len(data.val)) == (110, 10)
+
+
+def test_from_arrays_keeps_a_given_validation_split_and_class_count() -> None:
+    x, y = arrays(shape=(6, 6, 3))
+    data = from_arrays(x, y, x, y, x[:5], y[:5], num_classes=10, normalize=False)
+    assert (len(data.train), len(data.val)) == (24, 5)
+    assert data.num_classes == 10 and data.input_shape == (3, 6, 6)
+    assert (data.mean, data.std) == (0.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"num_classes": 2}, r"train labels reach 2 but num_classes=2"),
+        ({"val_fraction": 1.5}, r"val_fraction=1\.5 must be a number in \(0, 1\)"),
+        ({"x_val": np.zeros((2, 6, 6), np.uint8)}, r"pass both x_val and y_val, or neither"),
+        ({"x_test": np.zeros((24, 5, 5), np.uint8)}, r"differ in shape"),
+        ({"x_test": [[0, 1]]}, r"x_test are a list; pass a numpy array or a torch tensor"),
+        ({"y_test": np.zeros(3, np.int64)}, r"test split: 24 inputs but 3 labels"),
+        ({"y_train": np.ones(24, np.int64)}, r"every training label is the same"),
+        (
+            {"x_train": np.zeros((0, 6, 6), np.uint8), "y_train": np.zeros(0, np.int64)},
+            r"train split: x_train holds no images",
+        ),
+    ],
+)
+def test_from_arrays_refuses_inconsistent_input(kwargs: dict, message: str) -> None:
+    x, y = arrays()
+    args = {"x_train": x, "y_train": y, "x_test": x, "y_test": y, **kwargs}
+    with pytest.raises(DataError, match=message):
+        from_arrays(**args)
