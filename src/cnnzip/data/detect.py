@@ -1,0 +1,96 @@
+"""Which on-disk format a PATH holds, and opening it.
+
+``--data`` takes a registered name or a PATH; a PATH is told apart by its contents,
+not by a flag, so a user points at what they have. The order is fixed so a folder
+that matches two formats is read one way always: an ``.npz`` file, then a folder of
+IDX files, of CIFAR binaries, then of class sub-folders of images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from cnnzip.data.arrays import ArraySet, check_labels, check_pair, read_npz
+from cnnzip.data.cifar import find_cifar, read_cifar
+from cnnzip.data.datasets import _FILES, _find_file
+from cnnzip.data.folders import FolderSet, find_image_folder, read_image_folder
+from cnnzip.data.idx import read_idx
+from cnnzip.errors import DataError
+
+__all__ = ["FORMATS", "OnDisk", "detect_format", "open_path"]
+
+FORMATS = ("npz", "idx", "cifar", "image-folder")
+_EXPECTED = (
+    "an .npz file with x_train, y_train, x_test, y_test; "
+    "a folder of IDX files (train-images-idx3-ubyte[.gz] and the three others); "
+    "a CIFAR-10/100 binary folder (data_batch_*.bin + test_batch.bin, or train.bin + test.bin); "
+    "or an image folder with one sub-folder of PNG/JPEG files per class"
+)
+
+
+@dataclass(frozen=True)
+class OnDisk:
+    """What ``open_path`` found: the format's name and its data (arrays held in
+    memory, or lazy Datasets for an image folder)."""
+
+    format: str
+    data: ArraySet | FolderSet
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.data.classes
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.data.input_shape
+
+
+def _is_idx(folder: Path) -> bool:
+    return all(_find_file(folder, stem) for stem in _FILES.values())
+
+
+def detect_format(path: str | Path) -> str:
+    """One of ``FORMATS`` for ``path``, or a DataError saying what was expected."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    if path.is_file():
+        if path.suffix.lower() == ".npz":
+            return "npz"
+        raise DataError(f"{path}: a file cnnzip cannot read as data; expected {_EXPECTED}")
+    if _is_idx(path):
+        return "idx"
+    if find_cifar(path):
+        return "cifar"
+    if find_image_folder(path):
+        return "image-folder"
+    raise DataError(f"{path}: not a dataset cnnzip can detect; expected {_EXPECTED}")
+
+
+def _read_idx_folder(folder: Path) -> ArraySet:
+    """The four IDX files of an MNIST-style folder, 10 classes, checked per split."""
+    raw = {key: read_idx(_find_file(folder, stem)) for key, stem in _FILES.items()}  # type: ignore[arg-type]
+    for split in ("train", "test"):
+        check_pair(f"{folder} ({split})", raw[f"{split}_x"], raw[f"{split}_y"])
+    return ArraySet(
+        x_train=raw["train_x"],
+        y_train=check_labels(f"{folder / _FILES['train_y']}", raw["train_y"], 10),
+        x_test=raw["test_x"],
+        y_test=check_labels(f"{folder / _FILES['test_y']}", raw["test_y"], 10),
+        classes=tuple(str(i) for i in range(10)),
+    )
+
+
+def open_path(path: str | Path, *, size: int | None = None) -> OnDisk:
+    """Detect the format of ``path`` and read it; ``size`` resizes an image folder's
+    images to size x size (the other formats have one stored size)."""
+    path = Path(path)
+    fmt = detect_format(path)
+    if fmt == "npz":
+        return OnDisk(fmt, read_npz(path))
+    if fmt == "idx":
+        return OnDisk(fmt, _read_idx_folder(path))
+    if fmt == "cifar":
+        return OnDisk(fmt, read_cifar(path))
+    return OnDisk(fmt, read_image_folder(path, size=size))
