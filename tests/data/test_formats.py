@@ -109,6 +109,30 @@ def test_truncated_png_fails_on_read_naming_the_file(tmp_path):
         found.train[1]
 
 
+def test_grey_and_rgb_mixed_read_as_rgb(tmp_path):
+    grey, rgb = _pixels(1, 4, 4)[0], _pixels(1, 4, 4, 3)[0]
+    _write_folder(tmp_path, {"a": [grey], "b": [rgb]})
+    found = read_image_folder(tmp_path)
+    assert found.input_shape == (3, 4, 4)
+    assert np.array_equal(found.train[0][0].numpy(), np.stack([grey] * 3))
+
+
+def test_jpeg_files_are_read(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        Image.fromarray(_pixels(1, 8, 8, 3)[0]).save(tmp_path / name / "x.JPG", quality=95)
+    found = read_image_folder(tmp_path)
+    assert len(found.train) == 2 and found.train[1][0].shape == (3, 8, 8)
+
+
+def test_16_bit_png_is_refused_not_clipped(tmp_path):
+    _write_folder(tmp_path, {"a": [_pixels(1, 4, 4)[0]], "b": [_pixels(1, 4, 4)[0]]})
+    wide = (np.arange(16, dtype=np.uint16) * 4000).reshape(4, 4)
+    Image.fromarray(wide).save(tmp_path / "b" / "wide.png")
+    with pytest.raises(DataError, match=r"b/wide\.png: a I;16 .*re-save it as 8 bits"):
+        read_image_folder(tmp_path)
+
+
 def test_splits_with_different_classes_are_refused(tmp_path):
     _write_folder(tmp_path / "train", {"a": [_pixels(1, 4, 4)[0]], "b": [_pixels(1, 4, 4)[0]]})
     _write_folder(tmp_path / "test", {"a": [_pixels(1, 4, 4)[0]], "c": [_pixels(1, 4, 4)[0]]})
@@ -202,6 +226,12 @@ def test_npz_missing_key_names_file_and_key(tmp_path):
 def test_npz_pickled_objects_are_refused(tmp_path):
     np.savez(tmp_path / "d.npz", **_npz_arrays(y_test=np.array([1, "x"], dtype=object)))
     with pytest.raises(DataError, match=r"d\.npz: holds pickled Python objects"):
+        read_npz(tmp_path / "d.npz")
+
+
+def test_file_that_is_not_an_npz(tmp_path):
+    (tmp_path / "d.npz").write_text("not a zip")
+    with pytest.raises(DataError, match=r"d\.npz: not an \.npz \(zip\) archive"):
         read_npz(tmp_path / "d.npz")
 
 

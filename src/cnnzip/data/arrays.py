@@ -75,6 +75,8 @@ def check_pair(source: str, x: np.ndarray, y: np.ndarray) -> None:
 
 def _read_keys(path: Path) -> dict[str, np.ndarray]:
     """Every array of the file, refusing pickled objects with one clear error."""
+    if path.is_file() and not zipfile.is_zipfile(path):
+        raise DataError(f"{path}: not an .npz (zip) archive; write one with np.savez")
     try:
         with np.load(path, allow_pickle=False) as npz:
             return {key: npz[key] for key in npz.files}

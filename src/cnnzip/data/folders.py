@@ -21,7 +21,9 @@ from cnnzip.errors import DataError
 __all__ = ["FolderSet", "ImageFolder", "find_image_folder", "read_image_folder"]
 
 SUFFIXES = {".png", ".jpg", ".jpeg"}
-GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+GREY_MODES = {"1", "L", "LA"}
+# 16/32-bit and float modes: Pillow's convert("L") clips them to 255 instead of scaling
+WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 SPLITS = ("train", "val", "test")
 
 
@@ -37,11 +39,17 @@ def _header(path: Path) -> tuple[tuple[int, int], str]:
     """(width, height) and mode of one image, from its header only."""
     try:
         with Image.open(path) as img:
-            return img.size, img.mode
+            size, mode = img.size, img.mode
     except (UnidentifiedImageError, OSError) as exc:
         raise DataError(
             f"{path}: not a readable PNG/JPEG image ({exc}); remove or re-save it"
         ) from None
+    if mode in WIDE_MODES:
+        raise DataError(
+            f"{path}: a {mode} (16/32-bit or float) image; cnnzip reads 8-bit grey or "
+            "colour images only: re-save it as 8 bits"
+        )
+    return size, mode
 
 
 class ImageFolder(torch.utils.data.Dataset):
