@@ -12,19 +12,23 @@ from cnnzip.data.datasets import (
     synthetic,
 )
 from cnnzip.data.idx import read_idx, read_idx_bytes
-from cnnzip.data.loader import batches, num_batches
+from cnnzip.data.loader import StreamSplit, batches, first_input, from_loaders, num_batches, steps
 
 __all__ = [
     "DEFAULT_VAL_FRACTION",
     "Dataset",
     "Split",
+    "StreamSplit",
     "batches",
     "data_dirs",
+    "first_input",
     "from_arrays",
+    "from_loaders",
     "list_datasets",
     "load",
     "num_batches",
     "read_idx",
     "read_idx_bytes",
+    "steps",
     "synthetic",
 ]

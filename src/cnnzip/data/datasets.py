@@ -62,6 +62,11 @@ class Split:
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """(C, H, W) of one sample."""
+        return tuple(self.x.shape[1:])
+
 
 @dataclass(frozen=True)
 class Dataset:
@@ -77,8 +82,8 @@ class Dataset:
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        """(C, H, W) of one sample."""
-        return tuple(self.train.x.shape[1:])  # type: ignore[return-value]
+        """(C, H, W) of one sample (read from the data, in memory or streamed)."""
+        return self.train.input_shape  # type: ignore[return-value]
 
 
 def _as_tensor(value: object, what: str) -> torch.Tensor:

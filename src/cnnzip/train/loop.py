@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from cnnzip.data import Dataset, Split, batches, num_batches
+from cnnzip.data import Dataset, Split, StreamSplit, batches, first_input, steps
 from cnnzip.errors import CnnzipError
 from cnnzip.train import checkpoint as ckpt
 from cnnzip.train.distributed import DistInfo, all_reduce_sum, setup
@@ -184,8 +184,9 @@ def _check_model_fits(model: nn.Module, data: Dataset, device: torch.device) -> 
     if len(data.train) == 0:
         raise CnnzipError(f"{data.name}: the training split is empty")
     for split in (data.train, data.val, data.test):
-        _check_labels(split.y, data.num_classes)
-    x = data.train.x[:1].to(device)
+        if isinstance(split, Split):  # streamed labels are checked batch by batch
+            _check_labels(split.y, data.num_classes)
+    x = first_input(data.train).to(device)
     shape = f"the model cannot take {data.name}'s inputs of shape {data.input_shape}"
     with _shape_errors(shape), _eval_mode(model):
         out = model(x)
@@ -199,15 +200,16 @@ def _check_model_fits(model: nn.Module, data: Dataset, device: torch.device) -> 
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
-    split: Split,
+    split: Split | StreamSplit,
     *,
     batch_size: int = 1000,
     loss_fn: LossFn = cross_entropy,
     device: str | torch.device | None = None,
 ) -> dict[str, float]:
-    """Mean loss and accuracy (a fraction in [0, 1]) of ``model`` on ``split``."""
+    """Mean loss and accuracy (a fraction in [0, 1]) of ``model`` on ``split``, in
+    memory or streamed from the user's DataLoader or Dataset."""
     device = torch.device(device) if device else next(model.parameters()).device
-    loss_sum, correct = 0.0, 0
+    loss_sum, correct, seen = 0.0, 0, 0
     with _eval_mode(model):
         for x, y in batches(split, batch_size):
             x, y = x.to(device), y.to(device)
@@ -216,7 +218,8 @@ def evaluate(
                 _check_labels(y, logits.shape[-1])
                 loss_sum += float(loss_fn(logits, y, x)) * len(y)
             correct += int((logits.argmax(1) == y).sum())
-    n = max(len(split), 1)
+            seen += len(y)
+    n = max(seen, 1)
     return {"loss": loss_sum / n, "accuracy": correct / n}
 
 
@@ -234,6 +237,7 @@ def _train_epoch(
     cfg, opt = state.config, state.optimizer
     total_steps = cfg.epochs * state.steps_per_epoch
     loss_sum = correct = seen = 0.0
+    streamed = isinstance(data.train, StreamSplit)
     net.train()
     for x, y in batches(
         data.train,
@@ -244,6 +248,8 @@ def _train_epoch(
         rank=info.rank,
         world_size=info.world_size,
     ):
+        if streamed:  # in memory, all labels were checked before training
+            _check_labels(y, data.num_classes)
         x, y = x.to(info.device), y.to(info.device)
         if augment is not None:  # draws from the per-epoch seeded RNG: resumable
             x = augment(x)
@@ -310,7 +316,7 @@ def fit(
         model=model,
         optimizer=opt,
         config=cfg,
-        steps_per_epoch=num_batches(len(data.train), cfg.batch_size, info.world_size),
+        steps_per_epoch=steps(data.train, cfg.batch_size, info.world_size),
     )
     if resume and checkpoint and Path(checkpoint).exists():
         ckpt.restore(checkpoint, state)

@@ -1,0 +1,144 @@
+"""fit and evaluate on the user's torch data: same curve as in memory, streamed, inferred."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, IterableDataset, TensorDataset
+from torch.utils.data import Dataset as TorchDataset
+
+from cnnzip.data import Dataset, from_loaders
+from cnnzip.errors import CnnzipError, DataError
+from cnnzip.models import get_model
+from cnnzip.train import Callback, TrainConfig, TrainState, evaluate, fit
+
+
+def small_mlp(num_classes: int = 10, side: int = 28) -> nn.Module:
+    torch.manual_seed(0)
+    return get_model("lenet300", hidden=[16, 8], num_classes=num_classes, in_features=side * side)
+
+
+def as_torch(data: Dataset) -> dict[str, TensorDataset]:
+    return {
+        k: TensorDataset(s.x, s.y)
+        for k, s in (("train", data.train), ("val", data.val), ("test", data.test))
+    }
+
+
+class Counting(TorchDataset):
+    """A map-style dataset that counts reads and returns uint8 (H, W) images."""
+
+    def __init__(self, n: int = 60, side: int = 8) -> None:
+        gen = torch.Generator().manual_seed(1)
+        self.x = torch.randint(0, 256, (n, side, side), generator=gen, dtype=torch.uint8)
+        self.y = torch.arange(n) % 3
+        self.reads = 0
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        self.reads += 1
+        return self.x[i], int(self.y[i])
+
+
+class ReadsPerEpoch(Callback):
+    def __init__(self, *sources: Counting) -> None:
+        self.sources, self.per_epoch, self.start = sources, [], 0
+
+    def _reads(self) -> int:
+        return sum(s.reads for s in self.sources)
+
+    def on_epoch_start(self, state: TrainState) -> None:
+        self.start = self._reads()
+
+    def on_epoch_end(self, state: TrainState, metrics: dict[str, float]) -> None:
+        self.per_epoch.append(self._reads() - self.start)
+
+
+def test_a_map_style_dataset_gives_the_in_memory_loss_curve(toy_data: Dataset) -> None:
+    """Bit-identical, tolerance 0: the batch sampler yields the in-memory path's global
+    batches, collate stacks the same float32 values into contiguous tensors, and the same
+    ops run on them in the same order, so no reduction is reordered."""
+    cfg = TrainConfig(epochs=2, batch_size=64, seed=3)
+    streamed = from_loaders(**as_torch(toy_data), num_classes=10)
+    a = fit(small_mlp(), toy_data, cfg, progress=False).history
+    b = fit(small_mlp(), streamed, cfg, progress=False).history
+    keys = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+    assert [[h[k] for k in keys] for h in a] == [[h[k] for k in keys] for h in b]
+
+
+def test_evaluate_on_a_dataloader_matches_in_memory(toy_data: Dataset) -> None:
+    model = small_mlp()
+    loader = DataLoader(TensorDataset(toy_data.test.x, toy_data.test.y), batch_size=100)
+    streamed = from_loaders(train=loader, val=loader, test=loader, num_classes=10)
+    want = evaluate(model, toy_data.test, batch_size=100)
+    got = evaluate(model, streamed.test)
+    assert got["accuracy"] == want["accuracy"]
+    assert got["loss"] == pytest.approx(want["loss"], rel=1e-6)  # batch sums, same order
+
+
+def test_a_map_style_dataset_is_streamed_one_epoch_of_reads_per_epoch() -> None:
+    train, test = Counting(60), Counting(20)
+    data = from_loaders(train=train, test=test, val_fraction=0.25)
+    before_fit = train.reads  # the bounded class-count scan
+    counter = ReadsPerEpoch(train)
+    fit(
+        small_mlp(3, 8),
+        data,
+        TrainConfig(epochs=3, batch_size=16),
+        callbacks=[counter],
+        progress=False,
+    )
+    # each epoch reads the 45 training and 15 validation samples once, nothing more
+    assert counter.per_epoch == [60, 60, 60]
+    assert before_fit == 60 and test.reads == 0
+    assert data.num_classes == 3 and data.input_shape == (1, 8, 8)
+
+
+def test_the_class_count_comes_from_a_classes_attribute() -> None:
+    train = Counting(30)
+    train.classes = ["a", "b", "c", "d"]
+    data = from_loaders(train=train, test=Counting(10))
+    assert data.num_classes == 4 and train.reads == 0  # no scan; the shape is read lazily
+
+
+class Stream(IterableDataset):
+    def __init__(self, n: int) -> None:
+        self.inner = Counting(n)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __iter__(self):
+        return (self.inner[i] for i in range(len(self.inner)))
+
+
+def test_an_iterable_dataset_trains_with_a_given_val() -> None:
+    data = from_loaders(train=Stream(40), val=Stream(10), test=Stream(10))
+    result = fit(small_mlp(3, 8), data, TrainConfig(epochs=1, batch_size=16), progress=False)
+    assert result.history[0]["epoch"] == 1 and data.num_classes == 3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"train": [1, 2]}, r"train is a list; pass a torch DataLoader"),
+        ({"train": Stream(10)}, r"no val given and train is a DataLoader or an iterable"),
+        ({"train": TensorDataset(torch.zeros(10, 4, 4), torch.zeros(10).long())}, r"all one class"),
+    ],
+)
+def test_unusable_torch_data_is_refused(kwargs: dict, message: str) -> None:
+    args = {"test": Counting(10), **kwargs}
+    with pytest.raises(DataError, match=message):
+        from_loaders(**args)
+
+
+def test_a_streamed_label_beyond_the_class_count_fails_at_its_batch() -> None:
+    train = Counting(30)
+    data = dataclasses.replace(from_loaders(train=train, test=Counting(10)), num_classes=2)
+    with pytest.raises(CnnzipError, match=r"labels 0\.\.2 do not fit a model with 2 outputs"):
+        fit(small_mlp(2, 8), data, TrainConfig(epochs=1, batch_size=8), progress=False)
