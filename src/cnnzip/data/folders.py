@@ -82,7 +82,7 @@ class ImageFolder(torch.utils.data.Dataset):
             elif wh != first_size and self.size is None:
                 raise DataError(
                     f"{path}: image is {wh[1]}x{wh[0]} (HxW) but {first_path} is "
-                    f"{first_size[1]}x{first_size[0]}; give a size to resize all (--input N)"
+                    f"{first_size[1]}x{first_size[0]}; resize all with size=N (--input N)"
                 )
         w, h = first_size if self.size is None else (self.size, self.size)
         return channels, (h, w)
@@ -148,9 +148,15 @@ def read_image_folder(folder: str | Path, *, size: int | None = None) -> FolderS
                 f"{', '.join(classes)}; every split needs the same classes"
             )
     sets = {split: ImageFolder(root, classes, size) for split, root in roots.items()}
+    channels = max(s.channels for s in sets.values())  # one colour image: all read as RGB
+    for s in sets.values():
+        s.channels = channels
     shapes = {split: s.input_shape for split, s in sets.items()}
     if len(set(shapes.values())) > 1:
-        raise DataError(f"{folder}: splits have different image shapes {shapes}; give a size")
+        raise DataError(
+            f"{folder}: splits have different image sizes {shapes}; "
+            "resize all with size=N (--input N)"
+        )
     return FolderSet(
         train=sets["train"],
         val=sets.get("val"),
