@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
-from cnnzip.data import Split, from_arrays
+from cnnzip.data import DEFAULT_VAL_FRACTION, Split, from_arrays, load
+from cnnzip.data.datasets import default_val_size, val_size_of
 from cnnzip.errors import DataError
 
 
@@ -115,3 +118,37 @@ def test_from_arrays_refuses_inconsistent_input(kwargs: dict, message: str) -> N
     args = {"x_train": x, "y_train": y, "x_test": x, "y_test": y, **kwargs}
     with pytest.raises(DataError, match=message):
         from_arrays(**args)
+
+
+def write_idx_set(folder: Path, idx_bytes, n: int) -> None:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    labels = (np.arange(n) % 10).astype(np.uint8)
+    for split in ("train", "t10k"):
+        (folder / f"{split}-images-idx3-ubyte").write_bytes(idx_bytes(images))
+        (folder / f"{split}-labels-idx1-ubyte").write_bytes(idx_bytes(labels))
+
+
+def test_load_takes_a_validation_fraction(tmp_path: Path, idx_bytes) -> None:
+    write_idx_set(tmp_path, idx_bytes, n=120)
+    data = load("mnist", root=tmp_path, val_fraction=0.25)
+    assert (len(data.train), len(data.val)) == (90, 30)
+    limited = load("mnist", root=tmp_path, val_fraction=0.25, limit=60)
+    assert (len(limited.train), len(limited.val)) == (45, 15)
+
+
+def test_a_fraction_of_one_twelfth_is_the_val_size_split(tmp_path: Path, idx_bytes) -> None:
+    """The same permutation cut at the same count: bit-identical to val_size (and so to
+    Fashion-MNIST's 5,000 of 60,000, which is 1/12)."""
+    write_idx_set(tmp_path, idx_bytes, n=120)
+    by_size = load("mnist", root=tmp_path, val_size=10, seed=4)
+    by_fraction = load("mnist", root=tmp_path, val_fraction=1 / 12, seed=4)
+    for a, b in ((by_size.train, by_fraction.train), (by_size.val, by_fraction.val)):
+        assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
+    assert val_size_of(60_000, DEFAULT_VAL_FRACTION) == 5000 == default_val_size(60_000)
+
+
+def test_load_refuses_both_val_size_and_val_fraction(tmp_path: Path, idx_bytes) -> None:
+    write_idx_set(tmp_path, idx_bytes, n=20)
+    with pytest.raises(DataError, match=r"pass val_size or val_fraction, not both"):
+        load("mnist", root=tmp_path, val_size=2, val_fraction=0.1)

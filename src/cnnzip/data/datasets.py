@@ -302,6 +302,7 @@ def load(
     *,
     root: str | Path | None = None,
     val_size: int | None = None,
+    val_fraction: float | None = None,
     seed: int = 0,
     limit: int | None = None,
 ) -> Dataset:
@@ -309,8 +310,9 @@ def load(
 
     The files are looked for in ``root`` if given, else $CNNZIP_DATA, else the
     Debian folder (``data_dirs``), and checked before anything trains on them. The
-    validation split is ``val_size`` training images chosen with ``seed`` (default:
-    ``default_val_size`` of the training split before ``limit``); the
+    validation split is ``val_size`` training images chosen with ``seed``, or
+    ``val_fraction`` of them (after ``limit``), by default ``default_val_size`` of the
+    training split before ``limit`` (Fashion-MNIST's 5,000 = 1/12 of 60,000); the
     test split is the official one. ``limit`` keeps only the first ``limit``
     training and test images (for quick tests).
     """
@@ -324,12 +326,18 @@ def load(
     num_classes = 10
     _check_splits(name, raw, num_classes)
     train_x, train_y, test_x, test_y = raw["train_x"], raw["train_y"], raw["test_x"], raw["test_y"]
-    if val_size is None:
+    if val_size is not None and val_fraction is not None:
+        raise DataError("pass val_size or val_fraction, not both")
+    default = val_size is None and val_fraction is None
+    if default:
         val_size = default_val_size(len(train_y))
     if limit is not None:
         train_x, train_y = train_x[:limit], train_y[:limit]
         test_x, test_y = test_x[:limit], test_y[:limit]
-        val_size = min(val_size, len(train_y) // 5)
+        if val_fraction is None:  # as before val_fraction existed
+            val_size = min(val_size, len(train_y) // 5)  # type: ignore[type-var]
+    if val_fraction is not None:
+        val_size = val_size_of(len(train_y), val_fraction)
     # statistics of the whole official training set, as is conventional
     pixels = raw["train_x"].astype(np.float32) / 255.0
     mean, std = float(pixels.mean()), float(pixels.std())
