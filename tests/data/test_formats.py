@@ -13,8 +13,9 @@ from PIL import Image
 
 from cnnzip.data.arrays import read_npz
 from cnnzip.data.cifar import read_cifar
-from cnnzip.data.detect import detect_format, open_path
+from cnnzip.data.detect import detect_format, load_path, open_path
 from cnnzip.data.folders import read_image_folder
+from cnnzip.data.loader import batches
 from cnnzip.errors import DataError
 
 RNG = np.random.default_rng(0)
@@ -66,16 +67,11 @@ def test_resize_makes_mixed_sizes_one(tmp_path):
 
 def test_folder_is_read_lazily(tmp_path, monkeypatch):
     _write_folder(tmp_path, {"a": list(_pixels(3, 4, 4)), "b": list(_pixels(3, 4, 4))})
+    decoded = _count_decodes(monkeypatch)
     found = read_image_folder(tmp_path)
-    decoded = []
-    real_convert = Image.Image.convert
-    monkeypatch.setattr(
-        Image.Image,
-        "convert",
-        lambda self, *a, **k: decoded.append(1) or real_convert(self, *a, **k),
-    )
+    assert decoded == []  # opening reads headers only
     found.train[0]
-    assert len(decoded) == 1  # opening decoded nothing; one item decodes one image
+    assert len(decoded) == 1
 
 
 def test_mixed_sizes_without_resize_names_the_file(tmp_path):
@@ -115,6 +111,13 @@ def test_grey_and_rgb_mixed_read_as_rgb(tmp_path):
     found = read_image_folder(tmp_path)
     assert found.input_shape == (3, 4, 4)
     assert np.array_equal(found.train[0][0].numpy(), np.stack([grey] * 3))
+
+
+def test_one_rgb_test_image_makes_every_split_rgb(tmp_path):
+    _write_folder(tmp_path / "train", {"a": [_pixels(1, 4, 4)[0]], "b": [_pixels(1, 4, 4)[0]]})
+    _write_folder(tmp_path / "test", {"a": [_pixels(1, 4, 4, 3)[0]], "b": [_pixels(1, 4, 4)[0]]})
+    found = read_image_folder(tmp_path)
+    assert found.input_shape == (3, 4, 4) and found.train[0][0].shape == (3, 4, 4)
 
 
 def test_jpeg_files_are_read(tmp_path):
@@ -288,3 +291,51 @@ def test_unknown_path_says_what_is_expected(tmp_path):
             detect_format(path)
     with pytest.raises(DataError, match=r"missing: no such file or folder"):
         open_path(tmp_path / "missing")
+
+
+# ---------- load_path: a Dataset the training loop takes
+
+
+def _count_decodes(monkeypatch) -> list[int]:
+    """A list that grows by one per image decoded (every read converts its image)."""
+    decoded: list[int] = []
+    real_convert = Image.Image.convert
+    monkeypatch.setattr(
+        Image.Image,
+        "convert",
+        lambda self, *a, **k: decoded.append(1) or real_convert(self, *a, **k),
+    )
+    return decoded
+
+
+def test_load_path_npz_cuts_val_and_keeps_class_names_count(tmp_path):
+    np.savez(tmp_path / "d.npz", **_npz_arrays(classes=np.array(["a", "b", "c", "d"])))
+    data = load_path(tmp_path / "d.npz", val_fraction=0.25)
+    assert data.num_classes == 4 and data.input_shape == (1, 5, 5)
+    assert (len(data.train), len(data.val), len(data.test)) == (3, 1, 2)
+
+
+def test_load_path_cifar(tmp_path):
+    _write_cifar10(tmp_path, [(_pixels(4, 3, 32, 32), np.array([0, 1, 2, 3]))] * 2)
+    data = load_path(tmp_path)
+    assert data.num_classes == 10 and data.input_shape == (3, 32, 32)
+
+
+def test_load_path_folder_streams(tmp_path, monkeypatch):
+    train = {"a": list(_pixels(3, 4, 4, 3)), "b": list(_pixels(3, 4, 4, 3))}
+    _write_folder(tmp_path / "train", train)
+    _write_folder(tmp_path / "test", {"a": [_pixels(1, 4, 4, 3)[0]], "b": [_pixels(1, 4, 4, 3)[0]]})
+    decoded = _count_decodes(monkeypatch)
+    data = load_path(tmp_path, val_fraction=1 / 3)
+    assert decoded == [] and data.num_classes == 2  # nothing read to open it
+    assert (len(data.train), len(data.val), len(data.test)) == (4, 2, 2)
+    seen = sum(len(y) for _, y in batches(data.train, 3, shuffle=True))
+    assert seen == 4 and len(decoded) == 4  # one epoch reads each image once
+    x, _ = next(batches(data.test, 2))
+    assert x.shape == (2, 3, 4, 4) and x.dtype == torch.float32 and float(x.max()) <= 1.0
+
+
+def test_load_path_folder_without_test_cuts_a_fixed_test(tmp_path):
+    _write_folder(tmp_path, {"a": list(_pixels(6, 4, 4)), "b": list(_pixels(6, 4, 4))})
+    first, second = load_path(tmp_path, seed=0), load_path(tmp_path, seed=1)
+    assert len(first.test) == 2 and first.test.source.indices == second.test.source.indices

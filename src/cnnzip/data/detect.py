@@ -11,14 +11,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+from torch.utils.data import Subset
+
 from cnnzip.data.arrays import ArraySet, check_labels, check_pair, read_npz
 from cnnzip.data.cifar import find_cifar, read_cifar
-from cnnzip.data.datasets import _FILES, _find_file
-from cnnzip.data.folders import FolderSet, find_image_folder, read_image_folder
+from cnnzip.data.datasets import (
+    _FILES,
+    DEFAULT_VAL_FRACTION,
+    Dataset,
+    _find_file,
+    from_arrays,
+    val_size_of,
+)
+from cnnzip.data.folders import FolderSet, ImageFolder, find_image_folder, read_image_folder
 from cnnzip.data.idx import read_idx
+from cnnzip.data.loader import from_loaders
 from cnnzip.errors import DataError
 
-__all__ = ["FORMATS", "OnDisk", "detect_format", "open_path"]
+__all__ = ["FORMATS", "OnDisk", "detect_format", "load_path", "open_path"]
+
+# seed of the test cut of an image folder without test/: fixed, not the run's seed, so
+# ``eval`` of a finished run scores the very images its training never saw
+TEST_SEED = 12345
 
 FORMATS = ("npz", "idx", "cifar", "image-folder")
 _EXPECTED = (
@@ -94,3 +109,60 @@ def open_path(path: str | Path, *, size: int | None = None) -> OnDisk:
     if fmt == "cifar":
         return OnDisk(fmt, read_cifar(path))
     return OnDisk(fmt, read_image_folder(path, size=size))
+
+
+def _cut_test(train: ImageFolder, fraction: float) -> tuple[Subset, Subset]:
+    """(train, test) of a folder that has no test/: ``fraction`` of the images, chosen
+    with ``TEST_SEED``."""
+    order = np.random.default_rng(TEST_SEED).permutation(len(train)).tolist()
+    n_test = val_size_of(len(order), fraction)
+    return Subset(train, order[n_test:]), Subset(train, order[:n_test])
+
+
+def _folder_dataset(
+    found: FolderSet, name: str, val_fraction: float, seed: int, workers: int
+) -> Dataset:
+    """Streamed splits of an image folder; the class count is given, so nothing is read
+    to infer it."""
+    train, test = (found.train, found.test) if found.test else _cut_test(found.train, 1 / 6)
+    return from_loaders(
+        train=train,
+        test=test,
+        val=found.val,
+        num_classes=len(found.classes),
+        val_fraction=val_fraction,
+        seed=seed,
+        workers=workers,
+        name=name,
+    )
+
+
+def load_path(
+    path: str | Path,
+    *,
+    size: int | None = None,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
+    seed: int = 0,
+    workers: int = 0,
+) -> Dataset:
+    """A ``Dataset`` from whatever ``path`` holds (``open_path``): arrays in memory
+    through ``from_arrays``, an image folder streamed through ``from_loaders``. Without a
+    val split, ``val_fraction`` of train is cut with ``seed``; an image folder without
+    test/ keeps a sixth of its images (chosen with ``TEST_SEED``) for test."""
+    found = open_path(path, size=size)
+    name = str(path)
+    if isinstance(found.data, FolderSet):
+        return _folder_dataset(found.data, name, val_fraction, seed, workers)
+    data = found.data
+    return from_arrays(
+        data.x_train,
+        data.y_train,
+        data.x_test,
+        data.y_test,
+        data.x_val,
+        data.y_val,
+        val_fraction=val_fraction,
+        seed=seed,
+        num_classes=data.num_classes,
+        name=name,
+    )
