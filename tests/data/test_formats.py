@@ -284,6 +284,20 @@ def test_detects_each_format(tmp_path):
     assert opened.input_shape == (4, 4) and len(opened.classes) == 10
 
 
+def test_pickled_cifar_is_refused_with_a_pointer_to_the_binary_version(tmp_path):
+    for name in ("data_batch_1", "batches.meta", "test_batch"):
+        (tmp_path / name).write_bytes(b"\x80\x04pickle")
+    with pytest.raises(DataError, match=r"pickled python version.*cifar-10-binary\.tar\.gz"):
+        detect_format(tmp_path)
+
+
+def test_decompression_bomb_names_the_file(tmp_path, monkeypatch):
+    _write_folder(tmp_path, {"a": [_pixels(1, 8, 8)[0]], "b": [_pixels(1, 8, 8)[0]]})
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)  # 64 pixels > 2 x 10: a "bomb"
+    with pytest.raises(DataError, match=r"a/0\.png: not a readable PNG/JPEG image"):
+        read_image_folder(tmp_path)
+
+
 def test_unknown_path_says_what_is_expected(tmp_path):
     (tmp_path / "notes.txt").write_text("hi")
     for path in (tmp_path, tmp_path / "notes.txt"):

@@ -19,7 +19,7 @@ import numpy as np
 from cnnzip.data.arrays import ArraySet, check_labels
 from cnnzip.errors import DataError
 
-__all__ = ["find_cifar", "read_cifar"]
+__all__ = ["find_cifar", "is_pickled_cifar", "read_cifar"]
 
 SHAPE = (3, 32, 32)
 PIXELS = 3 * 32 * 32
@@ -36,6 +36,13 @@ def find_cifar(folder: Path) -> str | None:
         if sorted(folder.glob(train)) and (folder / test).is_file():
             return variant
     return None
+
+
+def is_pickled_cifar(folder: Path) -> bool:
+    """True for the "python version" (``data_batch_1`` / ``train`` and a ``batches.meta`` /
+    ``meta`` pickle), so the user is told to fetch the binary one instead."""
+    pickles = ("data_batch_1", "batches.meta"), ("train", "meta")
+    return any(all((folder / name).is_file() for name in names) for names in pickles)
 
 
 def _read_records(path: Path, label_bytes: int, num_classes: int) -> tuple[np.ndarray, ...]:

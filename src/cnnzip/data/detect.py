@@ -15,7 +15,7 @@ import numpy as np
 from torch.utils.data import Subset
 
 from cnnzip.data.arrays import ArraySet, check_labels, check_pair, read_npz
-from cnnzip.data.cifar import find_cifar, read_cifar
+from cnnzip.data.cifar import find_cifar, is_pickled_cifar, read_cifar
 from cnnzip.data.datasets import (
     _FILES,
     DEFAULT_VAL_FRACTION,
@@ -80,6 +80,12 @@ def detect_format(path: str | Path) -> str:
         return "cifar"
     if find_image_folder(path):
         return "image-folder"
+    if is_pickled_cifar(path):
+        raise DataError(
+            f"{path}: CIFAR's pickled python version, which cnnzip never reads (unpickling "
+            "runs code); download the binary version (cifar-10-binary.tar.gz or "
+            "cifar-100-binary.tar.gz) and point at its folder"
+        )
     raise DataError(f"{path}: not a dataset cnnzip can detect; expected {_EXPECTED}")
 
 

@@ -40,7 +40,7 @@ def _header(path: Path) -> tuple[tuple[int, int], str]:
     try:
         with Image.open(path) as img:
             size, mode = img.size, img.mode
-    except (UnidentifiedImageError, OSError) as exc:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise DataError(
             f"{path}: not a readable PNG/JPEG image ({exc}); remove or re-save it"
         ) from None
@@ -102,7 +102,7 @@ class ImageFolder(torch.utils.data.Dataset):
                 if self.size is not None:
                     img = img.resize((self.size, self.size), Image.Resampling.BILINEAR)
                 pixels = np.array(img, dtype=np.uint8)  # a writable copy for torch
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
             raise DataError(f"{path}: cannot decode image ({exc}); the file is corrupt") from None
         pixels = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
         return torch.from_numpy(np.ascontiguousarray(pixels)), label
