@@ -140,5 +140,50 @@ def test_unusable_torch_data_is_refused(kwargs: dict, message: str) -> None:
 def test_a_streamed_label_beyond_the_class_count_fails_at_its_batch() -> None:
     train = Counting(30)
     data = dataclasses.replace(from_loaders(train=train, test=Counting(10)), num_classes=2)
-    with pytest.raises(CnnzipError, match=r"labels 0\.\.2 do not fit a model with 2 outputs"):
+    with pytest.raises(
+        CnnzipError, match=r"labels 0\.\.2 do not fit .* from_loaders\(num_classes="
+    ):
         fit(small_mlp(2, 8), data, TrainConfig(epochs=1, batch_size=8), progress=False)
+
+
+def test_the_users_own_dataloader_trains_as_it_is() -> None:
+    """Its batch size and sampler are the user's: 40 samples in batches of 10 = 4 steps."""
+    train = Counting(40)
+    loader = DataLoader(train, batch_size=10, shuffle=True)
+    steps: list[int] = []
+
+    class Steps(Callback):
+        def on_epoch_end(self, state: TrainState, metrics: dict[str, float]) -> None:
+            steps.append(state.step)
+
+    data = from_loaders(train=loader, val=DataLoader(Counting(10)), test=Counting(10))
+    fit(
+        small_mlp(3, 8),
+        data,
+        TrainConfig(epochs=2, batch_size=64),
+        callbacks=[Steps()],
+        progress=False,
+    )
+    assert steps == [4, 8]
+
+
+def test_worker_processes_give_the_same_curve_as_none() -> None:
+    cfg = TrainConfig(epochs=1, batch_size=16)
+    curves = []
+    for workers in (0, 2):
+        data = from_loaders(train=Counting(48), test=Counting(8), workers=workers)
+        curves.append(fit(small_mlp(3, 8), data, cfg, progress=False).history[0]["train_loss"])
+    assert curves[0] == curves[1]
+
+
+class Endless(IterableDataset):
+    def __iter__(self):
+        return iter(Counting(10)[i] for i in range(10))
+
+
+def test_an_iterable_dataset_without_length_is_refused_before_training() -> None:
+    data = from_loaders(train=Endless(), val=Endless(), test=Endless(), num_classes=3)
+    with pytest.raises(
+        DataError, match=r"Endless has no length; give the iterable dataset a __len__"
+    ):
+        fit(small_mlp(3, 8), data, TrainConfig(epochs=1), progress=False)

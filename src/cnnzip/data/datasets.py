@@ -30,6 +30,7 @@ __all__ = [
     "list_datasets",
     "load",
     "synthetic",
+    "val_cut",
 ]
 
 
@@ -437,10 +438,17 @@ def _door_split(x: object, y: object, which: str) -> Split:
     return split
 
 
+def val_cut(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """(train, validation) indices of ``n`` training samples: ``val_fraction`` of them
+    drawn with ``seed`` (the permutation ``load`` uses), so every run validates on the
+    same samples, in memory or streamed."""
+    n_val = val_size_of(n, fraction)
+    order = np.random.default_rng(seed).permutation(n).tolist()
+    return order[n_val:], order[:n_val]
+
+
 def _cut_val(train: Split, fraction: float, seed: int) -> tuple[Split, Split]:
-    order = torch.from_numpy(np.random.default_rng(seed).permutation(len(train)))
-    n_val = val_size_of(len(train), fraction)
-    val, rest = order[:n_val], order[n_val:]
+    rest, val = (torch.tensor(i) for i in val_cut(len(train), fraction, seed))
     return Split(x=train.x[rest], y=train.y[rest]), Split(x=train.x[val], y=train.y[val])
 
 

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, Subset
 from torch.utils.data import Dataset as TorchDataset
@@ -27,7 +26,7 @@ from cnnzip.data.datasets import (
     Split,
     as_inputs,
     as_labels,
-    val_size_of,
+    val_cut,
 )
 from cnnzip.errors import DataError
 
@@ -203,11 +202,8 @@ def class_count(source: TorchDataset | DataLoader, limit: int = CLASS_SCAN) -> i
 
 
 def _cut_val(train: TorchDataset, fraction: float, seed: int) -> tuple[Subset, Subset]:
-    """A fixed-seed random train/validation cut of a map-style dataset, as ``from_arrays``
-    makes of arrays (same permutation for the same length and seed)."""
-    order = np.random.default_rng(seed).permutation(len(train)).tolist()  # type: ignore[arg-type]
-    n_val = val_size_of(len(order), fraction)
-    return Subset(train, order[n_val:]), Subset(train, order[:n_val])
+    rest, val = val_cut(len(train), fraction, seed)  # type: ignore[arg-type]
+    return Subset(train, rest), Subset(train, val)
 
 
 def _source(value: object, which: str) -> TorchDataset | DataLoader:

@@ -156,13 +156,20 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def _check_labels(y: torch.Tensor, num_classes: int) -> None:
+_MODEL_HINT = "build the model with num_classes set to the data's class count"
+_STREAM_HINT = (
+    "pass the true class count as from_loaders(num_classes=...) (it was inferred from "
+    "the first labels) and build the model with it"
+)
+
+
+def _check_labels(y: torch.Tensor, num_classes: int, hint: str = _MODEL_HINT) -> None:
     """Labels must index the model's outputs; torch would fail mid-run on the first that
     does not, with an IndexError naming neither the model nor the data."""
     if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
         raise CnnzipError(
             f"labels {int(y.min())}..{int(y.max())} do not fit a model with {num_classes} "
-            f"outputs: build the model with num_classes set to the data's class count"
+            f"outputs: {hint}"
         )
 
 
@@ -249,7 +256,7 @@ def _train_epoch(
         world_size=info.world_size,
     ):
         if streamed:  # in memory, all labels were checked before training
-            _check_labels(y, data.num_classes)
+            _check_labels(y, data.num_classes, _STREAM_HINT)
         x, y = x.to(info.device), y.to(info.device)
         if augment is not None:  # draws from the per-epoch seeded RNG: resumable
             x = augment(x)
