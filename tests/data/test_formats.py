@@ -4,6 +4,7 @@ DataError naming the file."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from cnnzip.data.detect import detect_format, load_path, open_path
 from cnnzip.data.folders import read_image_folder
 from cnnzip.data.loader import batches
 from cnnzip.errors import DataError
+from cnnzip.train.loop import TrainConfig, evaluate, fit
 
 RNG = np.random.default_rng(0)
 
@@ -353,3 +355,33 @@ def test_load_path_folder_without_test_cuts_a_fixed_test(tmp_path):
     _write_folder(tmp_path, {"a": list(_pixels(6, 4, 4)), "b": list(_pixels(6, 4, 4))})
     first, second = load_path(tmp_path, seed=0), load_path(tmp_path, seed=1)
     assert len(first.test) == 2 and first.test.source.indices == second.test.source.indices
+
+
+def _write_each_format(root: Path) -> dict[str, Path]:
+    """A tiny set of every detectable format under ``root``; name -> its path."""
+    np.savez(root / "d.npz", **_npz_arrays())
+    _write_cifar10(root / "cifar", [(_pixels(6, 3, 32, 32), np.arange(6) % 3)] * 2)
+    rgb = {"a": list(_pixels(4, 6, 6, 3)), "b": list(_pixels(4, 6, 6, 3))}
+    _write_folder(root / "rgb", rgb)
+    grey = {"a": list(_pixels(3, 5, 5)), "b": list(_pixels(3, 5, 5))}
+    _write_folder(root / "grey" / "train", grey)
+    _write_folder(root / "grey" / "test", grey)
+    idx = root / "idx"
+    idx.mkdir()
+    for prefix in ("train", "t10k"):
+        _write_idx(idx / f"{prefix}-images-idx3-ubyte", _pixels(6, 4, 4))
+        _write_idx(idx / f"{prefix}-labels-idx1-ubyte", np.arange(6) % 10)
+    return {name: root / name for name in ("d.npz", "cifar", "rgb", "grey", "idx")}
+
+
+def test_every_format_trains_and_evaluates(tmp_path):
+    for name, path in _write_each_format(tmp_path).items():
+        data = load_path(path)
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(
+            torch.nn.Flatten(), torch.nn.Linear(math.prod(data.input_shape), data.num_classes)
+        )
+        result = fit(model, data, TrainConfig(epochs=1, batch_size=4), progress=False)
+        scores = evaluate(model, data.test)
+        assert math.isfinite(result.final["val_loss"]), name
+        assert 0.0 <= scores["accuracy"] <= 1.0, name
