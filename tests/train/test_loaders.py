@@ -77,8 +77,9 @@ def test_evaluate_on_a_dataloader_matches_in_memory(toy_data: Dataset) -> None:
     streamed = from_loaders(train=loader, val=loader, test=loader, num_classes=10)
     want = evaluate(model, toy_data.test, batch_size=100)
     got = evaluate(model, streamed.test)
-    assert got["accuracy"] == want["accuracy"]
-    assert got["loss"] == pytest.approx(want["loss"], rel=1e-6)  # batch sums, same order
+    assert got == want  # the same batches in the same order: bit-identical
+    assert evaluate(model, loader) == got  # a DataLoader (or torch Dataset) as it is
+    assert evaluate(model, loader.dataset, batch_size=100) == got
 
 
 def test_a_map_style_dataset_is_streamed_one_epoch_of_reads_per_epoch() -> None:

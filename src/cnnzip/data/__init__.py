@@ -12,13 +12,22 @@ from cnnzip.data.datasets import (
     synthetic,
 )
 from cnnzip.data.idx import read_idx, read_idx_bytes
-from cnnzip.data.loader import StreamSplit, batches, first_input, from_loaders, num_batches, steps
+from cnnzip.data.loader import (
+    StreamSplit,
+    as_split,
+    batches,
+    first_input,
+    from_loaders,
+    num_batches,
+    steps,
+)
 
 __all__ = [
     "DEFAULT_VAL_FRACTION",
     "Dataset",
     "Split",
     "StreamSplit",
+    "as_split",
     "batches",
     "data_dirs",
     "first_input",

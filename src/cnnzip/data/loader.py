@@ -30,7 +30,15 @@ from cnnzip.data.datasets import (
 )
 from cnnzip.errors import DataError
 
-__all__ = ["StreamSplit", "batches", "first_input", "from_loaders", "num_batches", "steps"]
+__all__ = [
+    "StreamSplit",
+    "as_split",
+    "batches",
+    "first_input",
+    "from_loaders",
+    "num_batches",
+    "steps",
+]
 
 # labels read to infer the class count when the data has no ``classes`` attribute
 CLASS_SCAN = 2048
@@ -143,6 +151,13 @@ def first_input(split: Split | StreamSplit) -> torch.Tensor:
         raise DataError(f"{type(source).__name__} samples must be (x, y) pairs")
     x = torch.as_tensor(sample[0])
     return as_inputs(x.unsqueeze(0), f"{type(source).__name__}'s first input")
+
+
+def as_split(data: Split | StreamSplit | TorchDataset | DataLoader) -> Split | StreamSplit:
+    """A split to batch: cnnzip's own kept, the user's torch Dataset or DataLoader streamed."""
+    if isinstance(data, Split | StreamSplit):
+        return data
+    return StreamSplit(_source(data, "the data"))
 
 
 def steps(split: Split | StreamSplit, batch_size: int, world_size: int = 1) -> int:

@@ -21,9 +21,11 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from torch.utils.data import Dataset as TorchDataset
 from tqdm.auto import tqdm
 
-from cnnzip.data import Dataset, Split, StreamSplit, batches, first_input, steps
+from cnnzip.data import Dataset, Split, StreamSplit, as_split, batches, first_input, steps
 from cnnzip.errors import CnnzipError
 from cnnzip.train import checkpoint as ckpt
 from cnnzip.train.distributed import DistInfo, all_reduce_sum, setup
@@ -207,15 +209,16 @@ def _check_model_fits(model: nn.Module, data: Dataset, device: torch.device) -> 
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
-    split: Split | StreamSplit,
+    split: Split | StreamSplit | TorchDataset | DataLoader,
     *,
     batch_size: int = 1000,
     loss_fn: LossFn = cross_entropy,
     device: str | torch.device | None = None,
 ) -> dict[str, float]:
     """Mean loss and accuracy (a fraction in [0, 1]) of ``model`` on ``split``, in
-    memory or streamed from the user's DataLoader or Dataset."""
+    memory or streamed from the user's DataLoader or torch Dataset of (x, y) samples."""
     device = torch.device(device) if device else next(model.parameters()).device
+    split = as_split(split)
     loss_sum, correct, seen = 0.0, 0, 0
     with _eval_mode(model):
         for x, y in batches(split, batch_size):
