@@ -188,3 +188,24 @@ def test_an_iterable_dataset_without_length_is_refused_before_training() -> None
         DataError, match=r"Endless has no length; give the iterable dataset a __len__"
     ):
         fit(small_mlp(3, 8), data, TrainConfig(epochs=1), progress=False)
+
+
+class StopAt(Callback):
+    def on_epoch_start(self, state: TrainState) -> None:
+        if state.epoch == 2:
+            raise KeyboardInterrupt
+
+
+def test_a_streamed_run_resumes_to_the_same_weights(tmp_path) -> None:
+    """The batch sampler's order is a function of (seed, epoch), as in memory."""
+    cfg = TrainConfig(epochs=3, batch_size=16, seed=2)
+    data = from_loaders(train=Counting(48), test=Counting(8))
+    straight = small_mlp(3, 8)
+    fit(straight, data, cfg, progress=False)
+    ckpt = tmp_path / "checkpoint.pt"
+    with pytest.raises(KeyboardInterrupt):
+        fit(small_mlp(3, 8), data, cfg, checkpoint=ckpt, callbacks=[StopAt()], progress=False)
+    resumed = small_mlp(3, 8)
+    fit(resumed, data, cfg, checkpoint=ckpt, resume=True, progress=False)
+    for a, b in zip(straight.parameters(), resumed.parameters(), strict=True):
+        assert torch.equal(a, b)

@@ -12,12 +12,16 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from cnnzip.data.idx import read_idx
 from cnnzip.errors import DataError
+
+if TYPE_CHECKING:  # loader builds on this module
+    from cnnzip.data.loader import StreamSplit
 
 __all__ = [
     "DEFAULT_VAL_FRACTION",
@@ -71,12 +75,14 @@ class Split:
 
 @dataclass(frozen=True)
 class Dataset:
-    """Train, validation and test splits plus what a model needs to know."""
+    """Train, validation and test splits plus what a model needs to know; a split is
+    held in memory (``Split``) or streamed from the user's torch data (``StreamSplit``,
+    see ``from_loaders``)."""
 
     name: str
-    train: Split
-    val: Split
-    test: Split
+    train: Split | StreamSplit
+    val: Split | StreamSplit
+    test: Split | StreamSplit
     num_classes: int
     mean: float
     std: float
