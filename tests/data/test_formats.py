@@ -300,6 +300,13 @@ def test_decompression_bomb_names_the_file(tmp_path, monkeypatch):
         read_image_folder(tmp_path)
 
 
+def test_size_for_stored_arrays_must_match(tmp_path):
+    np.savez(tmp_path / "d.npz", **_npz_arrays())
+    assert open_path(tmp_path / "d.npz", size=5).input_shape == (5, 5)
+    with pytest.raises(DataError, match=r"d\.npz: size=8 \(--input\) resizes image folders only"):
+        open_path(tmp_path / "d.npz", size=8)
+
+
 def test_unknown_path_says_what_is_expected(tmp_path):
     (tmp_path / "notes.txt").write_text("hi")
     for path in (tmp_path, tmp_path / "notes.txt"):
@@ -349,6 +356,13 @@ def test_load_path_folder_streams(tmp_path, monkeypatch):
     assert seen == 4 and len(decoded) == 4  # one epoch reads each image once
     x, _ = next(batches(data.test, 2))
     assert x.shape == (2, 3, 4, 4) and x.dtype == torch.float32 and float(x.max()) <= 1.0
+
+
+def test_load_path_folder_with_workers(tmp_path):
+    _write_folder(tmp_path, {"a": list(_pixels(6, 4, 4)), "b": list(_pixels(6, 4, 4))})
+    data = load_path(tmp_path, workers=2)
+    labels = torch.cat([y for _, y in batches(data.train, 4)])
+    assert len(labels) == len(data.train) == 9 and set(labels.tolist()) <= {0, 1}
 
 
 def test_load_path_folder_without_test_cuts_a_fixed_test(tmp_path):

@@ -105,16 +105,20 @@ def _read_idx_folder(folder: Path) -> ArraySet:
 
 def open_path(path: str | Path, *, size: int | None = None) -> OnDisk:
     """Detect the format of ``path`` and read it; ``size`` resizes an image folder's
-    images to size x size (the other formats have one stored size)."""
+    images to size x size. The other formats have one stored size, so there ``size``
+    may only repeat it: silently training at another size than asked would mislead."""
     path = Path(path)
     fmt = detect_format(path)
-    if fmt == "npz":
-        return OnDisk(fmt, read_npz(path))
-    if fmt == "idx":
-        return OnDisk(fmt, _read_idx_folder(path))
-    if fmt == "cifar":
-        return OnDisk(fmt, read_cifar(path))
-    return OnDisk(fmt, read_image_folder(path, size=size))
+    if fmt == "image-folder":
+        return OnDisk(fmt, read_image_folder(path, size=size))
+    readers = {"npz": read_npz, "idx": _read_idx_folder, "cifar": read_cifar}
+    found = OnDisk(fmt, readers[fmt](path))
+    if size is not None and list(found.input_shape).count(size) < 2:
+        raise DataError(
+            f"{path}: size={size} (--input) resizes image folders only; this {fmt} data "
+            f"is stored as {found.input_shape}: drop the size or resize the arrays yourself"
+        )
+    return found
 
 
 def _cut_test(train: ImageFolder, fraction: float) -> tuple[Subset, Subset]:
