@@ -138,6 +138,14 @@ def test_16_bit_png_is_refused_not_clipped(tmp_path):
         read_image_folder(tmp_path)
 
 
+def test_hidden_files_and_folders_are_skipped(tmp_path):
+    _write_folder(tmp_path, {"a": [_pixels(1, 4, 4)[0]], "b": [_pixels(1, 4, 4)[0]]})
+    (tmp_path / "a" / "._0.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (tmp_path / ".cache").mkdir()
+    found = read_image_folder(tmp_path)
+    assert found.classes == ("a", "b") and len(found.train) == 2
+
+
 def test_splits_with_different_classes_are_refused(tmp_path):
     _write_folder(tmp_path / "train", {"a": [_pixels(1, 4, 4)[0]], "b": [_pixels(1, 4, 4)[0]]})
     _write_folder(tmp_path / "test", {"a": [_pixels(1, 4, 4)[0]], "c": [_pixels(1, 4, 4)[0]]})

@@ -27,12 +27,20 @@ WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 SPLITS = ("train", "val", "test")
 
 
+def _visible(path: Path) -> bool:
+    """Not a hidden file: macOS archives carry ``._name.png`` resource forks that are
+    not images, and every tool hides dot-files."""
+    return not path.name.startswith(".")
+
+
 def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES)
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and _visible(p) and p.suffix.lower() in SUFFIXES
+    )
 
 
 def _class_dirs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return sorted(p for p in folder.iterdir() if p.is_dir() and _visible(p))
 
 
 def _header(path: Path) -> tuple[tuple[int, int], str]:
