@@ -21,9 +21,22 @@ def small_mlp(num_classes: int = 10, side: int = 28) -> nn.Module:
     return get_model("lenet300", hidden=[16, 8], num_classes=num_classes, in_features=side * side)
 
 
-def as_torch(data: Dataset) -> dict[str, TensorDataset]:
+class PerSample(TorchDataset):
+    """The same tensors read one sample at a time (what an image folder does)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x[i], self.y[i]
+
+
+def as_torch(data: Dataset, kind: type = TensorDataset) -> dict[str, TorchDataset]:
     return {
-        k: TensorDataset(s.x, s.y)
+        k: kind(s.x, s.y)
         for k, s in (("train", data.train), ("val", data.val), ("test", data.test))
     }
 
@@ -59,12 +72,14 @@ class ReadsPerEpoch(Callback):
         self.per_epoch.append(self._reads() - self.start)
 
 
-def test_a_map_style_dataset_gives_the_in_memory_loss_curve(toy_data: Dataset) -> None:
+@pytest.mark.parametrize("kind", [TensorDataset, PerSample])
+def test_a_map_style_dataset_gives_the_in_memory_loss_curve(toy_data: Dataset, kind: type) -> None:
     """Bit-identical, tolerance 0: the batch sampler yields the in-memory path's global
-    batches, collate stacks the same float32 values into contiguous tensors, and the same
-    ops run on them in the same order, so no reduction is reordered."""
+    batches, whole (TensorDataset) or stacked by collate from single samples, so the
+    same float32 values meet the same ops in the same order and no reduction is
+    reordered."""
     cfg = TrainConfig(epochs=2, batch_size=64, seed=3)
-    streamed = from_loaders(**as_torch(toy_data), num_classes=10)
+    streamed = from_loaders(**as_torch(toy_data, kind), num_classes=10)
     a = fit(small_mlp(), toy_data, cfg, progress=False).history
     b = fit(small_mlp(), streamed, cfg, progress=False).history
     keys = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import torch
-from torch.utils.data import DataLoader, IterableDataset, Subset
+from torch.utils.data import DataLoader, IterableDataset, Subset, TensorDataset
 from torch.utils.data import Dataset as TorchDataset
 
 from cnnzip.data.datasets import (
@@ -119,7 +119,19 @@ class StreamSplit:
             return DataLoader(self.source, batch_size=batch_size, num_workers=self.workers)
         order = _global_batches(len(self), batch_size, shuffle, seed, epoch, rank, world_size)
         sampler = [idx.tolist() for idx in order]
+        if _tensor_backed(self.source):  # one indexing per batch, not one read per sample
+            return DataLoader(
+                self.source, sampler=sampler, batch_size=None, num_workers=self.workers
+            )
         return DataLoader(self.source, batch_sampler=sampler, num_workers=self.workers)
+
+
+def _tensor_backed(data: TorchDataset) -> bool:
+    """A TensorDataset, or Subsets of one: indexed by a list of indices it returns the
+    whole batch at once, the same values the per-sample path would stack."""
+    while isinstance(data, Subset):
+        data = data.dataset
+    return isinstance(data, TensorDataset)
 
 
 def _as_batch(batch: object) -> tuple[torch.Tensor, torch.Tensor]:
