@@ -10,7 +10,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 from torch.utils.data import Dataset as TorchDataset
 
-from cnnzip.data import Dataset, from_loaders
+from cnnzip.data import Dataset, StreamSplit, batches, first_input, from_loaders, steps
 from cnnzip.errors import CnnzipError, DataError
 from cnnzip.models import get_model
 from cnnzip.train import Callback, TrainConfig, TrainState, evaluate, fit
@@ -224,3 +224,38 @@ def test_a_streamed_run_resumes_to_the_same_weights(tmp_path) -> None:
     fit(resumed, data, cfg, checkpoint=ckpt, resume=True, progress=False)
     for a, b in zip(straight.parameters(), resumed.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("kind", [TensorDataset, PerSample])
+def test_each_rank_reads_its_slice_of_the_in_memory_global_batches(
+    toy_data: Dataset, kind: type
+) -> None:
+    stream = StreamSplit(kind(toy_data.val.x, toy_data.val.y))
+    for rank in (0, 1):
+        args = {"shuffle": True, "seed": 1, "epoch": 2, "rank": rank, "world_size": 2}
+        want = list(batches(toy_data.val, 24, **args))
+        got = list(batches(stream, 24, **args))
+        assert len(got) == len(want) == steps(stream, 24, 2)
+        for (xa, ya), (xb, yb) in zip(want, got, strict=True):
+            assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_a_users_dataloader_is_not_sharded_behind_its_back() -> None:
+    stream = StreamSplit(DataLoader(Counting(10), batch_size=5))
+    with pytest.raises(DataError, match=r"a DataLoader cannot be sharded .* pass its Dataset"):
+        next(batches(stream, 5, rank=0, world_size=2))
+
+
+class NotPairs(TorchDataset):
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.zeros(4, 4)
+
+
+def test_samples_that_are_not_pairs_are_refused() -> None:
+    with pytest.raises(DataError, match=r"NotPairs samples must be \(x, y\) pairs"):
+        first_input(StreamSplit(NotPairs()))
+    with pytest.raises(DataError, match=r"yields Tensor batches; each sample must be an \(x, y\)"):
+        next(batches(StreamSplit(DataLoader(NotPairs(), batch_size=2)), 2))
