@@ -152,3 +152,23 @@ def test_load_refuses_both_val_size_and_val_fraction(tmp_path: Path, idx_bytes) 
     write_idx_set(tmp_path, idx_bytes, n=20)
     with pytest.raises(DataError, match=r"pass val_size or val_fraction, not both"):
         load("mnist", root=tmp_path, val_size=2, val_fraction=0.1)
+
+
+class Lazy:
+    """A duck-typed stand-in for inputs (indexable, with a length), as some users pass."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, idx: object) -> torch.Tensor:
+        return torch.zeros(4, 1, 2, 2)
+
+
+def test_a_lazy_input_object_is_kept_but_its_length_is_checked() -> None:
+    lazy = Lazy(3)
+    assert Split(x=lazy, y=np.arange(3)).x is lazy
+    with pytest.raises(DataError, match=r"3 inputs but 2 labels"):
+        Split(x=lazy, y=np.arange(2))

@@ -301,6 +301,11 @@ def fit(
 ) -> FitResult:
     """Train ``model`` on ``data.train``, validating on ``data.val`` after every epoch.
 
+    ``data`` is held in memory (``cz.data.load``, ``cz.data.from_arrays``) or streamed
+    from the user's torch DataLoaders or Datasets (``cz.data.from_loaders``); a map-style
+    Dataset is batched as the same tensors in memory would be, so both give the same
+    loss curve for a seed. Streamed labels are checked batch by batch.
+
     ``checkpoint`` is a file written atomically after each epoch; with
     ``resume`` training continues from it. Under torchrun (WORLD_SIZE > 1) the
     run is data-parallel. ``progress=None`` shows a bar only on a terminal.
