@@ -143,12 +143,14 @@ def test_an_iterable_dataset_trains_with_a_given_val() -> None:
     ("kwargs", "message"),
     [
         ({"train": [1, 2]}, r"train is a list; pass a torch DataLoader"),
+        ({"num_classes": 1}, r"num_classes=1 must be an integer >= 2"),
+        ({"workers": -1}, r"workers=-1 must be an integer >= 0"),
         ({"train": Stream(10)}, r"no val given and train is a DataLoader or an iterable"),
         ({"train": TensorDataset(torch.zeros(10, 4, 4), torch.zeros(10).long())}, r"all one class"),
     ],
 )
 def test_unusable_torch_data_is_refused(kwargs: dict, message: str) -> None:
-    args = {"test": Counting(10), **kwargs}
+    args = {"train": Counting(10), "test": Counting(10), **kwargs}
     with pytest.raises(DataError, match=message):
         from_loaders(**args)
 

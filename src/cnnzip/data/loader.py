@@ -242,6 +242,18 @@ def _source(value: object, which: str) -> TorchDataset | DataLoader:
     return value
 
 
+def _check_settings(num_classes: int | None, workers: int) -> None:
+    """Settings torch would only refuse later, and less clearly."""
+    if num_classes is not None and not (_is_int(num_classes) and num_classes >= 2):
+        raise DataError(f"num_classes={num_classes!r} must be an integer >= 2")
+    if not (_is_int(workers) and workers >= 0):
+        raise DataError(f"workers={workers!r} must be an integer >= 0 (0: read in this process)")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def from_loaders(
     train: TorchDataset | DataLoader,
     test: TorchDataset | DataLoader,
@@ -258,6 +270,7 @@ def from_loaders(
     the user's pipeline makes them (its normalisation and augmentation), uint8 scaled to
     [0, 1]. Without ``val``, ``val_fraction`` of a map-style training Dataset (chosen with
     ``seed``) validates. ``num_classes`` defaults to ``class_count`` of train."""
+    _check_settings(num_classes, workers)
     train_src, test_src = _source(train, "train"), _source(test, "test")
     classes = num_classes if num_classes is not None else class_count(train_src)
     if val is None:
