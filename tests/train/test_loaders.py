@@ -242,10 +242,10 @@ def test_each_rank_reads_its_slice_of_the_in_memory_global_batches(
             assert torch.equal(xa, xb) and torch.equal(ya, yb)
 
 
-def test_a_users_dataloader_is_not_sharded_behind_its_back() -> None:
-    stream = StreamSplit(DataLoader(Counting(10), batch_size=5))
-    with pytest.raises(DataError, match=r"a DataLoader cannot be sharded .* pass its Dataset"):
-        next(batches(stream, 5, rank=0, world_size=2))
+@pytest.mark.parametrize("source", [DataLoader(Counting(10), batch_size=5), Stream(10)])
+def test_a_dataloader_or_stream_is_not_sharded_behind_the_users_back(source) -> None:
+    with pytest.raises(DataError, match=r"cannot be sharded .* pass a map-style Dataset"):
+        next(batches(StreamSplit(source), 5, rank=0, world_size=2))
 
 
 class NotPairs(TorchDataset):

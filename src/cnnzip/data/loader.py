@@ -108,12 +108,13 @@ class StreamSplit:
     def _loader(
         self, batch_size: int, shuffle: bool, seed: int, epoch: int, rank: int, world_size: int
     ) -> DataLoader:
+        if world_size > 1 and isinstance(self.source, DataLoader | IterableDataset):
+            raise DataError(
+                f"a {type(self.source).__name__} cannot be sharded across processes by "
+                "cnnzip (every rank would read all of it); pass a map-style Dataset "
+                "instead (cnnzip then gives each rank its slice of every batch)"
+            )
         if isinstance(self.source, DataLoader):
-            if world_size > 1:
-                raise DataError(
-                    "a DataLoader cannot be sharded across processes by cnnzip; pass its "
-                    "Dataset instead (cnnzip then gives each rank its slice of every batch)"
-                )
             return self.source
         if isinstance(self.source, IterableDataset):
             return DataLoader(self.source, batch_size=batch_size, num_workers=self.workers)
