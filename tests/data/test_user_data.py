@@ -42,6 +42,12 @@ def test_channels_last_rgb_is_moved_to_channels_first() -> None:
     assert torch.equal(split.x[:, 2], torch.from_numpy(x[..., 2]).float() / 255)
 
 
+@pytest.mark.parametrize(("shape", "want"), [((6, 6, 1), (1, 6, 6)), ((7, 5, 4), (4, 7, 5))])
+def test_grey_and_rgba_channels_last_tensors_are_moved(shape: tuple, want: tuple) -> None:
+    x, y = arrays(shape=shape)
+    assert Split(x=torch.from_numpy(x), y=torch.from_numpy(y)).x.shape == (24, *want)
+
+
 def test_channels_first_is_kept() -> None:
     x, y = arrays(shape=(3, 6, 6))
     assert Split(x=x, y=y).x.shape == (24, 3, 6, 6)
