@@ -12,6 +12,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,36 +20,140 @@ import torch
 from cnnzip.data.idx import read_idx
 from cnnzip.errors import DataError
 
-__all__ = ["Dataset", "Split", "data_dirs", "list_datasets", "load", "synthetic"]
+if TYPE_CHECKING:  # loader builds on this module
+    from cnnzip.data.loader import StreamSplit
+
+__all__ = [
+    "DEFAULT_VAL_FRACTION",
+    "Dataset",
+    "Split",
+    "as_inputs",
+    "as_labels",
+    "data_dirs",
+    "from_arrays",
+    "list_datasets",
+    "load",
+    "synthetic",
+    "val_cut",
+]
 
 
 @dataclass(frozen=True)
 class Split:
-    """One split: inputs (N, C, H, W) float32, normalised; labels (N,) int64."""
+    """One split: inputs (N, C, H, W) float32, normalised; labels (N,) int64.
+
+    Built by hand from arrays, it is checked at the door (``as_inputs``,
+    ``as_labels``): numpy or torch, uint8 scaled to [0, 1], labels of any integer
+    dtype, a missing channel axis added, so a bad array fails here in one line
+    instead of mid-training as a raw torch error. An ``x`` that is neither an array
+    nor a tensor (a lazy, indexable stand-in) is kept as given.
+    """
 
     x: torch.Tensor
     y: torch.Tensor
 
+    def __post_init__(self) -> None:
+        y = as_labels(self.y, "labels")
+        x = self.x
+        if isinstance(x, (np.ndarray, torch.Tensor)):
+            x = as_inputs(x, "inputs")
+        if hasattr(x, "__len__") and len(x) != len(y):
+            raise DataError(
+                f"{len(x)} inputs but {len(y)} labels: a split needs one label per input"
+            )
+        object.__setattr__(self, "x", x)
+        object.__setattr__(self, "y", y)
+
     def __len__(self) -> int:
         return int(self.y.shape[0])
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """(C, H, W) of one sample."""
+        return tuple(self.x.shape[1:])
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """Train, validation and test splits plus what a model needs to know."""
+    """Train, validation and test splits plus what a model needs to know; a split is
+    held in memory (``Split``) or streamed from the user's torch data (``StreamSplit``,
+    see ``from_loaders``)."""
 
     name: str
-    train: Split
-    val: Split
-    test: Split
+    train: Split | StreamSplit
+    val: Split | StreamSplit
+    test: Split | StreamSplit
     num_classes: int
     mean: float
     std: float
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        """(C, H, W) of one sample."""
-        return tuple(self.train.x.shape[1:])  # type: ignore[return-value]
+        """(C, H, W) of one sample (read from the data, in memory or streamed)."""
+        return self.train.input_shape  # type: ignore[return-value]
+
+
+def _as_tensor(value: object, what: str) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "biuf":
+            raise DataError(f"{what} are stored as {value.dtype}; they must be numbers")
+        return torch.from_numpy(np.ascontiguousarray(value))
+    raise DataError(f"{what} are a {type(value).__name__}; pass a numpy array or a torch tensor")
+
+
+def _channels_first(x: torch.Tensor, what: str, from_numpy: bool) -> torch.Tensor:
+    """(N, H, W) gains a channel axis; (N, H, W, C) with C in 1/3/4 becomes (N, C, H, W)
+    only when axis 1 cannot be the channels. When both axes could be, a tensor follows
+    torch's channels-first convention and a numpy array (often channels-last) is refused:
+    guessing wrong would train on scrambled images without any error."""
+    if x.dim() == 3:
+        return x.unsqueeze(1)
+    if x.dim() != 4:
+        raise DataError(
+            f"{what} have shape {tuple(x.shape)}; expected (N, H, W), (N, C, H, W) "
+            "or (N, H, W, C) images"
+        )
+    first, last = x.shape[1] in _CHANNELS, x.shape[3] in _CHANNELS
+    if first and last and from_numpy:
+        raise DataError(
+            f"{what} have shape {tuple(x.shape)}: axis 1 and axis 3 could both be the "
+            "channels; pass a torch tensor laid out (N, C, H, W)"
+        )
+    return x.permute(0, 3, 1, 2).contiguous() if last and not first else x
+
+
+_CHANNELS = (1, 3, 4)
+
+
+def as_inputs(x: object, what: str = "inputs") -> torch.Tensor:
+    """Images as float32 (N, C, H, W): uint8 scaled to [0, 1], float kept as is (finite),
+    other integer types refused (their range is unknown)."""
+    t = _as_tensor(x, what)
+    from_numpy = isinstance(x, np.ndarray)
+    if t.dtype == torch.uint8:
+        t = t.float() / 255.0
+    elif t.is_floating_point():
+        t = t.float()
+        if not bool(torch.isfinite(t).all()):
+            raise DataError(f"{what} hold NaN or infinite values (or values beyond float32)")
+    else:
+        raise DataError(f"{what} are {t.dtype}; images must be uint8 (0..255) or floating point")
+    return _channels_first(t, what, from_numpy)
+
+
+def as_labels(y: object, what: str = "labels") -> torch.Tensor:
+    """Class labels as int64 (N,), from any integer dtype, never negative."""
+    t = _as_tensor(y, what)
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise DataError(f"{what} are {t.dtype}; class labels must be integers")
+    if t.dim() != 1:
+        raise DataError(f"{what} have shape {tuple(t.shape)}; expected one label per input (N,)")
+    t = t.long()
+    if t.numel() and int(t.min()) < 0:
+        raise DataError(f"{what} include {int(t.min())}; class labels must be >= 0")
+    return t
 
 
 # name -> Debian default folder and how a user gets the files
@@ -204,6 +309,7 @@ def load(
     *,
     root: str | Path | None = None,
     val_size: int | None = None,
+    val_fraction: float | None = None,
     seed: int = 0,
     limit: int | None = None,
 ) -> Dataset:
@@ -211,8 +317,9 @@ def load(
 
     The files are looked for in ``root`` if given, else $CNNZIP_DATA, else the
     Debian folder (``data_dirs``), and checked before anything trains on them. The
-    validation split is ``val_size`` training images chosen with ``seed`` (default:
-    ``default_val_size`` of the training split before ``limit``); the
+    validation split is ``val_size`` training images chosen with ``seed``, or
+    ``val_fraction`` of them (after ``limit``), by default ``default_val_size`` of the
+    training split before ``limit`` (Fashion-MNIST's 5,000 = 1/12 of 60,000); the
     test split is the official one. ``limit`` keeps only the first ``limit``
     training and test images (for quick tests).
     """
@@ -226,12 +333,18 @@ def load(
     num_classes = 10
     _check_splits(name, raw, num_classes)
     train_x, train_y, test_x, test_y = raw["train_x"], raw["train_y"], raw["test_x"], raw["test_y"]
-    if val_size is None:
+    if val_size is not None and val_fraction is not None:
+        raise DataError("pass val_size or val_fraction, not both")
+    default = val_size is None and val_fraction is None
+    if default:
         val_size = default_val_size(len(train_y))
     if limit is not None:
         train_x, train_y = train_x[:limit], train_y[:limit]
         test_x, test_y = test_x[:limit], test_y[:limit]
-        val_size = min(val_size, len(train_y) // 5)
+        if val_fraction is None:  # as before val_fraction existed
+            val_size = min(val_size, len(train_y) // 5)  # type: ignore[type-var]
+    if val_fraction is not None:
+        val_size = val_size_of(len(train_y), val_fraction)
     # statistics of the whole official training set, as is conventional
     pixels = raw["train_x"].astype(np.float32) / 255.0
     mean, std = float(pixels.mean()), float(pixels.std())
@@ -247,6 +360,116 @@ def load(
         mean=mean,
         std=std,
     )
+
+
+DEFAULT_VAL_FRACTION = 1 / 12  # Fashion-MNIST's conventional 5,000 of 60,000
+
+
+def val_size_of(n_train: int, fraction: float) -> int:
+    """Validation images cut from ``n_train`` for ``fraction``: rounded, at least one,
+    and at least one left to train on."""
+    if not (isinstance(fraction, float | int) and 0 < fraction < 1):
+        raise DataError(f"val_fraction={fraction!r} must be a number in (0, 1)")
+    if n_train < 2:
+        raise DataError(
+            f"the training split has {n_train} image(s); cutting a validation split needs >= 2"
+        )
+    return min(max(1, round(n_train * fraction)), n_train - 1)
+
+
+def _class_count(splits: dict[str, Split], num_classes: int | None) -> int:
+    """The class count: given (and then checked) or the largest label + 1; at least two
+    classes in training, for the reason ``_check_labels`` gives."""
+    high = max(int(s.y.max()) for s in splits.values() if len(s))
+    if num_classes is not None and high >= num_classes:
+        name = next(k for k, s in splits.items() if len(s) and int(s.y.max()) == high)
+        raise DataError(
+            f"{name} labels reach {high} but num_classes={num_classes}; "
+            f"labels must be in 0..{num_classes - 1}"
+        )
+    if len(torch.unique(splits["train"].y)) < 2:
+        raise DataError("every training label is the same; a classifier needs >= 2 classes")
+    return num_classes if num_classes is not None else high + 1
+
+
+def from_arrays(
+    x_train: object,
+    y_train: object,
+    x_test: object,
+    y_test: object,
+    x_val: object = None,
+    y_val: object = None,
+    *,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
+    seed: int = 0,
+    num_classes: int | None = None,
+    normalize: bool = True,
+    name: str = "arrays",
+) -> Dataset:
+    """A ``Dataset`` from the user's own arrays or tensors, checked and converted at the
+    door (see ``Split``). Without ``x_val``/``y_val``, ``val_fraction`` of the training
+    images (chosen with ``seed``, so every run validates on the same ones) become the
+    validation split. ``num_classes`` defaults to the largest label + 1. With
+    ``normalize`` every split is shifted and scaled by the training inputs' mean and
+    std, as ``load`` does."""
+    if (x_val is None) != (y_val is None):
+        raise DataError("pass both x_val and y_val, or neither (to cut val_fraction of train)")
+    splits = {
+        "train": _door_split(x_train, y_train, "train"),
+        "test": _door_split(x_test, y_test, "test"),
+    }
+    if x_val is None:
+        splits["train"], splits["val"] = _cut_val(splits["train"], val_fraction, seed)
+    else:
+        splits["val"] = _door_split(x_val, y_val, "val")
+    _check_same_shape(splits)
+    classes = _class_count(splits, num_classes)
+    mean, std = 0.0, 1.0
+    if normalize:
+        mean, std = _mean_std(splits["train"].x, name)
+        splits = {k: Split(x=(s.x - mean) / std, y=s.y) for k, s in splits.items()}
+    return Dataset(name=name, num_classes=classes, mean=mean, std=std, **splits)
+
+
+def _door_split(x: object, y: object, which: str) -> Split:
+    """``Split`` of one pair, its errors prefixed with the split's name."""
+    if x is None or y is None:
+        raise DataError(f"x_{which} and y_{which} are required")
+    try:
+        split = Split(x=as_inputs(x, f"x_{which}"), y=as_labels(y, f"y_{which}"))
+    except DataError as exc:
+        raise DataError(f"{which} split: {exc}") from None
+    if len(split) == 0:
+        raise DataError(f"{which} split: x_{which} holds no images")
+    return split
+
+
+def val_cut(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """(train, validation) indices of ``n`` training samples: ``val_fraction`` of them
+    drawn with ``seed`` (the permutation ``load`` uses), so every run validates on the
+    same samples, in memory or streamed."""
+    n_val = val_size_of(n, fraction)
+    order = np.random.default_rng(seed).permutation(n).tolist()
+    return order[n_val:], order[:n_val]
+
+
+def _cut_val(train: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    rest, val = (torch.tensor(i) for i in val_cut(len(train), fraction, seed))
+    return Split(x=train.x[rest], y=train.y[rest]), Split(x=train.x[val], y=train.y[val])
+
+
+def _check_same_shape(splits: dict[str, Split]) -> None:
+    shapes = {k: tuple(s.x.shape[1:]) for k, s in splits.items()}
+    if len(set(shapes.values())) > 1:
+        listed = ", ".join(f"{k} {v}" for k, v in shapes.items())
+        raise DataError(f"the splits' images differ in shape ({listed}); all must match")
+
+
+def _mean_std(x: torch.Tensor, name: str) -> tuple[float, float]:
+    mean, std = float(x.mean()), float(x.std())
+    if not (math.isfinite(std) and std > 0):
+        raise DataError(f"{name}: training inputs have std {std}; cannot normalise them")
+    return mean, std
 
 
 def synthetic(

@@ -1,20 +1,47 @@
-"""Mini-batches cut from in-memory splits, sharded the same way for 1 or N processes.
+"""Mini-batches from in-memory splits or the user's torch data, sharded the same way for
+1 or N processes.
 
 A global batch is the same set of samples whatever the process count: under
 data-parallel training each rank takes its slice of every global batch, so the
-averaged gradient (and so the loss curve) matches a single process.
+averaged gradient (and so the loss curve) matches a single process. The user's
+map-style torch ``Dataset`` is read through a DataLoader whose batch sampler
+yields exactly those global batches, so it trains as the same tensors in memory
+would; the user's own ``DataLoader`` is iterated as it is (its sampler, its
+batch size, its transforms).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property
 
 import torch
+from torch.utils.data import DataLoader, IterableDataset, Subset, TensorDataset
+from torch.utils.data import Dataset as TorchDataset
 
-from cnnzip.data.datasets import Split
+from cnnzip.data.datasets import (
+    DEFAULT_VAL_FRACTION,
+    Dataset,
+    Split,
+    as_inputs,
+    as_labels,
+    val_cut,
+)
 from cnnzip.errors import DataError
 
-__all__ = ["batches", "num_batches"]
+__all__ = [
+    "StreamSplit",
+    "as_split",
+    "batches",
+    "first_input",
+    "from_loaders",
+    "num_batches",
+    "steps",
+]
+
+# labels read to infer the class count when the data has no ``classes`` attribute
+CLASS_SCAN = 2048
 
 
 def _order(n: int, shuffle: bool, seed: int, epoch: int) -> torch.Tensor:
@@ -31,8 +58,130 @@ def num_batches(n: int, batch_size: int, world_size: int = 1) -> int:
     return full + (1 if rest >= world_size else 0)
 
 
+def _global_batches(
+    n: int, batch_size: int, shuffle: bool, seed: int, epoch: int, rank: int, world_size: int
+) -> Iterator[torch.Tensor]:
+    """This rank's sample indices of each global batch of an epoch."""
+    if batch_size < 1:
+        raise DataError(f"batch_size must be >= 1, got {batch_size}")
+    order = _order(n, shuffle, seed, epoch)
+    for b in range(num_batches(n, batch_size, world_size)):
+        idx = order[b * batch_size : (b + 1) * batch_size]
+        yield torch.tensor_split(idx, world_size)[rank]
+
+
+@dataclass(frozen=True)
+class StreamSplit:
+    """A split read on demand from the user's torch ``Dataset`` or ``DataLoader`` of
+    (x, y) samples, never held in memory; ``workers`` are the DataLoader workers used
+    for a ``Dataset`` (a ``DataLoader`` brings its own)."""
+
+    source: TorchDataset | DataLoader
+    workers: int = 0
+
+    def __len__(self) -> int:
+        data = self.source.dataset if isinstance(self.source, DataLoader) else self.source
+        try:
+            return len(data)  # type: ignore[arg-type]
+        except TypeError:
+            raise DataError(
+                f"{type(data).__name__} has no length; give the iterable dataset a __len__ "
+                "so epochs and the learning-rate schedule can be planned"
+            ) from None
+
+    @cached_property
+    def input_shape(self) -> tuple[int, ...]:
+        """(C, H, W) of the first sample."""
+        return tuple(first_input(self).shape[1:])
+
+    def batches(
+        self, batch_size: int, shuffle: bool, seed: int, epoch: int, rank: int, world_size: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for batch in self._loader(batch_size, shuffle, seed, epoch, rank, world_size):
+            yield _as_batch(batch)
+
+    def steps(self, batch_size: int, world_size: int) -> int:
+        if isinstance(self.source, DataLoader):
+            return len(self.source)
+        return num_batches(len(self), batch_size, world_size)
+
+    def _loader(
+        self, batch_size: int, shuffle: bool, seed: int, epoch: int, rank: int, world_size: int
+    ) -> DataLoader:
+        if world_size > 1 and isinstance(self.source, DataLoader | IterableDataset):
+            raise DataError(
+                f"a {type(self.source).__name__} cannot be sharded across processes by "
+                "cnnzip (every rank would read all of it); pass a map-style Dataset "
+                "instead (cnnzip then gives each rank its slice of every batch)"
+            )
+        if isinstance(self.source, DataLoader):
+            return self.source
+        if isinstance(self.source, IterableDataset):
+            return DataLoader(self.source, batch_size=batch_size, num_workers=self.workers)
+        order = _global_batches(len(self), batch_size, shuffle, seed, epoch, rank, world_size)
+        sampler = [idx.tolist() for idx in order]
+        if _tensor_backed(self.source):  # one indexing per batch, not one read per sample
+            return DataLoader(
+                self.source, sampler=sampler, batch_size=None, num_workers=self.workers
+            )
+        return DataLoader(self.source, batch_sampler=sampler, num_workers=self.workers)
+
+
+def _tensor_backed(data: TorchDataset) -> bool:
+    """A TensorDataset, or Subsets of one: indexed by a list of indices it returns the
+    whole batch at once, the same values the per-sample path would stack."""
+    while isinstance(data, Subset):
+        data = data.dataset
+    return isinstance(data, TensorDataset)
+
+
+def _as_batch(batch: object) -> tuple[torch.Tensor, torch.Tensor]:
+    """A collated (x, y) as float inputs (uint8 scaled, channel axis added) and int64
+    labels; the full checks ran on the first sample (``first_input``)."""
+    if not (isinstance(batch, tuple | list) and len(batch) == 2):
+        raise DataError(
+            f"the data yields {type(batch).__name__} batches; each sample must be an (x, y) pair"
+        )
+    x, y = batch
+    if x.dtype == torch.uint8:
+        x = x.float() / 255.0
+    if x.dim() == 3:
+        x = x.unsqueeze(1)
+    return x.float(), y.long()
+
+
+def first_input(split: Split | StreamSplit) -> torch.Tensor:
+    """One input of ``split`` as a (1, C, H, W) batch, checked as ``as_inputs`` checks
+    arrays, to try a model on before training."""
+    if isinstance(split, Split):
+        return split.x[:1]
+    source = split.source
+    if isinstance(source, DataLoader):
+        x, _ = _as_batch(next(iter(source)))
+        return as_inputs(x[:1], "the DataLoader's first input")
+    sample = next(iter(source)) if isinstance(source, IterableDataset) else source[0]
+    if not (isinstance(sample, tuple | list) and len(sample) == 2):
+        raise DataError(f"{type(source).__name__} samples must be (x, y) pairs")
+    x = torch.as_tensor(sample[0])
+    return as_inputs(x.unsqueeze(0), f"{type(source).__name__}'s first input")
+
+
+def as_split(data: Split | StreamSplit | TorchDataset | DataLoader) -> Split | StreamSplit:
+    """A split to batch: cnnzip's own kept, the user's torch Dataset or DataLoader streamed."""
+    if isinstance(data, Split | StreamSplit):
+        return data
+    return StreamSplit(_source(data, "the data"))
+
+
+def steps(split: Split | StreamSplit, batch_size: int, world_size: int = 1) -> int:
+    """Optimizer steps (global batches) in one epoch over ``split``."""
+    if isinstance(split, StreamSplit):
+        return split.steps(batch_size, world_size)
+    return num_batches(len(split), batch_size, world_size)
+
+
 def batches(
-    split: Split,
+    split: Split | StreamSplit,
     batch_size: int,
     *,
     shuffle: bool = False,
@@ -42,10 +191,104 @@ def batches(
     world_size: int = 1,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (x, y) batches; with world_size > 1, this rank's slice of each global batch."""
-    if batch_size < 1:
-        raise DataError(f"batch_size must be >= 1, got {batch_size}")
-    order = _order(len(split), shuffle, seed, epoch)
-    for b in range(num_batches(len(split), batch_size, world_size)):
-        idx = order[b * batch_size : (b + 1) * batch_size]
-        idx = torch.tensor_split(idx, world_size)[rank]
+    if isinstance(split, StreamSplit):
+        yield from split.batches(batch_size, shuffle, seed, epoch, rank, world_size)
+        return
+    for idx in _global_batches(len(split), batch_size, shuffle, seed, epoch, rank, world_size):
         yield split.x[idx], split.y[idx]
+
+
+def _labels_of(source: TorchDataset | DataLoader, limit: int) -> torch.Tensor:
+    """The labels of (at most about) the first ``limit`` samples."""
+    if isinstance(source, DataLoader | IterableDataset):
+        seen: list[torch.Tensor] = []
+        for item in source:
+            seen.append(torch.as_tensor(item[1]).reshape(-1))
+            if sum(len(s) for s in seen) >= limit:
+                break
+        return torch.cat(seen) if seen else torch.zeros(0, dtype=torch.long)
+    count = min(len(source), limit)  # type: ignore[arg-type]
+    return torch.as_tensor([int(source[i][1]) for i in range(count)])
+
+
+def class_count(source: TorchDataset | DataLoader, limit: int = CLASS_SCAN) -> int:
+    """Classes of the user's data: ``len(classes)`` where it has that attribute (as
+    torchvision's ImageFolder and CIFAR do), else the largest label among the first
+    ``limit`` samples + 1 (a bounded scan: labels beyond it that exceed the count fail
+    at their batch with a message asking for ``num_classes``)."""
+    data = source.dataset if isinstance(source, DataLoader) else source
+    classes = getattr(data, "classes", None)
+    if classes is not None:
+        return len(classes)
+    labels = as_labels(_labels_of(source, limit), "the training labels")
+    if len(torch.unique(labels)) < 2:
+        raise DataError(
+            f"the first {len(labels)} training labels are all one class; pass num_classes "
+            "(or a dataset with a classes attribute)"
+        )
+    return int(labels.max()) + 1
+
+
+def _cut_val(train: TorchDataset, fraction: float, seed: int) -> tuple[Subset, Subset]:
+    rest, val = val_cut(len(train), fraction, seed)  # type: ignore[arg-type]
+    return Subset(train, rest), Subset(train, val)
+
+
+def _source(value: object, which: str) -> TorchDataset | DataLoader:
+    if not isinstance(value, TorchDataset | DataLoader):
+        raise DataError(
+            f"{which} is a {type(value).__name__}; pass a torch DataLoader or a "
+            "torch.utils.data.Dataset of (x, y) samples (or arrays to cz.data.from_arrays)"
+        )
+    return value
+
+
+def _check_settings(num_classes: int | None, workers: int) -> None:
+    """Settings torch would only refuse later, and less clearly."""
+    if num_classes is not None and not (_is_int(num_classes) and num_classes >= 2):
+        raise DataError(f"num_classes={num_classes!r} must be an integer >= 2")
+    if not (_is_int(workers) and workers >= 0):
+        raise DataError(f"workers={workers!r} must be an integer >= 0 (0: read in this process)")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def from_loaders(
+    train: TorchDataset | DataLoader,
+    test: TorchDataset | DataLoader,
+    val: TorchDataset | DataLoader | None = None,
+    *,
+    num_classes: int | None = None,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
+    seed: int = 0,
+    workers: int = 0,
+    name: str = "loaders",
+) -> Dataset:
+    """A ``Dataset`` streamed from the user's torch DataLoaders or Datasets of (x, y)
+    samples, for ``fit`` and ``evaluate``; nothing is read into memory. Inputs arrive as
+    the user's pipeline makes them (its normalisation and augmentation), uint8 scaled to
+    [0, 1]. Without ``val``, ``val_fraction`` of a map-style training Dataset (chosen with
+    ``seed``) validates. ``num_classes`` defaults to ``class_count`` of train."""
+    _check_settings(num_classes, workers)
+    train_src, test_src = _source(train, "train"), _source(test, "test")
+    classes = num_classes if num_classes is not None else class_count(train_src)
+    if val is None:
+        if isinstance(train_src, DataLoader | IterableDataset):
+            raise DataError(
+                "no val given and train is a DataLoader or an iterable dataset, which cannot "
+                "be cut; pass val=..., or train as a map-style Dataset to cut val_fraction"
+            )
+        train_src, val_src = _cut_val(train_src, val_fraction, seed)
+    else:
+        val_src = _source(val, "val")
+    splits = {k: StreamSplit(s, workers) for k, s in (("train", train_src), ("val", val_src))}
+    return Dataset(
+        name=name,
+        test=StreamSplit(test_src, workers),
+        num_classes=classes,
+        mean=0.0,
+        std=1.0,
+        **splits,  # type: ignore[arg-type]
+    )

@@ -21,9 +21,11 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from torch.utils.data import Dataset as TorchDataset
 from tqdm.auto import tqdm
 
-from cnnzip.data import Dataset, Split, batches, num_batches
+from cnnzip.data import Dataset, Split, StreamSplit, as_split, batches, first_input, steps
 from cnnzip.errors import CnnzipError
 from cnnzip.train import checkpoint as ckpt
 from cnnzip.train.distributed import DistInfo, all_reduce_sum, setup
@@ -156,13 +158,20 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def _check_labels(y: torch.Tensor, num_classes: int) -> None:
+_MODEL_HINT = "build the model with num_classes set to the data's class count"
+_STREAM_HINT = (
+    "pass the true class count as from_loaders(num_classes=...) (it was inferred from "
+    "the first labels) and build the model with it"
+)
+
+
+def _check_labels(y: torch.Tensor, num_classes: int, hint: str = _MODEL_HINT) -> None:
     """Labels must index the model's outputs; torch would fail mid-run on the first that
     does not, with an IndexError naming neither the model nor the data."""
     if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
         raise CnnzipError(
             f"labels {int(y.min())}..{int(y.max())} do not fit a model with {num_classes} "
-            f"outputs: build the model with num_classes set to the data's class count"
+            f"outputs: {hint}"
         )
 
 
@@ -184,8 +193,9 @@ def _check_model_fits(model: nn.Module, data: Dataset, device: torch.device) -> 
     if len(data.train) == 0:
         raise CnnzipError(f"{data.name}: the training split is empty")
     for split in (data.train, data.val, data.test):
-        _check_labels(split.y, data.num_classes)
-    x = data.train.x[:1].to(device)
+        if isinstance(split, Split):  # streamed labels are checked batch by batch
+            _check_labels(split.y, data.num_classes)
+    x = first_input(data.train).to(device)
     shape = f"the model cannot take {data.name}'s inputs of shape {data.input_shape}"
     with _shape_errors(shape), _eval_mode(model):
         out = model(x)
@@ -199,15 +209,17 @@ def _check_model_fits(model: nn.Module, data: Dataset, device: torch.device) -> 
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
-    split: Split,
+    split: Split | StreamSplit | TorchDataset | DataLoader,
     *,
     batch_size: int = 1000,
     loss_fn: LossFn = cross_entropy,
     device: str | torch.device | None = None,
 ) -> dict[str, float]:
-    """Mean loss and accuracy (a fraction in [0, 1]) of ``model`` on ``split``."""
+    """Mean loss and accuracy (a fraction in [0, 1]) of ``model`` on ``split``, in
+    memory or streamed from the user's DataLoader or torch Dataset of (x, y) samples."""
     device = torch.device(device) if device else next(model.parameters()).device
-    loss_sum, correct = 0.0, 0
+    split = as_split(split)
+    loss_sum, correct, seen = 0.0, 0, 0
     with _eval_mode(model):
         for x, y in batches(split, batch_size):
             x, y = x.to(device), y.to(device)
@@ -216,7 +228,8 @@ def evaluate(
                 _check_labels(y, logits.shape[-1])
                 loss_sum += float(loss_fn(logits, y, x)) * len(y)
             correct += int((logits.argmax(1) == y).sum())
-    n = max(len(split), 1)
+            seen += len(y)
+    n = max(seen, 1)
     return {"loss": loss_sum / n, "accuracy": correct / n}
 
 
@@ -234,6 +247,7 @@ def _train_epoch(
     cfg, opt = state.config, state.optimizer
     total_steps = cfg.epochs * state.steps_per_epoch
     loss_sum = correct = seen = 0.0
+    streamed = isinstance(data.train, StreamSplit)
     net.train()
     for x, y in batches(
         data.train,
@@ -244,6 +258,8 @@ def _train_epoch(
         rank=info.rank,
         world_size=info.world_size,
     ):
+        if streamed:  # in memory, all labels were checked before training
+            _check_labels(y, data.num_classes, _STREAM_HINT)
         x, y = x.to(info.device), y.to(info.device)
         if augment is not None:  # draws from the per-epoch seeded RNG: resumable
             x = augment(x)
@@ -285,6 +301,11 @@ def fit(
 ) -> FitResult:
     """Train ``model`` on ``data.train``, validating on ``data.val`` after every epoch.
 
+    ``data`` is held in memory (``cz.data.load``, ``cz.data.from_arrays``) or streamed
+    from the user's torch DataLoaders or Datasets (``cz.data.from_loaders``); a map-style
+    Dataset is batched as the same tensors in memory would be, so both give the same
+    loss curve for a seed. Streamed labels are checked batch by batch.
+
     ``checkpoint`` is a file written atomically after each epoch; with
     ``resume`` training continues from it. Under torchrun (WORLD_SIZE > 1) the
     run is data-parallel. ``progress=None`` shows a bar only on a terminal.
@@ -310,7 +331,7 @@ def fit(
         model=model,
         optimizer=opt,
         config=cfg,
-        steps_per_epoch=num_batches(len(data.train), cfg.batch_size, info.world_size),
+        steps_per_epoch=steps(data.train, cfg.batch_size, info.world_size),
     )
     if resume and checkpoint and Path(checkpoint).exists():
         ckpt.restore(checkpoint, state)
