@@ -99,6 +99,8 @@ def _as_tensor(value: object, what: str) -> torch.Tensor:
     if isinstance(value, np.ndarray):
         if value.dtype.kind not in "biuf":
             raise DataError(f"{what} are stored as {value.dtype}; they must be numbers")
+        if not value.flags.writeable:  # e.g. a read-only memory map: torch needs its own copy
+            value = value.copy()
         return torch.from_numpy(np.ascontiguousarray(value))
     raise DataError(f"{what} are a {type(value).__name__}; pass a numpy array or a torch tensor")
 
