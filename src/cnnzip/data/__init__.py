@@ -1,5 +1,6 @@
-"""Datasets: the IDX reader, Fashion-MNIST/MNIST loading, the user's arrays, a synthetic
-set, batching."""
+"""Datasets: the IDX reader, Fashion-MNIST/MNIST loading, the user's arrays and torch
+Datasets/DataLoaders, data on disk by path (npz, CIFAR binary, image folders, IDX), a
+synthetic set, batching."""
 
 from cnnzip.data.datasets import (
     DEFAULT_VAL_FRACTION,
@@ -11,6 +12,7 @@ from cnnzip.data.datasets import (
     load,
     synthetic,
 )
+from cnnzip.data.detect import FORMATS, detect_format, load_path, open_path
 from cnnzip.data.idx import read_idx, read_idx_bytes
 from cnnzip.data.loader import (
     StreamSplit,
@@ -24,18 +26,22 @@ from cnnzip.data.loader import (
 
 __all__ = [
     "DEFAULT_VAL_FRACTION",
+    "FORMATS",
     "Dataset",
     "Split",
     "StreamSplit",
     "as_split",
     "batches",
     "data_dirs",
+    "detect_format",
     "first_input",
     "from_arrays",
     "from_loaders",
     "list_datasets",
     "load",
+    "load_path",
     "num_batches",
+    "open_path",
     "read_idx",
     "read_idx_bytes",
     "steps",
