@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from cnnzip.data import Split
+from cnnzip.data import Split, StreamSplit
 from cnnzip.fileio import atomic_path, atomic_write_text
 from cnnzip.prune.rules import magnitude
 from cnnzip.train import evaluate
@@ -68,7 +68,10 @@ class Sensitivity:
 
 @torch.no_grad()
 def analyze(
-    model: nn.Module, split: Split, targets: Sequence[str], ratios: Sequence[float] = DEFAULT_RATIOS
+    model: nn.Module,
+    split: Split | StreamSplit,
+    targets: Sequence[str],
+    ratios: Sequence[float] = DEFAULT_RATIOS,
 ) -> Sensitivity:
     """Each target pruned alone by magnitude at each ratio; the model is left as it was."""
     curves = []
@@ -103,11 +106,14 @@ def _key(model: nn.Module, split: Split, targets: Sequence[str], ratios: Sequenc
 def cached(
     run_dir: str | Path,
     model: nn.Module,
-    split: Split,
+    split: Split | StreamSplit,
     targets: Sequence[str],
     ratios: Sequence[float] = DEFAULT_RATIOS,
 ) -> Sensitivity:
-    """``analyze``, read from RUN/sensitivity.json when the same inputs made it."""
+    """``analyze``, read from RUN/sensitivity.json when the same inputs made it. Streamed
+    data (a user's torch Dataset) cannot be fingerprinted without reading it all: no cache."""
+    if not isinstance(split, Split):
+        return analyze(model, split, targets, ratios)
     path = Path(run_dir) / CACHE
     key = _key(model, split, targets, ratios)
     if path.is_file():

@@ -28,7 +28,7 @@ from typing import Any
 import torch.nn as nn
 
 from cnnzip import prune
-from cnnzip.data import Dataset, num_batches
+from cnnzip.data import Dataset, steps
 from cnnzip.errors import CnnzipError
 from cnnzip.prune.masks import PRUNABLE_TYPES
 from cnnzip.quantize import INITS, MAX_BITS, share_weights, unshareable
@@ -193,7 +193,7 @@ def run_prune(
         report = prune.iterative(model, data, plan, config=train_cfg, loss_fn=loss_fn)
         log(report.table())
         return {"ratios": ratios, "kept_fraction": report.kept_fraction, "skipped": skipped}
-    total = cfg.epochs * num_batches(len(data.train), cfg.batch_size)
+    total = cfg.epochs * steps(data.train, cfg.batch_size)
     interval = max(1, int(cfg.prune_until * total) // cfg.steps)
     gradual = prune.GradualPruning(ratios, n=cfg.steps, interval=interval).prepare(model)
     fit(model, data, train_cfg, loss_fn=loss_fn, callbacks=[gradual])
