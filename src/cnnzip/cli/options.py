@@ -9,6 +9,7 @@ import functools
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import click
@@ -16,6 +17,7 @@ import click
 from cnnzip import data as cz_data
 from cnnzip.codec.header import MAX_PARAMS
 from cnnzip.data import Dataset
+from cnnzip.errors import DataError
 from cnnzip.runtime.xnor import MAX_THREADS
 from cnnzip.train.loop import MAX_EPOCHS, MAX_LR, MAX_SEED, TrainConfig
 
@@ -117,7 +119,17 @@ class DataSpec:
     val_size: int | None
 
     def load(self) -> Dataset:
-        return cz_data.load(self.name, root=self.root, limit=self.limit, val_size=self.val_size)
+        """A registered set by name, or the data at a PATH (format detected)."""
+        if self.name in cz_data.list_datasets() or not Path(self.name).exists():
+            return cz_data.load(self.name, root=self.root, limit=self.limit, val_size=self.val_size)
+        given = [opt for opt, v in (("--data-dir", self.root), ("--limit", self.limit),
+                                    ("--val-size", self.val_size)) if v is not None]  # fmt: skip
+        if given:
+            raise DataError(
+                f"{', '.join(given)}: only for the named data sets, not for a PATH ({self.name}): "
+                "write the split you want into the npz or the folder"
+            )
+        return cz_data.load_path(self.name)
 
 
 def _data_spec(
@@ -131,7 +143,9 @@ data_options = stacked(
         "--data",
         "data_name",
         default="fashion-mnist",
-        help=f"Dataset: {', '.join(cz_data.list_datasets())}.",
+        help=f"Dataset: {', '.join(cz_data.list_datasets())}, or a PATH: an .npz "
+        "(x_train, y_train, x_test, y_test), a CIFAR-10/100 binary folder, an IDX folder or "
+        "an image folder with one sub-folder per class.",
     ),
     click.option(
         "--limit", type=COUNT, help="Use only the first N training and test images (quick checks)."
