@@ -2,7 +2,8 @@
 
 RUN/model.safetensors   the weights (never pickle)
 RUN/run.json            architecture name, builder kwargs, weight transforms
-                        (masks, codebooks: see cnnzip.transforms), metrics, history
+                        (masks, codebooks: see cnnzip.transforms), the data and its
+                        per-channel normalization, metrics, history
 RUN/checkpoint.pt       training state for --resume (read with weights_only=True)
 """
 
@@ -19,12 +20,13 @@ import torch.nn as nn
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from cnnzip.errors import ModelError, RunError
+from cnnzip.data import Normalization
+from cnnzip.errors import DataError, ModelError, RunError
 from cnnzip.fileio import atomic_path, atomic_write_text
 from cnnzip.models import get_model
 from cnnzip.transforms import describe, rebuild
 
-__all__ = ["Run", "load_run", "save_run"]
+__all__ = ["Run", "load_run", "save_run", "stored_normalization"]
 
 WEIGHTS = "model.safetensors"
 META = "run.json"
@@ -48,6 +50,23 @@ class Run:
     @property
     def kwargs(self) -> dict[str, Any]:
         return dict(self.meta.get("kwargs", {}))
+
+    @property
+    def normalization(self) -> Normalization | None:
+        """The statistics the model's inputs were normalised with in training (None in a
+        run written before cnnzip recorded them: the data's own are measured then)."""
+        return stored_normalization(self.meta, self.path / META)
+
+
+def stored_normalization(meta: dict[str, Any], where: str | Path) -> Normalization | None:
+    """The ``normalization`` field of run.json or of a .cnnz file's metadata, checked; a
+    malformed one is one RunError naming ``where``."""
+    if meta.get("normalization") is None:
+        return None
+    try:
+        return Normalization.from_json(meta["normalization"])
+    except DataError as exc:
+        raise RunError(f"{where}: field {exc}") from None
 
 
 def save_run(
@@ -118,6 +137,7 @@ def _check_meta(meta: Any, where: Path) -> None:
         raise RunError(f"{where}: field arch must be a model name, got {meta['arch']!r:.80}")
     if not isinstance(meta.get("kwargs", {}), dict):
         raise RunError(f"{where}: field kwargs must be an object, got {meta['kwargs']!r:.80}")
+    stored_normalization(meta, where)
     specs = meta.get("transforms", [])
     if not isinstance(specs, list) or not all(map(_is_spec, specs)):
         raise RunError(

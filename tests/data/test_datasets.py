@@ -23,12 +23,12 @@ def test_fashion_mnist_shapes_normalisation_and_split(fmnist_dir: Path) -> None:
     labels = read_idx(fmnist_dir / "train-labels-idx1-ubyte.gz")
     val = np.random.default_rng(0).permutation(60000)[:5000]
     assert torch.equal(data.val.y, torch.from_numpy(labels[val].astype(np.int64)))
-    pixels = data.val.x[:, 0] * data.std + data.mean
+    pixels = data.val.x[:, 0] * data.std[0] + data.mean[0]  # one channel
     assert torch.allclose(pixels, torch.from_numpy(images[val] / 255.0).float(), atol=1e-5)
     assert data.input_shape == (1, 28, 28)
     # published statistics of the Fashion-MNIST training images
-    assert data.mean == pytest.approx(0.2860, abs=1e-3)
-    assert data.std == pytest.approx(0.3530, abs=1e-3)
+    assert data.mean == pytest.approx((0.2860,), abs=1e-3)
+    assert data.std == pytest.approx((0.3530,), abs=1e-3)
     pixels = torch.cat([data.train.x, data.val.x])
     assert float(pixels.mean()) == pytest.approx(0.0, abs=1e-4)
     assert float(pixels.std()) == pytest.approx(1.0, abs=1e-3)

@@ -17,6 +17,7 @@ from cnnzip.data.cifar import read_cifar
 from cnnzip.data.detect import detect_format, load_path, open_path
 from cnnzip.data.folders import read_image_folder
 from cnnzip.data.loader import batches
+from cnnzip.data.datasets import Normalization
 from cnnzip.errors import DataError
 from cnnzip.train.loop import TrainConfig, evaluate, fit
 
@@ -357,7 +358,8 @@ def test_load_path_folder_streams(tmp_path, monkeypatch):
     _write_folder(tmp_path / "train", train)
     _write_folder(tmp_path / "test", {"a": [_pixels(1, 4, 4, 3)[0]], "b": [_pixels(1, 4, 4, 3)[0]]})
     decoded = _count_decodes(monkeypatch)
-    data = load_path(tmp_path, val_fraction=1 / 3)
+    # with known statistics and no augmentation (whose default reads the input size)
+    data = load_path(tmp_path, val_fraction=1 / 3, stats=Normalization.identity(3), augment=False)
     assert decoded == [] and data.num_classes == 2  # nothing read to open it
     assert (len(data.train), len(data.val), len(data.test)) == (4, 2, 2)
     seen = sum(len(y) for _, y in batches(data.train, 3, shuffle=True))

@@ -100,7 +100,7 @@ def test_from_arrays_keeps_a_given_validation_split_and_class_count() -> None:
     data = from_arrays(x, y, x, y, x[:5], y[:5], num_classes=10, normalize=False)
     assert (len(data.train), len(data.val)) == (24, 5)
     assert data.num_classes == 10 and data.input_shape == (3, 6, 6)
-    assert (data.mean, data.std) == (0.0, 1.0)
+    assert (data.mean, data.std) == ((0.0,) * 3, (1.0,) * 3)  # per channel
 
 
 @pytest.mark.parametrize(

@@ -59,6 +59,7 @@ def binarize_run(
         arch="binarized",
         kwargs=kwargs,
         data=data.name,
+        normalization=data.stats.to_json(),  # the statistics its inputs are normalised with
         metrics=metrics,
         config=asdict(config),
         history=result.history,

@@ -59,8 +59,8 @@ def binarize_cmd(
     if cnnz:
         check_writable(cnnz)
     run = load_run(source)
-    data = dataset.load()
-    loss_fn = teaching.loss(dataset.name, cache=True)
+    data = dataset.load(run.normalization)  # as the float model was trained
+    loss_fn = teaching.loss(dataset.name, cache=data.augment is None)
     model, metrics = binarize_run(
         run,
         data,
@@ -75,7 +75,10 @@ def binarize_cmd(
     if cnnz:
         saved = load_run(out)
         metrics["cnnz_bytes"] = save_cnnz(
-            cnnz, model, arch={"name": saved.arch, "kwargs": saved.kwargs}
+            cnnz,
+            model,
+            arch={"name": saved.arch, "kwargs": saved.kwargs},
+            meta={"normalization": data.stats.to_json()},
         )
     emit(
         {**metrics, "mode": mode, "run": out, "source": source},

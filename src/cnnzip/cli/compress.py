@@ -14,6 +14,7 @@ from cnnzip.cli.options import DataSpec, data_options, json_option, max_params_o
 from cnnzip.cli.profile import input_shape
 from cnnzip.codec import load as load_cnnz
 from cnnzip.codec.report import inspect
+from cnnzip.data import Dataset
 from cnnzip.errors import CnnzipError
 from cnnzip.profiling import ProfileReport, comparison, comparison_text, profile
 from cnnzip.recipes import builtin_recipes, compress, load_recipe
@@ -61,16 +62,16 @@ def compress_cmd(
     plan = load_recipe(recipe, _overrides(overrides))
     run = load_run(run_dir)
     dense = copy.deepcopy(run.model)  # compress changes run.model in place
-    data = dataset.load()
+    data = dataset.load(run.normalization)  # as the model was trained
     baseline = evaluate(run.model, data.test)["accuracy"]
     result = compress(
         run.model,
         data,
         plan,
         arch={"name": run.arch, "kwargs": run.kwargs},
-        meta=_file_meta(run_dir, dataset.name, baseline, teaching),
+        meta=_file_meta(run_dir, data, dataset.name, baseline, teaching),
         log=lambda line: click.echo(line, err=as_json),
-        loss_fn=teaching.loss(dataset.name, cache=True),
+        loss_fn=teaching.loss(dataset.name, cache=data.augment is None),
     )
     # the model holds exactly what its file holds, so its accuracy is the file's
     accuracy = result.meta["file_test_accuracy"] = result.meta["test_accuracy"]
@@ -98,11 +99,15 @@ def compress_cmd(
     )
 
 
-def _file_meta(run_dir: str, data_name: str, baseline: float, teaching: Teaching) -> dict[str, Any]:
-    """What the .cnnz file records of where it came from."""
+def _file_meta(
+    run_dir: str, data: Dataset, data_name: str, baseline: float, teaching: Teaching
+) -> dict[str, Any]:
+    """What the .cnnz file records of where it came from, and how its inputs are
+    normalised (``cnnzip eval`` of the file normalises its data the same way)."""
     meta: dict[str, Any] = {
         "source": str(run_dir),
         "data": data_name,
+        "normalization": data.stats.to_json(),
         "baseline_test_accuracy": baseline,
     }
     if teaching.teachers:

@@ -4,9 +4,9 @@ A verb that retrains becomes distillation-aware with two lines::
 
     @teacher_options
     def prune_cmd(..., teaching: Teaching): ...
-        fit(model, data, cfg, loss_fn=teaching.loss(data_name, cache=True))
+        fit(model, data, cfg, loss_fn=teaching.loss(data_name, cache=data.augment is None))
 
-(``cache=True`` only where the verb trains without augmentation.)
+(the teachers' outputs are cached only where the training images repeat: no augmentation.)
 """
 
 from __future__ import annotations
@@ -29,12 +29,14 @@ from cnnzip.cli.options import (
     json_option,
     kwargs_option,
     out_option,
+    recorded_stats,
     resume_option,
     shown,
     stacked,
     train_options,
 )
 from cnnzip.cli.train import fit_and_save, zoo_run
+from cnnzip.data import Normalization
 from cnnzip.distill import KDLoss, Teachers, jitter, make_loss
 from cnnzip.errors import CnnzipError
 from cnnzip.runs import load_run
@@ -67,6 +69,12 @@ class Teaching:
                 )
             models.append(run.model)
         return models
+
+    def stats(self) -> Normalization | None:
+        """The input normalization the first teacher that records one was trained with:
+        the data a student learns from them is normalised as they saw it."""
+        found = (recorded_stats(path) for path in self.teachers)
+        return next((stats for stats in found if stats is not None), None)
 
     def loss(self, data_name: str, *, cache: bool) -> LossFn:
         """The retraining loss: cross-entropy without --teacher, else distillation from
@@ -130,7 +138,8 @@ verb as ``teaching: Teaching``."""
     "--cache/--no-cache",
     default=True,
     show_default=True,
-    help="Keep the teachers' outputs per image (only without --jitter, where images repeat).",
+    help="Keep the teachers' outputs per image (only without --jitter or --augment, where "
+    "images repeat).",
 )
 @out_option("Run directory to write", default="runs/STUDENT-distilled")
 @resume_option
@@ -153,8 +162,9 @@ def distill_cmd(
     run_dir = Path(out or f"runs/{student}-distilled")
     check_not_sources([run_dir], teaching.teachers)
     check_run_out(run_dir)
-    data = dataset.load()
-    ensemble = Teachers(teaching.models(dataset.name), cache=cache and jitter_pixels == 0)
+    data = dataset.load(teaching.stats())  # normalised as the teachers were trained
+    repeats = jitter_pixels == 0 and data.augment is None  # else a cached row never recurs
+    ensemble = Teachers(teaching.models(dataset.name), cache=cache and repeats)
     loss_fn = KDLoss(ensemble, teaching.temperature, teaching.soft_weight, teaching.hard_weight)
     run = zoo_run(run_dir, student, kwargs, data, dataset.name, cfg.seed)  # as `cnnzip train`
     distill = {**_settings(teaching), "jitter": jitter_pixels}

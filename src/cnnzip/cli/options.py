@@ -15,9 +15,11 @@ from typing import Any
 import click
 
 from cnnzip import data as cz_data
+from cnnzip.codec import read as read_cnnz
 from cnnzip.codec.header import MAX_PARAMS
-from cnnzip.data import Dataset
+from cnnzip.data import DEFAULT_VAL_FRACTION, Dataset, Normalization
 from cnnzip.errors import DataError
+from cnnzip.runs import META, read_meta, stored_normalization
 from cnnzip.runtime.xnor import MAX_THREADS
 from cnnzip.train.loop import MAX_EPOCHS, MAX_LR, MAX_SEED, TrainConfig
 
@@ -117,11 +119,41 @@ class DataSpec:
     root: str | None
     limit: int | None
     val_size: int | None
+    val_fraction: float | None = None
+    workers: int = 0
+    size: int | None = None
+    augment: bool | None = None
 
-    def load(self) -> Dataset:
-        """A registered set by name, or the data at a PATH (format detected)."""
+    def load(self, stats: Normalization | None = None, *, validation: bool = True) -> Dataset:
+        """A registered set by name, or the data at a PATH (format detected), normalised with
+        ``stats`` (those a model was trained with) or, without, its own measured ones.
+        ``validation=False`` (a verb that only evaluates) ignores the validation options,
+        so what such a verb reports never depends on them."""
         if self.name in cz_data.list_datasets() or not Path(self.name).exists():
-            return cz_data.load(self.name, root=self.root, limit=self.limit, val_size=self.val_size)
+            data = self._named(stats, validation)
+        else:
+            data = self._path(stats, validation)
+        return data.with_augment(self.augment)
+
+    def _named(self, stats: Normalization | None, validation: bool) -> Dataset:
+        given = [opt for opt, v in (("--workers", self.workers or None),
+                                    ("--input", self.size)) if v is not None]  # fmt: skip
+        if given:
+            raise DataError(
+                f"{', '.join(given)}: only for a PATH (an image folder), not for the named "
+                f"data set {self.name}, which is held in memory at its stored size"
+            )
+        val_size, fraction = (self.val_size, self.val_fraction) if validation else (None, None)
+        return cz_data.load(
+            self.name,
+            root=self.root,
+            limit=self.limit,
+            val_size=val_size,
+            val_fraction=fraction,
+            stats=stats,
+        )
+
+    def _path(self, stats: Normalization | None, validation: bool) -> Dataset:
         given = [opt for opt, v in (("--data-dir", self.root), ("--limit", self.limit),
                                     ("--val-size", self.val_size)) if v is not None]  # fmt: skip
         if given:
@@ -129,13 +161,30 @@ class DataSpec:
                 f"{', '.join(given)}: only for the named data sets, not for a PATH ({self.name}): "
                 "write the split you want into the npz or the folder"
             )
-        return cz_data.load_path(self.name)
+        fraction = self.val_fraction if validation and self.val_fraction else DEFAULT_VAL_FRACTION
+        return cz_data.load_path(
+            self.name, size=self.size, val_fraction=fraction, workers=self.workers, stats=stats
+        )
+
+
+# the options ``data_options`` declares, gathered into a DataSpec
+_DATA_OPTIONS = ("data_name", "data_dir", "limit", "val_size", "val_fraction", "workers")
+_DATA_OPTIONS += ("input_size", "augment")
 
 
 def _data_spec(
-    data_name: str, data_dir: str | None, limit: int | None, val_size: int | None
+    data_name: str, data_dir: str | None, input_size: int | None, **rest: Any
 ) -> DataSpec:
-    return DataSpec(data_name, data_dir, limit, val_size)
+    """The options' names (``--data``, ``--data-dir``, ``--input``) as DataSpec fields."""
+    return DataSpec(data_name, data_dir, size=input_size, **rest)
+
+
+def recorded_stats(source: str | Path) -> Normalization | None:
+    """The normalization a run directory or a .cnnz file records (None: written before
+    cnnzip recorded it, so the data's own statistics are measured instead)."""
+    if Path(source).is_file():
+        return stored_normalization(read_cnnz(source).header.get("meta") or {}, source)
+    return stored_normalization(read_meta(source), Path(source) / META)
 
 
 data_options = stacked(
@@ -157,14 +206,40 @@ data_options = stacked(
         "else a tenth].",
     ),
     click.option(
+        "--val-fraction",
+        type=FiniteFloat(0.0, 1.0, min_open=True, max_open=True),
+        help="Fraction of the training images held out for validation where the data has "
+        "no validation split [default: 1/12]; verbs that only evaluate ignore it.",
+    ),
+    click.option(
         "--data-dir",
         type=click.Path(file_okay=False),
         help="Folder holding the IDX files [default: $CNNZIP_DATA, else Debian's]; "
         "a folder without them is an error.",
     ),
-    gather("dataset", ("data_name", "data_dir", "limit", "val_size"), _data_spec),
+    shown(
+        "--workers",
+        type=click.IntRange(min=0),
+        default=0,
+        help="DataLoader worker processes reading an image folder (0: read in this process).",
+    ),
+    click.option(
+        "--input",
+        "input_size",
+        type=COUNT,
+        default=None,
+        help="Resize an image folder's images to N x N pixels (needed when their sizes differ).",
+    ),
+    click.option(
+        "--augment/--no-augment",
+        default=None,
+        help="Random 4 px crops and horizontal flips of the training images [default: on "
+        "for images of 32 px or more, off for smaller ones].",
+    ),
+    gather("dataset", _DATA_OPTIONS, _data_spec),
 )
-"""--data, --limit, --val-size, --data-dir, handed to the verb as ``dataset: DataSpec``."""
+"""--data, --limit, --val-size, --val-fraction, --data-dir, --workers, --input,
+--augment/--no-augment, handed to the verb as ``dataset: DataSpec``."""
 
 
 def train_options(

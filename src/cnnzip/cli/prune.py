@@ -66,7 +66,7 @@ def sensitivity_cmd(
     run = load_run(source)
     check_writable(png)
     targets = P.prunable(run.model, layers)
-    data = dataset.load()
+    data = dataset.load(run.normalization)  # as the model was trained
     sens = P.cached(run.path, run.model, data.val, targets, _ratios_option(ratios))
     P.plot(sens, png)
     result = {
@@ -126,9 +126,9 @@ def prune_cmd(
     start = time.perf_counter()
     run = load_run(source)
     targets = P.prunable(run.model, layers)
-    data = dataset.load()
+    data = dataset.load(run.normalization)  # as the model was trained
     plan, max_val_drop = _plan(run, data, targets, sparsity, auto, max_drop, budget, steps)
-    loss_fn = teaching.loss(dataset.name, cache=True)
+    loss_fn = teaching.loss(dataset.name, cache=data.augment is None)
     report = P.iterative(
         run.model, data, plan, config=cfg, max_val_drop=max_val_drop, loss_fn=loss_fn
     )
@@ -139,6 +139,7 @@ def prune_cmd(
         arch=run.arch,
         kwargs=run.kwargs,
         data=dataset.name,
+        normalization=data.stats.to_json(),
         source=str(source),
         metrics={k: result[k] for k in ("test_accuracy", "baseline_test_accuracy", "drop_pp")},
         config=vars(cfg),

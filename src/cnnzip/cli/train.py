@@ -21,6 +21,7 @@ from cnnzip.cli.options import (
     kwargs_option,
     max_params_option,
     out_option,
+    recorded_stats,
     resume_option,
     train_options,
 )
@@ -125,7 +126,9 @@ def fit_and_save(
         **extra(result),
     }
     history = result.history
-    save_run(run.path, run.model, metrics=metrics, config=vars(cfg), history=history, **run.meta)
+    stats = data.stats.to_json()  # what eval, compress... normalise this model's inputs with
+    meta = {"normalization": stats, **run.meta}
+    save_run(run.path, run.model, metrics=metrics, config=vars(cfg), history=history, **meta)
     return metrics
 
 
@@ -138,7 +141,7 @@ def eval_cmd(source: str, dataset: DataSpec, max_params: int, as_json: bool) -> 
     """Evaluate a run directory, or a .cnnz file as decoded, on the test split."""
     is_file = Path(source).is_file()
     model = load_cnnz(source, max_params=max_params) if is_file else load_run(source).model
-    data = dataset.load()
+    data = dataset.load(recorded_stats(source), validation=False)  # as the model trained
     test = evaluate(model, data.test)
     emit(
         {"accuracy": test["accuracy"], "loss": test["loss"], "n": len(data.test), "source": source},

@@ -1,10 +1,12 @@
 """Datasets: the IDX reader, Fashion-MNIST/MNIST loading, the user's arrays and torch
 Datasets/DataLoaders, data on disk by path (npz, CIFAR binary, image folders, IDX), a
-synthetic set, batching."""
+synthetic set, batching, per-channel normalisation and training augmentation."""
 
+from cnnzip.data.augment import crop_flip, random_crop, random_flip
 from cnnzip.data.datasets import (
     DEFAULT_VAL_FRACTION,
     Dataset,
+    Normalization,
     Split,
     data_dirs,
     from_arrays,
@@ -28,10 +30,12 @@ __all__ = [
     "DEFAULT_VAL_FRACTION",
     "FORMATS",
     "Dataset",
+    "Normalization",
     "Split",
     "StreamSplit",
     "as_split",
     "batches",
+    "crop_flip",
     "data_dirs",
     "detect_format",
     "first_input",
@@ -42,6 +46,8 @@ __all__ = [
     "load_path",
     "num_batches",
     "open_path",
+    "random_crop",
+    "random_flip",
     "read_idx",
     "read_idx_bytes",
     "steps",

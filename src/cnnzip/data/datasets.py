@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from cnnzip.data.augment import crop_flip, default_augment
 from cnnzip.data.idx import read_idx
 from cnnzip.errors import DataError
 
@@ -25,7 +27,9 @@ if TYPE_CHECKING:  # loader builds on this module
 
 __all__ = [
     "DEFAULT_VAL_FRACTION",
+    "MEASURE_SAMPLE",
     "Dataset",
+    "Normalization",
     "Split",
     "as_inputs",
     "as_labels",
@@ -73,24 +77,155 @@ class Split:
         return tuple(self.x.shape[1:])
 
 
+Augment = Callable[[torch.Tensor], torch.Tensor]
+
+# training images a per-channel mean/std is measured on (a fixed-seed sample): enough for
+# three significant digits, and bounded however large the set
+MEASURE_SAMPLE = 10_000
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Per-channel statistics inputs are normalised with, ``(x - mean[c]) / std[c]``.
+
+    Measured once on training images and stored with every model trained on them (run.json,
+    the .cnnz metadata), so evaluating or compressing that model later normalises the same
+    way instead of re-measuring on a differently cut split."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        mean, std = _floats(self.mean), _floats(self.std)
+        if mean is None or std is None or not mean or len(mean) != len(std):
+            raise DataError(
+                f"normalization mean {self.mean!r:.80} and std {self.std!r:.80} must be lists "
+                "of one finite number per channel, of the same length"
+            )
+        if not all(s > 0 for s in std):
+            raise DataError(f"normalization std {std!r:.80} must be > 0 for every channel")
+        object.__setattr__(self, "mean", mean)
+        object.__setattr__(self, "std", std)
+
+    @property
+    def channels(self) -> int:
+        return len(self.mean)
+
+    @classmethod
+    def identity(cls, channels: int) -> Normalization:
+        """Inputs kept as they are (mean 0, std 1 per channel)."""
+        return cls((0.0,) * channels, (1.0,) * channels)
+
+    @classmethod
+    def from_moments(
+        cls, total: torch.Tensor, squares: torch.Tensor, count: int, where: str = "data"
+    ) -> Normalization:
+        """From per-channel sums of values and of their squares over ``count`` values each
+        (float64, see ``channel_moments``) of ``where``'s training inputs; the population
+        std, as numpy computes it."""
+        mean = total / count  # (C,)
+        std = (squares / count - mean**2).clamp(min=0).sqrt()  # (C,)
+        if not bool((std > 0).all()):
+            raise DataError(
+                f"{where}: training inputs have std {std.tolist()} per channel; a constant "
+                "channel cannot be normalised: pass stats=Normalization(mean, std)"
+            )
+        return cls(tuple(mean.tolist()), tuple(std.tolist()))
+
+    @classmethod
+    def measure(cls, x: torch.Tensor, where: str = "data") -> Normalization:
+        """The statistics of ``where``'s training images ``x`` (N, C, H, W)."""
+        return cls.from_moments(*channel_moments(x), where)
+
+    def to_json(self) -> dict[str, list[float]]:
+        return {"mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_json(cls, value: Any) -> Normalization:
+        """As ``to_json`` wrote it, checked (one DataError on anything else)."""
+        if not (isinstance(value, dict) and set(value) == {"mean", "std"}):
+            raise DataError(
+                f'normalization must be {{"mean": [...], "std": [...]}}, got {value!r:.80}'
+            )
+        return cls(value["mean"], value["std"])
+
+    def check_channels(self, channels: int, where: str) -> None:
+        """The statistics fit inputs of ``channels`` channels."""
+        if channels != self.channels:
+            raise DataError(
+                f"{where}: the normalization has {self.channels} channel(s) but the data "
+                f"{channels}; use statistics measured on data like this one"
+            )
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` (N, C, H, W) normalised."""
+        self.check_channels(x.shape[1], "normalising inputs")
+        shape = (1, self.channels, 1, 1)
+        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(shape)
+        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(shape)
+        return (x - mean) / std
+
+
+def _floats(values: Any) -> tuple[float, ...] | None:
+    """``values`` as a tuple of finite floats, or None when it is not one."""
+    if not isinstance(values, Sequence) or isinstance(values, str):
+        return None
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        return None
+    out = tuple(float(v) for v in values)
+    return out if all(map(math.isfinite, out)) else None
+
+
+def channel_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Per-channel sums of ``x`` (N, C, H, W) and of its squares, in float64 (so sums over
+    many batches stay exact enough), and the count of values per channel."""
+    flat = x.transpose(0, 1).reshape(x.shape[1], -1).double()  # (C, N * H * W)
+    return flat.sum(1), (flat**2).sum(1), flat.shape[1]
+
+
 @dataclass(frozen=True)
 class Dataset:
     """Train, validation and test splits plus what a model needs to know; a split is
     held in memory (``Split``) or streamed from the user's torch data (``StreamSplit``,
-    see ``from_loaders``)."""
+    see ``from_loaders``). ``normalization`` holds the per-channel statistics the inputs
+    were normalised with (None: as the user's pipeline made them); ``augment`` maps
+    training batches (N, C, H, W) to augmented ones and is applied by ``fit`` to the
+    training split only."""
 
     name: str
     train: Split | StreamSplit
     val: Split | StreamSplit
     test: Split | StreamSplit
     num_classes: int
-    mean: float
-    std: float
+    normalization: Normalization | None = None
+    augment: Augment | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
         """(C, H, W) of one sample (read from the data, in memory or streamed)."""
         return self.train.input_shape  # type: ignore[return-value]
+
+    @property
+    def stats(self) -> Normalization:
+        """The statistics to record with a model trained on this data: ``normalization``,
+        else mean 0 and std 1 per channel (read lazily: it needs the channel count)."""
+        return self.normalization or Normalization.identity(self.input_shape[0])
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        """Per-channel mean subtracted from the inputs."""
+        return self.stats.mean
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        """Per-channel std the inputs were divided by."""
+        return self.stats.std
+
+    def with_augment(self, augment: bool | None = None) -> Dataset:
+        """This dataset training with ``crop_flip`` (True), without augmentation (False),
+        or by default with it for images of at least ``AUGMENT_MIN_SIDE`` px (None)."""
+        on = default_augment(self.input_shape) if augment is None else augment
+        return replace(self, augment=crop_flip if on else None)
 
 
 def _as_tensor(value: object, what: str) -> torch.Tensor:
@@ -314,8 +449,10 @@ def load(
     val_fraction: float | None = None,
     seed: int = 0,
     limit: int | None = None,
+    stats: Normalization | None = None,
 ) -> Dataset:
-    """Load an IDX image-classification dataset, normalised with its training mean and std.
+    """Load an IDX image-classification dataset, normalised with its training mean and std
+    (or with ``stats``, e.g. those a model was trained with).
 
     The files are looked for in ``root`` if given, else $CNNZIP_DATA, else the
     Debian folder (``data_dirs``), and checked before anything trains on them. The
@@ -347,11 +484,7 @@ def load(
             val_size = min(val_size, len(train_y) // 5)  # type: ignore[type-var]
     if val_fraction is not None:
         val_size = val_size_of(len(train_y), val_fraction)
-    # statistics of the whole official training set, as is conventional
-    pixels = raw["train_x"].astype(np.float32) / 255.0
-    mean, std = float(pixels.mean()), float(pixels.std())
-    if not (math.isfinite(std) and std > 0):
-        raise DataError(f"{name}: training pixels have std {std}; cannot normalise them")
+    mean, std = _grey_stats(name, raw["train_x"], stats)
     tx, ty, vx, vy = _split_train_val(train_x, train_y, val_size, seed)
     return Dataset(
         name=name,
@@ -359,9 +492,22 @@ def load(
         val=_to_split(vx, vy, mean, std),
         test=_to_split(test_x, test_y, mean, std),
         num_classes=num_classes,
-        mean=mean,
-        std=std,
+        normalization=Normalization((mean,), (std,)),
     )
+
+
+def _grey_stats(name: str, train_x: np.ndarray, stats: Normalization | None) -> tuple[float, float]:
+    """(mean, std) of a grey IDX set: ``stats`` if given, else those of the whole official
+    training set, as is conventional (python floats: the tensors stay those of every
+    earlier cnnzip, bit for bit)."""
+    if stats is not None:
+        stats.check_channels(1, name)
+        return stats.mean[0], stats.std[0]
+    pixels = train_x.astype(np.float32) / 255.0
+    mean, std = float(pixels.mean()), float(pixels.std())
+    if not (math.isfinite(std) and std > 0):
+        raise DataError(f"{name}: training pixels have std {std}; cannot normalise them")
+    return mean, std
 
 
 DEFAULT_VAL_FRACTION = 1 / 12  # Fashion-MNIST's conventional 5,000 of 60,000
@@ -406,31 +552,43 @@ def from_arrays(
     seed: int = 0,
     num_classes: int | None = None,
     normalize: bool = True,
+    stats: Normalization | None = None,
     name: str = "arrays",
 ) -> Dataset:
     """A ``Dataset`` from the user's own arrays or tensors, checked and converted at the
     door (see ``Split``). Without ``x_val``/``y_val``, ``val_fraction`` of the training
     images (chosen with ``seed``, so every run validates on the same ones) become the
     validation split. ``num_classes`` defaults to the largest label + 1. With
-    ``normalize`` every split is shifted and scaled by the training inputs' mean and
-    std, as ``load`` does."""
+    ``normalize`` every split is shifted and scaled per channel by ``stats``, by default
+    measured on (a fixed-seed sample of ``MEASURE_SAMPLE``) training inputs before the
+    validation cut, so they do not depend on ``val_fraction``."""
     if (x_val is None) != (y_val is None):
         raise DataError("pass both x_val and y_val, or neither (to cut val_fraction of train)")
     splits = {
         "train": _door_split(x_train, y_train, "train"),
         "test": _door_split(x_test, y_test, "test"),
     }
+    channels = splits["train"].input_shape[0]
+    if stats is None:
+        train_x = splits["train"].x
+        stats = _sample_stats(train_x, name) if normalize else Normalization.identity(channels)
+    stats.check_channels(channels, name)
     if x_val is None:
         splits["train"], splits["val"] = _cut_val(splits["train"], val_fraction, seed)
     else:
         splits["val"] = _door_split(x_val, y_val, "val")
     _check_same_shape(splits)
     classes = _class_count(splits, num_classes)
-    mean, std = 0.0, 1.0
-    if normalize:
-        mean, std = _mean_std(splits["train"].x, name)
-        splits = {k: Split(x=(s.x - mean) / std, y=s.y) for k, s in splits.items()}
-    return Dataset(name=name, num_classes=classes, mean=mean, std=std, **splits)
+    splits = {k: Split(x=stats.apply(s.x), y=s.y) for k, s in splits.items()}
+    return Dataset(name=name, num_classes=classes, normalization=stats, **splits)
+
+
+def _sample_stats(x: torch.Tensor, name: str) -> Normalization:
+    """Per-channel statistics of at most ``MEASURE_SAMPLE`` images of ``x`` (N, C, H, W),
+    drawn with a fixed seed (the run's seed would make them differ between runs)."""
+    if len(x) > MEASURE_SAMPLE:
+        x = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:MEASURE_SAMPLE]]
+    return Normalization.measure(x, name)
 
 
 def _door_split(x: object, y: object, which: str) -> Split:
@@ -467,13 +625,6 @@ def _check_same_shape(splits: dict[str, Split]) -> None:
         raise DataError(f"the splits' images differ in shape ({listed}); all must match")
 
 
-def _mean_std(x: torch.Tensor, name: str) -> tuple[float, float]:
-    mean, std = float(x.mean()), float(x.std())
-    if not (math.isfinite(std) and std > 0):
-        raise DataError(f"{name}: training inputs have std {std}; cannot normalise them")
-    return mean, std
-
-
 def synthetic(
     *,
     n_train: int = 1024,
@@ -502,6 +653,4 @@ def synthetic(
         val=make(n_val),
         test=make(n_test),
         num_classes=num_classes,
-        mean=0.0,
-        std=1.0,
     )

@@ -20,13 +20,14 @@ from cnnzip.data.datasets import (
     _FILES,
     DEFAULT_VAL_FRACTION,
     Dataset,
+    Normalization,
     _find_file,
     from_arrays,
     val_size_of,
 )
 from cnnzip.data.folders import FolderSet, ImageFolder, find_image_folder, read_image_folder
 from cnnzip.data.idx import read_idx
-from cnnzip.data.loader import from_loaders
+from cnnzip.data.loader import STREAM_SAMPLE, from_loaders, measure_stream
 from cnnzip.errors import DataError
 
 __all__ = ["FORMATS", "OnDisk", "detect_format", "load_path", "open_path"]
@@ -130,9 +131,16 @@ def _cut_test(train: ImageFolder, fraction: float) -> tuple[Subset, Subset]:
 
 
 def _folder_dataset(
-    found: FolderSet, name: str, val_fraction: float, seed: int, workers: int
+    found: FolderSet,
+    name: str,
+    val_fraction: float,
+    seed: int,
+    workers: int,
+    stats: Normalization | None,
 ) -> Dataset:
-    """Streamed splits of an image folder; the class count is given, so nothing is read
+    """Streamed splits of an image folder, every batch normalised with ``stats``, by
+    default measured on ``STREAM_SAMPLE`` training images (before the validation cut, so
+    they do not depend on ``val_fraction``); the class count is given, so nothing is read
     to infer it."""
     train, test = (found.train, found.test) if found.test else _cut_test(found.train, 1 / 6)
     return from_loaders(
@@ -143,6 +151,7 @@ def _folder_dataset(
         val_fraction=val_fraction,
         seed=seed,
         workers=workers,
+        stats=stats or measure_stream(train, name, STREAM_SAMPLE),
         name=name,
     )
 
@@ -154,16 +163,29 @@ def load_path(
     val_fraction: float = DEFAULT_VAL_FRACTION,
     seed: int = 0,
     workers: int = 0,
+    stats: Normalization | None = None,
+    augment: bool | None = None,
 ) -> Dataset:
     """A ``Dataset`` from whatever ``path`` holds (``open_path``): arrays in memory
     through ``from_arrays``, an image folder streamed through ``from_loaders``. Without a
     val split, ``val_fraction`` of train is cut with ``seed``; an image folder without
-    test/ keeps a sixth of its images (chosen with ``TEST_SEED``) for test."""
+    test/ keeps a sixth of its images (chosen with ``TEST_SEED``) for test. Inputs are
+    normalised per channel with ``stats`` (default: measured on train). ``augment``
+    (``Dataset.with_augment``): by default training crops and flips images of 32 px or
+    more."""
     found = open_path(path, size=size)
     name = str(path)
     if isinstance(found.data, FolderSet):
-        return _folder_dataset(found.data, name, val_fraction, seed, workers)
-    data = found.data
+        data = _folder_dataset(found.data, name, val_fraction, seed, workers, stats)
+    else:
+        data = _arrays_dataset(found.data, name, val_fraction, seed, stats)
+    return data.with_augment(augment)
+
+
+def _arrays_dataset(
+    data: ArraySet, name: str, val_fraction: float, seed: int, stats: Normalization | None
+) -> Dataset:
+    """Arrays read from disk, in memory (``from_arrays``)."""
     return from_arrays(
         data.x_train,
         data.y_train,
@@ -174,5 +196,6 @@ def load_path(
         val_fraction=val_fraction,
         seed=seed,
         num_classes=data.num_classes,
+        stats=stats,
         name=name,
     )

@@ -23,9 +23,11 @@ from torch.utils.data import Dataset as TorchDataset
 from cnnzip.data.datasets import (
     DEFAULT_VAL_FRACTION,
     Dataset,
+    Normalization,
     Split,
     as_inputs,
     as_labels,
+    channel_moments,
     val_cut,
 )
 from cnnzip.errors import DataError
@@ -36,12 +38,16 @@ __all__ = [
     "batches",
     "first_input",
     "from_loaders",
+    "measure_stream",
     "num_batches",
     "steps",
 ]
 
 # labels read to infer the class count when the data has no ``classes`` attribute
 CLASS_SCAN = 2048
+# images of a streamed training set read to measure its per-channel mean/std: each is a
+# file read and decoded, so far fewer than in memory; 1,000 give the mean to ~1%
+STREAM_SAMPLE = 1000
 
 
 def _order(n: int, shuffle: bool, seed: int, epoch: int) -> torch.Tensor:
@@ -74,10 +80,12 @@ def _global_batches(
 class StreamSplit:
     """A split read on demand from the user's torch ``Dataset`` or ``DataLoader`` of
     (x, y) samples, never held in memory; ``workers`` are the DataLoader workers used
-    for a ``Dataset`` (a ``DataLoader`` brings its own)."""
+    for a ``Dataset`` (a ``DataLoader`` brings its own). With ``norm`` every batch is
+    normalised per channel as it is read (an image folder's statistics)."""
 
     source: TorchDataset | DataLoader
     workers: int = 0
+    norm: Normalization | None = None
 
     def __len__(self) -> int:
         data = self.source.dataset if isinstance(self.source, DataLoader) else self.source
@@ -98,7 +106,8 @@ class StreamSplit:
         self, batch_size: int, shuffle: bool, seed: int, epoch: int, rank: int, world_size: int
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for batch in self._loader(batch_size, shuffle, seed, epoch, rank, world_size):
-            yield _as_batch(batch)
+            x, y = _as_batch(batch)
+            yield (self.norm.apply(x) if self.norm else x), y
 
     def steps(self, batch_size: int, world_size: int) -> int:
         if isinstance(self.source, DataLoader):
@@ -158,12 +167,31 @@ def first_input(split: Split | StreamSplit) -> torch.Tensor:
     source = split.source
     if isinstance(source, DataLoader):
         x, _ = _as_batch(next(iter(source)))
-        return as_inputs(x[:1], "the DataLoader's first input")
-    sample = next(iter(source)) if isinstance(source, IterableDataset) else source[0]
+        x = as_inputs(x[:1], "the DataLoader's first input")
+    else:
+        sample = next(iter(source)) if isinstance(source, IterableDataset) else source[0]
+        x = _sample_input(sample, source)
+    return split.norm.apply(x) if split.norm else x
+
+
+def _sample_input(sample: object, source: TorchDataset) -> torch.Tensor:
+    """The input of one (x, y) sample of ``source`` as a checked (1, C, H, W) batch."""
     if not (isinstance(sample, tuple | list) and len(sample) == 2):
         raise DataError(f"{type(source).__name__} samples must be (x, y) pairs")
     x = torch.as_tensor(sample[0])
-    return as_inputs(x.unsqueeze(0), f"{type(source).__name__}'s first input")
+    return as_inputs(x.unsqueeze(0), f"{type(source).__name__}'s input")
+
+
+def measure_stream(train: TorchDataset, name: str, limit: int = STREAM_SAMPLE) -> Normalization:
+    """Per-channel mean/std of at most ``limit`` samples of a map-style ``train``, drawn with
+    a fixed seed (not the run's: every run of a folder normalises alike), read one by one
+    and summed in float64, so no more than one image is held at a time."""
+    n = len(train)  # type: ignore[arg-type]
+    picks = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:limit].tolist()
+    moments = [channel_moments(_sample_input(train[i], train)) for i in picks]
+    total = torch.stack([m[0] for m in moments]).sum(0)  # (C,)
+    squares = torch.stack([m[1] for m in moments]).sum(0)  # (C,)
+    return Normalization.from_moments(total, squares, sum(m[2] for m in moments), name)
 
 
 def as_split(data: Split | StreamSplit | TorchDataset | DataLoader) -> Split | StreamSplit:
@@ -264,12 +292,14 @@ def from_loaders(
     val_fraction: float = DEFAULT_VAL_FRACTION,
     seed: int = 0,
     workers: int = 0,
+    stats: Normalization | None = None,
     name: str = "loaders",
 ) -> Dataset:
     """A ``Dataset`` streamed from the user's torch DataLoaders or Datasets of (x, y)
     samples, for ``fit`` and ``evaluate``; nothing is read into memory. Inputs arrive as
     the user's pipeline makes them (its normalisation and augmentation), uint8 scaled to
-    [0, 1]. Without ``val``, ``val_fraction`` of a map-style training Dataset (chosen with
+    [0, 1], and normalised per channel with ``stats`` when given (an image folder's).
+    Without ``val``, ``val_fraction`` of a map-style training Dataset (chosen with
     ``seed``) validates. ``num_classes`` defaults to ``class_count`` of train."""
     _check_settings(num_classes, workers)
     train_src, test_src = _source(train, "train"), _source(test, "test")
@@ -283,12 +313,6 @@ def from_loaders(
         train_src, val_src = _cut_val(train_src, val_fraction, seed)
     else:
         val_src = _source(val, "val")
-    splits = {k: StreamSplit(s, workers) for k, s in (("train", train_src), ("val", val_src))}
-    return Dataset(
-        name=name,
-        test=StreamSplit(test_src, workers),
-        num_classes=classes,
-        mean=0.0,
-        std=1.0,
-        **splits,  # type: ignore[arg-type]
-    )
+    sources = {"train": train_src, "val": val_src, "test": test_src}
+    splits = {k: StreamSplit(s, workers, stats) for k, s in sources.items()}
+    return Dataset(name=name, num_classes=classes, normalization=stats, **splits)  # type: ignore[arg-type]

@@ -312,8 +312,12 @@ def fit(
     ``augment`` maps each training batch's inputs (N, C, H, W) to new ones
     (e.g. random jitter); it should draw from torch's global RNG, which is
     re-seeded every epoch, so augmented runs stay deterministic and resumable.
+    Without it the data's own training augmentation (``data.augment``, e.g. crops
+    and flips of a colour image folder) is used, so every stage that trains on the
+    data augments alike; validation and test are never augmented.
     """
     cfg = config or TrainConfig()
+    augment = augment if augment is not None else data.augment
     info = setup(device)
     model.to(info.device)
     _check_model_fits(model, data, info.device)
