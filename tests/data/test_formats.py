@@ -14,10 +14,10 @@ from PIL import Image
 
 from cnnzip.data.arrays import read_npz
 from cnnzip.data.cifar import read_cifar
+from cnnzip.data.datasets import Normalization
 from cnnzip.data.detect import detect_format, load_path, open_path
 from cnnzip.data.folders import read_image_folder
 from cnnzip.data.loader import batches
-from cnnzip.data.datasets import Normalization
 from cnnzip.errors import DataError
 from cnnzip.train.loop import TrainConfig, evaluate, fit
 
