@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from cnnzip.cli.app import emit, main
+from cnnzip.cli.factory import model_option
 from cnnzip.cli.options import COUNT, THREADS, json_option, max_params_option
 from cnnzip.cli.profile import build_model, check_memory, max_memory_option
 from cnnzip.profiling import profile
@@ -37,6 +38,7 @@ def bench() -> None:
 @click.option("--runs", type=COUNT, default=50, show_default=True)
 @max_memory_option
 @max_params_option
+@model_option()
 @json_option
 def bench_sparse_cmd(
     source: str,
@@ -45,6 +47,7 @@ def bench_sparse_cmd(
     runs: int,
     max_memory: float,
     max_params: int,
+    model_spec: str | None,
     as_json: bool,
 ) -> None:
     """A pruned model dense and with its sparse layers as CSR products (cnnzip.runtime.sparsify).
@@ -52,7 +55,7 @@ def bench_sparse_cmd(
     Each Linear / Conv2d at most half nonzero is timed both ways on its real input and
     runs sparse only where that measured faster, so the result depends on the batch.
     """
-    model, shape = build_model(source, None, {}, max_params)
+    model, shape = build_model(source, None, {}, max_params, model_spec)
     report = profile(model, shape)
     for batch in batches or (1, 64):
         check_memory(source, model, shape, batch, max_memory, report)

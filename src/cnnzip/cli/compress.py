@@ -10,12 +10,14 @@ import torch.nn as nn
 
 from cnnzip.cli.app import check_not_sources, emit, main, parse_kwargs
 from cnnzip.cli.distill import Teaching, teacher_options
+from cnnzip.cli.factory import factories_of
 from cnnzip.cli.options import DataSpec, data_options, json_option, max_params_option, out_option
 from cnnzip.cli.profile import input_shape
 from cnnzip.codec import load as load_cnnz
 from cnnzip.codec.report import inspect
 from cnnzip.data import Dataset
 from cnnzip.errors import CnnzipError
+from cnnzip.models import trust_factories
 from cnnzip.profiling import ProfileReport, comparison, comparison_text, profile
 from cnnzip.recipes import builtin_recipes, compress, load_recipe
 from cnnzip.runs import Run, load_run
@@ -76,7 +78,9 @@ def compress_cmd(
     # the model holds exactly what its file holds, so its accuracy is the file's
     accuracy = result.meta["file_test_accuracy"] = result.meta["test_accuracy"]
     result.save(out)
-    speed = comparison((out, run_dir), *_speed_profiles(load_cnnz(out), dense, run))
+    with trust_factories(*factories_of(run.arch, run.kwargs)):  # the user's own run
+        decoded = load_cnnz(out)
+    speed = comparison((out, run_dir), *_speed_profiles(decoded, dense, run))
     report = inspect(out)
     summary = {
         **{k: v for k, v in report.to_dict().items() if k != "layers"},

@@ -20,6 +20,7 @@ import click
 import torch
 
 from cnnzip.cli.app import check_not_sources, check_run_out, emit, main
+from cnnzip.cli.factory import run_name
 from cnnzip.cli.options import (
     NON_NEGATIVE,
     POSITIVE,
@@ -118,7 +119,11 @@ verb as ``teaching: Teaching``."""
 
 @main.command("distill")
 @teacher_options
-@click.option("--student", required=True, help="Zoo model name of the student, e.g. lenet300.")
+@click.option(
+    "--student",
+    required=True,
+    help="Zoo model name of the student, e.g. lenet300, or your own package.module:factory.",
+)
 @kwargs_option("Student builder argument (repeatable), e.g. -k hidden=[30,30].")
 @data_options
 @train_options(
@@ -141,7 +146,7 @@ verb as ``teaching: Teaching``."""
     help="Keep the teachers' outputs per image (only without --jitter or --augment, where "
     "images repeat).",
 )
-@out_option("Run directory to write", default="runs/STUDENT-distilled")
+@out_option("Run directory to write", default="runs/STUDENT-distilled (a factory: its name)")
 @resume_option
 @json_option
 def distill_cmd(
@@ -156,10 +161,11 @@ def distill_cmd(
     resume: bool,
     as_json: bool,
 ) -> None:
-    """Train model STUDENT from the zoo to match one teacher run or an ensemble of them."""
+    """Train model STUDENT (from the zoo, or your own package.module:factory) to match one
+    teacher run or an ensemble of them (any run, of your own model too)."""
     if not teaching.teachers:
         raise CnnzipError("distill needs a teacher: --teacher RUN (repeat for an ensemble)")
-    run_dir = Path(out or f"runs/{student}-distilled")
+    run_dir = Path(out or f"runs/{run_name(student)}-distilled")
     check_not_sources([run_dir], teaching.teachers)
     check_run_out(run_dir)
     data = dataset.load(teaching.stats())  # normalised as the teachers were trained

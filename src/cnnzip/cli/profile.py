@@ -11,6 +11,7 @@ import click
 import torch.nn as nn
 
 from cnnzip.cli.app import emit, main, parse_kwargs
+from cnnzip.cli.factory import load_cnnz, model_option
 from cnnzip.cli.options import (
     COUNT,
     POSITIVE,
@@ -19,7 +20,6 @@ from cnnzip.cli.options import (
     kwargs_option,
     max_params_option,
 )
-from cnnzip.codec import load as load_cnnz
 from cnnzip.codec import read as read_cnnz
 from cnnzip.codec.header import MAX_PARAMS
 from cnnzip.errors import CnnzipError
@@ -64,6 +64,7 @@ max_memory_option = click.option(
     "--compare", "compare_two", is_flag=True, help="Profile A and B: MAC ratio beside latency."
 )
 @max_params_option
+@model_option()
 @json_option
 def profile_cmd(
     sources: tuple[str, ...],
@@ -77,6 +78,7 @@ def profile_cmd(
     compare_two: bool,
     max_memory: float,
     max_params: int,
+    model_spec: str | None,
     as_json: bool,
 ) -> None:
     """Parameters, MACs (multiply-accumulates), bytes per layer and measured latency.
@@ -92,7 +94,7 @@ def profile_cmd(
     timing = {"runs": runs, "warmup": warmup, "threads": threads, "batch": batch}
     reports = []
     for source in sources:
-        model, shape = build_model(source, size, parse_kwargs(kwargs), max_params)
+        model, shape = build_model(source, size, parse_kwargs(kwargs), max_params, model_spec)
         check_memory(source, model, shape, 1, max_memory)  # the traced sample itself
         report = profile(model, shape)
         if latency or compare_two:
@@ -129,10 +131,15 @@ def check_memory(
 
 
 def build_model(
-    source: str, size: int | None, kwargs: dict[str, Any], max_params: int = MAX_PARAMS
+    source: str,
+    size: int | None,
+    kwargs: dict[str, Any],
+    max_params: int = MAX_PARAMS,
+    spec: str | None = None,
 ) -> tuple[nn.Module, tuple]:
     """The model and one sample's input shape, for a zoo name, a run directory or a .cnnz
-    (decoded within ``max_params`` elements)."""
+    (decoded within ``max_params`` elements; of the user's factory only with ``spec``,
+    ``--model``, repeating it)."""
     if (Path(source).is_dir() or Path(source).is_file()) and kwargs:
         raise CnnzipError(f"-k applies to zoo names; {source} says how it is built")
     if Path(source).is_dir():
@@ -146,7 +153,7 @@ def build_model(
                 "model: load it in Python with cnnzip.load(path, model) and call "
                 "cnnzip.profile or cnnzip.runtime.bench_sparse on it"
             )
-        model = load_cnnz(source, max_params=max_params)
+        model = load_cnnz(source, spec, max_params)
         return model, input_shape(arch["name"], arch.get("kwargs") or {}, size)
     params = inspect.signature(get_model_builder(source)).parameters
     if size is not None and "img_size" in params:

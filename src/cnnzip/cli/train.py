@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from cnnzip.cli.app import check_run_out, emit, main, parse_kwargs
+from cnnzip.cli.factory import load_cnnz, model_option, run_name
 from cnnzip.cli.options import (
     NON_NEGATIVE,
     DataSpec,
@@ -25,8 +26,8 @@ from cnnzip.cli.options import (
     resume_option,
     train_options,
 )
-from cnnzip.codec import load as load_cnnz
 from cnnzip.data import Dataset
+from cnnzip.errors import CnnzipError
 from cnnzip.models import get_model, list_models
 from cnnzip.models.registry import data_kwargs
 from cnnzip.runs import CHECKPOINT, load_run, save_run
@@ -42,7 +43,8 @@ def models_cmd(as_json: bool) -> None:
 
 
 @main.command("train")
-@click.argument("name")
+@click.argument("name", required=False, metavar="NAME")  # or --model
+@model_option("Your own model instead of NAME: a factory returning the nn.Module.")
 @data_options
 @train_options(epochs=10)
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True)
@@ -51,11 +53,12 @@ def models_cmd(as_json: bool) -> None:
     "--lr-schedule", type=click.Choice(["cosine", "constant"]), default="cosine", show_default=True
 )
 @kwargs_option()
-@out_option("Run directory to write", default="runs/NAME")
+@out_option("Run directory to write", default="runs/NAME (a factory: runs/FACTORY)")
 @resume_option
 @json_option
 def train_cmd(
-    name: str,
+    name: str | None,
+    model_spec: str | None,
     dataset: DataSpec,
     cfg: TrainConfig,
     kwargs: tuple[str, ...],
@@ -63,8 +66,12 @@ def train_cmd(
     resume: bool,
     as_json: bool,
 ) -> None:
-    """Train model NAME from the zoo and save it as a run directory."""
-    run_dir = Path(out or f"runs/{name}")
+    """Train model NAME from the zoo, or your own (package.module:factory, also as --model,
+    imported from the current folder or PYTHONPATH), and save it as a run directory."""
+    if (name is None) == (model_spec is None):
+        raise CnnzipError("train takes one model: a zoo NAME or --model package.module:factory")
+    name = name or str(model_spec)
+    run_dir = Path(out or f"runs/{run_name(name)}")
     check_run_out(run_dir)
     data = dataset.load()
     run = zoo_run(run_dir, name, kwargs, data, dataset.name, cfg.seed)
@@ -92,8 +99,9 @@ class ZooRun:
 def zoo_run(
     path: Path, name: str, kwargs: tuple[str, ...], data: Dataset, data_name: str, seed: int
 ) -> ZooRun:
-    """Zoo model ``name`` built for ``data`` from its ``-k`` arguments; ``seed`` makes the
-    weight initialisation part of the run's seed."""
+    """Zoo model ``name`` (or the user's ``package.module:factory``, which run.json then
+    records as the arch) built for ``data`` from its ``-k`` arguments; ``seed`` makes
+    the weight initialisation part of the run's seed."""
     model_kwargs = data_kwargs(name, parse_kwargs(kwargs), data.input_shape, data.num_classes)
     torch.manual_seed(seed)
     model = get_model(name, **model_kwargs)
@@ -136,11 +144,15 @@ def fit_and_save(
 @click.argument("source", type=click.Path(exists=True))
 @data_options
 @max_params_option
+@model_option()
 @json_option
-def eval_cmd(source: str, dataset: DataSpec, max_params: int, as_json: bool) -> None:
+def eval_cmd(
+    source: str, dataset: DataSpec, max_params: int, model_spec: str | None, as_json: bool
+) -> None:
     """Evaluate a run directory, or a .cnnz file as decoded, on the test split."""
     is_file = Path(source).is_file()
-    model = load_cnnz(source, max_params=max_params) if is_file else load_run(source).model
+    by_file = is_file or model_spec  # --model with a run: refused there
+    model = load_cnnz(source, model_spec, max_params) if by_file else load_run(source).model
     data = dataset.load(recorded_stats(source), validation=False)  # as the model trained
     test = evaluate(model, data.test)
     emit(

@@ -46,6 +46,7 @@ from cnnzip.codec.sparse import MAX_INDEX_BITS, const_gap_positions, gap_decode,
 from cnnzip.codec.streams import decode_streams, encode_stream
 from cnnzip.errors import CnnzipError, ModelError
 from cnnzip.fileio import atomic_write_bytes
+from cnnzip.models.registry import UntrustedFactoryError, untrusted
 from cnnzip.transforms import WeightTransform, transforms_of
 
 __all__ = [
@@ -374,7 +375,10 @@ def _build(build: Builder, name: str, kwargs: dict[str, Any], max_params: int) -
     """The model a header's arch names, within ``max_params`` elements: whatever a hostile
     kwarg makes the builder raise ends as one format error."""
     try:
-        return build(name, kwargs, max_params=max_params)
+        with untrusted():  # a file's factory spec is imported only where its reader trusts it
+            return build(name, kwargs, max_params=max_params)
+    except UntrustedFactoryError:
+        raise
     except Exception as exc:  # any builder error is the file's fault here
         raise CnnzFormatError(
             f"header arch {name!r} with kwargs {kwargs!r:.120} cannot be built: {exc}"
@@ -413,8 +417,10 @@ def load(
     bit for bit. Without ``model``, the header's architecture is built by ``build(name,
     kwargs, max_params=n)`` (the zoo's ``build_model``: ``cnnzip.load`` passes it, since
     the format knows no zoo); any other model is loaded into ``model`` (a plain module of
-    the same architecture). A file declaring more than ``max_params`` elements is refused
-    before anything is allocated."""
+    the same architecture). A header naming the user's own ``package.module:factory`` is
+    refused unless the caller trusts it (``trust_factories``): importing a module runs
+    its code, and a .cnnz is what users download from others. A file declaring more
+    than ``max_params`` elements is refused before anything is allocated."""
     return load_file(container.read(path), model, build=build, max_params=max_params)
 
 

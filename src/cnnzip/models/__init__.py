@@ -2,6 +2,7 @@
 
 Stages above the zoo register their own (cnnzip.binary: "binarized"); ``import cnnzip``
 imports them all, so the registry is complete once any part of cnnzip is imported.
+The user's own model needs no registering: ``get_model("mynets:small_cnn", width=8)``.
 """
 
 from cnnzip.models import (
@@ -16,19 +17,25 @@ from cnnzip.models import (
     vgg,  # noqa: F401
 )
 from cnnzip.models.registry import (
+    UntrustedFactoryError,
     build_model,
     check_model_kwargs,
     get_model,
     get_model_builder,
+    is_factory,
     list_models,
     register_model,
+    trust_factories,
 )
 
 __all__ = [
+    "UntrustedFactoryError",
     "build_model",
     "check_model_kwargs",
     "get_model",
     "get_model_builder",
+    "is_factory",
     "list_models",
     "register_model",
+    "trust_factories",
 ]

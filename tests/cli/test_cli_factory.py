@@ -1,0 +1,142 @@
+"""The user's own model through the CLI: `cnnzip train pkg.mod:factory`, then every verb on
+its run, a .cnnz of it read back only with --model repeating the factory, and each misuse
+as one `error:` line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cnnzip.cli import main
+from cnnzip.runs import load_run
+
+MODULE = "cz_cli_nets"
+SPEC = f"{MODULE}:small_cnn"
+SOURCE = """
+import torch.nn as nn
+
+
+def small_cnn(*, width: int = 8, in_chans: int = 1, num_classes: int = 10) -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(in_chans, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(width, width, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(), nn.Linear(width, num_classes),
+    )
+
+
+def broken(*, width: int = 4) -> nn.Module:
+    raise ValueError("width must be even")
+
+
+def not_a_model() -> str:
+    return "a string"
+"""
+ONE_EPOCH = ["--data", "tiny.npz", "--epochs", "1"]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A folder with the factory module, an .npz of 72 grey 12x12 images in 3 classes, and
+    a trained run of the factory (runs/small_cnn: its default name), as the current folder."""
+    tmp = tmp_path_factory.mktemp("factory")
+    (tmp / f"{MODULE}.py").write_text(SOURCE)
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 72)
+    x = rng.integers(0, 256, (72, 12, 12), dtype=np.uint8)
+    x[y == 0, :6] = 255  # class 0 is learnable: a bright top half
+    np.savez(tmp / "tiny.npz", x_train=x[:48], y_train=y[:48], x_test=x[48:], y_test=y[48:])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp)
+        sys.modules.pop(MODULE, None)
+        _ok(["train", SPEC, "-k", "width=4", *ONE_EPOCH])
+        yield tmp
+    sys.modules.pop(MODULE, None)
+
+
+@pytest.fixture(autouse=True)
+def _in_work(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(work)
+
+
+def _ok(args: list[str]) -> dict:
+    res = CliRunner().invoke(main, [*args, "--json"])
+    assert res.exit_code == 0, res.output
+    return json.loads(res.output.strip().splitlines()[-1])
+
+
+def _error(args: list[str]) -> str:
+    """The one error line of a refused command (exit 2)."""
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
+    assert res.output.startswith("error: "), res.output
+    return res.output
+
+
+def test_train_records_the_spec_and_eval_reloads_it(work: Path) -> None:
+    run = load_run(work / "runs" / "small_cnn")
+    assert run.arch == SPEC and run.kwargs == {"width": 4, "in_chans": 1, "num_classes": 3}
+    trained = run.meta["metrics"]["test_accuracy"]
+    assert _ok(["eval", "runs/small_cnn", "--data", "tiny.npz"])["accuracy"] == trained
+    again = _ok(["train", "--model", SPEC, "-k", "width=4", *ONE_EPOCH, "-o", "again"])
+    assert again["test_accuracy"] == trained  # the --model spelling: same seed, same run
+
+
+def test_prune_binarize_and_distill_a_factory_run(work: Path) -> None:
+    pruned = _ok(["prune", "runs/small_cnn", "--sparsity", "0.5", "--steps", "1",
+                  "--epochs", "0", "--data", "tiny.npz", "-o", "pruned"])  # fmt: skip
+    weights = [p for n, p in load_run("pruned").model.named_parameters() if "weight" in n]
+    assert load_run("pruned").arch == SPEC and pruned["kept"] < sum(w.numel() for w in weights)
+    _ok(["binarize", "runs/small_cnn", "--mode", "bwn", *ONE_EPOCH, "-o", "bin"])
+    assert load_run("bin").kwargs["base"] == SPEC
+    student = _ok(["distill", "--teacher", "runs/small_cnn", "--student", SPEC,
+                   "-k", "width=2", *ONE_EPOCH])  # fmt: skip
+    assert student["run"] == str(Path("runs/small_cnn-distilled"))
+    assert load_run(student["run"]).kwargs["width"] == 2
+
+
+def test_profile_a_factory_run(work: Path) -> None:
+    report = _ok(["profile", "runs/small_cnn", "--input", "12"])
+    # conv1 1->4, conv2 4->4 at 6x6 after the pool, fc 4->3: MACs by hand
+    assert report["macs"] == 4 * 9 * 144 + 4 * 4 * 9 * 36 + 4 * 3
+    assert report["input_shape"] == [1, 12, 12]
+    assert report["params"] == 4 * 9 + 4 + 4 * 4 * 9 + 4 + 4 * 3 + 3
+
+
+def test_compress_then_eval_the_cnnz_only_with_the_spec_repeated(work: Path) -> None:
+    over = ["-s", "prune.steps=1", "-s", "prune.epochs=0", "-s", "finetune.epochs=0"]
+    compressed = _ok(["compress", "runs/small_cnn", "--data", "tiny.npz", *over, "-o", "m.cnnz"])
+    evaluated = _ok(["eval", "m.cnnz", "--data", "tiny.npz", "--model", SPEC])
+    assert evaluated["accuracy"] == compressed["test_accuracy"]
+    assert f"--model {SPEC}" in _error(["eval", "m.cnnz", "--data", "tiny.npz"])
+    assert "saved from" in _error(["eval", "m.cnnz", "--data", "tiny.npz", "--model", "a:b"])
+    profiled = _ok(["profile", "m.cnnz", "--model", SPEC, "--input", "12"])
+    assert profiled["params"] == 4 * 9 + 4 + 4 * 4 * 9 + 4 + 4 * 3 + 3
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "cz_absent_mod:f"], "No module named 'cz_absent_mod': is it on PYTHONPATH"),
+        (["train", f"{MODULE}:nope"], "has no attribute 'nope'"),
+        (["train", f"{MODULE}:not_a_model"], "returned a str, not a torch nn.Module"),
+        (["train", f"{MODULE}:broken"], "ValueError: width must be even"),
+        (["train", SPEC, "-k", "depth=3"], "takes no argument depth"),
+        (["train", SPEC, "--model", SPEC], "train takes one model"),
+        (["train"], "train takes one model"),
+        (["distill", "--teacher", "runs/small_cnn", "--student", f"{MODULE}:nope"], "nope"),
+        (["eval", "runs/small_cnn", "--model", SPEC], "--model is for a .cnnz"),
+    ],
+)
+def test_each_misuse_is_one_error_line_and_nothing_written(
+    work: Path, args: list[str], message: str
+) -> None:
+    out = work / "refused"
+    extra = ["-o", str(out)] if args[0] in ("train", "distill") else []
+    assert message in _error([*args, "--data", "tiny.npz", *extra])
+    assert not out.exists()
