@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from cnnzip.cli import distill as distill_cli
 from cnnzip.cli import main
 from cnnzip.cli.options import DataSpec
 from cnnzip.codec import read as read_cnnz
@@ -89,7 +90,7 @@ def test_compress_stores_the_statistics_in_the_cnnz_meta(trained, tmp_path: Path
     assert evaluated["accuracy"] == compressed["test_accuracy"]
 
 
-def test_prune_and_distill_carry_the_sources_statistics(trained, tmp_path: Path) -> None:
+def test_prune_distill_and_binarize_carry_the_sources_statistics(trained, tmp_path: Path) -> None:
     data, run, _ = trained
     _set_stats(run, CUSTOM)
     pruned = tmp_path / "pruned"
@@ -100,6 +101,11 @@ def test_prune_and_distill_carry_the_sources_statistics(trained, tmp_path: Path)
     _run(["distill", "--teacher", str(run), "--student", "lenet300", "-k", "hidden=[8,8]",
           "--data", data, "--epochs", "0", "-o", str(student)])  # fmt: skip
     assert _meta(student)["normalization"] == CUSTOM  # normalised as the teacher saw it
+    binary, cnnz = tmp_path / "bwn", tmp_path / "bwn.cnnz"
+    _run(["binarize", str(run), "--mode", "bwn", "--data", data, "--epochs", "0",
+          "-o", str(binary), "--cnnz", str(cnnz)])  # fmt: skip
+    assert _meta(binary)["normalization"] == CUSTOM
+    assert read_cnnz(cnnz).header["meta"]["normalization"] == CUSTOM
 
 
 def test_a_malformed_recorded_normalization_is_one_error(trained) -> None:
@@ -147,3 +153,22 @@ def test_folder_options_are_refused_for_a_named_set(tmp_path: Path, option, name
 def test_impossible_val_fraction_is_a_usage_error(tmp_path: Path) -> None:
     res = CliRunner().invoke(main, ["train", "lenet300", "--val-fraction", "1.5"])
     assert res.exit_code == 2 and "--val-fraction" in res.output
+
+
+@pytest.mark.parametrize(("flag", "cached"), [("--augment", False), ("--no-augment", True)])
+def test_distill_caches_teacher_outputs_only_without_augmentation(
+    trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flag: str, cached: bool
+) -> None:
+    """An augmented row never recurs: a cache would only grow."""
+    data, run, _ = trained
+    seen: list[bool] = []
+    real = distill_cli.Teachers
+
+    def spy(models, *, cache: bool):
+        seen.append(cache)
+        return real(models, cache=cache)
+
+    monkeypatch.setattr(distill_cli, "Teachers", spy)
+    _run(["distill", "--teacher", str(run), "--student", "lenet300", "-k", "hidden=[8,8]",
+          "--data", data, "--epochs", "1", flag, "-o", str(tmp_path / "s")])  # fmt: skip
+    assert seen == [cached]
