@@ -151,7 +151,7 @@ def _folder_dataset(
         val_fraction=val_fraction,
         seed=seed,
         workers=workers,
-        stats=stats or measure_stream(train, name, STREAM_SAMPLE),
+        stats=stats or measure_stream(train, name, STREAM_SAMPLE, workers),
         name=name,
     )
 

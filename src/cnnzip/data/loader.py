@@ -182,13 +182,16 @@ def _sample_input(sample: object, source: TorchDataset) -> torch.Tensor:
     return as_inputs(x.unsqueeze(0), f"{type(source).__name__}'s input")
 
 
-def measure_stream(train: TorchDataset, name: str, limit: int = STREAM_SAMPLE) -> Normalization:
+def measure_stream(
+    train: TorchDataset, name: str, limit: int = STREAM_SAMPLE, workers: int = 0
+) -> Normalization:
     """Per-channel mean/std of at most ``limit`` samples of a map-style ``train``, drawn with
     a fixed seed (not the run's: every run of a folder normalises alike), read one by one
-    and summed in float64, so no more than one image is held at a time."""
+    (by ``workers`` DataLoader workers) and summed in float64, so no image is kept."""
     n = len(train)  # type: ignore[arg-type]
     picks = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:limit].tolist()
-    moments = [channel_moments(_sample_input(train[i], train)) for i in picks]
+    reads = DataLoader(Subset(train, picks), batch_size=None, num_workers=workers)
+    moments = [channel_moments(_sample_input(sample, train)) for sample in reads]
     total = torch.stack([m[0] for m in moments]).sum(0)  # (C,)
     squares = torch.stack([m[1] for m in moments]).sum(0)  # (C,)
     return Normalization.from_moments(total, squares, sum(m[2] for m in moments), name)
