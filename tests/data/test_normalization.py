@@ -91,6 +91,7 @@ def test_from_arrays_measures_train_before_the_validation_cut() -> None:
 
 def test_from_arrays_measures_a_fixed_seed_sample(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ds, "MEASURE_SAMPLE", 5)
+    monkeypatch.setattr(ds, "MEASURE_CHUNK", 2)  # summed over chunks of 2, 2 and 1
     x, y = _rgb(20)
     data = from_arrays(x, y, x[:4], y[:4])
     picked = torch.randperm(20, generator=torch.Generator().manual_seed(0))[:5].numpy()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -78,10 +78,12 @@ class Split:
 
 
 Augment = Callable[[torch.Tensor], torch.Tensor]
+Moments = tuple[torch.Tensor, torch.Tensor, int]  # per-channel sums, sums of squares, count
 
 # training images a per-channel mean/std is measured on (a fixed-seed sample): enough for
 # three significant digits, and bounded however large the set
 MEASURE_SAMPLE = 10_000
+MEASURE_CHUNK = 256  # images summed at once
 
 
 @dataclass(frozen=True)
@@ -117,12 +119,14 @@ class Normalization:
         return cls((0.0,) * channels, (1.0,) * channels)
 
     @classmethod
-    def from_moments(
-        cls, total: torch.Tensor, squares: torch.Tensor, count: int, where: str = "data"
-    ) -> Normalization:
-        """From per-channel sums of values and of their squares over ``count`` values each
-        (float64, see ``channel_moments``) of ``where``'s training inputs; the population
-        std, as numpy computes it."""
+    def from_moments(cls, parts: Iterable[Moments], where: str = "data") -> Normalization:
+        """From ``channel_moments`` of batches of ``where``'s training inputs, summed (so
+        images are measured a batch at a time, never all at once); the population std, as
+        numpy computes it."""
+        sums = list(parts)
+        total = torch.stack([p[0] for p in sums]).sum(0)  # (C,)
+        squares = torch.stack([p[1] for p in sums]).sum(0)  # (C,)
+        count = sum(p[2] for p in sums)
         mean = total / count  # (C,)
         std = (squares / count - mean**2).clamp(min=0).sqrt()  # (C,)
         if not bool((std > 0).all()):
@@ -135,7 +139,7 @@ class Normalization:
     @classmethod
     def measure(cls, x: torch.Tensor, where: str = "data") -> Normalization:
         """The statistics of ``where``'s training images ``x`` (N, C, H, W)."""
-        return cls.from_moments(*channel_moments(x), where)
+        return cls.from_moments([channel_moments(x)], where)
 
     def to_json(self) -> dict[str, list[float]]:
         return {"mean": list(self.mean), "std": list(self.std)}
@@ -176,7 +180,7 @@ def _floats(values: Any) -> tuple[float, ...] | None:
     return out if all(map(math.isfinite, out)) else None
 
 
-def channel_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+def channel_moments(x: torch.Tensor) -> Moments:
     """Per-channel sums of ``x`` (N, C, H, W) and of its squares, in float64 (so sums over
     many batches stay exact enough), and the count of values per channel."""
     flat = x.transpose(0, 1).reshape(x.shape[1], -1).double()  # (C, N * H * W)
@@ -585,10 +589,13 @@ def from_arrays(
 
 def _sample_stats(x: torch.Tensor, name: str) -> Normalization:
     """Per-channel statistics of at most ``MEASURE_SAMPLE`` images of ``x`` (N, C, H, W),
-    drawn with a fixed seed (the run's seed would make them differ between runs)."""
+    drawn with a fixed seed (the run's seed would make them differ between runs), read
+    ``MEASURE_CHUNK`` at a time so large images never need a float64 copy of them all."""
+    picks = torch.arange(len(x))
     if len(x) > MEASURE_SAMPLE:
-        x = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:MEASURE_SAMPLE]]
-    return Normalization.measure(x, name)
+        picks = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:MEASURE_SAMPLE]
+    chunks = (channel_moments(x[idx]) for idx in picks.split(MEASURE_CHUNK))
+    return Normalization.from_moments(chunks, name)
 
 
 def _door_split(x: object, y: object, which: str) -> Split:

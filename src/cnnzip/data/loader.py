@@ -191,10 +191,8 @@ def measure_stream(
     n = len(train)  # type: ignore[arg-type]
     picks = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:limit].tolist()
     reads = DataLoader(Subset(train, picks), batch_size=None, num_workers=workers)
-    moments = [channel_moments(_sample_input(sample, train)) for sample in reads]
-    total = torch.stack([m[0] for m in moments]).sum(0)  # (C,)
-    squares = torch.stack([m[1] for m in moments]).sum(0)  # (C,)
-    return Normalization.from_moments(total, squares, sum(m[2] for m in moments), name)
+    moments = (channel_moments(_sample_input(sample, train)) for sample in reads)
+    return Normalization.from_moments(moments, name)
 
 
 def as_split(data: Split | StreamSplit | TorchDataset | DataLoader) -> Split | StreamSplit:
