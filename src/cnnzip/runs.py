@@ -222,7 +222,9 @@ def _check_weights(path: Path, skeleton: nn.Module) -> None:
 def load_run(path: str | Path) -> Run:
     """Rebuild the model named in run.json and load its safetensors weights. Everything is
     first built on the meta device and checked against the weights file's header, so a
-    bad run directory fails before any memory is spent."""
+    bad run directory fails before any memory is spent. A run directory is the user's own
+    workspace: an arch naming their ``package.module:factory`` is imported and called
+    (a .cnnz file's is not: see cnnzip.models.registry)."""
     path = Path(path)
     meta = read_meta(path)
     with torch.device("meta"):

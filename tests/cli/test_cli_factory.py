@@ -30,6 +30,13 @@ def small_cnn(*, width: int = 8, in_chans: int = 1, num_classes: int = 10) -> nn
     )
 
 
+def grey(num_classes=10):  # says nothing of its input: 1 channel, any size
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(), nn.Linear(4, num_classes),
+    )
+
+
 def broken(*, width: int = 4) -> nn.Module:
     raise ValueError("width must be even")
 
@@ -92,8 +99,11 @@ def test_prune_binarize_and_distill_a_factory_run(work: Path) -> None:
                   "--epochs", "0", "--data", "tiny.npz", "-o", "pruned"])  # fmt: skip
     weights = [p for n, p in load_run("pruned").model.named_parameters() if "weight" in n]
     assert load_run("pruned").arch == SPEC and pruned["kept"] < sum(w.numel() for w in weights)
-    _ok(["binarize", "runs/small_cnn", "--mode", "bwn", *ONE_EPOCH, "-o", "bin"])
+    binarized = _ok(["binarize", "runs/small_cnn", "--mode", "bwn", *ONE_EPOCH, "-o", "bin",
+                     "--cnnz", "bin.cnnz"])  # fmt: skip
     assert load_run("bin").kwargs["base"] == SPEC
+    evaluated = _ok(["eval", "bin.cnnz", "--data", "tiny.npz", "--model", SPEC])
+    assert evaluated["accuracy"] == binarized["test_accuracy"]
     student = _ok(["distill", "--teacher", "runs/small_cnn", "--student", SPEC,
                    "-k", "width=2", *ONE_EPOCH])  # fmt: skip
     assert student["run"] == str(Path("runs/small_cnn-distilled"))
@@ -140,3 +150,16 @@ def test_each_misuse_is_one_error_line_and_nothing_written(
     extra = ["-o", str(out)] if args[0] in ("train", "distill") else []
     assert message in _error([*args, "--data", "tiny.npz", *extra])
     assert not out.exists()
+
+
+def test_a_factory_that_names_no_input_is_profiled_at_its_datas_shape(work: Path) -> None:
+    _ok(["train", f"{MODULE}:grey", *ONE_EPOCH, "-o", "grey"])
+    assert _ok(["profile", "grey"])["input_shape"] == [1, 12, 12]  # not (3, 224, 224)
+    assert _ok(["profile", "grey", "--input", "8"])["input_shape"] == [1, 8, 8]
+    _ok(["prune", "grey", "--sparsity", "0.5", "--steps", "1", "--epochs", "0",
+         "--data", "tiny.npz", "-o", "grey-pruned"])  # fmt: skip
+    assert _ok(["profile", "grey-pruned"])["macs"] == 4 * 9 * 144 + 4 * 3
+    over = ["-s", "prune.steps=1", "-s", "prune.epochs=0", "-s", "finetune.epochs=0"]
+    _ok(["compress", "grey", "--data", "tiny.npz", *over, "-o", "grey.cnnz"])
+    profiled = _ok(["profile", "grey.cnnz", "--model", f"{MODULE}:grey"])
+    assert profiled["input_shape"] == [1, 12, 12]

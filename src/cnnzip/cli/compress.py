@@ -12,7 +12,7 @@ from cnnzip.cli.app import check_not_sources, emit, main, parse_kwargs
 from cnnzip.cli.distill import Teaching, teacher_options
 from cnnzip.cli.factory import factories_of
 from cnnzip.cli.options import DataSpec, data_options, json_option, max_params_option, out_option
-from cnnzip.cli.profile import input_shape
+from cnnzip.cli.profile import recorded_input_shape
 from cnnzip.codec import load as load_cnnz
 from cnnzip.codec.report import inspect
 from cnnzip.data import Dataset
@@ -112,6 +112,7 @@ def _file_meta(
         "source": str(run_dir),
         "data": data_name,
         "normalization": data.stats.to_json(),
+        "input_shape": list(data.input_shape),  # a factory's kwargs need not say it
         "baseline_test_accuracy": baseline,
     }
     if teaching.teachers:
@@ -123,7 +124,7 @@ def _speed_profiles(a: nn.Module, b: nn.Module, run: Run) -> tuple[ProfileReport
     """MACs and latency at batch 1 of two models of ``run``'s architecture, measured twice,
     alternating, keeping the second pair: small models take microseconds, and the
     first measurement of a process pays for warming up."""
-    shape = input_shape(run.arch, run.kwargs, None)
+    shape = recorded_input_shape(run.arch, run.kwargs, run.meta, None)
 
     def measure(model: nn.Module) -> ProfileReport:
         return profile(model, shape, measure_latency=True, runs=50, warmup=5)

@@ -11,7 +11,7 @@ import click
 import torch.nn as nn
 
 from cnnzip.cli.app import emit, main, parse_kwargs
-from cnnzip.cli.factory import load_cnnz, model_option
+from cnnzip.cli.factory import factories_of, load_cnnz, model_option
 from cnnzip.cli.options import (
     COUNT,
     POSITIVE,
@@ -144,9 +144,10 @@ def build_model(
         raise CnnzipError(f"-k applies to zoo names; {source} says how it is built")
     if Path(source).is_dir():
         run = load_run(source)
-        return run.model, input_shape(run.arch, run.kwargs, size)
+        return run.model, recorded_input_shape(run.arch, run.kwargs, run.meta, size)
     if Path(source).is_file():
-        arch = read_cnnz(source).header.get("arch") or {}
+        header = read_cnnz(source).header
+        arch = header.get("arch") or {}
         if not arch:
             raise CnnzipError(
                 f"{source} names no zoo architecture, so this command cannot rebuild its "
@@ -154,11 +155,28 @@ def build_model(
                 "cnnzip.profile or cnnzip.runtime.bench_sparse on it"
             )
         model = load_cnnz(source, spec, max_params)
-        return model, input_shape(arch["name"], arch.get("kwargs") or {}, size)
+        meta = header.get("meta") if isinstance(header.get("meta"), dict) else {}
+        return model, recorded_input_shape(arch["name"], arch.get("kwargs") or {}, meta, size)
     params = inspect.signature(get_model_builder(source)).parameters
     if size is not None and "img_size" in params:
         kwargs = {"img_size": size, **kwargs}  # the head is sized for the input
     return get_model(source, **kwargs), input_shape(source, kwargs, size)
+
+
+def recorded_input_shape(
+    arch: str, kwargs: dict[str, Any], meta: dict[str, Any], size: int | None
+) -> tuple[int, ...]:
+    """``input_shape``; of the user's own factory, whose arguments need not name its
+    input, the data's shape its run.json or .cnnz ``meta`` records (side set by ``size``)."""
+    recorded = meta.get("input_shape")
+    valid = isinstance(recorded, list) and len(recorded) in (1, 3)
+    if not factories_of(arch, kwargs) or not valid or not all(map(_is_side, recorded)):
+        return input_shape(arch, kwargs, size)
+    return (recorded[0], size, size) if size and len(recorded) == 3 else tuple(recorded)
+
+
+def _is_side(value: Any) -> bool:
+    return type(value) is int and 1 <= value <= 1 << 20  # check_memory bounds the product
 
 
 def input_shape(arch: str, kwargs: dict[str, Any], size: int | None) -> tuple[int, ...]:

@@ -140,6 +140,7 @@ def prune_cmd(
         kwargs=run.kwargs,
         data=dataset.name,
         normalization=data.stats.to_json(),
+        input_shape=run.meta.get("input_shape"),  # of the data: a factory's profile reads it
         source=str(source),
         metrics={k: result[k] for k in ("test_accuracy", "baseline_test_accuracy", "drop_pp")},
         config=vars(cfg),

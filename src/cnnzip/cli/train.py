@@ -105,7 +105,9 @@ def zoo_run(
     model_kwargs = data_kwargs(name, parse_kwargs(kwargs), data.input_shape, data.num_classes)
     torch.manual_seed(seed)
     model = get_model(name, **model_kwargs)
-    return ZooRun(path, model, {"arch": name, "kwargs": model_kwargs, "data": data_name})
+    shape = list(data.input_shape)  # a factory's kwargs need not say it: profile reads it here
+    meta = {"arch": name, "kwargs": model_kwargs, "data": data_name, "input_shape": shape}
+    return ZooRun(path, model, meta)
 
 
 def fit_and_save(
