@@ -137,7 +137,8 @@ verb as ``teaching: Teaching``."""
     type=click.IntRange(min=0),
     default=0,
     show_default=True,
-    help="Shift training images by up to this many pixels (teachers see the same shifted images).",
+    help="Shift training images by up to this many pixels (teachers see the same shifted "
+    "images); replaces --augment's crops and flips.",
 )
 @click.option(
     "--cache/--no-cache",
