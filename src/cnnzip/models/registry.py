@@ -275,7 +275,7 @@ def _build(name: str, kwargs: dict[str, Any]) -> nn.Module:
     except CnnzipError:
         raise
     except Exception as exc:  # builders raise anything (ZeroDivisionError, ...) on bad sizes
-        if is_factory(name) and torch.get_default_device().type == "meta":
+        if is_factory(name) and _on_meta():
             with torch.device("cpu"):  # user code may need real values (.item(), torch.load)
                 return _build(name, kwargs).to("meta")
         raise ModelError(
@@ -287,6 +287,11 @@ def _build(name: str, kwargs: dict[str, Any]) -> nn.Module:
             "make the factory return the model"
         )
     return model
+
+
+def _on_meta() -> bool:
+    """Whether new tensors go to the meta device now (torch 2.2 has no get_default_device)."""
+    return torch.empty(0).device.type == "meta"
 
 
 def get_model(name: str, /, **kwargs: Any) -> nn.Module:
