@@ -115,6 +115,15 @@ def test_a_malformed_recorded_normalization_is_one_error(trained) -> None:
     assert "run.json: field normalization std" in line and "must be > 0" in line
 
 
+def test_a_run_evaluated_on_data_of_other_channels_is_one_error(trained, tmp_path) -> None:
+    _, run, _ = trained
+    grey = np.random.default_rng(2).integers(0, 256, (12, 8, 8), dtype=np.uint8)
+    labels = np.arange(12) % 3
+    np.savez(tmp_path / "grey.npz", x_train=grey, y_train=labels, x_test=grey, y_test=labels)
+    line = _error(["eval", str(run), "--data", str(tmp_path / "grey.npz")])
+    assert "grey.npz: the normalization has 3 channel(s) but the data has 1" in line
+
+
 def test_val_fraction_cuts_a_paths_train_and_evaluating_ignores_it(tmp_path: Path) -> None:
     data = _npz(tmp_path)
     spec = DataSpec(data, None, None, None, val_fraction=0.5)

@@ -74,7 +74,7 @@ def test_every_verb_that_writes_declares_o_one_way() -> None:
         for name, command in main.commands.items()
         if any(p.name == "out" for p in getattr(command, "params", []))
     }
-    assert set(outs) == {"train", "distill", "prune", "binarize", "compress"}
+    assert set(outs) == {"train", "distill", "prune", "binarize", "compress", "survey"}
     assert all(p.opts == ["-o", "--out"] for p in outs.values())
     assert {name for name, p in outs.items() if p.required} == {"prune", "binarize", "compress"}
 

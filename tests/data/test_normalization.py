@@ -74,7 +74,7 @@ def test_apply_is_per_channel_and_checks_the_channel_count() -> None:
     stats = Normalization((0.5, 0.0), (0.25, 2.0))
     x = torch.ones(1, 2, 1, 1)
     assert stats.apply(x).flatten().tolist() == [2.0, 0.5]
-    with pytest.raises(DataError, match=r"1 channel.*data 2"):
+    with pytest.raises(DataError, match=r"1 channel\(s\) but the data has 2"):
         Normalization((0.5,), (0.25,)).apply(x)
 
 

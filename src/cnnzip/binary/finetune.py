@@ -30,19 +30,22 @@ def binarize_run(
     scale_k: bool = True,
     loss_fn: LossFn = cross_entropy,
     log: Callable[[str], None] | None = print,
+    resume: bool = False,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Convert ``run``'s float model to ``mode``, fine-tune it, save it as run ``out``.
 
     The saved run names the "binarized" builder, so ``load_run`` rebuilds it. ``loss_fn``
     is the fine-tuning loss, e.g. ``cnnzip.distill.make_loss`` to learn from a float teacher.
     The metrics list the layers left float that ``keep`` did not ask for (``skipped``);
-    ``log`` (None: silent) gets one line for each of them.
+    ``log`` (None: silent) gets one line for each of them. With ``resume`` an interrupted
+    fine-tuning continues from ``out``'s checkpoint.
     """
     if run.arch == "binarized":
         raise RunError(f"{run.path} is already binary; binarize its float source run instead")
     skipped = skipped_layers(run.model, keep, mode)
     model = convert(run.model, mode, keep=keep, scale_k=scale_k, log=log)
-    result = fit(model, data, config, loss_fn=loss_fn, checkpoint=Path(out) / CHECKPOINT)
+    checkpoint = Path(out) / CHECKPOINT
+    result = fit(model, data, config, loss_fn=loss_fn, checkpoint=checkpoint, resume=resume)
     test = evaluate(model, data.test)
     kwargs = {"base": run.arch, "base_kwargs": run.kwargs, "mode": mode, "keep": keep}
     kwargs["scale_k"] = scale_k

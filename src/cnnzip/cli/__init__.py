@@ -7,6 +7,7 @@ from cnnzip.cli import (  # noqa: F401  (each import registers its verbs)
     distill,
     profile,
     prune,
+    survey,
     train,
 )
 from cnnzip.cli.app import main

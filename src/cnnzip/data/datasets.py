@@ -157,8 +157,9 @@ class Normalization:
         """The statistics fit inputs of ``channels`` channels."""
         if channels != self.channels:
             raise DataError(
-                f"{where}: the normalization has {self.channels} channel(s) but the data "
-                f"{channels}; use statistics measured on data like this one"
+                f"{where}: the normalization has {self.channels} channel(s) but the data has "
+                f"{channels}; normalise with statistics of data like this one (a model records "
+                "those of the data it was trained on)"
             )
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:

@@ -80,21 +80,26 @@ class ResNet(nn.Module):
         in_chans: int = 3,
         img_size: int = 224,
         small_input: bool | None = None,
+        width_mult: float = 1.0,
         conv_layer: LayerFactory = nn.Conv2d,
         norm_layer: LayerFactory = nn.BatchNorm2d,
         act_layer: LayerFactory = nn.ReLU,
         linear_layer: LayerFactory = nn.Linear,
     ) -> None:
         super().__init__()
+        if width_mult <= 0:
+            raise ValueError(f"width_mult must be positive, got {width_mult}")
         conv = partial(
             ConvNormAct, conv_layer=conv_layer, norm_layer=norm_layer, act_layer=act_layer
         )
         small = use_small_stem(img_size, small_input)
-        self.stem = conv(in_chans, 64, 7, stride=1 if small else 2)  # 224: (N, 64, 112, 112)
+        # the paper's widths at width_mult 1; a smaller one only for quick, cheap runs
+        widths = [max(1, int(c * width_mult)) for c in (64, 128, 256, 512)]
+        self.stem = conv(in_chans, widths[0], 7, stride=1 if small else 2)  # 224: (N, 64, 112, 112)
         self.maxpool = nn.Identity() if small else nn.MaxPool2d(3, stride=2, padding=1)
         stages: list[nn.Module] = []
-        in_chs = 64
-        for i, (width, depth) in enumerate(zip((64, 128, 256, 512), depths, strict=True)):
+        in_chs = widths[0]
+        for i, (width, depth) in enumerate(zip(widths, depths, strict=True)):
             blocks = []
             for j in range(depth):
                 stride = 2 if i > 0 and j == 0 else 1

@@ -1,0 +1,36 @@
+"""The ``survey`` verb: the survey's comparison tables, measured here (``cnnzip.survey``)."""
+
+from __future__ import annotations
+
+import click
+
+from cnnzip.cli.app import main
+from cnnzip.cli.options import THREADS, out_option
+from cnnzip.survey import ROWS, run_survey
+from cnnzip.survey.pipeline import DISTILL
+
+
+@main.command("survey")
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="The same pipeline on tiny budgets and small-width models (under a minute).",
+)
+@out_option("Folder of the study (runs/, cnnz/, results.json, SURVEY.md, plots)", default="survey")
+@click.option(
+    "--only",
+    multiple=True,
+    type=click.Choice([row.name for row in ROWS] + [DISTILL]),
+    help="Run only this row (repeatable); the tables still show every row.",
+)
+@click.option(
+    "--threads",
+    type=THREADS,
+    default=None,
+    help="Torch threads for training [default: torch's]; latency is measured at 1 and 2.",
+)
+def survey_cmd(quick: bool, out: str | None, only: tuple[str, ...], threads: int | None) -> None:
+    """Train, compress, binarize, distill and time the zoo on Fashion-MNIST at 64x64,
+    resumably (finished steps are skipped), then write SURVEY.md and two PNG plots."""
+    folder = out or ("survey-quick" if quick else "survey")
+    run_survey(folder, quick=quick, only=only, threads=threads, log=click.echo)

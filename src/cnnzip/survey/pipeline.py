@@ -1,0 +1,359 @@
+"""``run_survey``: train, profile, compress, binarize and distill the survey's rows,
+resumably, then write its tables and plots.
+
+Every trained model is a run directory under DIR/runs (trained with a checkpoint each
+epoch and ``resume``, so a killed run continues where its last epoch ended); each step's
+numbers go to DIR/results.json as soon as they are measured (``Results``), so a rerun
+skips what is done. Every step is the public library: ``fit``/``evaluate``, ``compress``
+with the built-in "deep-compression" recipe, ``profile``, ``binarize_run`` and
+``compile_binary``, ``distill.make_loss``, ``save_run``/``load_run``, ``codec.save``/``load``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from cnnzip import codec, prune
+from cnnzip.binary import binarize_run
+from cnnzip.data import Dataset
+from cnnzip.distill import make_loss
+from cnnzip.errors import RunError
+from cnnzip.models import get_model
+from cnnzip.profiling import profile
+from cnnzip.recipes import compress, load_recipe
+from cnnzip.runs import CHECKPOINT, META, Run, load_run, save_run
+from cnnzip.runtime import compile_binary
+from cnnzip.survey.plan import (
+    FULL,
+    IMG_SIZE,
+    QUICK,
+    SEED,
+    STUDENT,
+    TEACHERS,
+    Budget,
+    Row,
+    model_kwargs,
+    select_rows,
+    survey_data,
+)
+from cnnzip.survey.report import write_report
+from cnnzip.survey.results import Results
+from cnnzip.train import TrainConfig, evaluate, fit
+from cnnzip.train.loop import LossFn, cross_entropy
+
+__all__ = ["LATENCY_THREADS", "cpu_name", "run_survey"]
+
+LATENCY_THREADS = (1, 2)  # batch-1 latency is measured at each
+SHAPE = (1, IMG_SIZE, IMG_SIZE)  # one sample (C, H, W)
+DISTILL = "distill"  # the distillation row's name in results.json and --only
+
+
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo ("unknown" where there is none)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+@dataclass
+class Task:
+    """One step of one row: its numbers are ``run()``'s, stored under (row, step)."""
+
+    row: str
+    step: str
+    run: Callable[[], dict[str, Any]]
+
+
+@dataclass
+class Survey:
+    """The study in folder ``out`` at ``budget``; ``log`` gets the progress lines."""
+
+    out: Path
+    budget: Budget
+    log: Callable[[str], None] = print
+    results: Results = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.results = Results(self.out)
+
+    @cached_property
+    def data(self) -> Dataset:
+        """Loaded once, on the first step that needs it (a rerun with nothing to do never)."""
+        return survey_data(self.budget)
+
+    def run_dir(self, name: str) -> Path:
+        return self.out / "runs" / name
+
+    def config(self, row: Row | None = None, epochs: int | None = None) -> TrainConfig:
+        lr = row.lr if row is not None and row.lr is not None else self.budget.lr
+        epochs = self.budget.epochs if epochs is None else epochs
+        return TrainConfig(epochs=epochs, batch_size=self.budget.batch_size, lr=lr, seed=SEED)
+
+    # ---- steps --------------------------------------------------------------------------
+
+    def train(self, row: Row) -> dict[str, Any]:
+        kwargs = model_kwargs(row, self.budget)
+        run = self.trained(self.run_dir(row.name), row.arch, kwargs, self.config(row))
+        return {**run.meta["metrics"], "run": str(run.path), "kwargs": kwargs}
+
+    def trained(
+        self,
+        path: Path,
+        arch: str,
+        kwargs: dict[str, Any],
+        cfg: TrainConfig,
+        loss_fn: LossFn = cross_entropy,
+    ) -> Run:
+        """The run at ``path``, trained first unless it is finished (run.json is written
+        last); an interrupted one resumes from its checkpoint."""
+        if not (path / META).exists():
+            torch.manual_seed(cfg.seed)  # the initial weights are part of the run's seed
+            model = get_model(arch, **kwargs)
+            start = time.perf_counter()
+            result = fit(
+                model, self.data, cfg, loss_fn=loss_fn, checkpoint=path / CHECKPOINT, resume=True
+            )
+            test = evaluate(model, self.data.test)
+            metrics = {
+                "test_accuracy": test["accuracy"],
+                "test_loss": test["loss"],
+                "val_accuracy": result.final.get("val_accuracy"),
+                "train_seconds": time.perf_counter() - start,
+            }
+            history = result.history
+            save_run(
+                path,
+                model,
+                arch=arch,
+                kwargs=kwargs,
+                data=self.data.name,
+                metrics=metrics,
+                config=asdict(cfg),
+                history=history,
+            )
+        return load_run(path)
+
+    def profile(self, row: Row) -> dict[str, Any]:
+        model = load_run(self.run_dir(row.name)).model
+        report = profile(model, SHAPE)
+        return {
+            "params": report.params,
+            "macs": report.macs,
+            "float32_bytes": 4 * report.params,
+            "latency_ms": self.latencies(model),
+        }
+
+    def latencies(self, model: nn.Module) -> dict[str, float]:
+        """Median batch-1 latency at each of LATENCY_THREADS threads, in ms."""
+        runs = self.budget.latency_runs
+        return {str(t): self.latency(model, t, runs) for t in LATENCY_THREADS}
+
+    @staticmethod
+    def latency(model: nn.Module, threads: int, runs: int) -> float:
+        report = profile(model, SHAPE, measure_latency=True, threads=threads, runs=runs)
+        return report.latency.median_ms
+
+    def compress(self, row: Row) -> dict[str, Any]:
+        run = load_run(self.run_dir(row.name))
+        before = self.need(row.name, "train")["test_accuracy"]
+        float_bytes = self.need(row.name, "profile")["float32_bytes"]
+        result = compress(
+            run.model,
+            self.data,
+            load_recipe("deep-compression", self.recipe_overrides(run.model)),
+            arch={"name": run.arch, "kwargs": run.kwargs},
+            meta={"source": str(run.path), "baseline_test_accuracy": before},
+            log=self.log,
+        )
+        path = self.out / "cnnz" / f"{row.name}.cnnz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        result.save(path)
+        size = os.path.getsize(path)
+        decoded = evaluate(codec.load(path), self.data.test)["accuracy"]  # the file's own
+        return {
+            "file": str(path),
+            "bytes": size,
+            "ratio": float_bytes / size,
+            "test_accuracy": decoded,
+            "drop_pp": 100 * (before - decoded),
+            "kept_fraction": next(
+                (s["kept_fraction"] for s in result.log if "kept_fraction" in s), None
+            ),
+            "recipe": result.recipe.to_dict(),
+        }
+
+    def recipe_overrides(self, model: nn.Module) -> dict[str, Any]:
+        """The budget's overrides of the built-in recipe; with ``prune_ratio`` every layer
+        pruned to it (no sensitivity sweep: what quick runs can afford)."""
+        overrides = dict(self.budget.compress)
+        if self.budget.prune_ratio is not None:
+            overrides["prune.ratios"] = {t: self.budget.prune_ratio for t in prune.prunable(model)}
+        return overrides
+
+    def binary(self, row: Row, mode: str) -> dict[str, Any]:
+        """BWN or XNOR from the row's float run, fine-tuned, saved as a run and a .cnnz;
+        XNOR also timed on the runtime's kernels against the float model."""
+        source = self.run_dir(row.name)
+        path = self.run_dir(f"{row.name}-{mode}")
+        if not (path / META).exists():
+            cfg = self.config(row, self.budget.binary_epochs)
+            binarize_run(
+                load_run(source), self.data, path, mode=mode, config=cfg, log=self.log, resume=True
+            )
+        run = load_run(path)
+        file = self.out / "cnnz" / f"{row.name}-{mode}.cnnz"
+        file.parent.mkdir(parents=True, exist_ok=True)
+        codec.save(file, run.model, arch={"name": run.arch, "kwargs": run.kwargs})
+        float_bytes = self.need(row.name, "profile")["float32_bytes"]
+        values: dict[str, Any] = {
+            "test_accuracy": evaluate(codec.load(file), self.data.test)["accuracy"],
+            "bytes": os.path.getsize(file),
+            "memory_ratio": float_bytes / os.path.getsize(file),
+            "run": str(path),
+        }
+        if mode == "xnor":
+            fast = compile_binary(run.model)
+            dense = self.latencies(load_run(source).model)
+            xnor = self.latencies(fast)
+            values["float_ms"], values["xnor_ms"] = dense, xnor
+            values["speedup"] = {t: dense[t] / xnor[t] for t in dense}
+        return values
+
+    def distill(self) -> dict[str, Any]:
+        """The compact student trained again, with the same budget, from the teacher of
+        the best validation accuracy, beside the same student trained alone."""
+        trained = {t: self.need(t, "train") for t in TEACHERS}
+        teacher = max(TEACHERS, key=lambda t: trained[t]["val_accuracy"] or 0.0)
+        alone = self.need(STUDENT, "train")
+        student = row_named(STUDENT)
+        loss_fn = make_loss([self.run_dir(teacher)], cache=True)
+        kwargs = model_kwargs(student, self.budget)
+        path = self.run_dir(f"{DISTILL}-{STUDENT}")
+        run = self.trained(path, student.arch, kwargs, self.config(student), loss_fn)
+        distilled = run.meta["metrics"]["test_accuracy"]
+        return {
+            "student": STUDENT,
+            "teacher": teacher,
+            "teacher_accuracy": trained[teacher]["test_accuracy"],
+            "alone_accuracy": alone["test_accuracy"],
+            "distilled_accuracy": distilled,
+            "gain_pp": 100 * (distilled - alone["test_accuracy"]),
+            "T": 4.0,
+            "run": str(path),
+        }
+
+    def need(self, row: str, step: str) -> dict[str, Any]:
+        """A step's numbers that a later step reads (the plan runs it first)."""
+        values = self.results.get(row, step)
+        if values is None:
+            raise RunError(f"survey: {row}'s {step} step has not run; rerun `cnnzip survey`")
+        return values
+
+    # ---- plan ---------------------------------------------------------------------------
+
+    def tasks(self, rows: list[Row], with_distill: bool) -> list[Task]:
+        """Every step of ``rows`` in order (a step after the steps it reads)."""
+        if with_distill:  # its teachers and student first
+            rows = rows + [r for r in select_rows([*TEACHERS, STUDENT]) if r not in rows]
+        tasks = []
+        for row in rows:
+            tasks += [
+                Task(row.name, "train", lambda row=row: self.train(row)),
+                Task(row.name, "profile", lambda row=row: self.profile(row)),
+                Task(row.name, "compress", lambda row=row: self.compress(row)),
+            ]
+            if row.binary:
+                tasks += [
+                    Task(row.name, mode, lambda row=row, mode=mode: self.binary(row, mode))
+                    for mode in ("bwn", "xnor")
+                ]
+        if with_distill:
+            tasks.append(Task(DISTILL, "train", self.distill))
+        return tasks
+
+    def setting(self, threads: int | None) -> dict[str, Any]:
+        return {
+            "budget": self.budget.to_dict(),
+            "data": f"Fashion-MNIST, upsampled bilinearly to {IMG_SIZE}x{IMG_SIZE}, seed {SEED}",
+            "cpu": cpu_name(),
+            "cores": os.cpu_count(),
+            "threads": threads or torch.get_num_threads(),
+            "latency_threads": list(LATENCY_THREADS),
+            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "torch": torch.__version__,
+        }
+
+
+def row_named(name: str) -> Row:
+    return select_rows([name])[0]
+
+
+def run_survey(
+    out: str | Path,
+    *,
+    quick: bool = False,
+    only: tuple[str, ...] = (),
+    threads: int | None = None,
+    log: Callable[[str], None] = print,
+    budget: Budget | None = None,
+) -> Results:
+    """Run every step of the survey missing from ``out``/results.json, then write
+    ``out``/SURVEY.md and its plots (also when a step fails: the tables say "pending").
+
+    ``only`` limits the rows (names of ``plan.ROWS``, or "distill"); ``threads`` sets
+    torch's threads for training (latency is measured at 1 and 2 threads regardless).
+    """
+    budget = budget or (QUICK if quick else FULL)
+    survey = Survey(Path(out), budget, log)
+    _check_budget(survey.results, budget, survey.out)
+    rows = select_rows([n for n in only if n != DISTILL]) if only else select_rows()
+    if only and all(n == DISTILL for n in only):
+        rows = []
+    tasks = survey.tasks(rows, with_distill=not only or DISTILL in only)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    survey.results.set_setting(survey.setting(threads))
+    try:
+        _run_tasks(survey, tasks)
+    finally:
+        write_report(survey.results.data, survey.out)
+        log(f"survey: tables in {survey.out / 'SURVEY.md'}")
+    return survey.results
+
+
+def _check_budget(results: Results, budget: Budget, out: Path) -> None:
+    """Numbers of another budget (quick vs full) are never mixed into one table."""
+    done = results.data.get("setting", {}).get("budget", {}).get("name")
+    if done is not None and done != budget.name and results.data["rows"]:
+        raise RunError(
+            f"{out} holds the survey's {done} results; write the {budget.name} one to "
+            "another folder (-o DIR)"
+        )
+
+
+def _run_tasks(survey: Survey, tasks: list[Task]) -> None:
+    todo = [t for t in tasks if survey.results.get(t.row, t.step) is None]
+    survey.log(f"survey: {len(tasks) - len(todo)} of {len(tasks)} steps done, {len(todo)} to run")
+    for i, task in enumerate(todo, 1):
+        survey.log(f"survey [{i}/{len(todo)}] {task.row}: {task.step} ...")
+        start = time.perf_counter()
+        values = task.run()
+        values["seconds"] = time.perf_counter() - start
+        survey.results.put(task.row, task.step, values)
+        survey.log(
+            f"survey [{i}/{len(todo)}] {task.row}: {task.step} done in {values['seconds']:.1f}s"
+        )

@@ -1,0 +1,201 @@
+"""What the survey measures: its rows (zoo models and settings), its budgets, its data.
+
+One setting for every row: Fashion-MNIST upsampled to 64x64, 10 classes, one channel,
+seed 0. The budgets are the only thing ``--quick`` changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from cnnzip.data import Dataset, Split, load
+from cnnzip.errors import RunError
+
+__all__ = [
+    "FULL",
+    "IMG_SIZE",
+    "QUICK",
+    "ROWS",
+    "STUDENT",
+    "TEACHERS",
+    "Budget",
+    "Row",
+    "model_kwargs",
+    "select_rows",
+    "survey_data",
+]
+
+IMG_SIZE = 64
+SEED = 0
+
+
+@dataclass(frozen=True)
+class Row:
+    """One model of the survey: a zoo architecture and its builder options. ``table`` is
+    the comparison it belongs to; ``binary``: it also gets BWN and XNOR rows; ``lr``: its
+    training learning rate where the budget's does not suit it."""
+
+    name: str
+    arch: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    table: str = "zoo"
+    binary: bool = False
+    lr: float | None = None
+
+
+ROWS: tuple[Row, ...] = (
+    # Adam at 1e-3 on AlexNet's 57M parameters (no batch norm) is unstable: a tenth of it
+    Row("alexnet", "alexnet", table="alexnet", binary=True, lr=1e-4),
+    Row("squeezenet1_0", "squeezenet1_0", table="squeezenet"),
+    Row("squeezenet1_0_bypass", "squeezenet1_0", {"bypass": "simple"}, table="squeezenet"),
+    Row("squeezenet1_1", "squeezenet1_1", table="squeezenet"),
+    Row("squeezenet1_1_bypass", "squeezenet1_1", {"bypass": "simple"}, table="squeezenet"),
+    Row("mobilenet_1.0", "mobilenet_v1", {"width_mult": 1.0}, table="mobilenet"),
+    Row("mobilenet_0.5", "mobilenet_v1", {"width_mult": 0.5}, table="mobilenet"),
+    Row("shufflenet_g1", "shufflenet_v1", {"groups": 1}, table="shufflenet"),
+    Row("shufflenet_g3", "shufflenet_v1", {"groups": 3}, table="shufflenet"),
+    Row("shufflenet_g8", "shufflenet_v1", {"groups": 8}, table="shufflenet"),
+    Row(
+        "shufflenet_g3_noshuffle",
+        "shufflenet_v1",
+        {"groups": 3, "shuffle": False},
+        table="shufflenet",
+    ),
+    Row("resnet18", "resnet18", table="resnet", binary=True),
+)
+
+# The distillation row: the compact student learns from the better of the large teachers
+STUDENT = "shufflenet_g3"
+TEACHERS = ("alexnet", "resnet18")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much of everything each row gets; recorded in results.json and the tables.
+
+    Training: ``epochs`` over the first ``train_images`` of the fixed-seed training split
+    (the split ``cnnzip.data.load`` cuts with seed 0 after taking ``val_images`` for
+    validation); test on the first ``test_images`` of the official test set (None: all
+    10,000). Deep Compression: the built-in recipe with ``compress`` overrides
+    (``"stage.option": value``); ``prune_ratio`` (quick only) prunes every layer to that
+    ratio instead of the sensitivity sweep's allocation. ``width`` scales the models of
+    quick runs down (``width_mult``/``scale`` of the named rows)."""
+
+    name: str
+    train_images: int
+    val_images: int
+    test_images: int | None
+    epochs: int
+    batch_size: int
+    lr: float
+    compress: dict[str, Any]
+    binary_epochs: int
+    latency_runs: int
+    prune_ratio: float | None = None
+    width: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# Full budget, chosen from a few timed training steps of each model on this 2-core CPU
+# while others used it (estimates, see the README): ~3-4 hours in all.
+FULL = Budget(
+    name="full",
+    train_images=10_000,
+    val_images=2_000,
+    test_images=None,
+    epochs=8,
+    batch_size=64,
+    lr=1e-3,
+    compress={"prune.epochs": 4, "prune.batch_size": 64, "finetune.epochs": 1},
+    binary_epochs=4,
+    latency_runs=30,
+)
+
+# A few dozen images, one step per epoch, small-width stand-ins for the models with many
+# parameters (the codec's cost is per parameter): the whole pipeline in well under a
+# minute, for the test.
+QUICK = Budget(
+    name="quick",
+    train_images=48,
+    val_images=16,
+    test_images=32,
+    epochs=1,
+    batch_size=48,
+    lr=1e-3,
+    compress={
+        "prune.schedule": "iterative",  # prune, then retrain: one step is enough to prune
+        "prune.epochs": 1,
+        "prune.steps": 1,
+        "prune.batch_size": 48,
+        "finetune.epochs": 1,
+        "finetune.batch_size": 48,
+    },
+    binary_epochs=1,
+    latency_runs=3,
+    prune_ratio=0.8,
+    width={
+        "alexnet": {"width_mult": 0.0625},
+        "mobilenet_1.0": {"width_mult": 0.25},
+        "mobilenet_0.5": {"width_mult": 0.125},
+        "shufflenet_g1": {"scale": 0.25},
+        "shufflenet_g3": {"scale": 0.25},
+        "shufflenet_g8": {"scale": 0.25},
+        "shufflenet_g3_noshuffle": {"scale": 0.25},
+        "resnet18": {"width_mult": 0.125},
+    },
+)
+
+
+def model_kwargs(row: Row, budget: Budget) -> dict[str, Any]:
+    """The row's builder options for this budget, with the data's (10 classes, 1 channel,
+    64 px)."""
+    data = {"num_classes": 10, "in_chans": 1, "img_size": IMG_SIZE}
+    return {**row.kwargs, **budget.width.get(row.name, {}), **data}
+
+
+def select_rows(only: tuple[str, ...] | list[str] = ()) -> list[Row]:
+    """The rows named in ``only`` (all when empty), in the survey's order."""
+    known = {row.name for row in ROWS}
+    unknown = [name for name in only if name not in known]
+    if unknown:
+        raise RunError(
+            f"unknown survey row(s) {', '.join(unknown)}: pick --only from "
+            f"{', '.join(row.name for row in ROWS)}"
+        )
+    return [row for row in ROWS if not only or row.name in only]
+
+
+def _upsample(split: Split, count: int | None) -> Split:
+    """The first ``count`` images (all: None) at IMG_SIZE px, bilinear (N, 1, 64, 64)."""
+    x, y = split.x[:count], split.y[:count]
+    x = F.interpolate(x, size=(IMG_SIZE, IMG_SIZE), mode="bilinear", align_corners=False)
+    return Split(x=x.contiguous(), y=y.clone())
+
+
+def survey_data(budget: Budget) -> Dataset:
+    """Fashion-MNIST (normalised 28x28 grey) upsampled to 64x64.
+
+    Why 64: it is the smallest size at which every model of the zoo runs in its standard
+    (ImageNet) form: the zoo switches to the small stem (first stride and max-pool
+    dropped) below 64 px, and at 64 AlexNet's 11x11/4 stem and three max-pools still
+    leave a 1x1 map that its adaptive pool spreads over the fixed 6x6 grid, so the fc
+    layers keep their full 57M parameters; ResNet-18, MobileNet and ShuffleNet end at
+    2x2 after their five halvings, SqueezeNet at 3x3. Bilinear, because nearest would
+    only repeat pixels in blocks, a texture no model would meet at this size. The
+    normalisation is the 28x28 set's (interpolation is linear: mean and scale hold).
+    """
+    base = load("fashion-mnist", val_size=budget.val_images, seed=SEED)
+    with torch.no_grad():
+        return replace(
+            base,
+            name=f"fashion-mnist@{IMG_SIZE}",
+            train=_upsample(base.train, budget.train_images),
+            val=_upsample(base.val, None),
+            test=_upsample(base.test, budget.test_images),
+        )

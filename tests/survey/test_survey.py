@@ -1,0 +1,205 @@
+"""``cnnzip survey --quick`` end to end (the real pipeline on tiny budgets), and the
+table writer, results file and refusals on hand-made inputs."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from click.testing import CliRunner, Result
+
+from cnnzip.cli import main
+from cnnzip.data import load
+from cnnzip.errors import RunError
+from cnnzip.survey import QUICK, ROWS, Results, render, run_survey, survey_data
+from cnnzip.survey.report import PENDING, PLOT_BYTES, PLOT_LATENCY, REPORT, points_bytes
+
+PNG = b"\x89PNG\r\n\x1a\n"
+STEPS = 3 * len(ROWS) + 2 * 2 + 1  # train/profile/compress, BWN/XNOR of two, distillation
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Two torch threads spin against each other on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def cli(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args))
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Result]:
+    """One quick survey, shared by the tests that read what it wrote."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("survey")
+    result = cli("survey", "--quick", "-o", str(out))
+    torch.set_num_threads(before)
+    return out, result
+
+
+def _results(out: Path) -> dict:
+    return json.loads((out / "results.json").read_text())
+
+
+@pytest.mark.slow
+def test_quick_survey_writes_every_row_with_numbers(quick: tuple[Path, Result]) -> None:
+    out, result = quick
+    assert result.exit_code == 0, result.output
+    assert f"0 of {STEPS} steps done, {STEPS} to run" in result.output
+    text = (out / REPORT).read_text()
+    for row in ROWS:  # a zoo line and a Deep Compression line, every cell measured
+        lines = [line for line in text.splitlines() if line.startswith(f"| {row.name} |")]
+        assert len(lines) >= 2, row.name
+        assert all(PENDING not in line for line in lines), lines
+    assert PENDING not in text
+    for plot in (PLOT_BYTES, PLOT_LATENCY):
+        assert (out / plot).read_bytes()[:8] == PNG
+
+
+@pytest.mark.slow
+def test_quick_survey_results_are_the_files_and_models(quick: tuple[Path, Result]) -> None:
+    out, _ = quick
+    data = _results(out)
+    assert data["setting"]["budget"]["name"] == "quick"
+    for row in ROWS:
+        steps = data["rows"][row.name]
+        params, file = steps["profile"]["params"], steps["compress"]["file"]
+        assert params > 0 and steps["profile"]["float32_bytes"] == 4 * params
+        assert steps["profile"]["macs"] > 0
+        assert all(v > 0 for v in steps["profile"]["latency_ms"].values())
+        assert steps["compress"]["bytes"] == os.path.getsize(file)
+        assert steps["compress"]["ratio"] == pytest.approx(4 * params / os.path.getsize(file))
+        assert steps["compress"]["ratio"] > 1
+        assert 0.0 <= steps["compress"]["test_accuracy"] <= 1.0
+        assert steps["compress"]["kept_fraction"] == pytest.approx(1 - QUICK.prune_ratio, abs=0.02)
+        assert (out / "runs" / row.name / "model.safetensors").is_file()
+    for row in (r for r in ROWS if r.binary):
+        xnor = data["rows"][row.name]["xnor"]
+        assert xnor["bytes"] == os.path.getsize(out / "cnnz" / f"{row.name}-xnor.cnnz")
+        assert xnor["speedup"]["1"] == pytest.approx(xnor["float_ms"]["1"] / xnor["xnor_ms"]["1"])
+    distill = data["rows"]["distill"]["train"]
+    alone = data["rows"][distill["student"]]["train"]["test_accuracy"]
+    assert distill["alone_accuracy"] == alone
+    assert distill["teacher"] in ("alexnet", "resnet18")
+
+
+@pytest.mark.slow
+def test_a_second_survey_reuses_everything(quick: tuple[Path, Result]) -> None:
+    out, _ = quick
+    weights = sorted((out / "runs").glob("*/model.safetensors"))
+    files = sorted((out / "cnnz").glob("*.cnnz"))
+    stamps = {p: p.stat().st_mtime_ns for p in weights + files}
+    before = _results(out)["rows"]
+    result = cli("survey", "--quick", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert f"{STEPS} of {STEPS} steps done, 0 to run" in result.output
+    assert "epoch" not in result.output  # nothing trained
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert _results(out)["rows"] == before
+
+
+def test_the_data_is_the_first_images_of_the_split_upsampled() -> None:
+    data = survey_data(QUICK)
+    base = load("fashion-mnist", val_size=QUICK.val_images, seed=0)
+    assert data.input_shape == (1, 64, 64) and data.num_classes == 10
+    assert (len(data.train), len(data.val), len(data.test)) == (48, 16, 32)
+    want = F.interpolate(base.train.x[:2], size=(64, 64), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(data.train.x[:2], want)
+    assert torch.equal(data.train.y, base.train.y[:48])
+
+
+def _hand_made() -> dict:
+    """AlexNet at the paper's 240 MB -> 6.9 MB, one SqueezeNet at 0.47 MB; the rest pending."""
+    alexnet_bytes = 240_000_000
+    return {
+        "setting": {"budget": QUICK.to_dict(), "cpu": "a CPU", "date": "today"},
+        "rows": {
+            "alexnet": {
+                "train": {"test_accuracy": 0.9},
+                "profile": {
+                    "params": 60_000_000,
+                    "macs": 95_000_000,
+                    "float32_bytes": alexnet_bytes,
+                    "latency_ms": {"1": 20.0, "2": 12.5},
+                },
+                "compress": {
+                    "bytes": 6_000_000,
+                    "ratio": 40.0,
+                    "test_accuracy": 0.899,
+                    "drop_pp": 0.1,
+                },
+            },
+            "squeezenet1_1": {
+                "train": {"test_accuracy": 0.88},
+                "compress": {"bytes": 480_000, "test_accuracy": 0.85},
+            },
+        },
+    }
+
+
+def test_the_tables_compute_ratios_and_say_pending() -> None:
+    text = render(_hand_made())
+    lines = {line.split(" | ")[0][2:]: line for line in text.splitlines() if line.startswith("| ")}
+    zoo = next(ln for ln in text.splitlines() if ln.startswith("| alexnet | 90.00%"))
+    assert "| 60,000,000 | 95.0M | 240.0M | 20.00 | 12.50 | 4.75 |" in zoo  # 95M MACs / 20 ms
+    assert "| 6,000,000 | 40.0x | 40.0x | 90.00% | 89.90% | +0.10 |" in text
+    # 240 MB / 0.48 MB: 500x smaller than float32 AlexNet, short of the paper's 510x
+    assert "| 480,000 | pending | 500.0x | 88.00% | 85.00% | pending |" in lines["squeezenet1_1"]
+    assert "500.0x smaller than float32 AlexNet, -5.00 pp" in text
+    assert "falls short of the paper's 510x" in text
+    assert "40.0x smaller than float32 at +0.10 pp" in text and "agrees with" in text
+    resnet = next(ln for ln in text.splitlines() if ln.startswith("| resnet18 |"))
+    assert resnet.count(PENDING) == 7
+    assert "| pending | pending | pending | pending | pending | pending |" in text  # distill
+
+
+def test_the_plots_take_only_measured_points() -> None:
+    points = points_bytes(_hand_made()["rows"])
+    assert points == [
+        ("alexnet", 240_000_000, 0.9, "float32"),
+        ("alexnet DC", 6_000_000, 0.899, "Deep Compression"),
+        ("squeezenet1_1 DC", 480_000, 0.85, "Deep Compression"),
+    ]
+
+
+def test_results_merge_and_survive_a_reload(tmp_path: Path) -> None:
+    first = Results(tmp_path)
+    first.put("alexnet", "train", {"test_accuracy": 0.5})
+    first.put("alexnet", "profile", {"params": 3})
+    again = Results(tmp_path)
+    assert again.get("alexnet", "train") == {"test_accuracy": 0.5}
+    assert again.get("alexnet", "profile") == {"params": 3}
+    assert again.get("alexnet", "compress") is None
+
+
+def test_a_broken_results_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "results.json").write_text("{not json")
+    with pytest.raises(RunError, match="move it away"):
+        Results(tmp_path)
+
+
+def test_quick_and_full_results_never_mix(tmp_path: Path) -> None:
+    """Refused before any data is loaded or model trained."""
+    done = Results(tmp_path)
+    done.set_setting({"budget": {"name": "quick"}})
+    done.put("alexnet", "train", {"test_accuracy": 0.1})
+    with pytest.raises(RunError, match="holds the survey's quick results"):
+        run_survey(tmp_path, log=lambda line: None)
+    result = cli("survey", "-o", str(tmp_path), "--only", "alexnet")
+    assert result.exit_code == 2
+    assert result.output.count("error:") == 1 and "another folder" in result.output
+
+
+def test_an_unknown_row_is_refused() -> None:
+    result = cli("survey", "--quick", "--only", "vgg16")
+    assert result.exit_code == 2 and "vgg16" in result.output
