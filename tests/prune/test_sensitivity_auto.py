@@ -58,7 +58,7 @@ def test_sensitivity_is_cached_in_the_run_directory(
     first = cached(tmp_path, trained, toy_data.val, targets, RATIOS)
     assert (tmp_path / "sensitivity.json").is_file()
 
-    def boom(*args: object) -> None:
+    def boom(*args: object, **kwargs: object) -> None:
         raise AssertionError("recomputed although nothing changed")
 
     monkeypatch.setattr(sensitivity, "analyze", boom)

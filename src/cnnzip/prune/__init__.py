@@ -31,11 +31,22 @@ from cnnzip.prune.schedules import (
     iterative,
     one_shot,
 )
-from cnnzip.prune.sensitivity import DEFAULT_RATIOS, Curve, Sensitivity, analyze, cached, plot
+from cnnzip.prune.sensitivity import (
+    DEFAULT_RATIOS,
+    MAX_IMAGES,
+    STOP_BELOW,
+    Curve,
+    Sensitivity,
+    analyze,
+    cached,
+    plot,
+)
 
 __all__ = [
     "DEFAULT_RATIOS",
+    "MAX_IMAGES",
     "RETRAIN",
+    "STOP_BELOW",
     "Curve",
     "GradualPruning",
     "Mask",

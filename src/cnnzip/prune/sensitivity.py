@@ -5,12 +5,22 @@ pruning (Han et al. Fig. 6) and feed the automatic per-layer ratios. Results
 are cached in the run directory (``sensitivity.json``) under a key hashed
 from the weights, the validation data, the layers and the ratios, so a rerun
 with the same inputs is free and anything changed is recomputed.
+
+The sweep costs layers x ratios validation passes (SqueezeNet 1.1: 26 x 15), so it
+is bounded twice: it measures on the first ``max_images`` (1,000) validation images,
+and a layer's curve stops once its accuracy falls below ``stop_below`` (a quarter) of
+the unpruned accuracy. The ratios grow, so the skipped ones would only fall further:
+they are recorded at the last measured point. What is lost is the curve's tail below
+that point (flat in the plot), where the allocator, which takes the running minimum
+of each curve anyway, sees no further cost (``Curve.measured`` says how many points
+were measured). A terminal shows one line of progress per layer with an ETA.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,18 +28,34 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from torch.utils.data import Dataset as TorchDataset
+from torch.utils.data import IterableDataset, Subset
+from tqdm import tqdm
 
 from cnnzip.data import Split, StreamSplit
 from cnnzip.fileio import atomic_path, atomic_write_text
 from cnnzip.prune.rules import magnitude
 from cnnzip.train import evaluate
+from cnnzip.train.loop import _eta
 from cnnzip.transforms import effective_tensor, original_tensor
 
-__all__ = ["CACHE", "DEFAULT_RATIOS", "Curve", "Sensitivity", "analyze", "cached", "plot"]
+__all__ = [
+    "CACHE",
+    "DEFAULT_RATIOS",
+    "MAX_IMAGES",
+    "STOP_BELOW",
+    "Curve",
+    "Sensitivity",
+    "analyze",
+    "cached",
+    "plot",
+]
 
 CACHE = "sensitivity.json"
 # dense where layers break: most of the action is above 80%
 DEFAULT_RATIOS = (0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995)
+MAX_IMAGES = 1000  # validation images per pass: accuracy to about +-1.5 pp at 90%
+STOP_BELOW = 0.25  # a curve stops below this fraction of the unpruned accuracy
 
 
 @dataclass
@@ -41,6 +67,7 @@ class Curve:
     ratios: list[float]
     accuracy: list[float]
     loss: list[float]
+    measured: int | None = None  # points measured; the rest repeat the last (None: all)
 
 
 @dataclass
@@ -72,34 +99,104 @@ def analyze(
     split: Split | StreamSplit,
     targets: Sequence[str],
     ratios: Sequence[float] = DEFAULT_RATIOS,
+    *,
+    max_images: int | None = MAX_IMAGES,
+    stop_below: float | None = STOP_BELOW,
+    progress: bool | None = None,
 ) -> Sensitivity:
-    """Each target pruned alone by magnitude at each ratio; the model is left as it was."""
-    curves = []
-    for target in targets:
-        weight = original_tensor(model, target)
-        saved = weight.clone()
-        acc, loss = [], []
-        try:
-            for ratio in ratios:
-                weight.copy_(saved)
-                weight.mul_(magnitude(effective_tensor(model, target), ratio).keep)
-                res = evaluate(model, split)
-                acc.append(res["accuracy"])
-                loss.append(res["loss"])
-        finally:
-            weight.copy_(saved)
-        curves.append(Curve(target, weight.numel(), [float(r) for r in ratios], acc, loss))
+    """Each target pruned alone by magnitude at each ratio; the model is left as it was.
+
+    ``max_images`` (None: all) and ``stop_below`` (None: every ratio) bound the cost
+    (module docstring); ``progress=None`` shows a line per layer only on a terminal.
+    """
+    split = subset(split, max_images)
+    bar = tqdm(
+        total=len(targets),
+        disable=None if progress is None else not progress,
+        leave=False,
+        unit="layer",
+    )
+    curves: list[Curve] = []
+    seconds: list[float] = []
+    for i, target in enumerate(targets):
+        bar.set_description(
+            f"sensitivity {i + 1}/{len(targets)} {target}{_eta(seconds, len(targets) - i)}"
+        )
+        start = time.perf_counter()
+        curves.append(_curve(model, split, target, ratios, stop_below))
+        seconds.append(time.perf_counter() - start)
+        bar.update(1)
+    bar.close()
     return Sensitivity(key="", curves=curves)
 
 
-def _key(model: nn.Module, split: Split, targets: Sequence[str], ratios: Sequence[float]) -> str:
+def subset(split: Split | StreamSplit, max_images: int | None) -> Split | StreamSplit:
+    """The first ``max_images`` of ``split`` (a validation split is already shuffled);
+    a stream that cannot be cut (a DataLoader, an iterable Dataset) is read in full."""
+    if max_images is None:
+        return split
+    if isinstance(split, Split):
+        if len(split) <= max_images or not isinstance(split.x, torch.Tensor):
+            return split
+        return Split(split.x[:max_images], split.y[:max_images])
+    source = split.source
+    if isinstance(source, IterableDataset) or not isinstance(source, TorchDataset):
+        return split
+    if len(split) <= max_images:
+        return split
+    return StreamSplit(Subset(source, range(max_images)), workers=split.workers, norm=split.norm)
+
+
+def _curve(
+    model: nn.Module,
+    split: Split | StreamSplit,
+    target: str,
+    ratios: Sequence[float],
+    stop_below: float | None,
+) -> Curve:
+    """One layer's curve, its weight restored afterwards; see ``analyze``."""
+    weight = original_tensor(model, target)
+    saved = weight.clone()
+    acc: list[float] = []
+    loss: list[float] = []
+    try:
+        for ratio in ratios:
+            if acc and stop_below is not None and acc[-1] < stop_below * acc[0]:
+                break
+            weight.copy_(saved)
+            weight.mul_(magnitude(effective_tensor(model, target), ratio).keep)
+            res = evaluate(model, split)
+            acc.append(res["accuracy"])
+            loss.append(res["loss"])
+    finally:
+        weight.copy_(saved)
+    measured = len(acc)
+    acc += [acc[-1]] * (len(ratios) - measured)
+    loss += [loss[-1]] * (len(ratios) - measured)
+    return Curve(
+        target,
+        weight.numel(),
+        [float(r) for r in ratios],
+        acc,
+        loss,
+        measured=None if measured == len(ratios) else measured,
+    )
+
+
+def _key(
+    model: nn.Module,
+    split: Split,
+    targets: Sequence[str],
+    ratios: Sequence[float],
+    stop_below: float | None,
+) -> str:
     h = hashlib.sha256()
     for name, t in sorted(model.state_dict().items()):
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
     h.update(split.x.contiguous().numpy().tobytes())
     h.update(split.y.contiguous().numpy().tobytes())
-    h.update(json.dumps([list(targets), [float(r) for r in ratios]]).encode())
+    h.update(json.dumps([list(targets), [float(r) for r in ratios], stop_below]).encode())
     return h.hexdigest()[:16]
 
 
@@ -109,13 +206,18 @@ def cached(
     split: Split | StreamSplit,
     targets: Sequence[str],
     ratios: Sequence[float] = DEFAULT_RATIOS,
+    *,
+    max_images: int | None = MAX_IMAGES,
+    stop_below: float | None = STOP_BELOW,
+    progress: bool | None = None,
 ) -> Sensitivity:
     """``analyze``, read from RUN/sensitivity.json when the same inputs made it. Streamed
     data (a user's torch Dataset) cannot be fingerprinted without reading it all: no cache."""
+    split = subset(split, max_images)  # the key hashes only the images measured
     if not isinstance(split, Split):
-        return analyze(model, split, targets, ratios)
+        return analyze(model, split, targets, ratios, stop_below=stop_below, progress=progress)
     path = Path(run_dir) / CACHE
-    key = _key(model, split, targets, ratios)
+    key = _key(model, split, targets, ratios, stop_below)
     if path.is_file():
         try:
             old = Sensitivity.from_dict(json.loads(path.read_text()))
@@ -123,7 +225,7 @@ def cached(
                 return old
         except (json.JSONDecodeError, KeyError, TypeError):
             pass  # a stale or damaged cache is recomputed and rewritten
-    sens = analyze(model, split, targets, ratios)
+    sens = analyze(model, split, targets, ratios, stop_below=stop_below, progress=progress)
     sens.key = key
     atomic_write_text(path, json.dumps(sens.to_dict(), indent=1) + "\n")
     return sens

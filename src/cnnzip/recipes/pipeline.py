@@ -86,10 +86,15 @@ def compress(
         recipe = load_recipe(recipe)
     check_layer_names(model, recipe.stages)
     result = Compressed(model=model, recipe=recipe, arch=arch, meta=dict(meta or {}))
-    for name, cfg in recipe.stages:
+    for i, (name, cfg) in enumerate(recipe.stages, start=1):
+        # each stage announced before it runs: its own progress (the sweep's layers, the
+        # training bar) follows on a terminal with an ETA
+        log(f"stage {i}/{len(recipe.stages)}: {name}")
         start = time.perf_counter()
         info = RECIPE_STAGES[name][1](model, data, cfg, log, loss_fn)
-        result.log.append({"stage": name, "seconds": time.perf_counter() - start, **info})
+        seconds = time.perf_counter() - start
+        result.log.append({"stage": name, "seconds": seconds, **info})
+        log(f"stage {i}/{len(recipe.stages)}: {name} done in {seconds:.1f}s")
     _hold_the_file(model, result.encoding)
     result.meta["test_accuracy"] = evaluate(model, data.test)["accuracy"]  # the file's
     return result

@@ -6,7 +6,8 @@ deep-compression.yaml sets most of them itself.
 prune     per-layer ratios reaching ``sparsity`` (0.94) overall, automatic from the
           sensitivity curves (cnnzip.prune: analyze -> allocate) unless ``ratios`` fixes
           them; then ``schedule`` "iterative" (default: 3 rounds of prune -> retrain,
-          3 epochs each at lr 1e-4) or "gradual" (one run along the cubic curve)
+          3 epochs each at lr 1e-4) or "gradual" (one run along the cubic curve); the
+          sweep measures on ``sweep_images`` (1,000) validation images (null: all)
 share     k-means weight sharing of every Conv/Linear weight: 8 bits for convs and 5 for
           linear layers, linear init
 finetune  retrain (the codebooks, biases...) through cnnzip.train.fit: 3 epochs at lr 1e-4
@@ -91,6 +92,7 @@ class PruneStage:
     batch_size: int = 128
     prune_until: float = 0.6
     ratios: dict[str, float] | None = None  # fixed per-layer ratios instead of automatic ones
+    sweep_images: int | None = prune.MAX_IMAGES  # validation images per sensitivity pass
 
     def __post_init__(self) -> None:
         _check(0.0 <= self.sparsity < 1.0, f"prune: sparsity {self.sparsity} must be in [0, 1)")
@@ -101,6 +103,10 @@ class PruneStage:
         _check(0.0 < self.prune_until <= 1.0, "prune: prune_until must be in (0, 1]")
         _check(1 <= self.steps <= MAX_STEPS, f"prune: steps {self.steps} must be in 1..{MAX_STEPS}")
         _check_training("prune", self.epochs, self.lr, self.batch_size)
+        _check(
+            self.sweep_images is None or self.sweep_images >= 1,
+            f"prune: sweep_images {self.sweep_images} must be >= 1 (or null: all)",
+        )
         _check(
             all(0.0 <= r < 1.0 for r in (self.ratios or {}).values()),
             f"prune: every ratio must be in [0, 1), got {self.ratios}",
@@ -184,7 +190,7 @@ def run_prune(
     if cfg.ratios is not None:
         ratios = {prune.prunable(model, [t])[0]: r for t, r in cfg.ratios.items()}
     else:
-        sens = prune.analyze(model, data.val, targets)
+        sens = prune.analyze(model, data.val, targets, max_images=cfg.sweep_images)
         ratios = prune.allocate(sens.curves, cfg.sparsity)
     log("prune: per-layer ratios " + ", ".join(f"{t} {r:.3f}" for t, r in ratios.items()))
     train_cfg = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size)

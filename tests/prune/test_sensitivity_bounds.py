@@ -1,0 +1,87 @@
+"""The sweep's cost bounds (a validation subset, curves stopped once broken) against the
+full sweep, and its progress line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from cnnzip.data import Dataset, Split
+from cnnzip.models import get_model
+from cnnzip.prune import allocate, analyze, prunable, sensitivity
+from cnnzip.train import TrainConfig, evaluate, fit
+
+GRID = (0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995)
+
+
+@pytest.fixture(scope="module")
+def trained(toy_data: Dataset) -> nn.Module:
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = get_model("lenet300", hidden=[32, 16])
+    fit(model, toy_data, TrainConfig(epochs=3, batch_size=32), progress=False)
+    return model
+
+
+def _grid_position(ratio: float) -> float:
+    """Where ``ratio`` lies on the sweep's grid, in grid steps (0.85 -> 7.0, 0.875 -> 7.5)."""
+    return float(np.interp(ratio, GRID, np.arange(len(GRID))))
+
+
+@pytest.mark.parametrize("sparsity", [0.5, 0.8, 0.9])
+def test_bounded_allocation_is_within_one_grid_step_of_the_full_sweep(
+    trained: nn.Module, toy_data: Dataset, sparsity: float
+) -> None:
+    targets = prunable(trained)
+    full = analyze(trained, toy_data.val, targets, GRID, max_images=None, stop_below=None)
+    bounded = analyze(trained, toy_data.val, targets, GRID, max_images=96)
+    assert any(c.measured for c in bounded.curves)  # the stop did skip some passes
+    want, got = allocate(full.curves, sparsity), allocate(bounded.curves, sparsity)
+    for name in targets:
+        assert abs(_grid_position(got[name]) - _grid_position(want[name])) <= 1.0, name
+
+
+def test_a_curve_stops_once_accuracy_falls_below_the_fraction(
+    trained: nn.Module, toy_data: Dataset
+) -> None:
+    targets = prunable(trained)
+    full = analyze(trained, toy_data.val, targets, GRID, max_images=None, stop_below=None)
+    stopped = analyze(trained, toy_data.val, targets, GRID, max_images=None, stop_below=0.9)
+    for f, s in zip(full.curves, stopped.curves, strict=True):
+        below = [a < 0.9 * f.accuracy[0] for a in f.accuracy]
+        n = below.index(True) + 1 if any(below) else len(GRID)  # up to the first broken point
+        assert s.measured == (None if n == len(GRID) else n), f.name
+        assert s.accuracy[:n] == f.accuracy[:n] and s.loss[:n] == f.loss[:n]
+        assert s.accuracy[n:] == [f.accuracy[n - 1]] * (len(GRID) - n)  # the last one repeated
+        assert len(s.accuracy) == len(s.loss) == len(GRID)
+    assert any(c.measured for c in stopped.curves)
+
+
+def test_only_the_first_max_images_are_evaluated(
+    trained: nn.Module, toy_data: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[int] = []
+
+    def counting(model: nn.Module, split: Split) -> dict[str, float]:
+        seen.append(len(split))
+        return evaluate(model, split)
+
+    monkeypatch.setattr(sensitivity, "evaluate", counting)
+    sens = analyze(trained, toy_data.val, ["fc3.weight"], (0.0, 0.5), max_images=40)
+    assert seen == [40, 40]
+    first = Split(toy_data.val.x[:40], toy_data.val.y[:40])
+    assert sens.curves[0].accuracy[0] == evaluate(trained, first)["accuracy"]
+
+
+def test_progress_names_each_layer_with_an_eta(
+    trained: nn.Module, toy_data: Dataset, capsys: pytest.CaptureFixture[str]
+) -> None:
+    targets = prunable(trained)
+    analyze(trained, toy_data.val, targets, (0.0, 0.5), progress=True)
+    err = capsys.readouterr().err
+    assert "sensitivity 1/3 fc1.weight" in err
+    assert "sensitivity 3/3 fc3.weight (~" in err and "s left)" in err  # ETA from two layers
+    analyze(trained, toy_data.val, targets, (0.0, 0.5))  # not a terminal: quiet
+    assert capsys.readouterr().err == ""
