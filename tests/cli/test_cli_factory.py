@@ -159,6 +159,8 @@ def test_a_factory_that_names_no_input_is_profiled_at_its_datas_shape(work: Path
     _ok(["prune", "grey", "--sparsity", "0.5", "--steps", "1", "--epochs", "0",
          "--data", "tiny.npz", "-o", "grey-pruned"])  # fmt: skip
     assert _ok(["profile", "grey-pruned"])["macs"] == 4 * 9 * 144 + 4 * 3
+    _ok(["binarize", "grey", "--mode", "bwn", *ONE_EPOCH, "-o", "grey-bwn"])
+    assert _ok(["profile", "grey-bwn"])["input_shape"] == [1, 12, 12]
     over = ["-s", "prune.steps=1", "-s", "prune.epochs=0", "-s", "finetune.epochs=0"]
     _ok(["compress", "grey", "--data", "tiny.npz", *over, "-o", "grey.cnnz"])
     profiled = _ok(["profile", "grey.cnnz", "--model", f"{MODULE}:grey"])

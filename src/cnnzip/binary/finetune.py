@@ -63,6 +63,7 @@ def binarize_run(
         kwargs=kwargs,
         data=data.name,
         normalization=data.stats.to_json(),  # the statistics its inputs are normalised with
+        input_shape=run.meta.get("input_shape"),  # of the data: a factory's profile reads it
         metrics=metrics,
         config=asdict(config),
         history=result.history,
