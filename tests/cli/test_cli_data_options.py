@@ -181,3 +181,13 @@ def test_distill_caches_teacher_outputs_only_without_augmentation(
     _run(["distill", "--teacher", str(run), "--student", "lenet300", "-k", "hidden=[8,8]",
           "--data", data, "--epochs", "1", flag, "-o", str(tmp_path / "s")])  # fmt: skip
     assert seen == [cached]
+
+
+def test_a_missing_path_is_named_as_neither_a_set_nor_a_file(tmp_path: Path) -> None:
+    missing = str(tmp_path / "nope.npz")
+    line = _error(["train", "lenet300", "--data", missing, "--input", "5",
+                   "-o", str(tmp_path / "r")])  # fmt: skip
+    assert line == (
+        f"error: unknown dataset {missing!r}: neither a named set (fashion-mnist, mnist, "
+        "synthetic) nor an existing file or folder"
+    )

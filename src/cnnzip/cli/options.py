@@ -129,10 +129,16 @@ class DataSpec:
         ``stats`` (those a model was trained with) or, without, its own measured ones.
         ``validation=False`` (a verb that only evaluates) ignores the validation options,
         so what such a verb reports never depends on them."""
-        if self.name in cz_data.list_datasets() or not Path(self.name).exists():
+        known = cz_data.list_datasets()
+        if self.name in known:
             data = self._named(stats, validation)
-        else:
+        elif Path(self.name).exists():
             data = self._path(stats, validation)
+        else:
+            raise DataError(
+                f"unknown dataset {self.name!r}: neither a named set ({', '.join(known)}) nor "
+                "an existing file or folder"
+            )
         return data.with_augment(self.augment)
 
     def _named(self, stats: Normalization | None, validation: bool) -> Dataset:
@@ -168,8 +174,16 @@ class DataSpec:
 
 
 # the options ``data_options`` declares, gathered into a DataSpec
-_DATA_OPTIONS = ("data_name", "data_dir", "limit", "val_size", "val_fraction", "workers")
-_DATA_OPTIONS += ("input_size", "augment")
+_DATA_OPTIONS = (
+    "data_name",
+    "data_dir",
+    "limit",
+    "val_size",
+    "val_fraction",
+    "workers",
+    "input_size",
+    "augment",
+)
 
 
 def _data_spec(
