@@ -16,7 +16,9 @@ from click.testing import CliRunner, Result
 from cnnzip.cli import main
 from cnnzip.data import load
 from cnnzip.errors import RunError
-from cnnzip.survey import QUICK, ROWS, Results, render, run_survey, survey_data
+from cnnzip.models import get_model
+from cnnzip.survey import FULL, QUICK, ROWS, Results, render, run_survey, survey_data
+from cnnzip.survey.plan import model_kwargs
 from cnnzip.survey.report import PENDING, PLOT_BYTES, PLOT_LATENCY, REPORT, points_bytes
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -203,3 +205,19 @@ def test_quick_and_full_results_never_mix(tmp_path: Path) -> None:
 def test_an_unknown_row_is_refused() -> None:
     result = cli("survey", "--quick", "--only", "vgg16")
     assert result.exit_code == 2 and "vgg16" in result.output
+
+
+def test_the_quick_stand_ins_are_narrow_zoo_models() -> None:
+    """AlexNet at width 1/16: convs 4, 12, 24, 16, 16 wide, fc 256, counted by hand
+    (weights + biases); at width 1 the zoo's count stays torchvision's."""
+    convs = [(1, 4, 11), (4, 12, 5), (12, 24, 3), (24, 16, 3), (16, 16, 3)]
+    fcs = [(16 * 36, 256), (256, 256), (256, 10)]
+    want = sum(i * o * k * k + o for i, o, k in convs) + sum(i * o + o for i, o in fcs)
+    assert want == 226_182
+    alexnet = next(r for r in ROWS if r.name == "alexnet")
+    model = get_model("alexnet", **model_kwargs(alexnet, QUICK))
+    assert sum(p.numel() for p in model.parameters()) == want
+    full = get_model("alexnet", **model_kwargs(alexnet, FULL))
+    assert sum(p.numel() for p in full.parameters()) == 57_029_322  # >= 57M: fc kept
+    resnet = get_model("resnet18", num_classes=10, width_mult=0.125)
+    assert resnet.fc.in_features == 64 and resnet.stem.conv.out_channels == 8

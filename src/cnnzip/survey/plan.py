@@ -82,8 +82,11 @@ class Budget:
     validation); test on the first ``test_images`` of the official test set (None: all
     10,000). Deep Compression: the built-in recipe with ``compress`` overrides
     (``"stage.option": value``); ``prune_ratio`` (quick only) prunes every layer to that
-    ratio instead of the sensitivity sweep's allocation. ``width`` scales the models of
-    quick runs down (``width_mult``/``scale`` of the named rows)."""
+    ratio instead of the sensitivity sweep's allocation; ``sweep_images``: Deep Compression
+    validates (the sweep: each layer at 15 ratios, and its retraining) on the first that
+    many validation images, bounding the sweep of a 50-layer ShuffleNet to minutes.
+    ``width`` scales the models of quick runs down (``width_mult``/``scale`` of the named
+    rows)."""
 
     name: str
     train_images: int
@@ -96,25 +99,30 @@ class Budget:
     binary_epochs: int
     latency_runs: int
     prune_ratio: float | None = None
+    sweep_images: int | None = None
     width: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-# Full budget, chosen from a few timed training steps of each model on this 2-core CPU
-# while others used it (estimates, see the README): ~3-4 hours in all.
+# Full budget, from four timed training steps (batch 64, 2 threads) and one timed
+# evaluation of each model on this 2-core CPU while others loaded it (load 4-5):
+# 25 s for one step of every row, 1-5 s per 1,000 images evaluated. Estimates, then:
+# training ~470 steps a row, pruning and fine-tuning ~380, the sweeps (layers x 15 ratios
+# on 256 images) and the test passes: 4-5 hours in all on an idle machine.
 FULL = Budget(
     name="full",
-    train_images=10_000,
-    val_images=2_000,
+    train_images=6_000,
+    val_images=1_000,
     test_images=None,
-    epochs=8,
+    epochs=5,
     batch_size=64,
     lr=1e-3,
-    compress={"prune.epochs": 4, "prune.batch_size": 64, "finetune.epochs": 1},
-    binary_epochs=4,
+    compress={"prune.epochs": 3, "prune.batch_size": 64, "finetune.epochs": 1},
+    binary_epochs=3,
     latency_runs=30,
+    sweep_images=256,
 )
 
 # A few dozen images, one step per epoch, small-width stand-ins for the models with many
