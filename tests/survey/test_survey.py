@@ -15,10 +15,11 @@ from click.testing import CliRunner, Result
 
 from cnnzip.cli import main
 from cnnzip.data import load
-from cnnzip.errors import RunError
+from cnnzip.errors import ModelError, RunError
 from cnnzip.models import get_model
 from cnnzip.survey import FULL, QUICK, ROWS, Results, render, run_survey, survey_data
-from cnnzip.survey.plan import model_kwargs
+from cnnzip.survey.pipeline import Survey
+from cnnzip.survey.plan import Row, model_kwargs
 from cnnzip.survey.report import PENDING, PLOT_BYTES, PLOT_LATENCY, REPORT, points_bytes
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -221,3 +222,35 @@ def test_the_quick_stand_ins_are_narrow_zoo_models() -> None:
     assert sum(p.numel() for p in full.parameters()) == 57_029_322  # >= 57M: fc kept
     resnet = get_model("resnet18", num_classes=10, width_mult=0.125)
     assert resnet.fc.in_features == 64 and resnet.stem.conv.out_channels == 8
+
+
+def test_a_failed_step_leaves_the_others_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AlexNet's training fails: its later steps fail for want of its numbers, ResNet-18's
+    all run, the tables are written, and the error names every failed step."""
+
+    def train(self: Survey, row: Row) -> dict:
+        if row.name == "alexnet":
+            raise ModelError("out of memory, say")
+        return {"test_accuracy": 0.5, "val_accuracy": 0.5}
+
+    def later(self: Survey, row: Row, *mode: str) -> dict:
+        return {"test_accuracy": self.need(row.name, "train")["test_accuracy"]}
+
+    for name, fake in {
+        "train": train,
+        "profile": later,
+        "compress": later,
+        "binary": later,
+    }.items():
+        monkeypatch.setattr(Survey, name, fake)
+    with pytest.raises(RunError) as caught:
+        run_survey(tmp_path, quick=True, only=("alexnet", "resnet18"), log=lambda line: None)
+    message = str(caught.value)
+    assert message.startswith("survey: 5 step(s) failed: alexnet train (ModelError: out of")
+    assert "alexnet xnor (RunError: survey: alexnet's train step has not run" in message
+    done = Results(tmp_path).data["rows"]
+    assert set(done) == {"resnet18"}
+    assert set(done["resnet18"]) == {"train", "profile", "compress", "bwn", "xnor"}
+    assert "| alexnet | pending |" in (tmp_path / REPORT).read_text()

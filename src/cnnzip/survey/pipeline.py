@@ -27,7 +27,7 @@ from cnnzip import codec, prune
 from cnnzip.binary import binarize_run
 from cnnzip.data import Dataset, Split
 from cnnzip.distill import make_loss
-from cnnzip.errors import RunError
+from cnnzip.errors import RunError, one_line
 from cnnzip.models import get_model
 from cnnzip.profiling import profile
 from cnnzip.recipes import compress, load_recipe
@@ -353,14 +353,27 @@ def _check_budget(results: Results, budget: Budget, out: Path) -> None:
 
 
 def _run_tasks(survey: Survey, tasks: list[Task]) -> None:
+    """Run the tasks not yet in results.json, in order. A failed step is logged and the
+    others go on (a study of hours runs unattended: one row's failure must not cost the
+    rest); the steps that read its numbers fail after it; all are named at the end."""
     todo = [t for t in tasks if survey.results.get(t.row, t.step) is None]
     survey.log(f"survey: {len(tasks) - len(todo)} of {len(tasks)} steps done, {len(todo)} to run")
+    failed = []
     for i, task in enumerate(todo, 1):
-        survey.log(f"survey [{i}/{len(todo)}] {task.row}: {task.step} ...")
+        where = f"survey [{i}/{len(todo)}] {task.row}: {task.step}"
+        survey.log(f"{where} ...")
         start = time.perf_counter()
-        values = task.run()
+        try:
+            values = task.run()
+        except Exception as exc:  # reported below, with every other failure
+            failed.append(f"{task.row} {task.step} ({type(exc).__name__}: {one_line(str(exc))})")
+            survey.log(f"{where} FAILED: {failed[-1]}")
+            continue
         values["seconds"] = time.perf_counter() - start
         survey.results.put(task.row, task.step, values)
-        survey.log(
-            f"survey [{i}/{len(todo)}] {task.row}: {task.step} done in {values['seconds']:.1f}s"
+        survey.log(f"{where} done in {values['seconds']:.1f}s")
+    if failed:
+        raise RunError(
+            f"survey: {len(failed)} step(s) failed: {'; '.join(failed)}; their cells say "
+            "pending; fix the cause and rerun `cnnzip survey` (finished steps are kept)"
         )
