@@ -3,14 +3,21 @@ full sweep, and its progress line."""
 
 from __future__ import annotations
 
+import copy
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 
+import cnnzip.prune
 from cnnzip.data import Dataset, Split
 from cnnzip.models import get_model
-from cnnzip.prune import allocate, analyze, prunable, sensitivity
+from cnnzip.prune import DEFAULT_RATIOS, MAX_IMAGES, allocate, analyze, prunable, sensitivity
+from cnnzip.recipes import compress
+from cnnzip.recipes.loader import parse_recipe
+from cnnzip.recipes.stages import RecipeError
 from cnnzip.train import TrainConfig, evaluate, fit
 
 GRID = (0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995)
@@ -85,3 +92,41 @@ def test_progress_names_each_layer_with_an_eta(
     assert "sensitivity 3/3 fc3.weight (~" in err and "s left)" in err  # ETA from two layers
     analyze(trained, toy_data.val, targets, (0.0, 0.5))  # not a terminal: quiet
     assert capsys.readouterr().err == ""
+
+
+def test_a_recipe_sets_the_sweeps_images_and_ratios(
+    trained: nn.Module, toy_data: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[tuple[float, ...], int | None]] = []
+
+    def spy(model: nn.Module, split: Split, targets: list[str], ratios: tuple, **kw: Any) -> Any:
+        calls.append((tuple(ratios), kw["max_images"]))
+        return analyze(model, split, targets, ratios, **kw)
+
+    monkeypatch.setattr(cnnzip.prune, "analyze", spy)
+    body = {"sparsity": 0.5, "epochs": 0, "sweep_images": 50, "sweep_ratios": [0.0, 0.5, 0.9]}
+    recipe = parse_recipe({"stages": [{"prune": body}]}, "r.yaml")
+    compress(copy.deepcopy(trained), toy_data, recipe, log=lambda _: None)
+    assert calls == [((0.0, 0.5, 0.9), 50)]
+    default = parse_recipe({"stages": [{"prune": {"epochs": 0}}]}, "r.yaml")
+    compress(copy.deepcopy(trained), toy_data, default, log=lambda _: None)
+    assert calls[1] == (DEFAULT_RATIOS, MAX_IMAGES)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"sweep_ratios": [0.5, 0.9]}, r"sweep_ratios \[0.5, 0.9\] must grow from 0.0"),
+        ({"sweep_ratios": [0.0, 0.9, 0.5]}, "must grow from 0.0 and stay below 1"),
+        ({"sweep_ratios": [0.0, 1.0]}, "must grow from 0.0 and stay below 1"),
+        ({"sweep_images": 0}, r"sweep_images 0 must be >= 1 \(or null: all\)"),
+    ],
+)
+def test_bad_sweep_options_are_refused(body: dict, message: str) -> None:
+    with pytest.raises(RecipeError, match=message):
+        parse_recipe({"stages": [{"prune": body}]}, "r.yaml")
+
+
+def test_sweep_ratios_must_be_a_list_of_numbers() -> None:
+    with pytest.raises(RecipeError, match="sweep_ratios"):
+        parse_recipe({"stages": [{"prune": {"sweep_ratios": [0.0, "half"]}}]}, "r.yaml")

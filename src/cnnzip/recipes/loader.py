@@ -73,6 +73,9 @@ def _type_ok(value: Any, hint: Any) -> bool:
         )
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool)
+    if origin is list:
+        (item_t,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_type_ok(v, item_t) for v in value)
     if origin is dict:
         key_t, val_t = typing.get_args(hint)
         return isinstance(value, dict) and all(

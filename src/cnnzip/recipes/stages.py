@@ -7,7 +7,8 @@ prune     per-layer ratios reaching ``sparsity`` (0.94) overall, automatic from 
           sensitivity curves (cnnzip.prune: analyze -> allocate) unless ``ratios`` fixes
           them; then ``schedule`` "iterative" (default: 3 rounds of prune -> retrain,
           3 epochs each at lr 1e-4) or "gradual" (one run along the cubic curve); the
-          sweep measures on ``sweep_images`` (1,000) validation images (null: all)
+          sweep measures on ``sweep_images`` (1,000) validation images (null: all) at
+          ``sweep_ratios`` (null: cnnzip.prune.DEFAULT_RATIOS, 15; fewer cost less, coarser)
 share     k-means weight sharing of every Conv/Linear weight: 8 bits for convs and 5 for
           linear layers, linear init
 finetune  retrain (the codebooks, biases...) through cnnzip.train.fit: 3 epochs at lr 1e-4
@@ -22,6 +23,7 @@ serves the whole recipe.
 from __future__ import annotations
 
 import difflib
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,6 +95,7 @@ class PruneStage:
     prune_until: float = 0.6
     ratios: dict[str, float] | None = None  # fixed per-layer ratios instead of automatic ones
     sweep_images: int | None = prune.MAX_IMAGES  # validation images per sensitivity pass
+    sweep_ratios: list[float] | None = None  # the sweep's grid; None: prune.DEFAULT_RATIOS
 
     def __post_init__(self) -> None:
         _check(0.0 <= self.sparsity < 1.0, f"prune: sparsity {self.sparsity} must be in [0, 1)")
@@ -103,6 +106,15 @@ class PruneStage:
         _check(0.0 < self.prune_until <= 1.0, "prune: prune_until must be in (0, 1]")
         _check(1 <= self.steps <= MAX_STEPS, f"prune: steps {self.steps} must be in 1..{MAX_STEPS}")
         _check_training("prune", self.epochs, self.lr, self.batch_size)
+        grid = list(prune.DEFAULT_RATIOS) if self.sweep_ratios is None else self.sweep_ratios
+        _check(
+            all(isinstance(r, int | float) for r in grid)
+            and len(grid) >= 2
+            and grid[0] == 0.0
+            and all(a < b for a, b in itertools.pairwise(grid))
+            and grid[-1] < 1.0,
+            f"prune: sweep_ratios {grid} must grow from 0.0 and stay below 1",
+        )
         _check(
             self.sweep_images is None or self.sweep_images >= 1,
             f"prune: sweep_images {self.sweep_images} must be >= 1 (or null: all)",
@@ -190,7 +202,13 @@ def run_prune(
     if cfg.ratios is not None:
         ratios = {prune.prunable(model, [t])[0]: r for t, r in cfg.ratios.items()}
     else:
-        sens = prune.analyze(model, data.val, targets, max_images=cfg.sweep_images)
+        sens = prune.analyze(
+            model,
+            data.val,
+            targets,
+            cfg.sweep_ratios or prune.DEFAULT_RATIOS,
+            max_images=cfg.sweep_images,
+        )
         ratios = prune.allocate(sens.curves, cfg.sparsity)
     log("prune: per-layer ratios " + ", ".join(f"{t} {r:.3f}" for t, r in ratios.items()))
     train_cfg = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size)
