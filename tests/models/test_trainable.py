@@ -24,11 +24,11 @@ CHANCE = math.log(10)  # the cross-entropy of uniform logits over 10 classes
 # (model, builder kwargs, Adam steps): SqueezeNet and AlexNet, unnormalised, need more
 # steps than the batch-normalised models
 COMPACT: list[tuple[str, dict[str, Any], int]] = [
-    ("squeezenet1_0", {}, 30),
-    ("squeezenet1_0", {"bypass": "simple"}, 30),
-    ("squeezenet1_1", {}, 30),
-    ("squeezenet1_1", {"bypass": "simple"}, 30),
-    ("squeezenet1_1", {"bypass": "complex"}, 30),
+    ("squeezenet1_0", {}, 26),
+    ("squeezenet1_0", {"bypass": "simple"}, 26),
+    ("squeezenet1_1", {}, 26),
+    ("squeezenet1_1", {"bypass": "simple"}, 26),
+    ("squeezenet1_1", {"bypass": "complex"}, 26),
     ("mobilenet_v1", {"width_mult": 0.25}, 12),
     ("shufflenet_v1", {"groups": 1, "scale": 0.25}, 12),
     ("shufflenet_v1", {"groups": 3, "scale": 0.25}, 12),

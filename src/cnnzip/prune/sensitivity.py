@@ -1,6 +1,6 @@
 """Sensitivity analysis: prune one layer alone at a sweep of ratios, measure, restore.
 
-No retraining, so it takes seconds; the curves say which layers tolerate
+No retraining, so a small model takes seconds; the curves say which layers tolerate
 pruning (Han et al. Fig. 6) and feed the automatic per-layer ratios. Results
 are cached in the run directory (``sensitivity.json``) under a key hashed
 from the weights, the validation data, the layers and the ratios, so a rerun
@@ -109,7 +109,7 @@ def analyze(
     ``max_images`` (None: all) and ``stop_below`` (None: every ratio) bound the cost
     (module docstring); ``progress=None`` shows a line per layer only on a terminal.
     """
-    split = subset(split, max_images)
+    split = _subset(split, max_images)
     bar = tqdm(
         total=len(targets),
         disable=None if progress is None else not progress,
@@ -130,7 +130,7 @@ def analyze(
     return Sensitivity(key="", curves=curves)
 
 
-def subset(split: Split | StreamSplit, max_images: int | None) -> Split | StreamSplit:
+def _subset(split: Split | StreamSplit, max_images: int | None) -> Split | StreamSplit:
     """The first ``max_images`` of ``split`` (a validation split is already shuffled);
     a stream that cannot be cut (a DataLoader, an iterable Dataset) is read in full."""
     if max_images is None:
@@ -171,8 +171,8 @@ def _curve(
     finally:
         weight.copy_(saved)
     measured = len(acc)
-    acc += [acc[-1]] * (len(ratios) - measured)
-    loss += [loss[-1]] * (len(ratios) - measured)
+    acc += acc[-1:] * (len(ratios) - measured)
+    loss += loss[-1:] * (len(ratios) - measured)
     return Curve(
         target,
         weight.numel(),
@@ -213,7 +213,7 @@ def cached(
 ) -> Sensitivity:
     """``analyze``, read from RUN/sensitivity.json when the same inputs made it. Streamed
     data (a user's torch Dataset) cannot be fingerprinted without reading it all: no cache."""
-    split = subset(split, max_images)  # the key hashes only the images measured
+    split = _subset(split, max_images)  # the key hashes only the images measured
     if not isinstance(split, Split):
         return analyze(model, split, targets, ratios, stop_below=stop_below, progress=progress)
     path = Path(run_dir) / CACHE
