@@ -56,6 +56,7 @@ __all__ = ["LATENCY_THREADS", "cpu_name", "run_survey"]
 LATENCY_THREADS = (1, 2)  # batch-1 latency is measured at each
 SHAPE = (1, IMG_SIZE, IMG_SIZE)  # one sample (C, H, W)
 DISTILL = "distill"  # the distillation row's name in results.json and --only
+TEMPERATURE = 4.0  # Hinton et al.: 2.5-4 best for small students
 
 
 def cpu_name() -> str:
@@ -106,9 +107,13 @@ class Survey:
     # ---- steps --------------------------------------------------------------------------
 
     def train(self, row: Row) -> dict[str, Any]:
-        kwargs = model_kwargs(row, self.budget)
-        run = self.trained(self.run_dir(row.name), row.arch, kwargs, self.config(row))
-        return {**run.meta["metrics"], "run": str(run.path), "kwargs": kwargs}
+        kwargs, cfg = model_kwargs(row, self.budget), self.config(row)
+        run = self.trained(self.run_dir(row.name), row.arch, kwargs, cfg)
+        return {**run.meta["metrics"], "run": str(run.path), "kwargs": kwargs, **self.spent(cfg)}
+
+    def spent(self, cfg: TrainConfig) -> dict[str, Any]:
+        """The row's training budget, for results.json."""
+        return {"config": asdict(cfg), "train_images": self.budget.train_images}
 
     def trained(
         self,
@@ -247,10 +252,10 @@ class Survey:
         teacher = max(TEACHERS, key=lambda t: trained[t]["val_accuracy"] or 0.0)
         alone = self.need(STUDENT, "train")
         student = row_named(STUDENT)
-        loss_fn = make_loss([self.run_dir(teacher)], cache=True)
-        kwargs = model_kwargs(student, self.budget)
+        loss_fn = make_loss([self.run_dir(teacher)], T=TEMPERATURE, cache=True)
+        kwargs, cfg = model_kwargs(student, self.budget), self.config(student)
         path = self.run_dir(f"{DISTILL}-{STUDENT}")
-        run = self.trained(path, student.arch, kwargs, self.config(student), loss_fn)
+        run = self.trained(path, student.arch, kwargs, cfg, loss_fn)
         distilled = run.meta["metrics"]["test_accuracy"]
         return {
             "student": STUDENT,
@@ -259,8 +264,9 @@ class Survey:
             "alone_accuracy": alone["test_accuracy"],
             "distilled_accuracy": distilled,
             "gain_pp": 100 * (distilled - alone["test_accuracy"]),
-            "T": 4.0,
+            "T": TEMPERATURE,
             "run": str(path),
+            **self.spent(cfg),
         }
 
     def need(self, row: str, step: str) -> dict[str, Any]:

@@ -275,11 +275,26 @@ def shufflenet_section(rows: Rows) -> str:
             f"Shuffle ablation (g=3): {100 * on:.2f}% with the shuffle, {100 * off:.2f}% "
             f"without ({100 * (on - off):+.2f} pp): the shuffle {verdict}."
         )
+    parts += [s for s in [_groups_sentence(rows)] if s]
     parts.append(
         _pair_sentence(rows, "mobilenet_0.5", "shufflenet_g3", "ShuffleNet g=3", "MobileNet 0.5")
         + " The paper: ShuffleNet beats MobileNet at equal cost (41.6% vs 49.4% error)."
     )
     return "\n\n".join(parts)
+
+
+def _groups_sentence(rows: Rows) -> str | None:
+    """More groups (wider channels at the same MACs) gave lower error in the paper."""
+    names = ("shufflenet_g1", "shufflenet_g3", "shufflenet_g8")
+    accs = [_get(rows, n, "train", "test_accuracy") for n in names]
+    if any(a is None for a in accs):
+        return None
+    order = "as in the paper" if accs == sorted(accs) else "not the paper's order"
+    shown = ", ".join(f"g={n[-1]} {100 * a:.2f}%" for n, a in zip(names, accs, strict=True))
+    return (
+        f"Groups: {shown} ({order}: 33.6%, 32.6%, 32.4% error for g=1, 3, 8, more groups "
+        "better at equal cost)."
+    )
 
 
 def binary_section(rows: Rows) -> str:
@@ -326,7 +341,23 @@ def binary_section(rows: Rows) -> str:
                 f"{speed:.1f}x faster than float32 at 1 thread on the kernels (claimed "
                 f"{XNOR_SPEEDUP:.0f}x for one conv, without memory traffic)."
             )
+    notes += [
+        s for s in (_binary_accuracy(rows, n, m) for n in names for m in ("bwn", "xnor")) if s
+    ]
     return "\n\n".join(["## Binary networks: BWN and XNOR-Net", table(head, lines), *notes])
+
+
+def _binary_accuracy(rows: Rows, name: str, mode: str) -> str | None:
+    """The binary net's accuracy change against its float net, beside the paper's."""
+    base, acc = _get(rows, name, "train", "test_accuracy"), _get(rows, name, mode, "test_accuracy")
+    paper = BINARY_PAPER.get(name)
+    if base is None or acc is None or paper is None:
+        return None
+    claimed = paper[1 if mode == "bwn" else 2] - paper[0]
+    return (
+        f"{name} {mode.upper()}: {100 * (acc - base):+.2f} pp test accuracy against the float "
+        f"net (paper, ImageNet top-1: {claimed:+.1f} pp)."
+    )
 
 
 def distill_section(rows: Rows) -> str:
