@@ -6,21 +6,24 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 from click.testing import CliRunner, Result
+from safetensors.torch import load_file
 
 from cnnzip.cli import main
-from cnnzip.data import load
+from cnnzip.data import load, synthetic
 from cnnzip.errors import ModelError, RunError
 from cnnzip.models import get_model
-from cnnzip.survey import FULL, QUICK, ROWS, Results, render, run_survey, survey_data
+from cnnzip.survey import FULL, QUICK, ROWS, Results, pipeline, render, run_survey, survey_data
 from cnnzip.survey.pipeline import Survey
 from cnnzip.survey.plan import Row, model_kwargs
 from cnnzip.survey.report import PENDING, PLOT_BYTES, PLOT_LATENCY, REPORT, points_bytes
+from cnnzip.train import Callback, TrainState
 
 PNG = b"\x89PNG\r\n\x1a\n"
 STEPS = 3 * len(ROWS) + 2 * 2 + 1  # train/profile/compress, BWN/XNOR of two, distillation
@@ -111,6 +114,7 @@ def test_a_second_survey_reuses_everything(quick: tuple[Path, Result]) -> None:
     assert _results(out)["rows"] == before
 
 
+@pytest.mark.slow  # reads Fashion-MNIST twice
 def test_the_data_is_the_first_images_of_the_split_upsampled() -> None:
     data = survey_data(QUICK)
     base = load("fashion-mnist", val_size=QUICK.val_images, seed=0)
@@ -259,3 +263,49 @@ def test_a_failed_step_leaves_the_others_running(
     assert set(done) == {"resnet18"}
     assert set(done["resnet18"]) == {"train", "profile", "compress", "bwn", "xnor"}
     assert "| alexnet | pending |" in (tmp_path / REPORT).read_text()
+
+
+class _Killed(Exception):
+    """Stands in for a kill between two epochs."""
+
+
+def test_an_interrupted_training_resumes_to_the_same_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed after its first of two epochs (its checkpoint written), the rerun trains only
+    the second epoch and ends with the weights of a run never interrupted."""
+    budget = replace(QUICK, epochs=2, batch_size=8)
+    row = next(r for r in ROWS if r.name == "mobilenet_0.5")
+    data = synthetic(n_train=16, n_val=8, n_test=8, shape=(1, 64, 64))
+
+    def survey(folder: Path) -> Survey:
+        s = Survey(folder, budget, log=lambda line: None)
+        s.data = data  # instead of Fashion-MNIST: the resume is what is tested
+        return s
+
+    class Kill(Callback):
+        def on_epoch_start(self, state: TrainState) -> None:
+            if state.epoch == 1:
+                raise _Killed
+
+    real_fit = pipeline.fit
+    monkeypatch.setattr(pipeline, "fit", lambda *a, **k: real_fit(*a, **k, callbacks=[Kill()]))
+    with pytest.raises(_Killed):
+        survey(tmp_path / "a").train(row)
+    checkpoint = tmp_path / "a" / "runs" / row.name / "checkpoint.pt"
+    assert checkpoint.is_file() and not (checkpoint.parent / "run.json").exists()
+    started: list[int] = []
+
+    class Count(Callback):
+        def on_epoch_start(self, state: TrainState) -> None:
+            started.append(state.epoch)
+
+    monkeypatch.setattr(pipeline, "fit", lambda *a, **k: real_fit(*a, **k, callbacks=[Count()]))
+    resumed = survey(tmp_path / "a").train(row)
+    assert started == [1]  # the second epoch only
+    monkeypatch.setattr(pipeline, "fit", real_fit)
+    straight = survey(tmp_path / "b").train(row)
+    assert resumed["test_accuracy"] == straight["test_accuracy"]
+    weights = [load_file(tmp_path / f / "runs" / row.name / "model.safetensors") for f in "ab"]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
