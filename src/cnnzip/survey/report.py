@@ -116,6 +116,7 @@ def header(setting: dict[str, Any]) -> str:
     if b.get("sweep_images"):
         pruned += f", validating (sensitivity sweep) on the first {b['sweep_images']} images"
     width = f"; small-width stand-ins: {b['width']}" if b.get("width") else ""
+    own_lr = "".join(f", {r.name} {r.lr:g}" for r in ROWS if r.lr is not None)
     return "\n".join(
         [
             "# The survey's tables, measured here",
@@ -127,7 +128,7 @@ def header(setting: dict[str, Any]) -> str:
             "",
             f"Setting: {setting.get('data', PENDING)}, 10 classes, 1 channel. Budget "
             f'"{b.get("name", PENDING)}": {b.get("epochs")} epoch(s) (batch '
-            f"{b.get('batch_size')}, Adam, lr {b.get('lr')}, AlexNet 1e-4, cosine) on the "
+            f"{b.get('batch_size')}, Adam, lr {b.get('lr')}{own_lr}, cosine) on the "
             f"first {b.get('train_images')} images of the fixed-seed training split; "
             f"{b.get('val_images')} validation images; {tests} test images. Deep "
             f"Compression: the built-in recipe with {compress or 'its defaults'}{pruned}. "
@@ -442,8 +443,22 @@ def points_latency(rows: Rows) -> list[Point]:
     return _points(rows, ms_of, lambda n, k: _accuracy(rows, n, k), where)
 
 
-def plot(points: list[Point], xlabel: str, title: str) -> bytes:
-    """A labelled scatter plot (log x, one colour per method) as PNG bytes."""
+def claims(rows: Rows) -> list[tuple[str, float]]:
+    """Where the papers' ratios would put a file, from our float32 AlexNet's bytes."""
+    alexnet = _get(rows, "alexnet", "profile", "float32_bytes")
+    if alexnet is None:
+        return []
+    return [
+        (f"paper: AlexNet + DC ({DC_ALEXNET_RATIO:.0f}x)", alexnet / DC_ALEXNET_RATIO),
+        (f"paper: SqueezeNet + DC ({SQUEEZENET_VS_ALEXNET:.0f}x)", alexnet / SQUEEZENET_VS_ALEXNET),
+    ]
+
+
+def plot(
+    points: list[Point], xlabel: str, title: str, lines: Iterable[tuple[str, float]] = ()
+) -> bytes:
+    """A labelled scatter plot (log x, one colour per method) as PNG bytes; ``lines`` are
+    labelled vertical marks (the papers' claims)."""
     fig = Figure(figsize=(10, 6.5))
     ax = fig.subplots()
     for kind in dict.fromkeys(p[3] for p in points):
@@ -451,13 +466,25 @@ def plot(points: list[Point], xlabel: str, title: str) -> bytes:
         ax.scatter([p[1] for p in mine], [100 * p[2] for p in mine], s=20, label=kind)
     for label, x, y, _ in points:
         ax.annotate(label, (x, 100 * y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    for label, x in lines:
+        ax.axvline(x, color="grey", linestyle="--", linewidth=0.8)
+        ax.annotate(
+            label,
+            (x, 0.02),
+            xycoords=("data", "axes fraction"),
+            rotation=90,
+            fontsize=7,
+            color="grey",
+            xytext=(-9, 0),
+            textcoords="offset points",
+        )
     ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     if points:
-        ax.legend(loc="lower right")
+        ax.legend(loc="best")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")  # Agg renders PNG
     return buf.getvalue()
@@ -468,9 +495,8 @@ def write_report(results: dict[str, Any], out: str | Path) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows = results.get("rows", {})
-    atomic_write_bytes(
-        out / PLOT_BYTES, plot(points_bytes(rows), "bytes on disk (log)", "Accuracy vs size")
-    )
+    size_plot = plot(points_bytes(rows), "bytes on disk (log)", "Accuracy vs size", claims(rows))
+    atomic_write_bytes(out / PLOT_BYTES, size_plot)
     atomic_write_bytes(
         out / PLOT_LATENCY,
         plot(
