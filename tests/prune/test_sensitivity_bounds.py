@@ -54,16 +54,45 @@ def test_a_curve_stops_once_accuracy_falls_below_the_fraction(
     trained: nn.Module, toy_data: Dataset
 ) -> None:
     targets = prunable(trained)
-    full = analyze(trained, toy_data.val, targets, GRID, max_images=None, stop_below=None)
-    stopped = analyze(trained, toy_data.val, targets, GRID, max_images=None, stop_below=0.9)
+    full = analyze(
+        trained, toy_data.val, targets, GRID, max_images=None, stop_below=None, flat=None
+    )
+    stopped = analyze(
+        trained, toy_data.val, targets, GRID, max_images=None, stop_below=0.9, flat=None
+    )
+    coarse = [*range(0, len(GRID), 2)]  # every other ratio first (15 ratios: the last is even)
     for f, s in zip(full.curves, stopped.curves, strict=True):
-        below = [a < 0.9 * f.accuracy[0] for a in f.accuracy]
-        n = below.index(True) + 1 if any(below) else len(GRID)  # up to the first broken point
-        assert s.measured == (None if n == len(GRID) else n), f.name
-        assert s.accuracy[:n] == f.accuracy[:n] and s.loss[:n] == f.loss[:n]
-        assert s.accuracy[n:] == [f.accuracy[n - 1]] * (len(GRID) - n)  # the last one repeated
+        broken = [i for i in coarse if f.accuracy[i] < 0.9 * f.accuracy[0]]
+        k = broken[0] if broken else len(GRID) - 1  # the last ratio measured
+        assert s.measured == (None if k == len(GRID) - 1 else k + 1), f.name
+        assert s.accuracy[: k + 1] == f.accuracy[: k + 1] and s.loss[: k + 1] == f.loss[: k + 1]
+        assert s.accuracy[k + 1 :] == [f.accuracy[k]] * (len(GRID) - k - 1)  # repeated
         assert len(s.accuracy) == len(s.loss) == len(GRID)
     assert any(c.measured for c in stopped.curves)
+
+
+def test_points_between_close_neighbours_are_interpolated(
+    trained: nn.Module, toy_data: Dataset
+) -> None:
+    targets = prunable(trained)
+    full = analyze(
+        trained, toy_data.val, targets, GRID, max_images=None, stop_below=None, flat=None
+    )
+    thin = analyze(
+        trained, toy_data.val, targets, GRID, max_images=None, stop_below=None, flat=0.02
+    )
+    skipped = 0
+    for f, s in zip(full.curves, thin.curves, strict=True):
+        for i in range(len(GRID)):
+            a = f.accuracy
+            if i % 2 == 0 or abs(a[i - 1] - a[i + 1]) > 0.02:  # measured
+                assert s.accuracy[i] == a[i] and s.loss[i] == f.loss[i], (f.name, i)
+                continue
+            skipped += 1
+            t = (GRID[i] - GRID[i - 1]) / (GRID[i + 1] - GRID[i - 1])
+            assert s.accuracy[i] == pytest.approx(a[i - 1] + t * (a[i + 1] - a[i - 1]))
+    assert skipped > 0  # the toy curves have flat stretches
+    assert sum(c.measured or len(GRID) for c in thin.curves) == 3 * len(GRID) - skipped
 
 
 def test_only_the_first_max_images_are_evaluated(

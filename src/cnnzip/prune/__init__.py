@@ -33,6 +33,7 @@ from cnnzip.prune.schedules import (
 )
 from cnnzip.prune.sensitivity import (
     DEFAULT_RATIOS,
+    FLAT,
     MAX_IMAGES,
     STOP_BELOW,
     Curve,
@@ -44,6 +45,7 @@ from cnnzip.prune.sensitivity import (
 
 __all__ = [
     "DEFAULT_RATIOS",
+    "FLAT",
     "MAX_IMAGES",
     "RETRAIN",
     "STOP_BELOW",

@@ -7,13 +7,17 @@ from the weights, the validation data, the layers and the ratios, so a rerun
 with the same inputs is free and anything changed is recomputed.
 
 The sweep costs layers x ratios validation passes (SqueezeNet 1.1: 26 x 15), so it
-is bounded twice: it measures on the first ``max_images`` (1,000) validation images,
-and a layer's curve stops once its accuracy falls below ``stop_below`` (a quarter) of
-the unpruned accuracy. The ratios grow, so the skipped ones would only fall further:
-they are recorded at the last measured point. What is lost is the curve's tail below
-that point (flat in the plot), where the allocator, which takes the running minimum
-of each curve anyway, sees no further cost (``Curve.measured`` says how many points
-were measured). A terminal shows one line of progress per layer with an ETA.
+is bounded three ways. It measures on the first ``max_images`` (1,000) validation
+images. Each curve is measured at every other ratio (and the last) first, stopping
+once accuracy falls below ``stop_below`` (a quarter) of the unpruned accuracy: the
+ratios grow, so the skipped ones would only fall further and are recorded at the last
+measured point. Then each ratio in between is measured only where its two neighbours
+differ by more than ``flat`` (1 pp) and is otherwise interpolated: flat stretches cost
+half, the knee is measured in full. What is lost: the tail of a broken curve (flat in
+the plot; the allocator, which takes each curve's running minimum anyway, sees no
+further cost there) and up to ``flat`` of detail where a curve is flat.
+``Curve.measured`` says how many points were measured. A terminal shows one line of
+progress per layer with an ETA.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from cnnzip.transforms import effective_tensor, original_tensor
 __all__ = [
     "CACHE",
     "DEFAULT_RATIOS",
+    "FLAT",
     "MAX_IMAGES",
     "STOP_BELOW",
     "Curve",
@@ -56,6 +61,7 @@ CACHE = "sensitivity.json"
 DEFAULT_RATIOS = (0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995)
 MAX_IMAGES = 1000  # validation images per pass: accuracy to about +-1.5 pp at 90%
 STOP_BELOW = 0.25  # a curve stops below this fraction of the unpruned accuracy
+FLAT = 0.01  # a point between measured neighbours this close in accuracy is interpolated
 
 
 @dataclass
@@ -102,12 +108,14 @@ def analyze(
     *,
     max_images: int | None = MAX_IMAGES,
     stop_below: float | None = STOP_BELOW,
+    flat: float | None = FLAT,
     progress: bool | None = None,
 ) -> Sensitivity:
     """Each target pruned alone by magnitude at each ratio; the model is left as it was.
 
-    ``max_images`` (None: all) and ``stop_below`` (None: every ratio) bound the cost
-    (module docstring); ``progress=None`` shows a line per layer only on a terminal.
+    ``max_images`` (None: all), ``stop_below`` (None: to the last ratio) and ``flat``
+    (None: no interpolation) bound the cost (module docstring); ``progress=None``
+    shows a line per layer only on a terminal.
     """
     split = _subset(split, max_images)
     bar = tqdm(
@@ -123,7 +131,7 @@ def analyze(
             f"sensitivity {i + 1}/{len(targets)} {target}{_eta(seconds, len(targets) - i)}"
         )
         start = time.perf_counter()
-        curves.append(_curve(model, split, target, ratios, stop_below))
+        curves.append(_curve(model, split, target, ratios, stop_below, flat))
         seconds.append(time.perf_counter() - start)
         bar.update(1)
     bar.close()
@@ -153,34 +161,71 @@ def _curve(
     target: str,
     ratios: Sequence[float],
     stop_below: float | None,
+    flat: float | None,
 ) -> Curve:
-    """One layer's curve, its weight restored afterwards; see ``analyze``."""
+    """One layer's curve, its weight restored afterwards: every other ratio (and the last)
+    first, until the curve breaks; then each point between two measured ones, unless
+    they are within ``flat`` of each other (interpolated). See the module docstring."""
     weight = original_tensor(model, target)
     saved = weight.clone()
-    acc: list[float] = []
-    loss: list[float] = []
+    points: dict[int, tuple[float, float]] = {}  # ratio index -> (accuracy, loss)
+
+    def measure(i: int) -> None:
+        weight.copy_(saved)
+        weight.mul_(magnitude(effective_tensor(model, target), ratios[i]).keep)
+        res = evaluate(model, split)
+        points[i] = (res["accuracy"], res["loss"])
+
     try:
-        for ratio in ratios:
-            if acc and stop_below is not None and acc[-1] < stop_below * acc[0]:
+        for i in _coarse(len(ratios)):
+            if _broken(points, stop_below):
                 break
-            weight.copy_(saved)
-            weight.mul_(magnitude(effective_tensor(model, target), ratio).keep)
-            res = evaluate(model, split)
-            acc.append(res["accuracy"])
-            loss.append(res["loss"])
+            measure(i)
+        for i in range(1, max(points, default=0)):
+            if i not in points and (flat is None or _step(points, i) > flat):
+                measure(i)
     finally:
         weight.copy_(saved)
-    measured = len(acc)
-    acc += acc[-1:] * (len(ratios) - measured)
-    loss += loss[-1:] * (len(ratios) - measured)
-    return Curve(
-        target,
-        weight.numel(),
-        [float(r) for r in ratios],
-        acc,
-        loss,
-        measured=None if measured == len(ratios) else measured,
-    )
+    acc, loss = _fill(points, ratios)
+    measured = None if len(points) == len(ratios) else len(points)
+    return Curve(target, weight.numel(), [float(r) for r in ratios], acc, loss, measured)
+
+
+def _coarse(n: int) -> list[int]:
+    """The ratio indices measured first: every other one, and the last."""
+    return sorted({*range(0, n, 2), n - 1}) if n else []
+
+
+def _broken(points: dict[int, tuple[float, float]], stop_below: float | None) -> bool:
+    """Has the last measured accuracy fallen below ``stop_below`` of the unpruned one?"""
+    if not points or stop_below is None:
+        return False
+    return points[max(points)][0] < stop_below * points[0][0]
+
+
+def _step(points: dict[int, tuple[float, float]], i: int) -> float:
+    """The accuracy change across point ``i``, between its two measured neighbours."""
+    return abs(points[i - 1][0] - points[i + 1][0])
+
+
+def _fill(
+    points: dict[int, tuple[float, float]], ratios: Sequence[float]
+) -> tuple[list[float], list[float]]:
+    """Accuracy and loss at every ratio: measured, interpolated in the ratio between two
+    measured neighbours, or past the last measured point (a broken curve) repeated."""
+    acc, loss = [], []
+    for i in range(len(ratios)):
+        if i in points:
+            a, c = points[i]
+        elif i + 1 in points:
+            t = (ratios[i] - ratios[i - 1]) / (ratios[i + 1] - ratios[i - 1])
+            (a0, c0), (a1, c1) = points[i - 1], points[i + 1]
+            a, c = a0 + t * (a1 - a0), c0 + t * (c1 - c0)
+        else:
+            a, c = points[max(points)]
+        acc.append(a)
+        loss.append(c)
+    return acc, loss
 
 
 def _key(
@@ -189,6 +234,7 @@ def _key(
     targets: Sequence[str],
     ratios: Sequence[float],
     stop_below: float | None,
+    flat: float | None,
 ) -> str:
     h = hashlib.sha256()
     for name, t in sorted(model.state_dict().items()):
@@ -196,7 +242,7 @@ def _key(
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
     h.update(split.x.contiguous().numpy().tobytes())
     h.update(split.y.contiguous().numpy().tobytes())
-    h.update(json.dumps([list(targets), [float(r) for r in ratios], stop_below]).encode())
+    h.update(json.dumps([list(targets), [float(r) for r in ratios], stop_below, flat]).encode())
     return h.hexdigest()[:16]
 
 
@@ -209,15 +255,18 @@ def cached(
     *,
     max_images: int | None = MAX_IMAGES,
     stop_below: float | None = STOP_BELOW,
+    flat: float | None = FLAT,
     progress: bool | None = None,
 ) -> Sensitivity:
     """``analyze``, read from RUN/sensitivity.json when the same inputs made it. Streamed
     data (a user's torch Dataset) cannot be fingerprinted without reading it all: no cache."""
     split = _subset(split, max_images)  # the key hashes only the images measured
     if not isinstance(split, Split):
-        return analyze(model, split, targets, ratios, stop_below=stop_below, progress=progress)
+        return analyze(
+            model, split, targets, ratios, stop_below=stop_below, flat=flat, progress=progress
+        )
     path = Path(run_dir) / CACHE
-    key = _key(model, split, targets, ratios, stop_below)
+    key = _key(model, split, targets, ratios, stop_below, flat)
     if path.is_file():
         try:
             old = Sensitivity.from_dict(json.loads(path.read_text()))
@@ -225,7 +274,9 @@ def cached(
                 return old
         except (json.JSONDecodeError, KeyError, TypeError):
             pass  # a stale or damaged cache is recomputed and rewritten
-    sens = analyze(model, split, targets, ratios, stop_below=stop_below, progress=progress)
+    sens = analyze(
+        model, split, targets, ratios, stop_below=stop_below, flat=flat, progress=progress
+    )
     sens.key = key
     atomic_write_text(path, json.dumps(sens.to_dict(), indent=1) + "\n")
     return sens
