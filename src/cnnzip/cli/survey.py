@@ -14,9 +14,12 @@ from cnnzip.survey.pipeline import DISTILL
 @click.option(
     "--quick",
     is_flag=True,
-    help="The same pipeline on tiny budgets and small-width models (under a minute).",
+    help="The same pipeline on tiny budgets and small-width models (about a minute).",
 )
-@out_option("Folder of the study (runs/, cnnz/, results.json, SURVEY.md, plots)", default="survey")
+@out_option(
+    "Folder of the study (runs/, cnnz/, results.json, SURVEY.md, plots)",
+    default="survey, or survey-quick with --quick",
+)
 @click.option(
     "--only",
     multiple=True,
