@@ -107,22 +107,24 @@ class Budget:
 
 
 # Full budget, from four timed training steps (batch 64, 2 threads) and one timed
-# evaluation of each model on this 2-core CPU while others loaded it (load 4-5):
-# 25 s for one step of every row, 1-5 s per 1,000 images evaluated. Estimates, then:
-# training ~470 steps a row, pruning and fine-tuning ~380, the sweeps (layers x 15 ratios
-# on 256 images) and the test passes: 4-5 hours in all on an idle machine.
+# evaluation of each model, twice, on this 2-core CPU while others loaded it: one step of
+# every row took 25-50 s (ShuffleNet's and MobileNet's grouped/depthwise backward ~5 s
+# each), 3-10 s per 1,000 images evaluated. Estimates, then, at ~20 s for one step of
+# every row on a quieter machine: training 252 steps a row (~1.4 h), pruning and
+# fine-tuning 189 (~1.1 h), BWN/XNOR and distillation (~1 h), the sensitivity sweeps
+# (layers x 15 ratios on 128 images, ~1 h) and the test passes (~0.7 h): 4-6 hours.
 FULL = Budget(
     name="full",
-    train_images=6_000,
+    train_images=4_000,
     val_images=1_000,
     test_images=None,
-    epochs=5,
+    epochs=4,
     batch_size=64,
     lr=1e-3,
-    compress={"prune.epochs": 3, "prune.batch_size": 64, "finetune.epochs": 1},
-    binary_epochs=3,
+    compress={"prune.epochs": 2, "prune.batch_size": 64, "finetune.epochs": 1},
+    binary_epochs=2,
     latency_runs=30,
-    sweep_images=256,
+    sweep_images=128,
 )
 
 # A few dozen images, one step per epoch, small-width stand-ins for the models with many
