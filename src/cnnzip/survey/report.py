@@ -335,12 +335,14 @@ def binary_section(rows: Rows) -> str:
             _get(rows, name, "bwn", "memory_ratio"),
             _get(rows, name, "xnor", "speedup", "1"),
         )
+        cpu = _get(rows, name, "xnor", "cpu_speedup_1")
         if mem is not None and speed is not None:
             notes.append(
                 f"{name}: the BWN file is {mem:.1f}x smaller than float32 (claimed "
                 f"{XNOR_MEMORY:.0f}x: the first and last layers stay float) and XNOR runs "
-                f"{speed:.1f}x faster than float32 at 1 thread on the kernels (claimed "
-                f"{XNOR_SPEEDUP:.0f}x for one conv, without memory traffic)."
+                f"{speed:.1f}x faster than float32 at 1 thread on the kernels"
+                + ("" if cpu is None else f" ({cpu:.1f}x in CPU time)")
+                + f" (claimed {XNOR_SPEEDUP:.0f}x for one conv, without memory traffic)."
             )
     notes += [
         s for s in (_binary_accuracy(rows, n, m) for n in names for m in ("bwn", "xnor")) if s
