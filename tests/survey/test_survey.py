@@ -212,6 +212,16 @@ def test_quick_and_full_results_never_mix(tmp_path: Path) -> None:
     assert result.output.count("error:") == 1 and "another folder" in result.output
 
 
+def test_a_folder_that_cannot_be_made_is_refused_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    result = cli("survey", "--quick", "-o", str(tmp_path / "file" / "survey"))
+    assert result.exit_code == 2
+    assert result.output == (
+        f"error: cannot create the survey's folder {tmp_path / 'file' / 'survey'}: "
+        "Not a directory; pick another -o\n"
+    )
+
+
 def test_an_unknown_row_is_refused() -> None:
     result = cli("survey", "--quick", "--only", "vgg16")
     assert result.exit_code == 2 and "vgg16" in result.output

@@ -42,7 +42,13 @@ class Results:
         self._write()
 
     def _write(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunError(
+                f"cannot create the survey's folder {self.path.parent}: {exc.strerror}; "
+                "pick another -o"
+            ) from None
         atomic_write_text(self.path, json.dumps(self.data, indent=1, sort_keys=True) + "\n")
 
 
