@@ -7,6 +7,7 @@ exit code 2, with nothing written."""
 from __future__ import annotations
 
 import gzip
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -311,16 +312,19 @@ def test_eval_names_a_corrupt_test_image(tmp_path: Path, formats: ModuleType) ->
     assert line.startswith(f"error: {path}: cannot decode image"), line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="train writes OUT/checkpoint.pt after each epoch and reads test only after "
-    "training: a corrupt test image fails the run but leaves its directory behind",
-)
-def test_a_corrupt_test_image_leaves_no_run_behind(tmp_path: Path, formats: ModuleType) -> None:
+def test_a_corrupt_test_image_keeps_the_training_for_resume(
+    tmp_path: Path, formats: ModuleType, data_path: ModuleType
+) -> None:
+    """A test image that is corrupt only past its header is met after training: the error
+    names it and the checkpoint it keeps, no run.json is written, and once the image is
+    fixed --resume finishes the run without training again (its history has one epoch)."""
     folder, path = _splits_with_a_cut_test_image(tmp_path, formats)
     out = tmp_path / "run"
-    line = _error_line(
-        ["train", "lenet5", "--data", str(folder), "--epochs", "1", "-o", str(out)], alone=False
-    )
-    assert line.startswith(f"error: {path}: cannot decode image")
-    assert not out.exists()
+    args = ["train", "lenet5", "--data", str(folder), "--epochs", "1", "-o", str(out)]
+    line = _error_line(args, alone=False)
+    assert line.startswith(f"error: {path}: cannot decode image"), line
+    assert "--resume" in line and str(out / "checkpoint.pt") in line
+    assert not (out / "run.json").exists()
+    formats._write_folder(folder / "test", {"b": list(_pixels(2, 16, 16))})
+    assert 0.0 <= data_path._ok([*args, "--resume"])["test_accuracy"] <= 1.0
+    assert len(json.loads((out / "run.json").read_text())["history"]) == 1

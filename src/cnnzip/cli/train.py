@@ -27,7 +27,7 @@ from cnnzip.cli.options import (
     train_options,
 )
 from cnnzip.data import Dataset
-from cnnzip.errors import CnnzipError
+from cnnzip.errors import CnnzipError, DataError
 from cnnzip.models import get_model, list_models
 from cnnzip.models.registry import data_kwargs
 from cnnzip.runs import CHECKPOINT, load_run, save_run
@@ -128,7 +128,7 @@ def fit_and_save(
     teardown()
     if not is_main:
         return None
-    test = evaluate(run.model, data.test)
+    test = _evaluate_kept(run.model, data, checkpoint)
     metrics = {
         "test_accuracy": test["accuracy"],
         "test_loss": test["loss"],
@@ -140,6 +140,19 @@ def fit_and_save(
     meta = {"normalization": stats, **run.meta}
     save_run(run.path, run.model, metrics=metrics, config=vars(cfg), history=history, **meta)
     return metrics
+
+
+def _evaluate_kept(model: nn.Module, data: Dataset, checkpoint: Path) -> dict[str, float]:
+    """The test evaluation after training. Bad test data (a corrupt image met only now)
+    fails with the checkpoint kept and named: the training it holds is resumed, not
+    repeated, once the data is fixed."""
+    try:
+        return evaluate(model, data.test)
+    except DataError as exc:
+        raise DataError(
+            f"{exc}; the trained weights are kept in {checkpoint}: fix the data and run "
+            "the same command with --resume"
+        ) from None
 
 
 @main.command("eval")
