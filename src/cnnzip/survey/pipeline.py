@@ -186,22 +186,29 @@ class Survey:
             meta={"source": str(run.path), "baseline_test_accuracy": before},
             log=self.log,
         )
-        path = self.out / "cnnz" / f"{row.name}.cnnz"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = self.cnnz_path(row.name)
         result.save(path)
-        size = os.path.getsize(path)
-        decoded = evaluate(codec.load(path), self.data.test)["accuracy"]  # the file's own
+        file = self.measured_file(path)
         return {
-            "file": str(path),
-            "bytes": size,
-            "ratio": float_bytes / size,
-            "test_accuracy": decoded,
-            "drop_pp": 100 * (before - decoded),
+            **file,
+            "ratio": float_bytes / file["bytes"],
+            "drop_pp": 100 * (before - file["test_accuracy"]),
             "kept_fraction": next(
                 (s["kept_fraction"] for s in result.log if "kept_fraction" in s), None
             ),
             "recipe": result.recipe.to_dict(),
         }
+
+    def cnnz_path(self, name: str) -> Path:
+        path = self.out / "cnnz" / f"{name}.cnnz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def measured_file(self, path: Path) -> dict[str, Any]:
+        """A written .cnnz: its bytes on disk and the test accuracy of the model decoded
+        from it (the file's own, not the model's that wrote it)."""
+        accuracy = evaluate(codec.load(path), self.data.test)["accuracy"]
+        return {"file": str(path), "bytes": os.path.getsize(path), "test_accuracy": accuracy}
 
     def compress_data(self) -> Dataset:
         """The data with the budget's ``sweep_images`` first validation images as its
@@ -229,16 +236,11 @@ class Survey:
                 load_run(source), self.data, path, mode=mode, config=cfg, log=self.log, resume=True
             )
         run = load_run(path)
-        file = self.out / "cnnz" / f"{row.name}-{mode}.cnnz"
-        file.parent.mkdir(parents=True, exist_ok=True)
+        file = self.cnnz_path(f"{row.name}-{mode}")
         codec.save(file, run.model, arch={"name": run.arch, "kwargs": run.kwargs})
+        values = self.measured_file(file)
         float_bytes = self.need(row.name, "profile")["float32_bytes"]
-        values: dict[str, Any] = {
-            "test_accuracy": evaluate(codec.load(file), self.data.test)["accuracy"],
-            "bytes": os.path.getsize(file),
-            "memory_ratio": float_bytes / os.path.getsize(file),
-            "run": str(path),
-        }
+        values.update(memory_ratio=float_bytes / values["bytes"], run=str(path))
         if mode == "xnor":
             values.update(self.xnor_speed(load_run(source).model, compile_binary(run.model)))
         return values
