@@ -184,6 +184,19 @@ def test_the_plots_take_only_measured_points() -> None:
     ]
 
 
+def test_tables_only_writes_the_report_and_runs_nothing(tmp_path: Path) -> None:
+    results = Results(tmp_path)
+    results.data = _hand_made()
+    results.put("resnet18", "train", {"test_accuracy": 0.75})
+    result = cli("survey", "-o", str(tmp_path), "--tables-only")
+    assert result.exit_code == 0, result.output
+    assert result.output == f"survey: tables in {tmp_path / REPORT}\n"
+    assert (tmp_path / REPORT).read_text() == render(Results(tmp_path).data)
+    assert "| resnet18 | 75.00% |" in (tmp_path / REPORT).read_text()
+    assert (tmp_path / PLOT_BYTES).read_bytes()[:8] == PNG
+    assert not (tmp_path / "runs").exists()
+
+
 def test_results_merge_and_survive_a_reload(tmp_path: Path) -> None:
     first = Results(tmp_path)
     first.put("alexnet", "train", {"test_accuracy": 0.5})

@@ -6,7 +6,7 @@ import click
 
 from cnnzip.cli.app import main
 from cnnzip.cli.options import THREADS, out_option
-from cnnzip.survey import ROWS, run_survey
+from cnnzip.survey import ROWS, Results, run_survey, write_report
 from cnnzip.survey.pipeline import DISTILL
 
 
@@ -32,8 +32,18 @@ from cnnzip.survey.pipeline import DISTILL
     default=None,
     help="Torch threads for training [default: torch's]; latency is measured at 1 and 2.",
 )
-def survey_cmd(quick: bool, out: str | None, only: tuple[str, ...], threads: int | None) -> None:
+@click.option(
+    "--tables-only",
+    is_flag=True,
+    help="Only rewrite SURVEY.md and the plots from results.json (e.g. while a survey runs).",
+)
+def survey_cmd(
+    quick: bool, out: str | None, only: tuple[str, ...], threads: int | None, tables_only: bool
+) -> None:
     """Train, compress, binarize, distill and time the zoo on Fashion-MNIST at 64x64,
     resumably (finished steps are skipped), then write SURVEY.md and two PNG plots."""
     folder = out or ("survey-quick" if quick else "survey")
+    if tables_only:
+        click.echo(f"survey: tables in {write_report(Results(folder).data, folder)}")
+        return
     run_survey(folder, quick=quick, only=only, threads=threads, log=click.echo)
