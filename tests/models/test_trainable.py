@@ -56,14 +56,16 @@ def _batch(size: int) -> tuple[torch.Tensor, torch.Tensor]:
     return protos[y] + 0.3 * torch.randn(20, 1, size, size, generator=gen), y
 
 
-def _losses(name: str, kwargs: dict[str, Any], steps: int, size: int = SIZE) -> list[float]:
+def _losses(
+    name: str, kwargs: dict[str, Any], steps: int, size: int = SIZE, lr: float = 1e-3
+) -> list[float]:
     """Training loss at each of ``steps`` Adam steps (lr 1e-3) on one fixed batch. Adam
     at 1e-3 on unnormalised SqueezeNet spikes now and then once the batch is learnt, so
     callers look at the lowest loss reached: a dead model never leaves ln(10)."""
     torch.manual_seed(0)
     model = get_model(name, num_classes=10, in_chans=1, img_size=size, **kwargs)
     x, y = _batch(size)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     losses = []
     for _ in range(steps):
@@ -86,8 +88,10 @@ def test_a_few_adam_steps_take_the_loss_far_below_chance(
 
 @pytest.mark.slow
 def test_alexnet_with_its_full_classifier_learns() -> None:
-    """The survey's AlexNet keeps its 57M-parameter classifier: that one must learn too."""
-    losses = _losses("alexnet", {}, steps=12)
+    """The survey's AlexNet keeps its 57M-parameter classifier: that one must learn too,
+    at Adam's lr 1e-4 (at 1e-3 it is still at 2.3 after 25 steps on Fashion-MNIST), without
+    the dropouts that slow memorising one batch."""
+    losses = _losses("alexnet", {"dropout": 0.0}, steps=18, lr=1e-4)
     assert min(losses) < 0.5 * CHANCE, losses
 
 
