@@ -235,6 +235,20 @@ def test_a_folder_that_cannot_be_made_is_refused_in_one_line(tmp_path: Path) -> 
     )
 
 
+def test_a_second_survey_in_the_same_folder_is_refused(tmp_path: Path) -> None:
+    """While one survey holds the folder, another one stops before it runs a step."""
+    with Results(tmp_path).hold():
+        result = cli("survey", "--quick", "-o", str(tmp_path))
+    assert result.exit_code == 2
+    assert result.output == (
+        f"error: another survey is running in {tmp_path}; wait for it, or see its tables so "
+        "far with --tables-only\n"
+    )
+    assert not (tmp_path / "runs").exists()
+    with Results(tmp_path).hold():  # released when the first holder is done
+        pass
+
+
 def test_an_unknown_row_is_refused() -> None:
     result = cli("survey", "--quick", "--only", "vgg16")
     assert result.exit_code == 2 and "vgg16" in result.output

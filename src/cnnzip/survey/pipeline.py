@@ -355,18 +355,18 @@ def run_survey(
     budget = budget or (QUICK if quick else FULL)
     survey = Survey(Path(out), budget, log)
     _check_budget(survey.results, budget, survey.out)
-    rows = select_rows([n for n in only if n != DISTILL]) if only else select_rows()
-    if only and all(n == DISTILL for n in only):
-        rows = []
+    names = [n for n in only if n != DISTILL]
+    rows = select_rows(names) if names or not only else []  # --only distill: no rows
     tasks = survey.tasks(rows, with_distill=not only or DISTILL in only)
     if threads is not None:
         torch.set_num_threads(threads)
-    survey.results.set_setting(survey.setting(threads))
-    try:
-        _run_tasks(survey, tasks)
-    finally:
-        write_report(survey.results.data, survey.out)
-        log(f"survey: tables in {survey.out / 'SURVEY.md'}")
+    with survey.results.hold():
+        survey.results.set_setting(survey.setting(threads))
+        try:
+            _run_tasks(survey, tasks)
+        finally:
+            write_report(survey.results.data, survey.out)
+            log(f"survey: tables in {survey.out / 'SURVEY.md'}")
     return survey.results
 
 

@@ -6,7 +6,10 @@ survey loses at most the step in flight and a rerun skips every step already the
 
 from __future__ import annotations
 
+import fcntl
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ from cnnzip.fileio import atomic_write_text
 __all__ = ["RESULTS", "Results"]
 
 RESULTS = "results.json"
+LOCK = ".survey.lock"
 
 
 class Results:
@@ -41,15 +45,34 @@ class Results:
         self.data["setting"] = setting
         self._write()
 
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        """The folder for this process alone while the block runs: two surveys in one
+        folder would train the same steps at once. An advisory lock on a file beside
+        results.json, released by the OS however the process ends (a kill included)."""
+        _make_folder(self.path.parent)
+        with open(self.path.parent / LOCK, "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunError(
+                    f"another survey is running in {self.path.parent}; wait for it, or "
+                    "see its tables so far with --tables-only"
+                ) from None
+            yield  # the lock goes with the file's closing
+
     def _write(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise RunError(
-                f"cannot create the survey's folder {self.path.parent}: {exc.strerror}; "
-                "pick another -o"
-            ) from None
+        _make_folder(self.path.parent)
         atomic_write_text(self.path, json.dumps(self.data, indent=1, sort_keys=True) + "\n")
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(
+            f"cannot create the survey's folder {folder}: {exc.strerror}; pick another -o"
+        ) from None
 
 
 def _read(path: Path) -> dict[str, Any]:
