@@ -171,7 +171,22 @@ def test_the_tables_compute_ratios_and_say_pending() -> None:
     assert resnet.count(PENDING) == 7
     assert "| pending | pending | pending | pending | pending | pending |" in text  # distill
     assert "alexnet BWN: -2.00 pp test accuracy against the float net (paper, ImageNet " in text
+    assert "Fewer MACs are not the same" not in text  # one model timed: nothing to compare
     assert "| alexnet | BWN | 90.00% | 88.00% | 8,000,000 | 30.0x |" in text
+
+
+def test_the_zoo_table_names_fewer_macs_running_slower() -> None:
+    results = _hand_made()
+    results["rows"]["shufflenet_g3"] = {
+        "profile": {"macs": 12_000_000, "latency_ms": {"1": 30.0}},  # 7.9x fewer, 1.5x slower
+    }
+    results["rows"]["mobilenet_0.5"] = {
+        "profile": {"macs": 19_000_000, "latency_ms": {"1": 25.0}},  # 5x fewer, 1.25x slower
+    }
+    assert (
+        "Fewer MACs are not the same as speed: shufflenet_g3 has 7.9x fewer MACs than alexnet "
+        "but takes 1.5x as long at 1 thread." in render(results)
+    )
 
 
 def test_the_plots_take_only_measured_points() -> None:

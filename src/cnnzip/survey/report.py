@@ -158,7 +158,31 @@ def zoo_section(rows: Rows) -> str:
 
     head = ["model", "test acc", "params", "MACs", "float32 bytes", "ms (1 thread)"]
     head += ["ms (2 threads)", "GMAC/s (1 thread)"]
-    return "## The zoo\n\n" + table(head, map(line, _names()))
+    inversion = _macs_vs_speed(rows)
+    return (
+        "## The zoo\n\n"
+        + table(head, map(line, _names()))
+        + (f"\n\n{inversion}" if inversion else "")
+    )
+
+
+def _macs_vs_speed(rows: Rows) -> str | None:
+    """The starkest case of fewer MACs running slower (1 thread), if there is one."""
+    cost = {
+        n: (_get(rows, n, "profile", "macs"), _get(rows, n, "profile", "latency_ms", "1"))
+        for n in _names()
+    }
+    cost = {n: c for n, c in cost.items() if None not in c}
+    pairs = [
+        (a, b) for a in cost for b in cost if cost[a][0] < cost[b][0] and cost[a][1] > cost[b][1]
+    ]
+    if not pairs:
+        return None
+    a, b = max(pairs, key=lambda p: cost[p[0]][1] / cost[p[1]][1])
+    return (
+        f"Fewer MACs are not the same as speed: {a} has {cost[b][0] / cost[a][0]:.1f}x fewer "
+        f"MACs than {b} but takes {cost[a][1] / cost[b][1]:.1f}x as long at 1 thread."
+    )
 
 
 def compression_section(rows: Rows) -> str:
