@@ -107,24 +107,25 @@ class Budget:
 
 
 # Full budget, from four timed training steps (batch 64, 2 threads) and one timed
-# evaluation of each model, twice, on this 2-core CPU while others loaded it: one step of
-# every row took 25-50 s (ShuffleNet's and MobileNet's grouped/depthwise backward ~5 s
-# each), 3-10 s per 1,000 images evaluated. Estimates, then, at ~20 s for one step of
-# every row on a quieter machine: training 252 steps a row (~1.4 h), pruning and
-# fine-tuning 189 (~1.1 h), BWN/XNOR and distillation (~1 h), the sensitivity sweeps
-# (layers x 15 ratios on 128 images, ~1 h) and the test passes (~0.7 h): 4-6 hours.
+# evaluation of each model on this 2-core CPU. Quiet (load < 1): one step of every row
+# 2.6 s (AlexNet 0.64, ResNet-18 0.34, ShuffleNet g=8 0.25 ...), 0.5-1.9 s per 1,000
+# images evaluated, the bounded sensitivity sweep of ShuffleNet's 50 layers on 128 images
+# ~75 s. Estimates, then: training 1,250 steps a row (~55 min), pruning and fine-tuning
+# (~40 min), BWN/XNOR (~25 min), distillation, test passes, sweeps and coding (~25 min):
+# 2-3 hours. While other processes loaded both cores the same steps took 10-20x longer
+# (OpenMP threads waiting on each other): run it alone.
 FULL = Budget(
     name="full",
-    train_images=4_000,
-    val_images=1_000,
+    train_images=10_000,
+    val_images=2_000,
     test_images=None,
-    epochs=4,
+    epochs=8,
     batch_size=64,
     lr=1e-3,
-    compress={"prune.epochs": 2, "prune.batch_size": 64, "finetune.epochs": 1},
-    binary_epochs=2,
+    compress={"prune.epochs": 4, "prune.batch_size": 64, "finetune.epochs": 1},
+    binary_epochs=3,
     latency_runs=30,
-    sweep_images=128,
+    sweep_images=256,
 )
 
 # A few dozen images, one step per epoch, small-width stand-ins for the models with many
