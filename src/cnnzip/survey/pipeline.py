@@ -15,7 +15,7 @@ import datetime
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ import torch.nn as nn
 
 from cnnzip import codec, prune
 from cnnzip.binary import binarize_run
-from cnnzip.data import Dataset, Split
+from cnnzip.data import Dataset
 from cnnzip.distill import make_loss
 from cnnzip.errors import RunError, one_line
 from cnnzip.models import get_model
@@ -180,7 +180,7 @@ class Survey:
         float_bytes = self.need(row.name, "profile")["float32_bytes"]
         result = compress(
             run.model,
-            self.compress_data(),
+            self.data,
             load_recipe("deep-compression", self.recipe_overrides(run.model)),
             arch={"name": run.arch, "kwargs": run.kwargs},
             meta={"source": str(run.path), "baseline_test_accuracy": before},
@@ -209,13 +209,6 @@ class Survey:
         from it (the file's own, not the model's that wrote it)."""
         accuracy = evaluate(codec.load(path), self.data.test)["accuracy"]
         return {"file": str(path), "bytes": os.path.getsize(path), "test_accuracy": accuracy}
-
-    def compress_data(self) -> Dataset:
-        """The data with the budget's ``sweep_images`` first validation images as its
-        validation split (the sensitivity sweep's cost is layers x ratios x these)."""
-        val = self.data.val
-        count = self.budget.sweep_images
-        return replace(self.data, val=Split(x=val.x[:count], y=val.y[:count]))
 
     def recipe_overrides(self, model: nn.Module) -> dict[str, Any]:
         """The budget's overrides of the built-in recipe; with ``prune_ratio`` every layer

@@ -82,11 +82,8 @@ class Budget:
     validation); test on the first ``test_images`` of the official test set (None: all
     10,000). Deep Compression: the built-in recipe with ``compress`` overrides
     (``"stage.option": value``); ``prune_ratio`` (quick only) prunes every layer to that
-    ratio instead of the sensitivity sweep's allocation; ``sweep_images``: Deep Compression
-    validates (the sweep: each layer at 15 ratios, and its retraining) on the first that
-    many validation images, bounding the sweep of a 50-layer ShuffleNet to minutes.
-    ``width`` scales the models of quick runs down (``width_mult``/``scale`` of the named
-    rows)."""
+    ratio instead of the sensitivity sweep's allocation. ``width`` scales the models of
+    quick runs down (``width_mult``/``scale`` of the named rows)."""
 
     name: str
     train_images: int
@@ -99,7 +96,6 @@ class Budget:
     binary_epochs: int
     latency_runs: int
     prune_ratio: float | None = None
-    sweep_images: int | None = None
     width: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -122,10 +118,14 @@ FULL = Budget(
     epochs=8,
     batch_size=64,
     lr=1e-3,
-    compress={"prune.epochs": 4, "prune.batch_size": 64, "finetune.epochs": 1},
+    compress={
+        "prune.epochs": 4,
+        "prune.batch_size": 64,
+        "prune.sweep_images": 256,  # the sensitivity sweep: layers x ratios x these
+        "finetune.epochs": 1,
+    },
     binary_epochs=3,
     latency_runs=30,
-    sweep_images=256,
 )
 
 # A few dozen images, one step per epoch, small-width stand-ins for the models with many

@@ -113,8 +113,6 @@ def header(setting: dict[str, Any]) -> str:
         if b.get("prune_ratio")
         else ""
     )
-    if b.get("sweep_images"):
-        pruned += f", validating (sensitivity sweep) on the first {b['sweep_images']} images"
     width = f"; small-width stand-ins: {b['width']}" if b.get("width") else ""
     own_lr = "".join(f", {r.name} {r.lr:g}" for r in ROWS if r.lr is not None)
     return "\n".join(
