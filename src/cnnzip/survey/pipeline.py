@@ -162,6 +162,7 @@ class Survey:
             "macs": report.macs,
             "float32_bytes": 4 * report.params,
             "latency_ms": self.latencies(model),
+            "load_avg_1min": os.getloadavg()[0],  # > 0.5 or so: another job shared the cores
         }
 
     def latencies(self, model: nn.Module) -> dict[str, float]:
