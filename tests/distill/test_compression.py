@@ -8,7 +8,7 @@ runs once per distinct image whatever the number of stages and epochs.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -31,12 +31,7 @@ HIDDEN = {"hidden": [32, 16]}
 BATCHES = 512 // 128 + 1  # per epoch of toy_data: 4 training batches, 1 validation batch (128 rows)
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

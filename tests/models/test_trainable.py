@@ -10,7 +10,6 @@ and 12x12 inputs (the small stems) keep each under a couple of seconds.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -40,12 +39,7 @@ COMPACT: list[tuple[str, dict[str, Any], int]] = [
 SIZE = 12  # the small stems' smallest comfortable input: every model still ends at >= 1x1
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _batch(size: int) -> tuple[torch.Tensor, torch.Tensor]:
