@@ -26,15 +26,6 @@ from cnnzip.train import TrainConfig, evaluate, fit
 RATIOS = (0.0, 0.5, 0.9, 0.99)
 
 
-@pytest.fixture(scope="module")
-def trained(toy_data: Dataset) -> nn.Module:
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    model = get_model("lenet300", hidden=[32, 16])
-    fit(model, toy_data, TrainConfig(epochs=3, batch_size=32), progress=False)
-    return model
-
-
 def test_sensitivity_table_shape_and_behaviour(trained: nn.Module, toy_data: Dataset) -> None:
     before = {k: v.clone() for k, v in trained.state_dict().items()}
     dense = evaluate(trained, toy_data.val)["accuracy"]

@@ -8,28 +8,17 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 import torch.nn as nn
 
 import cnnzip.prune
 from cnnzip.data import Dataset, Split
-from cnnzip.models import get_model
 from cnnzip.prune import DEFAULT_RATIOS, MAX_IMAGES, allocate, analyze, prunable, sensitivity
 from cnnzip.recipes import compress
 from cnnzip.recipes.loader import parse_recipe
 from cnnzip.recipes.stages import RecipeError
-from cnnzip.train import TrainConfig, evaluate, fit
+from cnnzip.train import evaluate
 
 GRID = (0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995)
-
-
-@pytest.fixture(scope="module")
-def trained(toy_data: Dataset) -> nn.Module:
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    model = get_model("lenet300", hidden=[32, 16])
-    fit(model, toy_data, TrainConfig(epochs=3, batch_size=32), progress=False)
-    return model
 
 
 def _grid_position(ratio: float) -> float:
