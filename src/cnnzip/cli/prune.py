@@ -1,4 +1,5 @@
-"""Verbs for pruning: ``prune`` (prune -> retrain to a target) and ``sensitivity``."""
+"""Verbs for pruning: ``prune`` (prune -> retrain to a target; ``--structured`` removes
+whole channels instead) and ``sensitivity``."""
 
 from __future__ import annotations
 
@@ -14,17 +15,22 @@ from cnnzip.cli.distill import Teaching, teacher_options
 from cnnzip.cli.options import (
     COUNT,
     NON_NEGATIVE,
+    POSITIVE,
     DataSpec,
+    FiniteFloat,
     data_options,
     json_option,
     out_option,
     train_options,
 )
 from cnnzip.data import Dataset
+from cnnzip.profiling import ProfileReport, comparison, comparison_text, profile
 from cnnzip.prune.sensitivity import CACHE
+from cnnzip.prune.structured import IMPORTANCES, slim
+from cnnzip.prune.structured.allocate import Allocation, allocate_channels
 from cnnzip.recipes.stages import MAX_STEPS
 from cnnzip.runs import Run, load_run, save_run
-from cnnzip.train import TrainConfig
+from cnnzip.train import TrainConfig, evaluate, fit
 from cnnzip.train.checkpoint import check_writable
 
 # overall sparsities tried in turn by --max-drop, each followed by retraining
@@ -85,6 +91,40 @@ def sensitivity_cmd(
 @click.option("--budget", type=COUNT, default=None, help="Size budget in bytes (sparse fp32).")
 @click.option("--layer", "layers", multiple=True, help="Prune only this layer (repeatable).")
 @click.option(
+    "--structured", is_flag=True, help="Remove whole channels: a smaller dense model (below)."
+)
+@click.option(
+    "--macs",
+    type=FiniteFloat(0.0, 1.0, min_open=True),
+    default=None,
+    help="--structured: fraction of the MACs to keep, e.g. 0.5.",
+)
+@click.option(
+    "--params",
+    "params_kept",
+    type=FiniteFloat(0.0, 1.0, min_open=True),
+    default=None,
+    help="--structured: fraction of the parameters to keep.",
+)
+@click.option(
+    "--latency-ms",
+    type=POSITIVE,
+    default=None,
+    help="--structured: measured batch-1 latency to reach, in ms.",
+)
+@click.option(
+    "--importance",
+    type=click.Choice(IMPORTANCES),
+    default="l1",
+    show_default=True,
+    help="--structured: channel ranking: filter L1/L2 norm, or BatchNorm |gamma| (bn).",
+)
+@click.option(
+    "--uniform",
+    is_flag=True,
+    help="--structured: one ratio for every channel group (no sensitivity sweep).",
+)
+@click.option(
     "--steps",
     type=click.IntRange(1, MAX_STEPS),
     default=3,
@@ -105,6 +145,12 @@ def prune_cmd(
     max_drop: float | None,
     budget: int | None,
     layers: tuple[str, ...],
+    structured: bool,
+    macs: float | None,
+    params_kept: float | None,
+    latency_ms: float | None,
+    importance: str,
+    uniform: bool,
     steps: int,
     cfg: TrainConfig,
     out: str,
@@ -118,7 +164,27 @@ def prune_cmd(
     ratios from the sensitivity curves), --max-drop PP (the sparsest point of
     the automatic path within PP of the dense validation accuracy), or
     --budget BYTES (automatic ratios that fit the size). With --teacher the
-    retraining distills from the teacher runs."""
+    retraining distills from the teacher runs.
+
+    --structured removes whole filters and channels (coupled ones together) for a
+    physically smaller dense model, faster on any runtime; give one target: --macs F
+    or --params F (the fraction kept) or --latency-ms T (measured at batch 1). Per-group
+    ratios follow each group's sensitivity on the validation data (--uniform: one
+    ratio); then --epochs of retraining. OUT records the kept channels, so load_run and
+    a .cnnz rebuild the slim model."""
+    targets_given = [macs, params_kept, latency_ms].count(None) != 3
+    if structured or targets_given:
+        if not structured:
+            raise P.PruneError("--macs, --params and --latency-ms go with --structured")
+        if [sparsity, max_drop, budget] != [None] * 3 or auto or layers:
+            raise P.PruneError(
+                "--structured takes --macs, --params or --latency-ms, not --sparsity, --auto, "
+                "--max-drop, --budget or --layer (those prune single weights)"
+            )
+        target = {"macs": macs, "params": params_kept, "latency_ms": latency_ms}
+        options = {"importance": importance, "uniform": uniform, "cfg": cfg}
+        _structured(source, out, dataset, teaching, target, options, as_json)
+        return
     if [sparsity, max_drop, budget].count(None) != 2:
         raise P.PruneError("give exactly one of --sparsity, --max-drop, --budget")
     check_run_out(out)
@@ -191,3 +257,73 @@ def _result(report: P.PruneReport, run: Run, out: Path, seconds: float) -> dict[
         "run": str(out),
         "seconds": seconds,
     }
+
+
+def _structured(
+    source: str,
+    out: str,
+    dataset: DataSpec,
+    teaching: Teaching,
+    target: dict[str, float | None],
+    options: dict[str, Any],
+    as_json: bool,
+) -> None:
+    """``prune --structured``: allocate channels, slim, retrain, save; MACs, params and
+    measured batch-1 latency before and after."""
+    if list(target.values()).count(None) != 2:
+        raise P.PruneError("--structured needs exactly one of --macs, --params, --latency-ms")
+    check_run_out(out)
+    check_not_sources([out], [source, *teaching.teachers])
+    start = time.perf_counter()
+    run = load_run(source)
+    data = dataset.load(run.normalization)  # as the model was trained
+    shape = data.input_shape
+    chosen = allocate_channels(
+        run.model,
+        shape,
+        None if options["uniform"] else data.val,
+        importance=options["importance"],
+        **target,
+    )
+    small = slim(run.model, chosen.plan)
+    cfg: TrainConfig = options["cfg"]
+    fit(small, data, cfg, loss_fn=teaching.loss(dataset.name, cache=data.augment is None))
+    before, after = _measured(run.model, shape), _measured(small, shape)
+    result = {
+        **chosen.to_dict(),
+        "baseline_test_accuracy": evaluate(run.model, data.test)["accuracy"],
+        "test_accuracy": evaluate(small, data.test)["accuracy"],
+        "profile": comparison((str(out), str(source)), after, before),
+        "source": str(run.path),
+        "run": str(out),
+        "seconds": time.perf_counter() - start,
+    }
+    result["drop_pp"] = 100 * (result["baseline_test_accuracy"] - result["test_accuracy"])
+    save_run(
+        out,
+        small,
+        arch=run.arch,
+        kwargs=run.kwargs,
+        data=dataset.name,
+        normalization=data.stats.to_json(),
+        input_shape=list(shape),
+        source=str(source),
+        metrics={k: result[k] for k in ("test_accuracy", "baseline_test_accuracy", "drop_pp")},
+        config=vars(cfg),
+        structured={k: v for k, v in result.items() if k not in ("profile", "seconds")},
+    )
+    emit(result, as_json, lambda r: _structured_text(chosen, r))
+
+
+def _measured(model: Any, shape: tuple[int, ...]) -> ProfileReport:
+    """Counts and the measured batch-1 latency (one thread as set, median of 20 runs)."""
+    return profile(model, shape, measure_latency=True, runs=20, warmup=3)
+
+
+def _structured_text(chosen: Allocation, r: dict[str, Any]) -> str:
+    reached = "" if chosen.met else " (latency target not reached: the fastest plan found)"
+    return (
+        f"{chosen.table()}{reached}\n{comparison_text(r['profile'])}\n"
+        f"test accuracy {r['baseline_test_accuracy']:.4f} -> {r['test_accuracy']:.4f} "
+        f"({r['drop_pp']:+.2f} pp drop)\n-> {r['run']}"
+    )

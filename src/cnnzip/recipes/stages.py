@@ -3,6 +3,12 @@
 An option a recipe leaves out takes its dataclass default (below); the built-in
 deep-compression.yaml sets most of them itself.
 
+channels  structured pruning (issue 15): whole channels removed so the model is physically
+          smaller; exactly one target: ``macs`` or ``params`` (the fraction kept, e.g.
+          0.5) or ``latency_ms`` (measured, batch 1); per-group ratios from each group's
+          sensitivity (``sensitivity: true``, on ``sweep_images`` validation images) or
+          uniform; channels ranked by ``importance`` l1, l2 or bn (network slimming);
+          then ``epochs`` (3) of retraining at lr 1e-3. Later stages see the slim model
 prune     per-layer ratios reaching ``sparsity`` (0.94) overall, automatic from the
           sensitivity curves (cnnzip.prune: analyze -> allocate) unless ``ratios`` fixes
           them; then ``schedule`` "iterative" (default: 3 rounds of prune -> retrain,
@@ -16,7 +22,7 @@ encode    how the .cnnz is written (read by ``Compressed.save``): dense tensors 
           by default (``cnnzip.codec.save`` defaults to float32), index bits chosen per layer
 
 Every stage function takes the same ``loss_fn``; the stages that retrain
-(prune, finetune) train with it, so one teacher (``cnnzip.distill.make_loss``)
+(channels, prune, finetune) train with it, so one teacher (``cnnzip.distill.make_loss``)
 serves the whole recipe.
 """
 
@@ -33,13 +39,16 @@ import torch.nn as nn
 from cnnzip import prune
 from cnnzip.data import Dataset, steps
 from cnnzip.errors import CnnzipError
-from cnnzip.prune.masks import PRUNABLE_TYPES
+from cnnzip.models.slim import apply_slim
+from cnnzip.prune.masks import PRUNABLE_TYPES, PruneError
+from cnnzip.prune.structured.allocate import allocate_channels, check_target
 from cnnzip.quantize import INITS, MAX_BITS, share_weights, unshareable
 from cnnzip.train import TrainConfig, cross_entropy, evaluate, fit
 from cnnzip.train.loop import MAX_EPOCHS, MAX_LR, LossFn
 
 __all__ = [
     "RECIPE_STAGES",
+    "ChannelsStage",
     "EncodeStage",
     "FinetuneStage",
     "PruneStage",
@@ -122,6 +131,32 @@ class PruneStage:
         _check(
             all(0.0 <= r < 1.0 for r in (self.ratios or {}).values()),
             f"prune: every ratio must be in [0, 1), got {self.ratios}",
+        )
+
+
+@dataclass
+class ChannelsStage:
+    """Structured pruning to one target, then retraining (module docstring)."""
+
+    macs: float | None = None
+    params: float | None = None
+    latency_ms: float | None = None
+    importance: str = "l1"
+    sensitivity: bool = True  # per-group ratios from sensitivity curves; false: uniform
+    epochs: int = 3
+    lr: float = 1e-3
+    batch_size: int = 128
+    sweep_images: int | None = prune.MAX_IMAGES
+
+    def __post_init__(self) -> None:
+        try:
+            check_target(self.macs, self.params, self.latency_ms, self.importance)
+        except PruneError as exc:
+            raise RecipeError(f"channels: {exc}") from None
+        _check_training("channels", self.epochs, self.lr, self.batch_size)
+        _check(
+            self.sweep_images is None or self.sweep_images >= 1,
+            f"channels: sweep_images {self.sweep_images} must be >= 1 (or null: all)",
         )
 
 
@@ -232,6 +267,31 @@ def run_prune(
     return {"ratios": ratios, "kept_fraction": kept, "val_accuracy": acc, "skipped": skipped}
 
 
+def run_channels(
+    model: nn.Module, data: Dataset, cfg: ChannelsStage, log: Log, loss_fn: LossFn = cross_entropy
+) -> dict[str, Any]:
+    """Slim ``model`` in place (its modules' tensors replaced by the kept slices; the plan
+    rides on the model into the .cnnz) and retrain it."""
+    chosen = allocate_channels(
+        model,
+        data.input_shape,
+        data.val if cfg.sensitivity else None,
+        macs=cfg.macs,
+        params=cfg.params,
+        latency_ms=cfg.latency_ms,
+        importance=cfg.importance,
+        max_images=cfg.sweep_images,
+    )
+    skipped = _skipped(log, "channels", chosen.skipped)
+    log(chosen.table())
+    apply_slim(model, chosen.plan)
+    train_cfg = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size)
+    fit(model, data, train_cfg, loss_fn=loss_fn)
+    acc = evaluate(model, data.val)["accuracy"]
+    log(f"channels: val accuracy {acc:.4f} after retraining")
+    return {**chosen.to_dict(), "skipped": skipped, "val_accuracy": acc}
+
+
 def run_share(
     model: nn.Module, data: Dataset, cfg: ShareStage, log: Log, loss_fn: LossFn = cross_entropy
 ) -> dict[str, Any]:
@@ -261,6 +321,7 @@ def run_encode(
 
 
 RECIPE_STAGES: dict[str, tuple[type, Callable[..., dict[str, Any]]]] = {
+    "channels": (ChannelsStage, run_channels),
     "prune": (PruneStage, run_prune),
     "share": (ShareStage, run_share),
     "finetune": (FinetuneStage, run_finetune),

@@ -1,0 +1,379 @@
+"""Per-group channel ratios that reach a target: MACs, parameters or measured latency.
+
+Which channels a group keeps is ``plan_channels``'s business (their importance);
+this module decides how many. One global knob ``s`` in [0, 1) maps to per-group
+ratios, and bisection finds the smallest ``s`` whose slim model meets the target,
+counted exactly (cnnzip.profiling on a shapes-only meta copy, no timing):
+
+- without data, every prunable group loses the fraction ``s`` of its channels
+  (uniform);
+- with validation data, each group is pruned alone (channels zeroed, no
+  retraining) at a short grid of ratios, on at most ``MAX_IMAGES`` images and
+  stopping once accuracy falls below ``STOP_BELOW`` of the unpruned one (the
+  bounded-cost settings of cnnzip.prune.sensitivity). The curves go to
+  cnnzip.prune.allocate, weighted by the MACs (or parameters) each group's
+  layers cost, so ``s`` is the overall share removed under Han et al.'s
+  greedy equalisation of accuracy lost per unit saved: robust groups give
+  more.
+
+Channel counts are integers, so the result is the first plan at or below the
+target: within one channel step of it. A latency target is met by measuring:
+the MAC fraction is scaled by target / measured and the plan re-measured, at
+most ``LATENCY_TRIES`` times; the fastest plan that meets it is kept.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from cnnzip.data import Split, StreamSplit
+from cnnzip.models.slim import SlimPlan, apply_slim
+from cnnzip.profiling import measure_latency, profile
+from cnnzip.prune.auto import allocate
+from cnnzip.prune.masks import PruneError
+from cnnzip.prune.sensitivity import MAX_IMAGES, STOP_BELOW, Curve
+from cnnzip.prune.structured import (
+    IMPORTANCES,
+    ChannelGroup,
+    channel_groups,
+    mask_channels,
+    plan_channels,
+    slim,
+)
+from cnnzip.train import evaluate
+
+__all__ = [
+    "GROUP_RATIOS",
+    "IMPORTANCES",
+    "LATENCY_TRIES",
+    "Allocation",
+    "GroupChoice",
+    "allocate_channels",
+    "check_target",
+]
+
+GROUP_RATIOS = (0.0, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9)  # each group alone, no retraining
+BISECT_STEPS = 20  # 2**-20 of the knob: finer than one channel of any zoo layer
+LATENCY_TRIES = 4  # measure -> rescale -> re-measure rounds for a latency target
+TARGETS = ("macs", "params", "latency_ms")
+
+Timer = Callable[[nn.Module], float]  # a model's batch-1 latency in ms
+
+
+@dataclass(frozen=True)
+class GroupChoice:
+    """One channel group: its channels before and after, and the ratio removed."""
+
+    name: str
+    before: int
+    after: int
+
+    @property
+    def ratio(self) -> float:
+        return 1.0 - self.after / self.before
+
+
+@dataclass
+class Allocation:
+    """What ``allocate_channels`` chose, and what it costs before and after."""
+
+    plan: SlimPlan
+    target: str  # "macs", "params" or "latency_ms"
+    value: float
+    groups: list[GroupChoice]
+    skipped: list[tuple[str, str]]  # groups left whole: (name, reason)
+    macs: tuple[int, int]  # (before, after), per image
+    params: tuple[int, int]
+    latency_ms: tuple[float, float] | None = None  # measured, for a latency target
+    met: bool = True  # a latency target can be out of reach; counts always are met
+    tries: list[dict[str, float]] = field(default_factory=list)  # the latency search
+
+    @property
+    def ratios(self) -> dict[str, float]:
+        return {g.name: g.ratio for g in self.groups}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "value": self.value,
+            "macs": list(self.macs),
+            "params": list(self.params),
+            "latency_ms": None if self.latency_ms is None else list(self.latency_ms),
+            "met": self.met,
+            "groups": [{**vars(g), "ratio": g.ratio} for g in self.groups],
+            "skipped": [list(s) for s in self.skipped],
+            "tries": self.tries,
+        }
+
+    def table(self) -> str:
+        """One row per pruned group, then the groups left whole and the totals."""
+        rows = [f"{'group':<32}{'before':>8}{'after':>8}{'removed':>9}"]
+        rows += [
+            f"{g.name:<32}{g.before:>8}{g.after:>8}{100 * g.ratio:>8.1f}%" for g in self.groups
+        ]
+        rows += [f"{name:<32} left whole: {reason}" for name, reason in self.skipped]
+        rows.append(
+            f"MACs {self.macs[0]:,} -> {self.macs[1]:,} ({_times(self.macs)}), "
+            f"params {self.params[0]:,} -> {self.params[1]:,} ({_times(self.params)})"
+        )
+        return "\n".join(rows)
+
+
+def _times(pair: tuple[int, int]) -> str:
+    return f"{pair[0] / max(pair[1], 1):.2f}x fewer"
+
+
+def check_target(
+    macs: float | None, params: float | None, latency_ms: float | None, importance: str
+) -> tuple[str, float]:
+    """Exactly one target, in range: ``macs``/``params`` a fraction to keep in (0, 1],
+    ``latency_ms`` a positive finite time. Returns (its name, its value)."""
+    given = [
+        (n, v) for n, v in zip(TARGETS, (macs, params, latency_ms), strict=True) if v is not None
+    ]
+    if len(given) != 1:
+        raise PruneError("give exactly one target: macs, params or latency_ms")
+    name, value = given[0]
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        raise PruneError(f"{name} must be a finite number, got {value!r}")
+    if name != "latency_ms" and not 0.0 < value <= 1.0:
+        raise PruneError(f"{name} {value} is the fraction to keep: give one in (0, 1], e.g. 0.5")
+    if name == "latency_ms" and value <= 0:
+        raise PruneError(f"latency_ms {value} must be a positive time in milliseconds")
+    if importance not in IMPORTANCES:
+        raise PruneError(f"importance {importance!r} must be one of {', '.join(IMPORTANCES)}")
+    return name, float(value)
+
+
+def allocate_channels(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    data: Split | StreamSplit | None = None,
+    *,
+    macs: float | None = None,
+    params: float | None = None,
+    latency_ms: float | None = None,
+    importance: str = "l1",
+    round_to: int = 1,
+    timer: Timer | None = None,
+    max_images: int | None = MAX_IMAGES,
+) -> Allocation:
+    """Choose how many channels each coupled group keeps so that the slim model keeps
+    at most ``macs`` (or ``params``) of the original's, or measures at most
+    ``latency_ms`` at batch 1 (``timer``: how, default the median of cz.profile's
+    measurement). ``data`` (a validation split) makes the ratios follow each group's
+    sensitivity; without it they are uniform. ``model`` is left as it was."""
+    target, value = check_target(macs, params, latency_ms, importance)
+    shape = tuple(int(s) for s in input_shape)
+    groups = channel_groups(model, shape)
+    prunable = [g for g in groups if g.prunable]
+    skipped = [(g.name, g.reason or "not prunable") for g in groups if not g.prunable]
+    if not prunable:
+        raise PruneError(
+            "no channel group of the model can be pruned safely: "
+            + "; ".join(f"{n}: {r}" for n, r in skipped[:5])
+        )
+    ratios_at = _knob(model, prunable, shape, data, importance, max_images, target)
+    plans = _Planner(model, prunable, shape, ratios_at, importance, round_to)
+    if target == "latency_ms":
+        return _latency(plans, value, timer or _median_ms(shape), skipped)
+    plan = plans.search(target, value)
+    return plans.allocation(plan, target, value, skipped)
+
+
+def _knob(
+    model: nn.Module,
+    groups: list[ChannelGroup],
+    shape: tuple[int, ...],
+    data: Split | StreamSplit | None,
+    importance: str,
+    max_images: int | None,
+    target: str,
+) -> Callable[[float], dict[str, float]]:
+    """The map from the global knob s in [0, 1) to per-group ratios: uniform, or
+    cnnzip.prune.allocate on each group's sensitivity curve (module docstring)."""
+    if data is None:
+        return lambda s: dict.fromkeys((g.name for g in groups), s)
+    split = _first(data, max_images)
+    weights = _group_costs(model, groups, shape, "params" if target == "params" else "macs")
+    curves = [_curve(model, g, split, importance, weights[g.name]) for g in groups]
+    top = max(GROUP_RATIOS)
+    # allocate removes ``s`` of the summed weights; no group goes past the grid's top
+    return lambda s: allocate(curves, s * top) if s > 0 else dict.fromkeys(weights, 0.0)
+
+
+def _first(split: Split | StreamSplit, max_images: int | None) -> Split | StreamSplit:
+    """The first ``max_images`` of an in-memory split (a stream is measured in full)."""
+    if max_images is None or not isinstance(split, Split) or len(split) <= max_images:
+        return split
+    return Split(split.x[:max_images], split.y[:max_images])
+
+
+def _group_costs(
+    model: nn.Module, groups: list[ChannelGroup], shape: tuple[int, ...], what: str
+) -> dict[str, int]:
+    """MACs (or parameters) of the layers each group touches: its weight in the
+    allocation (at least 1, so every curve counts)."""
+    report = profile(model, shape)
+    cost = {row.name: row.macs if what == "macs" else row.params for row in report.layers}
+    return {g.name: max(1, sum(cost.get(m.module, 0) for m in g.members)) for g in groups}
+
+
+@torch.no_grad()
+def _curve(
+    model: nn.Module,
+    group: ChannelGroup,
+    split: Split | StreamSplit,
+    importance: str,
+    weight: int,
+) -> Curve:
+    """Validation accuracy with this group's channels zeroed (mask_channels: the slim
+    model's exact outputs) at each GROUP_RATIOS, until it breaks (STOP_BELOW)."""
+    acc: list[float] = []
+    loss: list[float] = []
+    for ratio in GROUP_RATIOS:
+        if acc and acc[-1] < STOP_BELOW * acc[0]:
+            acc.append(acc[-1])  # past the break it would only fall further
+            loss.append(loss[-1])
+            continue
+        plan = plan_channels(model, [group], {group.name: ratio}, importance)
+        res = evaluate(mask_channels(model, plan), split)
+        acc.append(res["accuracy"])
+        loss.append(res["loss"])
+    return Curve(group.name, weight, list(GROUP_RATIOS), acc, loss)
+
+
+class _Planner:
+    """Plans from the knob, and their exact counts on a shapes-only copy of the model."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        groups: list[ChannelGroup],
+        shape: tuple[int, ...],
+        ratios_at: Callable[[float], dict[str, float]],
+        importance: str,
+        round_to: int,
+    ) -> None:
+        self.model, self.groups, self.shape = model, groups, shape
+        self.ratios_at, self.importance, self.round_to = ratios_at, importance, round_to
+        self.meta = _meta_copy(model)
+        self.base = self.counts({})
+
+    def plan(self, s: float) -> SlimPlan:
+        return plan_channels(
+            self.model, self.groups, self.ratios_at(s), self.importance, round_to=self.round_to
+        )
+
+    def counts(self, plan: SlimPlan) -> tuple[int, int]:
+        """(MACs, params) of the model slimmed by ``plan``, counted on meta tensors."""
+        report = profile(apply_slim(copy.deepcopy(self.meta), plan), self.shape)
+        return report.macs, report.params
+
+    def fraction(self, plan: SlimPlan, target: str) -> float:
+        macs, params = self.counts(plan)
+        return macs / self.base[0] if target == "macs" else params / self.base[1]
+
+    def search(self, target: str, value: float) -> SlimPlan:
+        """The plan of the smallest knob whose ``target`` fraction is at most ``value``."""
+        if value >= 1.0:
+            return {}
+        hi_plan = self.plan(_TOP)
+        reachable = self.fraction(hi_plan, target)
+        if reachable > value:
+            raise PruneError(
+                f"{target} {value} is out of reach: with every prunable group down to its "
+                f"last channels the model keeps {reachable:.3f} of its {target}; "
+                "ask for a larger fraction"
+            )
+        lo, hi = 0.0, _TOP
+        for _ in range(BISECT_STEPS):
+            mid = (lo + hi) / 2
+            plan = self.plan(mid)
+            if self.fraction(plan, target) <= value:
+                hi, hi_plan = mid, plan
+            else:
+                lo = mid
+        return hi_plan
+
+    def allocation(
+        self, plan: SlimPlan, target: str, value: float, skipped: list[tuple[str, str]]
+    ) -> Allocation:
+        macs, params = self.counts(plan)
+        return Allocation(
+            plan=plan,
+            target=target,
+            value=value,
+            groups=[_choice(g, plan) for g in self.groups],
+            skipped=skipped,
+            macs=(self.base[0], macs),
+            params=(self.base[1], params),
+        )
+
+
+_TOP = 1.0 - 1e-9  # the knob's top: every group down to its last channel(s)
+
+
+def _choice(group: ChannelGroup, plan: SlimPlan) -> GroupChoice:
+    """Channels the group keeps under ``plan``: read at its first producer (an "out"
+    member), where the group's channels are not expanded into features."""
+    member = next((m for m in group.members if m.axis == "out"), group.members[0])
+    kept = plan.get(member.module, {}).get(member.axis)
+    after = (
+        group.size
+        if kept is None
+        else sum(member.offset <= i < member.offset + member.length for i in kept)
+    )
+    return GroupChoice(group.name, group.size, after)
+
+
+def _meta_copy(model: nn.Module) -> nn.Module:
+    """A deep copy on the meta device: shapes only, nothing allocated."""
+    memo: dict[int, Any] = {}
+    for p in model.parameters():
+        memo[id(p)] = nn.Parameter(torch.empty_like(p, device="meta"), p.requires_grad)
+    for b in model.buffers():
+        memo[id(b)] = torch.empty_like(b, device="meta")
+    return copy.deepcopy(model, memo)
+
+
+def _median_ms(shape: tuple[int, ...]) -> Timer:
+    return lambda model: measure_latency(model, shape, runs=20, warmup=3).median_ms
+
+
+def _latency(
+    plans: _Planner, target_ms: float, timer: Timer, skipped: list[tuple[str, str]]
+) -> Allocation:
+    """Measure, assume latency follows MACs, prune toward the target, re-measure: at most
+    LATENCY_TRIES rounds; the fastest plan under the target wins (else the fastest)."""
+    base_ms = timer(plans.model)
+    fraction, tries = 1.0, []
+    best: tuple[float, SlimPlan] | None = None
+    measured = base_ms
+    for _ in range(LATENCY_TRIES):
+        if measured <= target_ms and best is not None:
+            break
+        fraction = min(1.0, fraction * target_ms / measured)
+        plan = plans.search("macs", _clamp(plans, fraction))
+        measured = timer(slim(plans.model, plan))
+        tries.append({"macs": fraction, "latency_ms": measured})
+        if best is None or measured < best[0]:
+            best = (measured, plan)
+    assert best is not None
+    result = plans.allocation(best[1], "latency_ms", target_ms, skipped)
+    result.latency_ms = (base_ms, best[0])
+    result.met = best[0] <= target_ms
+    result.tries = tries
+    return result
+
+
+def _clamp(plans: _Planner, fraction: float) -> float:
+    """The MAC fraction, no lower than what the groups can reach."""
+    return max(fraction, plans.fraction(plans.plan(_TOP), "macs"))

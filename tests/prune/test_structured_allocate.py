@@ -1,0 +1,160 @@
+"""allocate_channels: the plan reaches a MAC/parameter target within one channel step
+(checked against LeNet-5's costs computed by hand), a latency target is met by
+measuring (a fake timer), and impossible targets are refused."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+
+from cnnzip.data import Dataset
+from cnnzip.models import get_model
+from cnnzip.models.slim import SlimPlan
+from cnnzip.profiling import profile
+from cnnzip.prune import PruneError
+from cnnzip.prune.structured import slim
+from cnnzip.prune.structured.allocate import (
+    LATENCY_TRIES,
+    Allocation,
+    allocate_channels,
+    check_target,
+)
+from cnnzip.train import TrainConfig, fit
+
+SHAPE = (1, 28, 28)
+FULL = {"conv1": 20, "conv2": 50, "fc1": 500}  # LeNet-5's prunable widths
+
+
+def lenet_macs(a: int, b: int, c: int) -> int:
+    """LeNet-5 at 28x28 with a, b, c channels left in conv1, conv2, fc1, by hand:
+    conv1 24*24 positions x 25 taps x a; conv2 8*8 x 25 x a x b; fc1 (b*4*4) x c; fc2 c x 10."""
+    return 24 * 24 * 25 * a + 8 * 8 * 25 * a * b + 16 * b * c + 10 * c
+
+
+def lenet_params(a: int, b: int, c: int) -> int:
+    """Weights and biases of the same: 25a + a, 25ab + b, 16bc + c, 10c + 10."""
+    return 26 * a + 25 * a * b + b + 16 * b * c + c + 10 * c + 10
+
+
+def kept(plan: SlimPlan) -> tuple[int, int, int]:
+    """Channels conv1, conv2 and fc1 keep under ``plan`` (absent: all)."""
+    out = {m: len(plan[m]["out"]) if "out" in plan.get(m, {}) else n for m, n in FULL.items()}
+    return out["conv1"], out["conv2"], out["fc1"]
+
+
+def one_more(widths: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Every pruned layer given one channel back: the next coarser channel step."""
+    return tuple(w + (w < f) for w, f in zip(widths, FULL.values(), strict=True))  # type: ignore[return-value]
+
+
+@pytest.fixture(scope="module")
+def lenet() -> nn.Module:
+    torch.manual_seed(0)
+    return get_model("lenet5").eval()
+
+
+def test_hand_counts_match_the_profiler(lenet: nn.Module) -> None:
+    """The references below are LeNet-5's own: 2,293,000 MACs and 431,080 parameters."""
+    report = profile(lenet, SHAPE)
+    assert (report.macs, report.params) == (lenet_macs(20, 50, 500), lenet_params(20, 50, 500))
+    assert report.params == 431_080
+
+
+@pytest.mark.parametrize(("target", "count"), [("macs", lenet_macs), ("params", lenet_params)])
+@pytest.mark.parametrize("value", [0.5, 0.3])
+def test_uniform_target_within_one_channel_step(
+    lenet: nn.Module, target: str, count: object, value: float
+) -> None:
+    before = {k: v.clone() for k, v in lenet.state_dict().items()}
+    chosen = allocate_channels(lenet, SHAPE, **{target: value})
+    widths = kept(chosen.plan)
+    base = count(20, 50, 500)  # type: ignore[operator]
+    assert count(*widths) / base <= value  # type: ignore[operator]
+    assert count(*one_more(widths)) / base > value  # type: ignore[operator]
+    small = slim(lenet, chosen.plan)
+    report = profile(small, SHAPE)
+    assert (report.macs, report.params) == (lenet_macs(*widths), lenet_params(*widths))
+    assert chosen.macs == (lenet_macs(20, 50, 500), lenet_macs(*widths))
+    assert chosen.params == (lenet_params(20, 50, 500), lenet_params(*widths))
+    assert sorted((g.before, g.after) for g in chosen.groups) == sorted(
+        zip(FULL.values(), widths, strict=True)
+    )
+    assert all(torch.equal(before[k], v) for k, v in lenet.state_dict().items())  # untouched
+
+
+def test_the_classifier_is_reported_whole(lenet: nn.Module) -> None:
+    chosen = allocate_channels(lenet, SHAPE, macs=0.5)
+    assert "fc2" not in chosen.plan or "out" not in chosen.plan["fc2"]
+    assert chosen.skipped and all(reason for _, reason in chosen.skipped)
+    text = chosen.table()
+    assert "left whole" in text and "MACs 2,293,000 ->" in text
+
+
+def test_keeping_everything_is_the_empty_plan(lenet: nn.Module) -> None:
+    chosen = allocate_channels(lenet, SHAPE, params=1.0)
+    assert chosen.plan == {} and chosen.params == (431_080, 431_080)
+
+
+def test_a_target_below_the_last_channels_is_refused(lenet: nn.Module) -> None:
+    floor = lenet_macs(1, 1, 1) / lenet_macs(20, 50, 500)  # every group down to one channel
+    with pytest.raises(PruneError, match="out of reach"):
+        allocate_channels(lenet, SHAPE, macs=floor / 2)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({}, "exactly one target"),
+        ({"macs": 0.5, "params": 0.5}, "exactly one target"),
+        ({"macs": 0.0}, r"\(0, 1\]"),
+        ({"params": 1.5}, r"\(0, 1\]"),
+        ({"macs": math.nan}, "finite"),
+        ({"latency_ms": -1.0}, "positive"),
+        ({"latency_ms": math.inf}, "finite"),
+        ({"macs": 0.5, "importance": "l3"}, "l1, l2, bn"),
+    ],
+)
+def test_bad_targets_are_refused(kwargs: dict[str, object], match: str) -> None:
+    args = {"macs": None, "params": None, "latency_ms": None, "importance": "l1", **kwargs}
+    with pytest.raises(PruneError, match=match):
+        check_target(**args)  # type: ignore[arg-type]
+
+
+def macs_timer(overhead_ms: float = 0.0) -> object:
+    """A fake batch-1 timer: 1 ms per 100k MACs (plus a fixed overhead), no clock."""
+    return lambda model: overhead_ms + profile(model, SHAPE).macs / 1e5
+
+
+def test_latency_target_met_by_measuring(lenet: nn.Module) -> None:
+    base = lenet_macs(20, 50, 500) / 1e5  # 22.93 "ms"
+    chosen = allocate_channels(lenet, SHAPE, latency_ms=base / 2, timer=macs_timer())
+    assert isinstance(chosen, Allocation) and chosen.met
+    assert chosen.latency_ms is not None and chosen.latency_ms[0] == pytest.approx(base)
+    assert chosen.latency_ms[1] <= base / 2
+    assert chosen.latency_ms[1] == pytest.approx(lenet_macs(*kept(chosen.plan)) / 1e5)
+    assert 1 <= len(chosen.tries) <= LATENCY_TRIES
+
+
+def test_latency_out_of_reach_keeps_the_fastest_and_says_so(lenet: nn.Module) -> None:
+    """A fixed 20 ms overhead no pruning removes: every try fails, the fastest is kept."""
+    chosen = allocate_channels(lenet, SHAPE, latency_ms=10.0, timer=macs_timer(20.0))
+    assert not chosen.met
+    assert len(chosen.tries) == LATENCY_TRIES
+    assert chosen.latency_ms is not None
+    assert chosen.latency_ms[1] == min(t["latency_ms"] for t in chosen.tries)
+
+
+def test_sensitivity_allocation_reaches_the_target(toy_data: Dataset) -> None:
+    """With validation data the ratios follow each group's curve; the count is still exact."""
+    torch.manual_seed(0)
+    model = get_model("lenet5")
+    fit(model, toy_data, TrainConfig(epochs=1, batch_size=64), progress=False)
+    chosen = allocate_channels(model, SHAPE, toy_data.val, macs=0.5, max_images=64)
+    widths = kept(chosen.plan)
+    base = lenet_macs(20, 50, 500)
+    assert lenet_macs(*widths) / base <= 0.5
+    assert chosen.macs[1] == lenet_macs(*widths)
+    assert all(0.0 <= g.ratio < 1.0 for g in chosen.groups)

@@ -1,0 +1,127 @@
+"""``cnnzip prune --structured`` and the slim-deep-compression recipe through the real CLI:
+a tiny LeNet-5 run on the synthetic set is slimmed to half its MACs, evaluated and
+profiled as a run (load_run rebuilds it slim), compressed into a .cnnz that reloads
+slim; bad targets end in one ``error:`` line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from cnnzip.cli import main
+from cnnzip.data import synthetic
+from cnnzip.models import get_model
+from cnnzip.profiling import profile
+from cnnzip.runs import load_run, save_run
+from cnnzip.train import TrainConfig, fit
+
+SHAPE = (1, 28, 28)
+DATA = ("--data", "synthetic")
+
+
+def run_cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.output
+
+
+def last_json(output: str) -> dict:
+    return json.loads(output.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """LeNet-5 after one epoch on the synthetic set (the CLI's --data synthetic)."""
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = get_model("lenet5")
+    fit(model, synthetic(seed=0), TrainConfig(epochs=1, batch_size=64), progress=False)
+    path = tmp_path_factory.mktemp("runs") / "lenet5"
+    save_run(path, model, arch="lenet5", kwargs={}, input_shape=list(SHAPE))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def slim_run(run_dir: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict]:
+    out = str(tmp_path_factory.mktemp("slim") / "half")
+    code, text = run_cli(
+        "prune", run_dir, "--structured", "--macs", "0.5", "--uniform", "--epochs", "1",
+        "-o", out, *DATA, "--json",
+    )  # fmt: skip
+    assert code == 0, text
+    return out, last_json(text)
+
+
+def test_prune_structured_halves_the_macs(run_dir: str, slim_run: tuple[str, dict]) -> None:
+    out, res = slim_run
+    full = profile(get_model("lenet5"), SHAPE).macs
+    assert res["macs"][0] == full == 2_293_000
+    assert res["macs"][1] <= full / 2
+    assert res["profile"]["mac_ratio"] == pytest.approx(full / res["macs"][1])
+    assert res["profile"]["latency_ms"][0] > 0 and res["profile"]["latency_ms"][1] > 0
+    run = load_run(out)  # rebuilt slim from the arch name and the recorded plan
+    report = profile(run.model, SHAPE)
+    assert (report.macs, report.params) == (res["macs"][1], res["params"][1])
+    assert run.model.conv1.out_channels < 20 and run.model.fc1.out_features < 500
+    assert run.model.fc2.out_features == 10  # the classifier stays whole
+    assert run.meta["metrics"]["test_accuracy"] == res["test_accuracy"]
+    code, text = run_cli("eval", out, *DATA, "--json")
+    assert code == 0 and last_json(text)["accuracy"] == res["test_accuracy"]
+    code, text = run_cli("profile", out, "--json")
+    assert code == 0, text
+    assert last_json(text)["macs"] == res["macs"][1]
+
+
+def test_prune_structured_text_report(run_dir: str, tmp_path: Path) -> None:
+    code, text = run_cli(
+        "prune", run_dir, "--structured", "--params", "0.5", "--uniform", "--epochs", "0",
+        "-o", str(tmp_path / "p"), *DATA,
+    )  # fmt: skip
+    assert code == 0, text
+    assert "left whole" in text and "fc2" in text  # the classifier, named with its reason
+    assert "x the MACs" in text and "test accuracy" in text
+    run = load_run(tmp_path / "p")
+    assert sum(p.numel() for p in run.model.parameters()) <= 431_080 / 2
+
+
+@pytest.mark.slow
+def test_slim_deep_compression_reloads_slim(run_dir: str, tmp_path: Path) -> None:
+    out = str(tmp_path / "slim.cnnz")
+    code, text = run_cli(
+        "compress", run_dir, "--recipe", "slim-deep-compression", *DATA, "-o", out, "--json",
+        "-s", "channels.epochs=0", "-s", "channels.sweep_images=64", "-s", "prune.steps=2",
+        "-s", "prune.epochs=1", "-s", "finetune.epochs=0",
+    )  # fmt: skip
+    assert code == 0, text
+    summary = last_json(text)
+    assert summary["speed"]["mac_ratio"] >= 2.0  # the file's model is the slim one
+    code, text = run_cli("eval", out, *DATA, "--json")
+    assert code == 0 and last_json(text)["accuracy"] == summary["test_accuracy"]
+    code, text = run_cli("profile", out, "--json")
+    assert code == 0 and last_json(text)["macs"] == summary["speed"]["macs"][0]
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--macs", "0.5"], "go with --structured"),
+        (["--structured"], "exactly one of --macs, --params, --latency-ms"),
+        (["--structured", "--macs", "0.5", "--params", "0.5"], "exactly one of"),
+        (["--structured", "--macs", "0.5", "--sparsity", "0.5"], "prune single weights"),
+        (["--structured", "--macs", "1.5"], "--macs"),
+        (["--structured", "--macs", "nan"], "--macs"),
+        (["--structured", "--latency-ms", "0"], "--latency-ms"),
+        (["--structured", "--macs", "0.5", "--importance", "l3"], "--importance"),
+    ],
+)
+def test_bad_structured_options_are_one_error_line(
+    run_dir: str, tmp_path: Path, args: list[str], says: str
+) -> None:
+    result = CliRunner().invoke(main, ["prune", run_dir, *args, "-o", str(tmp_path / "x"), *DATA])
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and result.output.startswith("error: "), result.output
+    assert says in result.output
+    assert not (tmp_path / "x").exists()
