@@ -36,7 +36,7 @@ import torch.nn as nn
 from cnnzip.data import Split, StreamSplit
 from cnnzip.models.slim import SlimPlan, apply_slim
 from cnnzip.profiling import measure_latency, profile
-from cnnzip.prune.auto import allocate
+from cnnzip.prune.auto import allocate, max_sparsity
 from cnnzip.prune.masks import PruneError
 from cnnzip.prune.sensitivity import MAX_IMAGES, STOP_BELOW, Curve
 from cnnzip.prune.structured import (
@@ -178,7 +178,7 @@ def allocate_channels(
     if not prunable:
         raise PruneError(
             "no channel group of the model can be pruned safely: "
-            + "; ".join(f"{n}: {r}" for n, r in skipped[:5])
+            + "; ".join(f"{n}: {r}" for n, r in skipped[:3])
         )
     ratios_at = _knob(model, prunable, shape, data, importance, max_images, target)
     plans = _Planner(model, prunable, shape, ratios_at, importance, round_to)
@@ -204,8 +204,7 @@ def _knob(
     split = _first(data, max_images)
     weights = _group_costs(model, groups, shape, "params" if target == "params" else "macs")
     curves = [_curve(model, g, split, importance, weights[g.name]) for g in groups]
-    top = max(GROUP_RATIOS)
-    # allocate removes ``s`` of the summed weights; no group goes past the grid's top
+    top = max_sparsity(curves)  # all the grid removes: no group goes past its top ratio
     return lambda s: allocate(curves, s * top) if s > 0 else dict.fromkeys(weights, 0.0)
 
 
