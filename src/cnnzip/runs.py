@@ -4,6 +4,8 @@ RUN/model.safetensors   the weights (never pickle)
 RUN/run.json            architecture name, builder kwargs, weight transforms
                         (masks, codebooks: see cnnzip.transforms), the data and its
                         per-channel normalization, metrics, history
+                        and, for a structurally pruned model, the channels kept
+                        ("slim": cnnzip.models.slim), applied before the weights load
 RUN/checkpoint.pt       training state for --resume (read with weights_only=True)
 """
 
@@ -24,6 +26,7 @@ from cnnzip.data import Normalization
 from cnnzip.errors import DataError, ModelError, RunError
 from cnnzip.fileio import atomic_path, atomic_write_text
 from cnnzip.models import get_model
+from cnnzip.models.slim import apply_slim, check_slim_plan, slim_plan_of
 from cnnzip.transforms import describe, rebuild
 
 __all__ = ["Run", "load_run", "save_run", "stored_normalization"]
@@ -72,7 +75,8 @@ def stored_normalization(meta: dict[str, Any], where: str | Path) -> Normalizati
 def save_run(
     path: str | Path, model: nn.Module, *, arch: str, kwargs: dict[str, Any], **meta: Any
 ) -> Path:
-    """Write weights and metadata atomically; ``meta`` holds metrics, config, history."""
+    """Write weights and metadata atomically; ``meta`` holds metrics, config, history.
+    A slim model's plan (``slim_plan_of``) is recorded as ``slim`` unless ``meta`` gives one."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
@@ -86,6 +90,8 @@ def save_run(
         "transforms": describe(model),
         **meta,
     }
+    if "slim" not in body and slim_plan_of(model) is not None:
+        body["slim"] = slim_plan_of(model)
     atomic_write_text(path / META, json.dumps(body, indent=2, sort_keys=True) + "\n")
     return path
 
@@ -138,6 +144,11 @@ def _check_meta(meta: Any, where: Path) -> None:
     if not isinstance(meta.get("kwargs", {}), dict):
         raise RunError(f"{where}: field kwargs must be an object, got {meta['kwargs']!r:.80}")
     stored_normalization(meta, where)
+    if meta.get("slim") is not None:
+        try:
+            check_slim_plan(meta["slim"], "field slim")
+        except ModelError as exc:
+            raise RunError(f"{where}: {exc}") from None
     specs = meta.get("transforms", [])
     if not isinstance(specs, list) or not all(map(_is_spec, specs)):
         raise RunError(
@@ -166,6 +177,11 @@ def _model(meta: dict[str, Any], where: Path) -> nn.Module:
         model = get_model(meta["arch"], **meta.get("kwargs", {}))
     except ModelError as exc:
         raise RunError(f"{where}: fields arch/kwargs: {exc}") from None
+    if meta.get("slim") is not None:  # channels cut before transforms and weights fit
+        try:
+            apply_slim(model, meta["slim"])
+        except ModelError as exc:
+            raise RunError(f"{where}: field slim: {exc}") from None
     _check_targets(model, meta.get("transforms", []), where)
     try:
         rebuild(model, meta.get("transforms", []))  # masks, codebooks... before buffers load

@@ -47,6 +47,7 @@ from cnnzip.codec.streams import decode_streams, encode_stream
 from cnnzip.errors import CnnzipError, ModelError
 from cnnzip.fileio import atomic_write_bytes
 from cnnzip.models.registry import UntrustedFactoryError, untrusted
+from cnnzip.models.slim import SlimPlan, apply_slim, check_slim_plan, slim_plan_of
 from cnnzip.transforms import WeightTransform, transforms_of
 
 __all__ = [
@@ -221,6 +222,8 @@ def encode(
             entry["buffer"] = True  # not counted in the float32 parameter bytes
         tensors.append(entry)
     header = {"format": "cnnz", "arch": arch, "meta": meta or {}, "tensors": tensors}
+    if slim_plan_of(model) is not None:  # absent otherwise: plain files keep their bytes
+        header["slim"] = slim_plan_of(model)
     return container.pack(header, sections)
 
 
@@ -396,14 +399,49 @@ def _zoo_model(
             "cnnzip.load(path, model=MyNet())"
         )
     name, kwargs = check_arch(arch)
+    plan = _header_plan(cf)
     with torch.device("meta"):  # shapes only: a lying header allocates nothing
-        skeleton = _build(build, name, kwargs, max_params)
+        skeleton = _slimmed(_build(build, name, kwargs, max_params), plan)
     _check_fit(entries, skeleton)
     if len(skeleton.state_dict()) == len(list(skeleton.parameters())) + len(
         list(skeleton.buffers())
     ):  # every tensor comes from the file: assign them, skip the random initialisation
         return skeleton, True
-    return _build(build, name, kwargs, max_params), False  # non-persistent buffers need their init
+    model = _build(build, name, kwargs, max_params)  # non-persistent buffers need their init
+    return _slimmed(model, plan), False
+
+
+def _header_plan(cf: container.CnnzFile) -> SlimPlan | None:
+    """The header's ``slim`` plan (the channels a structurally pruned model kept), checked."""
+    if cf.header.get("slim") is None:
+        return None
+    try:
+        return check_slim_plan(cf.header["slim"], "header field slim")
+    except ModelError as exc:
+        raise CnnzFormatError(str(exc)) from None
+
+
+def _slimmed(model: nn.Module, plan: SlimPlan | None) -> nn.Module:
+    """``model`` cut to the file's plan; a plan that does not fit it is the file's fault."""
+    if plan is None:
+        return model
+    try:
+        return apply_slim(model, plan)
+    except ModelError as exc:
+        raise CnnzFormatError(f"header field slim does not fit its arch: {exc}") from None
+
+
+def _fit_plan(model: nn.Module, plan: SlimPlan | None) -> None:
+    """The user's ``model=`` cut to the file's plan, unless it already is (a slim model
+    carrying the same plan); a full-width model is cut in place."""
+    if plan is None or slim_plan_of(model) == plan:
+        return
+    if slim_plan_of(model) is not None:
+        raise CnnzipError(
+            "this model was slimmed with another channel plan than the .cnnz's: pass the "
+            "full-width module (the file's plan is applied to it) or the same slim one"
+        )
+    apply_slim(model, plan)
 
 
 def load(
@@ -420,7 +458,9 @@ def load(
     the same architecture). A header naming the user's own ``package.module:factory`` is
     refused unless the caller trusts it (``trust_factories``): importing a module runs
     its code, and a .cnnz is what users download from others. A file declaring more
-    than ``max_params`` elements is refused before anything is allocated."""
+    than ``max_params`` elements is refused before anything is allocated. A file of a
+    structurally pruned model records its kept channels (header ``slim``): they are cut
+    from the built or given model (in place) before its tensors load."""
     return load_file(container.read(path), model, build=build, max_params=max_params)
 
 
@@ -444,6 +484,7 @@ def load_file(
     else:
         if transforms_of(model):
             raise CnnzipError("load into a plain module: this one has weight transforms")
+        _fit_plan(model, _header_plan(cf))
         _check_fit(entries, model)
     state = decode_state(cf, max_params=max_params)
     model.load_state_dict(state, strict=True, assign=assign)

@@ -8,6 +8,7 @@ report = prune.iterative(model, data, prune.growing_plan(ratios, steps=3))
 print(report.table())
 """
 
+from cnnzip.prune import structured  # channel pruning: cnnzip.prune.structured.slim(...)
 from cnnzip.prune.auto import allocate, budget_sparsity, sparsity_path
 from cnnzip.prune.masks import (
     Mask,
@@ -80,5 +81,6 @@ __all__ = [
     "set_mask",
     "sparsity_path",
     "std_threshold",
+    "structured",
     "unprunable",
 ]

@@ -1,0 +1,200 @@
+"""Physically smaller modules from a recorded channel plan (structured pruning's result).
+
+A plan names, per module, the output and input channels kept: applied to a freshly built
+architecture (on the meta device, shapes only) it gives the slim model's exact shapes, so
+run directories and .cnnz files rebuild a slim model from its zoo name or the user's own
+``model=`` without pickle. Finding *which* channels to keep is cnnzip.prune.structured's
+work; this module only cuts tensors, and lives in the models layer so that runs.py and the
+codec, below prune, can rebuild from a plan.
+"""
+
+from __future__ import annotations
+
+from itertools import pairwise
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from cnnzip.errors import ModelError
+
+__all__ = [
+    "SlimPlan",
+    "apply_slim",
+    "axis_sizes",
+    "check_plan_fits",
+    "check_slim_plan",
+    "is_depthwise",
+    "slim_plan_of",
+]
+
+SlimPlan = dict[str, dict[str, list[int]]]  # module name -> {"out": kept, "in": kept}
+AXES = ("out", "in")
+ATTR = "_cnnzip_slim"  # the plan a slimmed model carries, composed over successive slims
+MAX_MODULES = 1 << 16
+MAX_INDICES = 1 << 26  # all kept indices of a plan together (a Linear's in-features count)
+MAX_INDEX = (1 << 31) - 1
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def slim_plan_of(model: nn.Module) -> SlimPlan | None:
+    """The plan ``model`` was slimmed with, relative to its full-width architecture (None
+    for a model never slimmed): verbs record it in run.json and .cnnz files from here."""
+    return getattr(model, ATTR, None)
+
+
+def check_slim_plan(plan: object, what: str) -> SlimPlan:
+    """``plan`` read from a file (``what`` names the field) checked for types and sizes
+    before anything uses it: an object of module names to ``{"out"?, "in"?}`` lists of
+    distinct, sorted, non-negative ints, bounded in count. Ranges against a model are
+    checked by ``apply_slim``."""
+    if not isinstance(plan, dict) or len(plan) > MAX_MODULES:
+        raise ModelError(
+            f"{what} must be an object of at most {MAX_MODULES} module names to "
+            f'{{"out": [...], "in": [...]}}, got {plan!r:.80}'
+        )
+    total = 0
+    for name, axes in plan.items():
+        if not isinstance(name, str) or not isinstance(axes, dict) or not axes:
+            raise ModelError(f"{what}: entry {name!r:.80} must map a module name to kept lists")
+        if set(axes) - set(AXES):
+            raise ModelError(f"{what}: module {name!r:.80} has keys {sorted(axes)}; use out, in")
+        for axis, kept in axes.items():
+            _check_kept(kept, f"{what}: module {name!r:.80} {axis}")
+            total += len(kept)
+            if total > MAX_INDICES:
+                raise ModelError(f"{what} keeps over {MAX_INDICES} indices: not a cnnzip plan")
+    return plan
+
+
+def _check_kept(kept: Any, what: str) -> None:
+    """A non-empty, strictly increasing list of ints in 0..2**31-1 (bools refused)."""
+    ok = (
+        isinstance(kept, list)
+        and len(kept) > 0
+        and all(type(i) is int and 0 <= i <= MAX_INDEX for i in kept)
+        and all(a < b for a, b in pairwise(kept))
+    )
+    if not ok:
+        raise ModelError(
+            f"{what} must be a non-empty list of distinct channel indices in increasing "
+            f"order, got {kept!r:.80}"
+        )
+
+
+def axis_sizes(module: nn.Module, name: str) -> dict[str, int]:
+    """The channel counts a plan may cut on ``module``, by axis; anything else is refused."""
+    if isinstance(module, nn.Conv2d):
+        depthwise = module.groups == module.in_channels == module.out_channels
+        if module.groups != 1 and not depthwise:
+            raise ModelError(
+                f"module {name!r} is a grouped conv ({module.groups} groups of "
+                f"{module.in_channels} channels): a plan cannot slim it; leave it out"
+            )
+        return {"out": module.out_channels, "in": module.in_channels}
+    if isinstance(module, nn.Linear):
+        return {"out": module.out_features, "in": module.in_features}
+    if isinstance(module, BATCH_NORMS):
+        return {"out": module.num_features}
+    raise ModelError(
+        f"module {name!r} is a {type(module).__name__}: a plan can slim Conv2d, Linear "
+        "and BatchNorm only"
+    )
+
+
+def _check_entry(module: nn.Module, name: str, axes: dict[str, list[int]]) -> None:
+    sizes = axis_sizes(module, name)
+    if hasattr(module, "parametrizations"):
+        raise ModelError(
+            f"module {name!r} has weight transforms (masks, codebooks): slim the plain "
+            "model first, then prune or share its weights"
+        )
+    for axis, kept in axes.items():
+        _check_kept(kept, f"slim plan: module {name!r} {axis}")
+        if axis not in sizes:
+            raise ModelError(f"slim plan: module {name!r} has no {axis} channels to cut")
+        if kept[-1] >= sizes[axis]:
+            raise ModelError(
+                f"slim plan: module {name!r} keeps {axis} channel {kept[-1]} of only "
+                f"{sizes[axis]}: the plan was made for another model"
+            )
+    inp, out = axes.get("in"), axes.get("out")
+    if is_depthwise(module) and inp is not None and out is not None and inp != out:
+        raise ModelError(f"slim plan: depthwise conv {name!r} must keep the same in and out")
+
+
+def is_depthwise(module: nn.Module) -> bool:
+    return isinstance(module, nn.Conv2d) and module.groups > 1
+
+
+def _take(module: nn.Module, tensor_name: str, dim: int, kept: list[int]) -> None:
+    """Replace a parameter or buffer by its slice along ``dim`` (meta tensors included)."""
+    value = getattr(module, tensor_name)
+    if value is None:
+        return
+    index = torch.tensor(kept, dtype=torch.long, device=value.device)
+    cut = value.detach().index_select(dim, index)
+    if isinstance(value, nn.Parameter):
+        setattr(module, tensor_name, nn.Parameter(cut, requires_grad=value.requires_grad))
+    else:
+        setattr(module, tensor_name, cut)
+
+
+def _cut(module: nn.Module, axes: dict[str, list[int]]) -> None:
+    """Slice one module's tensors and set its shape attributes to match."""
+    out, inp = axes.get("out"), axes.get("in")
+    if isinstance(module, BATCH_NORMS):
+        for tensor_name in ("weight", "bias", "running_mean", "running_var"):
+            _take(module, tensor_name, 0, out)
+        module.num_features = len(out)
+    elif is_depthwise(module):
+        kept = out or inp
+        _take(module, "weight", 0, kept)  # (C, 1, kh, kw)
+        _take(module, "bias", 0, kept)
+        module.in_channels = module.out_channels = module.groups = len(kept)
+    else:  # Conv2d (groups 1) or Linear: weight (out, in, ...)
+        if out is not None:
+            _take(module, "weight", 0, out)
+            _take(module, "bias", 0, out)
+        if inp is not None:
+            _take(module, "weight", 1, inp)
+        if isinstance(module, nn.Linear):
+            module.out_features, module.in_features = module.weight.shape[:2]
+        else:
+            module.out_channels, module.in_channels = module.weight.shape[:2]
+
+
+def _compose(old: SlimPlan | None, new: SlimPlan) -> SlimPlan:
+    """``new`` (indices into an already slim model) as indices into the full-width one."""
+    out = {name: {a: list(k) for a, k in axes.items()} for name, axes in (old or {}).items()}
+    for name, axes in new.items():
+        for axis, kept in axes.items():
+            before = out.setdefault(name, {}).get(axis)
+            out[name][axis] = [before[i] for i in kept] if before else list(kept)
+    return out
+
+
+def check_plan_fits(model: nn.Module, plan: SlimPlan) -> dict[str, nn.Module]:
+    """``plan`` is well formed and every index fits ``model``'s modules (one ModelError
+    naming the module otherwise); returns the model's modules by name."""
+    check_slim_plan(plan, "slim plan")
+    modules = dict(model.named_modules())
+    for name, axes in plan.items():
+        if name not in modules:
+            raise ModelError(f"slim plan: the model has no module {name!r}; was it made for it?")
+        _check_entry(modules[name], name, axes)
+    return modules
+
+
+def apply_slim(model: nn.Module, plan: SlimPlan) -> nn.Module:
+    """In place: cut each named module to its kept channels (weights, bias, BatchNorm
+    running statistics; ``num_batches_tracked`` is per layer and stays) and fix its shape
+    attributes (channels and groups of a depthwise conv, features). Works on the meta
+    device. The whole plan is checked against the model first (one ModelError naming the
+    module: unknown, out of range, unsorted or empty), so a bad plan changes nothing. The
+    model then carries the plan, composed with any earlier one (``slim_plan_of``)."""
+    modules = check_plan_fits(model, plan)
+    for name, axes in plan.items():
+        _cut(modules[name], axes)
+    setattr(model, ATTR, _compose(slim_plan_of(model), plan))
+    return model

@@ -1,0 +1,147 @@
+"""Channel importance, the plan of kept channels, and the slim and masked models.
+
+``plan_channels`` turns per-group ratios into a SlimPlan (cnnzip.models.slim): every
+member of a group loses the same channels, at their offsets. ``slim`` cuts a copy;
+``mask_channels`` zeroes the same channels in a full-width copy instead, the reference
+a slim model must equal.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn as nn
+
+from cnnzip.models.slim import SlimPlan, apply_slim, axis_sizes, check_plan_fits, is_depthwise
+from cnnzip.prune.masks import PruneError
+from cnnzip.prune.structured.groups import ChannelGroup, Member
+
+__all__ = ["IMPORTANCES", "channel_scores", "mask_channels", "plan_channels", "slim"]
+
+IMPORTANCES = ("l1", "l2", "bn")
+
+
+def _rows(module: nn.Module, tensor: torch.Tensor, member: Member) -> torch.Tensor:
+    """(length, fan_in): the member's channels of an "out" tensor, one row each."""
+    return tensor.detach()[member.offset : member.offset + member.length].reshape(member.length, -1)
+
+
+def channel_scores(model: nn.Module, group: ChannelGroup, importance: str = "l1") -> torch.Tensor:
+    """(size,) importance of each channel of ``group``: the L1 or L2 norm of its filters
+    summed over the group's producers (every conv or Linear holding it as "out"), or
+    "bn", network slimming's |gamma| summed over the group's BatchNorms."""
+    if importance not in IMPORTANCES:
+        raise PruneError(f"importance must be one of {', '.join(IMPORTANCES)}, got {importance!r}")
+    modules = dict(model.named_modules())
+    scores = torch.zeros(group.size)
+    found = False
+    for member in (m for m in group.members if m.axis == "out"):
+        module = modules[member.module]
+        is_bn = isinstance(module, nn.modules.batchnorm._BatchNorm)
+        if (importance == "bn") != is_bn or (is_bn and module.weight is None):
+            continue
+        rows = _rows(module, module.weight, member).float().cpu()  # (size, fan_in)
+        p = {"l1": 1, "l2": 2, "bn": 1}[importance]
+        scores += rows.norm(p=p, dim=1)
+        found = True
+    if not found:
+        raise PruneError(
+            f"channel group {group.name!r} has no "
+            + ("affine BatchNorm: score it by l1 or l2" if importance == "bn" else "producer")
+        )
+    return scores
+
+
+def _keep_count(size: int, ratio: float, round_to: int) -> int:
+    """Channels kept of ``size`` when removing ``ratio`` of them: at least one, and a
+    multiple of ``round_to`` where the group allows (whole groups stay whole)."""
+    keep = size - round(ratio * size)
+    if round_to > 1:
+        keep = round(keep / round_to) * round_to
+    return min(size, max(1, keep))
+
+
+def _check_ratios(groups: list[ChannelGroup], ratios: dict[str, float]) -> None:
+    names = {g.name for g in groups}
+    for name, ratio in ratios.items():
+        if name not in names:
+            raise PruneError(
+                f"no channel group {name!r}; the groups are named by their first layer, "
+                f"e.g. {next(iter(sorted(names)), 'conv1')!r}"
+            )
+        if not 0.0 <= ratio < 1.0:
+            raise PruneError(f"group {name!r}: ratio {ratio} must be in [0, 1)")
+
+
+def plan_channels(
+    model: nn.Module,
+    groups: list[ChannelGroup],
+    ratios: dict[str, float],
+    importance: str = "l1",
+    *,
+    round_to: int = 1,
+) -> SlimPlan:
+    """The plan removing ``ratios[name]`` of each prunable group's channels, the least
+    important first (ties: the later channel goes); unprunable groups are skipped."""
+    _check_ratios(groups, ratios)
+    if round_to < 1:
+        raise PruneError(f"round_to must be a positive channel count, got {round_to}")
+    removed: dict[tuple[str, str], set[int]] = {}
+    for group in groups:
+        ratio = ratios.get(group.name, 0.0)
+        if not group.prunable or ratio == 0.0:
+            continue
+        keep = _keep_count(group.size, ratio, round_to)
+        order = torch.argsort(-channel_scores(model, group, importance), stable=True)
+        for member in group.members:
+            gone = removed.setdefault((member.module, member.axis), set())
+            for c in order[keep:].tolist():  # a channel spans ``repeat`` features
+                start = member.offset + c * member.repeat
+                gone.update(range(start, start + member.repeat))
+    return _plan(model, removed)
+
+
+def _plan(model: nn.Module, removed: dict[tuple[str, str], set[int]]) -> SlimPlan:
+    """Kept indices of every module axis that loses any."""
+    modules = dict(model.named_modules())
+    plan: SlimPlan = {}
+    for (name, axis), gone in sorted(removed.items()):
+        if gone:
+            size = axis_sizes(modules[name], name)[axis]
+            plan.setdefault(name, {})[axis] = [i for i in range(size) if i not in gone]
+    return plan
+
+
+def slim(model: nn.Module, plan: SlimPlan) -> nn.Module:
+    """A physically smaller deep copy of ``model`` cut to ``plan``; the original untouched."""
+    check_plan_fits(model, plan)
+    return apply_slim(copy.deepcopy(model), plan)
+
+
+def _complement(kept: list[int], size: int) -> torch.Tensor:
+    return torch.tensor(sorted(set(range(size)) - set(kept)), dtype=torch.long)
+
+
+def mask_channels(model: nn.Module, plan: SlimPlan) -> nn.Module:
+    """A full-width deep copy with the plan's removed channels zeroed: producers' filters
+    and biases, BatchNorm's gamma *and beta* (so a removed channel's BN shift does not
+    flow on, as it does not in the slim model) and the consumers' input weights (so
+    nothing of a removed channel reaches a kept one, whatever flowed into it). Its
+    outputs are what the slim model must compute."""
+    masked = copy.deepcopy(model)
+    modules = check_plan_fits(masked, plan)
+    with torch.no_grad():
+        for name, axes in plan.items():
+            module = modules[name]
+            sizes = axis_sizes(module, name)
+            for axis, kept in axes.items():
+                gone = _complement(kept, sizes[axis])
+                if axis == "in" and not is_depthwise(module):
+                    module.weight[:, gone] = 0.0  # (out, in, ...): input columns
+                    continue
+                if module.weight is not None:  # filters, depthwise kernels or gamma
+                    module.weight[gone] = 0.0
+                if module.bias is not None:
+                    module.bias[gone] = 0.0
+    return masked

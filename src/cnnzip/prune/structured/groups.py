@@ -1,0 +1,363 @@
+"""Coupled channel groups of a traced model: the channels that must be removed together.
+
+The model is traced with torch.fx and walked once in graph order. Every tensor's channel
+dimension (dim 1) is described as segments ``(group, channels, repeat)``: a conv or
+Linear starts a new group for its outputs; BatchNorm, activations, pooling and depthwise
+convs pass their input's segments through (joining the group as members); ``torch.cat``
+on dim 1 concatenates segments (a consumer's input offsets then reach several
+producers); an elementwise sum or product ties its operands' groups into one (residual
+connections); flatten multiplies ``repeat`` by the spatial size (Linear-after-Flatten
+input features). Whatever the walk does not understand (a custom op, a reshape that
+mixes channels such as ShuffleNet's shuffle, a grouped conv, a module called twice)
+marks every group it touches unprunable with a reason naming the node, and so does
+reaching the model's input or output: never silently wrong.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.fx as fx
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.fx.passes.shape_prop import ShapeProp
+
+from cnnzip.prune.masks import PruneError
+
+__all__ = ["ChannelGroup", "Member", "channel_groups", "trace"]
+
+
+@dataclass(frozen=True)
+class Member:
+    """Where a group's channels sit in one module: ``length`` channels from ``offset`` on
+    its ``axis`` ("out": a layer's filters or a BatchNorm's features; "in": a consumer's
+    input channels). A Linear after Flatten sees each channel as ``repeat`` consecutive
+    input features (H*W), its offset and length counted in channels times ``repeat``."""
+
+    module: str
+    axis: str
+    offset: int
+    length: int
+    repeat: int = 1
+
+
+@dataclass(frozen=True)
+class ChannelGroup:
+    """``size`` channels pruned together in every member; unprunable ones say why."""
+
+    name: str
+    size: int
+    members: tuple[Member, ...]
+    prunable: bool
+    reason: str | None
+
+
+Segment = tuple[int, int, int]  # (group id, channels, features per channel)
+
+PASS_MODULES = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Dropout,
+    nn.Dropout2d,
+    nn.Identity,
+    nn.MaxPool2d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveMaxPool2d,
+)  # fmt: skip  (each output channel is a function of the same input channel alone)
+PASS_FUNCTIONS = {
+    F.relu, torch.relu, F.relu6, torch.sigmoid, torch.tanh, F.silu, F.gelu, F.dropout,
+    F.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d, F.adaptive_max_pool2d,
+}  # fmt: skip
+PASS_METHODS = {"relu", "relu_", "sigmoid", "tanh", "contiguous", "clone"}
+ELEMENTWISE = {operator.add, operator.mul, operator.sub, operator.truediv, torch.add, torch.mul}
+SHAPE_ONLY = {"size", "dim"}  # methods reading a shape: no channels flow through them
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
+
+
+@dataclass
+class _Groups:
+    """Union-find over groups, with each root's members and refusal reasons."""
+
+    parent: list[int] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+    members: dict[int, list[Member]] = field(default_factory=dict)
+    reasons: dict[int, list[str]] = field(default_factory=dict)
+
+    def new(self, name: str, size: int, reason: str | None = None) -> int:
+        gid = len(self.parent)
+        self.parent.append(gid)
+        self.names.append(name)
+        self.sizes.append(size)
+        self.members[gid], self.reasons[gid] = [], [reason] if reason else []
+        return gid
+
+    def find(self, gid: int) -> int:
+        while self.parent[gid] != gid:
+            self.parent[gid] = self.parent[self.parent[gid]]
+            gid = self.parent[gid]
+        return gid
+
+    def union(self, a: int, b: int) -> None:
+        a, b = sorted((self.find(a), self.find(b)))  # the earlier group names the union
+        if a != b:
+            self.parent[b] = a
+            self.members[a] += self.members.pop(b)
+            self.reasons[a] += self.reasons.pop(b)
+
+    def refuse(self, segments: list[Segment], reason: str) -> None:
+        for gid, _, _ in segments:
+            self.reasons[self.find(gid)].append(reason)
+
+    def add(self, segments: list[Segment], module: str, axis: str) -> None:
+        """``module`` holds these segments on ``axis``, one after the other."""
+        offset = 0
+        for gid, chs, repeat in segments:
+            self.members[self.find(gid)].append(Member(module, axis, offset, chs * repeat, repeat))
+            offset += chs * repeat
+
+
+@contextmanager
+def _eval(model: nn.Module) -> Iterator[None]:
+    """Eval mode for the shape pass (BatchNorm statistics untouched), restored after."""
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, mode in modes.items():
+            m.train(mode)
+
+
+def trace(model: nn.Module, input_shape: tuple[int, ...]) -> fx.GraphModule:
+    """``model`` traced by torch.fx (torch.nn's layers as leaves), every node's output
+    shape recorded from one zero image of ``input_shape`` (C, H, W)."""
+    try:
+        gm = fx.symbolic_trace(model)
+    except Exception as exc:  # fx raises anything on control flow it cannot follow
+        raise PruneError(
+            f"cannot trace {type(model).__name__} for structured pruning "
+            f"({type(exc).__name__}: {exc}); its forward must be traceable by torch.fx "
+            "(no Python branches on tensor values)"
+        ) from None
+    param = next(model.parameters(), None)
+    x = torch.zeros(1, *input_shape, device=param.device if param is not None else "cpu")
+    with _eval(model), torch.no_grad():
+        ShapeProp(gm).propagate(x)
+    return gm
+
+
+def _shape(node: Any) -> tuple[int, ...] | None:
+    meta = node.meta.get("tensor_meta") if isinstance(node, fx.Node) else None
+    return tuple(meta.shape) if hasattr(meta, "shape") else None
+
+
+def _what(node: fx.Node) -> str:
+    target = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
+    return f"node {node.name!r} ({node.op} {target})"
+
+
+class _Walk:
+    """One pass over the graph, giving every tensor node its channel segments."""
+
+    def __init__(self, gm: fx.GraphModule) -> None:
+        self.gm = gm
+        self.groups = _Groups()
+        self.segs: dict[fx.Node, list[Segment]] = {}
+        self.modules = dict(gm.named_modules())
+        self.calls = Counter(n.target for n in gm.graph.nodes if n.op == "call_module")
+
+    def run(self) -> list[ChannelGroup]:
+        for node in self.gm.graph.nodes:
+            out = self.visit(node)
+            if out is not None:
+                self.segs[node] = out
+        return self.result()
+
+    def inputs(self, node: fx.Node) -> list[Segment]:
+        return [s for n in node.all_input_nodes for s in self.segs.get(n, [])]
+
+    def fresh(self, node: fx.Node, name: str, reason: str | None) -> list[Segment] | None:
+        shape = _shape(node)
+        if shape is None or len(shape) < 2:
+            return None
+        return [(self.groups.new(name, shape[1], reason), shape[1], 1)]
+
+    def unknown(self, node: fx.Node, why: str = "is not understood") -> list[Segment] | None:
+        reason = f"{_what(node)} {why}"
+        self.groups.refuse(self.inputs(node), reason)
+        return self.fresh(node, node.name, reason)
+
+    def visit(self, node: fx.Node) -> list[Segment] | None:
+        if node.op == "placeholder":
+            return self.fresh(node, "input", "the model's input channels")
+        if node.op == "output":
+            self.groups.refuse(self.inputs(node), "reaches the model's output")
+            return None
+        if node.op == "call_module":
+            return self.module(node)
+        if node.op == "call_function":
+            return self.function(node)
+        if node.op == "call_method":
+            return self.method(node)
+        return self.unknown(node)  # get_attr: a constant tensor of the model
+
+    def module(self, node: fx.Node) -> list[Segment] | None:
+        name, m = str(node.target), self.modules[str(node.target)]
+        if self.calls[name] > 1 and any(True for _ in m.parameters()):
+            return self.unknown(node, f"calls {name!r} {self.calls[name]} times")
+        first = self.segs.get(node.args[0]) if node.args else None
+        if first is None:
+            return self.unknown(node)
+        if isinstance(m, nn.Conv2d | nn.Linear):
+            return self.layer(node, name, m, first)
+        if isinstance(m, BATCH_NORMS):
+            self.groups.add(first, name, "out")
+            return first
+        if isinstance(m, PASS_MODULES):
+            return first
+        if isinstance(m, nn.Flatten) and m.start_dim == 1 and m.end_dim == -1:
+            return self.flatten(node.args[0], first)
+        return self.unknown(node)
+
+    def layer(self, node: fx.Node, name: str, m: nn.Module, first: list[Segment]):
+        """A conv or Linear: consumes its input's groups, starts one of its own (a
+        depthwise conv passes its input's through)."""
+        shape = _shape(node.args[0])
+        if isinstance(m, nn.Linear) and (shape is None or len(shape) != 2):
+            return self.unknown(node, "is a Linear on more than (N, features)")
+        if isinstance(m, nn.Conv2d) and m.groups > 1:
+            if m.groups == m.in_channels == m.out_channels:
+                self.groups.add(first, name, "out")
+                self.groups.add(first, name, "in")
+                return first
+            return self.unknown(node, f"is a grouped conv ({m.groups} groups)")
+        self.groups.add(first, name, "in")
+        out = self.fresh(node, name, None)
+        if out is not None:
+            self.groups.add(out, name, "out")
+        return out
+
+    def flatten(self, source: Any, segs: list[Segment]) -> list[Segment]:
+        """(N, C, *spatial) -> (N, C * prod(spatial)): each channel becomes that many features."""
+        shape = _shape(source) or ()
+        spread = math.prod(shape[2:])
+        return [(gid, chs, repeat * spread) for gid, chs, repeat in segs]
+
+    def function(self, node: fx.Node) -> list[Segment] | None:
+        target = node.target
+        first = self.segs.get(node.args[0]) if node.args else None
+        if target in PASS_FUNCTIONS and first is not None:
+            return first
+        if target in ELEMENTWISE:
+            return self.elementwise(node)
+        if target is torch.cat:
+            return self.concat(node)
+        if target is torch.flatten and first is not None:
+            return self.flattened(node, first, 0)
+        if target is getattr and node.args[1:] == ("shape",):
+            return None  # a shape: no channels flow
+        if target is operator.getitem and node.args[0] not in self.segs:
+            return None  # an item of a shape
+        return self.unknown(node)
+
+    def method(self, node: fx.Node) -> list[Segment] | None:
+        first = self.segs.get(node.args[0])
+        if node.target in SHAPE_ONLY:
+            return None
+        if first is None:
+            return self.unknown(node)
+        if node.target in PASS_METHODS:
+            return first
+        if node.target == "flatten":
+            return self.flattened(node, first, 0)
+        if node.target in ("view", "reshape"):
+            return self.reshaped(node, first)
+        return self.unknown(node)
+
+    def flattened(self, node: fx.Node, first: list[Segment], default: int):
+        """``flatten(x, 1)`` (to the last dim) only: batch-flattening mixes samples."""
+        start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", default)
+        end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
+        if start != 1 or end != -1:
+            return self.unknown(node, "flattens other than dims 1.. (channels on)")
+        return self.flatten(node.args[0], first)
+
+    def reshaped(self, node: fx.Node, first: list[Segment]) -> list[Segment] | None:
+        """``x.view(n, -1)`` is a flatten; a view keeping the shape passes; others mix."""
+        before, after = _shape(node.args[0]), _shape(node)
+        if before is None or after is None:
+            return self.unknown(node)
+        if after == before:
+            return first
+        if after == (before[0], math.prod(before[1:])):
+            return self.flatten(node.args[0], first)
+        return self.unknown(node, f"reshapes {list(before)} to {list(after)}")
+
+    def elementwise(self, node: fx.Node) -> list[Segment] | None:
+        """A sum or product ties channel k of every tensor operand into one group."""
+        operands = [a for a in node.args if isinstance(a, fx.Node)]
+        if any(a not in self.segs for a in operands) or not operands:
+            return self.unknown(node, "combines a tensor whose channels are not traced")
+        first = self.segs[operands[0]]
+        layout = [(chs, rep) for _, chs, rep in first]
+        if any([(c, r) for _, c, r in self.segs[a]] != layout for a in operands[1:]):
+            return self.unknown(node, "combines tensors whose channels are split differently")
+        for other in operands[1:]:
+            for (a, _, _), (b, _, _) in zip(first, self.segs[other], strict=True):
+                self.groups.union(a, b)
+        return first
+
+    def concat(self, node: fx.Node) -> list[Segment] | None:
+        tensors = node.args[0]
+        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+        shape = _shape(node)
+        on_channels = shape is not None and dim in (1, 1 - len(shape))
+        if not on_channels or not all(t in self.segs for t in tensors):
+            return self.unknown(node, "concatenates other than traced channels")
+        if any(rep != 1 for t in tensors for _, _, rep in self.segs[t]):
+            return self.unknown(node, "concatenates flattened features")
+        return [s for t in tensors for s in self.segs[t]]
+
+    def result(self) -> list[ChannelGroup]:
+        out = []
+        for gid in sorted({self.groups.find(g) for g in range(len(self.groups.parent))}):
+            members = tuple(self.groups.members[gid])
+            reasons = list(dict.fromkeys(self.groups.reasons[gid]))
+            if not any(m.axis == "out" and self._is_layer(m.module) for m in members):
+                reasons.append("no conv or Linear produces these channels")
+            out.append(
+                ChannelGroup(
+                    name=self.groups.names[gid],
+                    size=self.groups.sizes[gid],
+                    members=members,
+                    prunable=not reasons,
+                    reason="; ".join(reasons) or None,
+                )
+            )
+        return out
+
+    def _is_layer(self, name: str) -> bool:
+        return isinstance(self.modules[name], nn.Conv2d | nn.Linear)
+
+
+def channel_groups(model: nn.Module, input_shape: tuple[int, int, int]) -> list[ChannelGroup]:
+    """Every channel group of ``model`` for inputs of ``input_shape`` (C, H, W), prunable
+    or with the reason it is not, in graph order of its first producer."""
+    return _Walk(trace(model, input_shape)).run()
