@@ -16,6 +16,8 @@ from cnnzip.cli import main
 from cnnzip.data import synthetic
 from cnnzip.models import get_model
 from cnnzip.profiling import profile
+from cnnzip.recipes import RecipeError, load_recipe, parse_recipe
+from cnnzip.recipes.stages import ChannelsStage
 from cnnzip.runs import load_run, save_run
 from cnnzip.train import TrainConfig, fit
 
@@ -125,3 +127,62 @@ def test_bad_structured_options_are_one_error_line(
     assert result.output.count("\n") == 1 and result.output.startswith("error: "), result.output
     assert says in result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_teacher_and_a_latency_target_already_met(run_dir: str, tmp_path: Path) -> None:
+    """A latency far above the model's own needs no pruning: the empty plan, a run whose
+    model is the original's shape; the retraining distills from the teacher run."""
+    code, text = run_cli(
+        "prune", run_dir, "--structured", "--latency-ms", "100000", "--uniform", "--epochs", "1",
+        "--teacher", run_dir, "-o", str(tmp_path / "t"), *DATA, "--json",
+    )  # fmt: skip
+    assert code == 0, text
+    res = last_json(text)
+    assert res["met"] and res["macs"] == [2_293_000, 2_293_000]
+    assert all(g["after"] == g["before"] for g in res["groups"])
+    model = load_run(tmp_path / "t").model
+    assert (model.conv1.out_channels, model.conv2.out_channels, model.fc1.out_features) == (
+        20,
+        50,
+        500,
+    )
+
+
+def test_bn_importance_without_batchnorm_is_one_error_line(run_dir: str, tmp_path: Path) -> None:
+    code, text = run_cli(
+        "prune", run_dir, "--structured", "--macs", "0.5", "--importance", "bn", "--uniform",
+        "-o", str(tmp_path / "bn"), *DATA,
+    )  # fmt: skip
+    assert code == 2 and text.count("\n") == 1 and "BatchNorm" in text, text
+
+
+def test_the_builtin_recipe_and_its_channels_stage() -> None:
+    recipe = load_recipe("slim-deep-compression", {"channels.macs": 0.3})
+    assert [name for name, _ in recipe.stages] == [
+        "channels",
+        "prune",
+        "share",
+        "finetune",
+        "encode",
+    ]
+    channels = recipe.stage("channels")
+    assert isinstance(channels, ChannelsStage) and channels.macs == 0.3
+    assert channels.importance == "l1" and channels.sensitivity
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ({}, "exactly one target"),
+        ({"macs": 0.5, "latency_ms": 3.0}, "exactly one target"),
+        ({"params": 0.0}, r"\(0, 1\]"),
+        ({"macs": 0.5, "importance": "l3"}, "l1, l2, bn"),
+        ({"macs": 0.5, "epochs": -1}, "epochs"),
+        ({"macs": 0.5, "sweep_images": 0}, "sweep_images"),
+        ({"macs": "half"}, "macs"),
+    ],
+)
+def test_bad_channels_stages_are_refused(options: dict, says: str) -> None:
+    with pytest.raises(RecipeError, match=says) as info:
+        parse_recipe({"name": "x", "stages": [{"channels": options}]})
+    assert "channels" in str(info.value)
