@@ -42,7 +42,7 @@ from cnnzip.profiling.latency import eval_mode, example_input
 from cnnzip.profiling.report import LayerProfile, ProfileReport
 from cnnzip.profiling.storage import nonzero_fraction, owned_counts
 
-__all__ = ["profile"]
+__all__ = ["meta_copy", "profile"]
 
 
 def profile(
@@ -87,7 +87,7 @@ def _trace(model: nn.Module, shape: tuple[int, ...]) -> list[LayerProfile]:
     """Per-layer rows from one forward of a batch of one: on meta if the model allows."""
     x = example_input(model, (1, *shape))
     try:
-        return _Tracer(_meta_copy(model)).run(x.to("meta"))
+        return _Tracer(meta_copy(model)).run(x.to("meta"))
     except Exception:  # a forward that needs values, or a module that deepcopy refuses
         pass
     try:
@@ -99,8 +99,9 @@ def _trace(model: nn.Module, shape: tuple[int, ...]) -> list[LayerProfile]:
         ) from None
 
 
-def _meta_copy(model: nn.Module) -> nn.Module:
-    """A deep copy whose parameters and buffers are on the meta device: shapes, no data."""
+def meta_copy(model: nn.Module) -> nn.Module:
+    """A deep copy whose parameters and buffers are on the meta device: shapes, no data
+    (also what structured pruning counts candidate plans on)."""
     memo: dict[int, Any] = {}
     for p in model.parameters():
         memo[id(p)] = nn.Parameter(torch.empty_like(p, device="meta"), p.requires_grad)

@@ -19,7 +19,9 @@ counted exactly (cnnzip.profiling on a shapes-only meta copy, no timing):
 Channel counts are integers, so the result is the first plan at or below the
 target: within one channel step of it. A latency target is met by measuring:
 the MAC fraction is scaled by target / measured and the plan re-measured, at
-most ``LATENCY_TRIES`` times; the fastest plan that meets it is kept.
+most ``LATENCY_TRIES`` times; the first plan that meets it is kept (each round
+prunes further, so it is the least pruned one found), else the fastest one
+measured, marked as not met.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import torch.nn as nn
 from cnnzip.data import Split, StreamSplit
 from cnnzip.models.slim import SlimPlan, apply_slim
 from cnnzip.profiling import measure_latency, profile
+from cnnzip.profiling.profiler import meta_copy
 from cnnzip.prune.auto import allocate, max_sparsity
 from cnnzip.prune.masks import PruneError
 from cnnzip.prune.sensitivity import MAX_IMAGES, STOP_BELOW, Curve
@@ -263,7 +266,7 @@ class _Planner:
     ) -> None:
         self.model, self.groups, self.shape = model, groups, shape
         self.ratios_at, self.importance, self.round_to = ratios_at, importance, round_to
-        self.meta = _meta_copy(model)
+        self.meta = meta_copy(model)
         self.base = self.counts({})
 
     def plan(self, s: float) -> SlimPlan:
@@ -333,16 +336,6 @@ def _choice(group: ChannelGroup, plan: SlimPlan) -> GroupChoice:
     return GroupChoice(group.name, group.size, after)
 
 
-def _meta_copy(model: nn.Module) -> nn.Module:
-    """A deep copy on the meta device: shapes only, nothing allocated."""
-    memo: dict[int, Any] = {}
-    for p in model.parameters():
-        memo[id(p)] = nn.Parameter(torch.empty_like(p, device="meta"), p.requires_grad)
-    for b in model.buffers():
-        memo[id(b)] = torch.empty_like(b, device="meta")
-    return copy.deepcopy(model, memo)
-
-
 def _median_ms(shape: tuple[int, ...]) -> Timer:
     return lambda model: measure_latency(model, shape, runs=20, warmup=3).median_ms
 
@@ -351,7 +344,8 @@ def _latency(
     plans: _Planner, target_ms: float, timer: Timer, skipped: list[tuple[str, str]]
 ) -> Allocation:
     """Measure, assume latency follows MACs, prune toward the target, re-measure: at most
-    LATENCY_TRIES rounds; the fastest plan under the target wins (else the fastest)."""
+    LATENCY_TRIES rounds, stopping at the first plan that meets the target (module
+    docstring); else the fastest one measured, not met."""
     base_ms = timer(plans.model)
     fraction, tries = 1.0, []
     best: tuple[float, SlimPlan] | None = None
