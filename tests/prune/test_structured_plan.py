@@ -1,0 +1,160 @@
+"""Slim plans from files are untrusted: each bad one is one error naming the field and the
+module, before anything is cut; good ones rebuild on the meta device and compose."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+
+from cnnzip import codec
+from cnnzip.codec import container
+from cnnzip.codec.errors import CnnzFormatError
+from cnnzip.errors import CnnzipError, ModelError, RunError
+from cnnzip.models import get_model
+from cnnzip.models.slim import apply_slim, check_slim_plan, slim_plan_of
+from cnnzip.prune import Mask
+from cnnzip.prune.structured import channel_groups, plan_channels, slim
+from cnnzip.runs import load_run, save_run
+from cnnzip.transforms import add_transform
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+KW = {"img_size": 16, "num_classes": 10, "width_mult": 0.25}  # mobilenet_v1: 0.4 MB
+
+
+def _small(ratio: float = 0.5) -> tuple[nn.Module, nn.Module]:
+    torch.manual_seed(0)
+    model = get_model("mobilenet_v1", **KW).eval()
+    groups = channel_groups(model, (3, 16, 16))
+    return model, slim(model, plan_channels(model, groups, {g.name: ratio for g in groups}))
+
+
+@pytest.mark.parametrize(
+    ("plan", "match"),
+    [
+        ([1, 2], "must be an object"),
+        ({"a": []}, "must map a module name"),
+        ({"a": {"mid": [0]}}, "use out, in"),
+        ({"a": {"out": []}}, "non-empty list"),
+        ({"a": {"out": [1, 0]}}, "increasing order"),
+        ({"a": {"out": [0, 0]}}, "increasing order"),
+        ({"a": {"out": [True]}}, "channel indices"),
+        ({"a": {"out": [-1]}}, "channel indices"),
+        ({"a": {"out": [2**40]}}, "channel indices"),
+        ({"a": {"out": "0"}}, "channel indices"),
+    ],
+)
+def test_malformed_plans_are_refused(plan: object, match: str) -> None:
+    with pytest.raises(ModelError, match=match):
+        check_slim_plan(plan, "field slim")
+
+
+@pytest.mark.parametrize(
+    ("plan", "match"),
+    [
+        ({"nope": {"out": [0]}}, "has no module 'nope'"),
+        ({"features.0.conv": {"out": [0, 99]}}, "keeps out channel 99 of only 8"),
+        ({"features.0.norm": {"in": [0]}}, "has no in channels"),
+        ({"features.0.act": {"out": [0]}}, "Conv2d, Linear and BatchNorm only"),
+        ({"features.1.dw.conv": {"out": [0, 1], "in": [0, 2]}}, "same in and out"),
+    ],
+)
+def test_plans_that_do_not_fit_are_refused_and_change_nothing(plan: dict, match: str) -> None:
+    model = get_model("mobilenet_v1", **KW)
+    plan = {"fc": {"in": [0, 1]}, **plan}  # a valid entry first: still nothing is cut
+    with pytest.raises(ModelError, match=match):
+        apply_slim(model, plan)
+    assert model.fc.in_features == 256 and slim_plan_of(model) is None
+
+
+def test_grouped_conv_and_masked_layers_are_refused() -> None:
+    grouped = nn.Sequential(nn.Conv2d(4, 4, 1, groups=2))
+    with pytest.raises(ModelError, match="grouped conv"):
+        apply_slim(grouped, {"0": {"out": [0]}})
+    masked = nn.Sequential(nn.Conv2d(4, 4, 1))
+    add_transform(masked, "0.weight", Mask(torch.ones(4, 4, 1, 1, dtype=torch.bool)))
+    with pytest.raises(ModelError, match="slim the plain model first"):
+        apply_slim(masked, {"0": {"out": [0]}})
+
+
+def test_plan_rebuilds_shapes_on_the_meta_device() -> None:
+    _, small = _small()
+    with torch.device("meta"):
+        skeleton = apply_slim(get_model("mobilenet_v1", **KW), slim_plan_of(small))
+    got = {k: v.shape for k, v in skeleton.state_dict().items()}
+    assert got == {k: v.shape for k, v in small.state_dict().items()}
+    assert all(v.is_meta for v in skeleton.state_dict().values())
+
+
+def test_slimming_twice_records_the_composed_plan(tmp_path: Path) -> None:
+    _, small = _small(0.25)
+    groups = channel_groups(small, (3, 16, 16))
+    smaller = slim(small, plan_channels(small, groups, {g.name: 0.5 for g in groups}))
+    plan = slim_plan_of(smaller)
+    assert len(plan["fc"]["in"]) == smaller.fc.in_features
+    assert set(plan["fc"]["in"]) < set(slim_plan_of(small)["fc"]["in"])
+    save_run(tmp_path, smaller, arch="mobilenet_v1", kwargs=KW)
+    loaded = load_run(tmp_path).model.eval()
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), smaller(x))
+
+
+def _edit_run(path: Path, **fields: object) -> None:
+    meta = json.loads((path / "run.json").read_text())
+    (path / "run.json").write_text(json.dumps({**meta, **fields}))
+
+
+def test_bad_slim_in_run_json_is_a_run_error_naming_the_field(tmp_path: Path) -> None:
+    _, small = _small()
+    save_run(tmp_path, small, arch="mobilenet_v1", kwargs=KW)
+    _edit_run(tmp_path, slim={"fc": {"in": [3, 1]}})
+    with pytest.raises(RunError, match=r"run.json: field slim: module 'fc' in must be"):
+        load_run(tmp_path)
+    _edit_run(tmp_path, slim={"fc": {"in": [0, 300]}})
+    with pytest.raises(RunError, match="field slim: slim plan: module 'fc' keeps in channel 300"):
+        load_run(tmp_path)
+    _edit_run(tmp_path, slim=None)  # no plan: the full-width arch, and the weights do not fit
+    with pytest.raises(RunError, match="does not fit the model"):
+        load_run(tmp_path)
+
+
+def _with_header(data: bytes, **fields: object) -> bytes:
+    cf = container.unpack(data)
+    header = {k: v for k, v in cf.header.items() if k != "sections"}
+    return container.pack({**header, **fields}, cf.sections)
+
+
+def test_cnnz_records_the_plan_only_for_slim_models(tmp_path: Path) -> None:
+    model, small = _small()
+    arch = {"name": "mobilenet_v1", "kwargs": KW}
+    codec.save(tmp_path / "full.cnnz", model, arch=arch)
+    codec.save(tmp_path / "slim.cnnz", small, arch=arch)
+    assert "slim" not in container.read(tmp_path / "full.cnnz").header
+    assert container.read(tmp_path / "slim.cnnz").header["slim"] == slim_plan_of(small)
+    other = get_model("mobilenet_v1", **KW)
+    apply_slim(other, {"fc": {"in": [0]}})
+    with pytest.raises(CnnzipError, match="slimmed with another channel plan"):
+        codec.load(tmp_path / "slim.cnnz", model=other)
+
+
+@pytest.mark.parametrize(
+    ("slim_field", "match"),
+    [
+        ({"fc": {"in": [5, 5]}}, "header field slim: module 'fc' in must be"),
+        ({"fc": {"in": [0, 999]}}, "header field slim does not fit its arch"),
+        ("all", "header field slim must be an object"),
+    ],
+)
+def test_bad_slim_in_a_cnnz_header_is_a_format_error(
+    tmp_path: Path, slim_field: object, match: str
+) -> None:
+    _, small = _small()
+    data = codec.encode(small, arch={"name": "mobilenet_v1", "kwargs": KW})
+    (tmp_path / "bad.cnnz").write_bytes(_with_header(data, slim=slim_field))
+    with pytest.raises(CnnzFormatError, match=match):
+        codec.load(tmp_path / "bad.cnnz")
