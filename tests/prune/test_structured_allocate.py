@@ -15,14 +15,16 @@ from cnnzip.models import get_model
 from cnnzip.models.slim import SlimPlan
 from cnnzip.profiling import profile
 from cnnzip.prune import PruneError
-from cnnzip.prune.structured import slim
+from cnnzip.prune.structured import channel_groups, slim
 from cnnzip.prune.structured.allocate import (
     LATENCY_TRIES,
     Allocation,
+    _curve,
+    _group_costs,
     allocate_channels,
     check_target,
 )
-from cnnzip.train import TrainConfig, fit
+from cnnzip.train import TrainConfig, evaluate, fit
 
 SHAPE = (1, 28, 28)
 FULL = {"conv1": 20, "conv2": 50, "fc1": 500}  # LeNet-5's prunable widths
@@ -158,3 +160,24 @@ def test_sensitivity_allocation_reaches_the_target(toy_data: Dataset) -> None:
     assert lenet_macs(*widths) / base <= 0.5
     assert chosen.macs[1] == lenet_macs(*widths)
     assert all(0.0 <= g.ratio < 1.0 for g in chosen.groups)
+
+
+def test_a_group_curve_is_measured_on_the_masked_model(toy_data: Dataset) -> None:
+    """fc1's last 250 units made dead (tiny filters, no way to fc2): zeroing up to half of
+    fc1's channels, the least important by L1 first, changes no output, so the curve is
+    exactly flat there; its weight is the MACs of the layers the group touches."""
+    torch.manual_seed(0)
+    model = get_model("lenet5")
+    fit(model, toy_data, TrainConfig(epochs=1, batch_size=64), progress=False)
+    with torch.no_grad():
+        model.fc1.weight[250:] *= 1e-3
+        model.fc1.bias[250:] = 0
+        model.fc2.weight[:, 250:] = 0
+    (fc1,) = [g for g in channel_groups(model, SHAPE) if g.name == "fc1"]
+    curve = _curve(model, fc1, toy_data.val, "l1", 16 * 50 * 500 + 500 * 10)
+    flat = [a for r, a in zip(curve.ratios, curve.accuracy, strict=True) if r <= 0.5]
+    assert len(flat) >= 3 and all(a == flat[0] for a in flat)
+    assert flat[0] == evaluate(model, toy_data.val)["accuracy"]
+    assert curve.weights == 405_000
+    costs = _group_costs(model, [fc1], SHAPE, "macs")
+    assert costs == {"fc1": 16 * 50 * 500 + 500 * 10}
