@@ -186,3 +186,19 @@ def test_bad_channels_stages_are_refused(options: dict, says: str) -> None:
     with pytest.raises(RecipeError, match=says) as info:
         parse_recipe({"name": "x", "stages": [{"channels": options}]})
     assert "channels" in str(info.value)
+
+
+@pytest.mark.slow
+def test_a_slim_run_compresses_into_a_slim_file(slim_run: tuple[str, dict], tmp_path: Path) -> None:
+    """The plan rides from run.json into the .cnnz header: the file rebuilds slim."""
+    out, res = slim_run
+    file = str(tmp_path / "half.cnnz")
+    code, text = run_cli(
+        "compress", out, *DATA, "-o", file, "--json", "-s", "prune.steps=1",
+        "-s", "prune.epochs=1", "-s", "finetune.epochs=0",
+    )  # fmt: skip
+    assert code == 0, text
+    summary = last_json(text)
+    assert summary["speed"]["macs"] == [res["macs"][1], res["macs"][1]]
+    code, text = run_cli("eval", file, *DATA, "--json")
+    assert code == 0 and last_json(text)["accuracy"] == summary["test_accuracy"]

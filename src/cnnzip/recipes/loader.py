@@ -7,7 +7,8 @@
       - finetune: {epochs: 2}
       - encode: {dense_dtype: float32}
 
-A recipe is a built-in name (``deep-compression``) or a path to such a file
+A recipe is a built-in name (``deep-compression``, ``slim-deep-compression``:
+structured pruning first) or a path to such a file
 of at most 64 KiB, plain YAML without anchors or aliases (``&a``/``*a``:
 nested ones expand exponentially). Every stage's options are checked against
 its dataclass: unknown names at any level (with the closest known one
