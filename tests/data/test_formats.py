@@ -372,13 +372,15 @@ def test_load_path_folder_with_workers(tmp_path):
     _write_folder(tmp_path, {"a": list(_pixels(6, 4, 4)), "b": list(_pixels(6, 4, 4))})
     data = load_path(tmp_path, workers=2)
     labels = torch.cat([y for _, y in batches(data.train, 4)])
-    assert len(labels) == len(data.train) == 9 and set(labels.tolist()) <= {0, 1}
+    # 12 images - 3 test (a/5.png, b/4.png, b/5.png: their file_key) - 1 validation
+    assert len(labels) == len(data.train) == 8 and set(labels.tolist()) <= {0, 1}
 
 
 def test_load_path_folder_without_test_cuts_a_fixed_test(tmp_path):
     _write_folder(tmp_path, {"a": list(_pixels(6, 4, 4)), "b": list(_pixels(6, 4, 4))})
     first, second = load_path(tmp_path, seed=0), load_path(tmp_path, seed=1)
-    assert len(first.test) == 2 and first.test.source.indices == second.test.source.indices
+    # a/5.png, b/4.png and b/5.png by their file_key, whatever the seed
+    assert len(first.test) == 3 and first.test.source.indices == second.test.source.indices
 
 
 def _write_each_format(root: Path) -> dict[str, Path]:

@@ -61,9 +61,8 @@ def binarize_run(
         model,
         arch="binarized",
         kwargs=kwargs,
-        data=data.name,
+        **data.record(),  # name, classes, input shape (a factory's profile reads it)
         normalization=data.stats.to_json(),  # the statistics its inputs are normalised with
-        input_shape=run.meta.get("input_shape"),  # of the data: a factory's profile reads it
         metrics=metrics,
         config=asdict(config),
         history=result.history,

@@ -8,7 +8,14 @@ from cnnzip.binary import MODES
 from cnnzip.binary.finetune import binarize_run
 from cnnzip.cli.app import check_not_sources, check_run_out, emit, main
 from cnnzip.cli.distill import Teaching, teacher_options
-from cnnzip.cli.options import DataSpec, data_options, json_option, out_option, train_options
+from cnnzip.cli.options import (
+    DataSpec,
+    Recorded,
+    data_options,
+    json_option,
+    out_option,
+    train_options,
+)
 from cnnzip.codec import save as save_cnnz
 from cnnzip.runs import load_run
 from cnnzip.train import TrainConfig
@@ -59,8 +66,8 @@ def binarize_cmd(
     if cnnz:
         check_writable(cnnz)
     run = load_run(source)
-    data = dataset.load(run.normalization)  # as the float model was trained
-    loss_fn = teaching.loss(dataset.name, cache=data.augment is None)
+    data = dataset.load(run.normalization, trained=Recorded(source, run.meta))  # as trained
+    loss_fn = teaching.loss(data.name, cache=data.augment is None)
     model, metrics = binarize_run(
         run,
         data,
@@ -78,7 +85,7 @@ def binarize_cmd(
             cnnz,
             model,
             arch={"name": saved.arch, "kwargs": saved.kwargs},
-            meta={"normalization": data.stats.to_json()},
+            meta={**data.record(), "normalization": data.stats.to_json()},
         )
     emit(
         {**metrics, "mode": mode, "run": out, "source": source},

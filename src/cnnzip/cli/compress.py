@@ -11,7 +11,14 @@ import torch.nn as nn
 from cnnzip.cli.app import check_not_sources, emit, main, parse_kwargs
 from cnnzip.cli.distill import Teaching, teacher_options
 from cnnzip.cli.factory import factories_of
-from cnnzip.cli.options import DataSpec, data_options, json_option, max_params_option, out_option
+from cnnzip.cli.options import (
+    DataSpec,
+    Recorded,
+    data_options,
+    json_option,
+    max_params_option,
+    out_option,
+)
 from cnnzip.cli.profile import recorded_input_shape
 from cnnzip.codec import load as load_cnnz
 from cnnzip.codec.report import inspect
@@ -64,16 +71,16 @@ def compress_cmd(
     plan = load_recipe(recipe, _overrides(overrides))
     run = load_run(run_dir)
     dense = copy.deepcopy(run.model)  # compress changes run.model in place
-    data = dataset.load(run.normalization)  # as the model was trained
+    data = dataset.load(run.normalization, trained=Recorded(run_dir, run.meta))  # as trained
     baseline = evaluate(run.model, data.test)["accuracy"]
     result = compress(
         run.model,
         data,
         plan,
         arch={"name": run.arch, "kwargs": run.kwargs},
-        meta=_file_meta(run_dir, data, dataset.name, baseline, teaching),
+        meta=_file_meta(run_dir, data, baseline, teaching),
         log=lambda line: click.echo(line, err=as_json),
-        loss_fn=teaching.loss(dataset.name, cache=data.augment is None),
+        loss_fn=teaching.loss(data.name, cache=data.augment is None),
     )
     # the model holds exactly what its file holds, so its accuracy is the file's
     accuracy = result.meta["file_test_accuracy"] = result.meta["test_accuracy"]
@@ -103,16 +110,13 @@ def compress_cmd(
     )
 
 
-def _file_meta(
-    run_dir: str, data: Dataset, data_name: str, baseline: float, teaching: Teaching
-) -> dict[str, Any]:
+def _file_meta(run_dir: str, data: Dataset, baseline: float, teaching: Teaching) -> dict[str, Any]:
     """What the .cnnz file records of where it came from, and how its inputs are
     normalised (``cnnzip eval`` of the file normalises its data the same way)."""
     meta: dict[str, Any] = {
         "source": str(run_dir),
-        "data": data_name,
+        **data.record(),  # name, classes, input shape (a factory's kwargs need not say it)
         "normalization": data.stats.to_json(),
-        "input_shape": list(data.input_shape),  # a factory's kwargs need not say it
         "baseline_test_accuracy": baseline,
     }
     if teaching.teachers:

@@ -25,6 +25,7 @@ from cnnzip.cli.options import (
     NON_NEGATIVE,
     POSITIVE,
     DataSpec,
+    Recorded,
     data_options,
     gather,
     json_option,
@@ -169,11 +170,12 @@ def distill_cmd(
     run_dir = Path(out or f"runs/{run_name(student)}-distilled")
     check_not_sources([run_dir], teaching.teachers)
     check_run_out(run_dir)
-    data = dataset.load(teaching.stats())  # normalised as the teachers were trained
+    # the first teacher's data by default, normalised as the teachers were trained
+    data = dataset.load(teaching.stats(), trained=Recorded.of(teaching.teachers[0]))
     repeats = jitter_pixels == 0 and data.augment is None  # else a cached row never recurs
-    ensemble = Teachers(teaching.models(dataset.name), cache=cache and repeats)
+    ensemble = Teachers(teaching.models(data.name), cache=cache and repeats)
     loss_fn = KDLoss(ensemble, teaching.temperature, teaching.soft_weight, teaching.hard_weight)
-    run = zoo_run(run_dir, student, kwargs, data, dataset.name, cfg.seed)  # as `cnnzip train`
+    run = zoo_run(run_dir, student, kwargs, data, cfg.seed)  # as `cnnzip train`
     distill = {**_settings(teaching), "jitter": jitter_pixels}
     run.meta["distill"] = distill
     metrics = fit_and_save(

@@ -7,8 +7,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -111,11 +111,71 @@ def stacked(*decorators: Decorator) -> Decorator:
 shown = functools.partial(click.option, show_default=True)  # an option with its default in --help
 
 
+DEFAULT_DATA = "fashion-mnist"  # --data of train, and of a source that records no data
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What a model's source (a run directory or a .cnnz file) records of the data the
+    model was trained on (``Dataset.record``): read by every verb that loads the model
+    with data, to find that data and to refuse other data."""
+
+    source: str
+    meta: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, source: str | Path) -> Recorded:
+        """The record of a run directory (run.json) or of a .cnnz file (its metadata)."""
+        if Path(source).is_file():
+            return cls(str(source), read_cnnz(source).header.get("meta") or {})
+        return cls(str(source), read_meta(source))
+
+    @property
+    def stats(self) -> Normalization | None:
+        """The normalization the source records (None: written before cnnzip recorded
+        it, so the data's own statistics are measured instead)."""
+        where = self.source if Path(self.source).is_file() else Path(self.source) / META
+        return stored_normalization(dict(self.meta), where)
+
+    def data_name(self) -> str | None:
+        """The data the source records, refused when it is a PATH that is gone (the
+        default would silently be another data set)."""
+        name = self.meta.get("data")
+        if not isinstance(name, str) or not name:
+            return None
+        if name not in cz_data.list_datasets() and not Path(name).exists():
+            raise DataError(
+                f"{self.source} was trained on {name}, which is not there (moved or "
+                "deleted?); pass --data with the path of that data"
+            )
+        return name
+
+    def check(self, data: Dataset) -> None:
+        """``data`` is laid out as the data the model was trained on: the input shape,
+        and the class names where both name them (other classes would mis-map labels)."""
+        shape, classes = self.meta.get("input_shape"), self.meta.get("classes")
+        if isinstance(shape, list) and shape != list(data.input_shape):
+            side = f"--input {shape[-1]} for an image folder, or " if len(shape) == 3 else ""
+            raise DataError(
+                f"{self.source} was trained on inputs of shape {tuple(shape)} but {data.name} "
+                f"gives {data.input_shape}; pass {side}--data with data of that shape"
+            )
+        named = [str(c) for c in classes] if isinstance(classes, list) else None
+        if named is not None and data.classes is not None and named != list(data.classes):
+            raise DataError(
+                f"{self.source} was trained on classes {', '.join(named):.200} but "
+                f"{data.name} has {', '.join(data.classes):.200}; labels would be "
+                "mis-mapped: pass --data with data of the same classes"
+            )
+
+
 @dataclass(frozen=True)
 class DataSpec:
-    """The dataset named by ``data_options``, loaded once the verb has checked its outputs."""
+    """The dataset named by ``data_options``, loaded once the verb has checked its outputs.
+    ``given`` is --data as given: None means the data the model's source records, else
+    ``DEFAULT_DATA``."""
 
-    name: str
+    given: str | None
     root: str | None
     limit: int | None
     val_size: int | None
@@ -124,11 +184,33 @@ class DataSpec:
     size: int | None = None
     augment: bool | None = None
 
-    def load(self, stats: Normalization | None = None, *, validation: bool = True) -> Dataset:
+    @property
+    def name(self) -> str:
+        """The data set's name or PATH (before ``load`` resolves it against a source)."""
+        return self.given or DEFAULT_DATA
+
+    def load(
+        self,
+        stats: Normalization | None = None,
+        *,
+        validation: bool = True,
+        trained: Recorded | None = None,
+    ) -> Dataset:
         """A registered set by name, or the data at a PATH (format detected), normalised with
         ``stats`` (those a model was trained with) or, without, its own measured ones.
         ``validation=False`` (a verb that only evaluates) ignores the validation options,
-        so what such a verb reports never depends on them."""
+        so what such a verb reports never depends on them. With ``trained`` (the record of
+        the model's source) --data without a value is the data it records, and data of
+        another input shape or other classes is refused. The name that was loaded is the
+        returned ``Dataset.name``."""
+        recorded = trained.data_name() if trained and self.given is None else None
+        spec = replace(self, given=recorded) if recorded else self
+        data = spec._any(stats, validation)
+        if trained:
+            trained.check(data)
+        return data
+
+    def _any(self, stats: Normalization | None, validation: bool) -> Dataset:
         known = cz_data.list_datasets()
         if self.name in known:
             data = self._named(stats, validation)
@@ -187,28 +269,26 @@ _DATA_OPTIONS = (
 
 
 def _data_spec(
-    data_name: str, data_dir: str | None, input_size: int | None, **rest: Any
+    data_name: str | None, data_dir: str | None, input_size: int | None, **rest: Any
 ) -> DataSpec:
     """The options' names (``--data``, ``--data-dir``, ``--input``) as DataSpec fields."""
     return DataSpec(data_name, data_dir, size=input_size, **rest)
 
 
 def recorded_stats(source: str | Path) -> Normalization | None:
-    """The normalization a run directory or a .cnnz file records (None: written before
-    cnnzip recorded it, so the data's own statistics are measured instead)."""
-    if Path(source).is_file():
-        return stored_normalization(read_cnnz(source).header.get("meta") or {}, source)
-    return stored_normalization(read_meta(source), Path(source) / META)
+    """The normalization a run directory or a .cnnz file records (``Recorded.stats``)."""
+    return Recorded.of(source).stats
 
 
 data_options = stacked(
-    shown(
+    click.option(
         "--data",
         "data_name",
-        default="fashion-mnist",
+        default=None,
         help=f"Dataset: {', '.join(cz_data.list_datasets())}, or a PATH: an .npz "
         "(x_train, y_train, x_test, y_test), a CIFAR-10/100 binary folder, an IDX folder or "
-        "an image folder with one sub-folder per class.",
+        "an image folder with one sub-folder per class [default: the data the run or file "
+        f"records, else {DEFAULT_DATA}].",
     ),
     click.option(
         "--limit", type=COUNT, help="Use only the first N training and test images (quick checks)."
@@ -248,7 +328,7 @@ data_options = stacked(
         "--augment/--no-augment",
         default=None,
         help="Random 4 px crops and horizontal flips of the training images [default: on "
-        "for images of 32 px or more, off for smaller ones].",
+        "for colour images of 32 px or more, off for grey or smaller ones].",
     ),
     gather("dataset", _DATA_OPTIONS, _data_spec),
 )

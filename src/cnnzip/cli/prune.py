@@ -18,6 +18,7 @@ from cnnzip.cli.options import (
     POSITIVE,
     DataSpec,
     FiniteFloat,
+    Recorded,
     data_options,
     json_option,
     out_option,
@@ -72,7 +73,7 @@ def sensitivity_cmd(
     run = load_run(source)
     check_writable(png)
     targets = P.prunable(run.model, layers)
-    data = dataset.load(run.normalization)  # as the model was trained
+    data = dataset.load(run.normalization, trained=Recorded(source, run.meta))  # as trained
     sens = P.cached(run.path, run.model, data.val, targets, _ratios_option(ratios))
     P.plot(sens, png)
     result = {
@@ -192,9 +193,9 @@ def prune_cmd(
     start = time.perf_counter()
     run = load_run(source)
     targets = P.prunable(run.model, layers)
-    data = dataset.load(run.normalization)  # as the model was trained
+    data = dataset.load(run.normalization, trained=Recorded(source, run.meta))  # as trained
     plan, max_val_drop = _plan(run, data, targets, sparsity, auto, max_drop, budget, steps)
-    loss_fn = teaching.loss(dataset.name, cache=data.augment is None)
+    loss_fn = teaching.loss(data.name, cache=data.augment is None)
     report = P.iterative(
         run.model, data, plan, config=cfg, max_val_drop=max_val_drop, loss_fn=loss_fn
     )
@@ -204,9 +205,8 @@ def prune_cmd(
         run.model,
         arch=run.arch,
         kwargs=run.kwargs,
-        data=dataset.name,
+        **data.record(),  # name, classes, input shape (a factory's profile reads it)
         normalization=data.stats.to_json(),
-        input_shape=run.meta.get("input_shape"),  # of the data: a factory's profile reads it
         source=str(source),
         metrics={k: result[k] for k in ("test_accuracy", "baseline_test_accuracy", "drop_pp")},
         config=vars(cfg),
@@ -276,7 +276,7 @@ def _structured(
     check_not_sources([out], [source, *teaching.teachers])
     start = time.perf_counter()
     run = load_run(source)
-    data = dataset.load(run.normalization)  # as the model was trained
+    data = dataset.load(run.normalization, trained=Recorded(source, run.meta))  # as trained
     shape = data.input_shape
     chosen = allocate_channels(
         run.model,
@@ -287,7 +287,7 @@ def _structured(
     )
     small = slim(run.model, chosen.plan)
     cfg: TrainConfig = options["cfg"]
-    fit(small, data, cfg, loss_fn=teaching.loss(dataset.name, cache=data.augment is None))
+    fit(small, data, cfg, loss_fn=teaching.loss(data.name, cache=data.augment is None))
     before, after = _measured(run.model, shape), _measured(small, shape)
     result = {
         **chosen.to_dict(),
@@ -304,9 +304,8 @@ def _structured(
         small,
         arch=run.arch,
         kwargs=run.kwargs,
-        data=dataset.name,
+        **data.record(),  # name, classes, input shape
         normalization=data.stats.to_json(),
-        input_shape=list(shape),
         source=str(source),
         metrics={k: result[k] for k in ("test_accuracy", "baseline_test_accuracy", "drop_pp")},
         config=vars(cfg),

@@ -17,12 +17,12 @@ from cnnzip.cli.factory import load_cnnz, model_option, run_name
 from cnnzip.cli.options import (
     NON_NEGATIVE,
     DataSpec,
+    Recorded,
     data_options,
     json_option,
     kwargs_option,
     max_params_option,
     out_option,
-    recorded_stats,
     resume_option,
     train_options,
 )
@@ -74,7 +74,7 @@ def train_cmd(
     run_dir = Path(out or f"runs/{run_name(name)}")
     check_run_out(run_dir)
     data = dataset.load()
-    run = zoo_run(run_dir, name, kwargs, data, dataset.name, cfg.seed)
+    run = zoo_run(run_dir, name, kwargs, data, cfg.seed)
     metrics = fit_and_save(
         run, data, cfg, resume=resume, extra=lambda result: {"seconds_per_epoch": _mean(result)}
     )
@@ -96,17 +96,16 @@ class ZooRun:
     meta: dict[str, Any]
 
 
-def zoo_run(
-    path: Path, name: str, kwargs: tuple[str, ...], data: Dataset, data_name: str, seed: int
-) -> ZooRun:
+def zoo_run(path: Path, name: str, kwargs: tuple[str, ...], data: Dataset, seed: int) -> ZooRun:
     """Zoo model ``name`` (or the user's ``package.module:factory``, which run.json then
     records as the arch) built for ``data`` from its ``-k`` arguments; ``seed`` makes
     the weight initialisation part of the run's seed."""
     model_kwargs = data_kwargs(name, parse_kwargs(kwargs), data.input_shape, data.num_classes)
     torch.manual_seed(seed)
     model = get_model(name, **model_kwargs)
-    shape = list(data.input_shape)  # a factory's kwargs need not say it: profile reads it here
-    meta = {"arch": name, "kwargs": model_kwargs, "data": data_name, "input_shape": shape}
+    # the data's name, classes and input shape (a factory's kwargs need not say it: profile
+    # reads it here), which later verbs find the data by and check it against
+    meta = {"arch": name, "kwargs": model_kwargs, **data.record()}
     return ZooRun(path, model, meta)
 
 
@@ -168,7 +167,8 @@ def eval_cmd(
     is_file = Path(source).is_file()
     by_file = is_file or model_spec  # --model with a run: refused there
     model = load_cnnz(source, model_spec, max_params) if by_file else load_run(source).model
-    data = dataset.load(recorded_stats(source), validation=False)  # as the model trained
+    trained = Recorded.of(source)  # the data the model was trained on, normalised as then
+    data = dataset.load(trained.stats, validation=False, trained=trained)
     test = evaluate(model, data.test)
     emit(
         {"accuracy": test["accuracy"], "loss": test["loss"], "n": len(data.test), "source": source},

@@ -8,12 +8,15 @@ CIFAR reader returns, so every on-disk format that fits in memory ends as one ty
 
 from __future__ import annotations
 
+import math
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
+from cnnzip.data.idx import MAX_BYTES
 from cnnzip.errors import DataError
 
 __all__ = ["ArraySet", "check_labels", "check_pair", "read_npz"]
@@ -34,6 +37,7 @@ class ArraySet:
     classes: tuple[str, ...]
     x_val: np.ndarray | None = None
     y_val: np.ndarray | None = None
+    named: bool = True  # False: ``classes`` are only the label numbers, no names given
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -73,13 +77,48 @@ def check_pair(source: str, x: np.ndarray, y: np.ndarray) -> None:
         )
 
 
+def _claimed_bytes(member: IO[bytes]) -> int:
+    """The bytes the .npy header at the start of ``member`` says its array holds."""
+    version = np.lib.format.read_magic(member)
+    readers = {(1, 0): np.lib.format.read_array_header_1_0}
+    readers[(2, 0)] = np.lib.format.read_array_header_2_0
+    if version not in readers:
+        raise ValueError(f".npy format version {version[0]}.{version[1]} (1.0 or 2.0 expected)")
+    shape, _, dtype = readers[version](member)
+    return math.prod(shape) * dtype.itemsize  # Python ints: no overflow
+
+
+def _check_headers(path: Path, limit: int = MAX_BYTES) -> None:
+    """Every array's .npy header read before its data: a claimed size over ``limit``, or
+    over what the zip member holds, is refused instead of attempting the allocation (a
+    few bytes of header can claim terabytes)."""
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            key = info.filename.removesuffix(".npy")
+            try:
+                with archive.open(info) as member:
+                    claimed = _claimed_bytes(member)
+            except (ValueError, EOFError, zipfile.BadZipFile) as exc:
+                raise DataError(f"{path}: array {key} has a corrupt .npy header ({exc})") from None
+            if claimed > min(limit, info.file_size):
+                why = f"more than the {limit:,} bytes allowed" if claimed > limit else (
+                    f"but its member holds {info.file_size:,}")  # fmt: skip
+                raise DataError(
+                    f"{path}: array {key} claims {claimed:,} bytes, {why}: the file is corrupt "
+                    "or not one np.savez wrote"
+                )
+
+
 def _read_keys(path: Path) -> dict[str, np.ndarray]:
     """Every array of the file, refusing pickled objects with one clear error."""
     if path.is_file() and not zipfile.is_zipfile(path):
         raise DataError(f"{path}: not an .npz (zip) archive; write one with np.savez")
     try:
+        _check_headers(path)
         with np.load(path, allow_pickle=False) as npz:
             return {key: npz[key] for key in npz.files}
+    except MemoryError:
+        raise DataError(f"{path}: its arrays do not fit in memory") from None
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except ValueError as exc:
@@ -136,4 +175,5 @@ def read_npz(path: str | Path) -> ArraySet:
         classes=classes,
         x_val=arrays.get("x_val"),
         y_val=labels.get("val"),
+        named="classes" in arrays,
     )

@@ -13,8 +13,9 @@ import torch.nn.functional as F
 
 __all__ = ["AUGMENT_MIN_SIDE", "crop_flip", "default_augment", "random_crop", "random_flip"]
 
-# images at least this many pixels on both sides are augmented by default (CIFAR's 32);
-# smaller, MNIST-like digits are not: a flipped 3 or a cropped 7 is another glyph
+# colour images at least this many pixels on both sides are augmented by default (CIFAR's
+# 32); grey ones are not, whatever their size, nor smaller ones: they are mostly digits and
+# glyphs (MNIST-like, also padded to 32 px), where a flipped 3 or a cropped 7 is another glyph
 AUGMENT_MIN_SIDE = 32
 PADDING = 4  # pixels, as in the CIFAR ResNet papers
 
@@ -47,5 +48,8 @@ def crop_flip(x: torch.Tensor) -> torch.Tensor:
 
 
 def default_augment(input_shape: tuple[int, ...]) -> bool:
-    """Whether images of ``input_shape`` (C, H, W) are augmented unless told otherwise."""
-    return len(input_shape) == 3 and min(input_shape[1:]) >= AUGMENT_MIN_SIDE
+    """Whether images of ``input_shape`` (C, H, W) are augmented unless told otherwise:
+    colour (3 channels) and at least ``AUGMENT_MIN_SIDE`` px on both sides."""
+    return (
+        len(input_shape) == 3 and input_shape[0] == 3 and min(input_shape[1:]) >= AUGMENT_MIN_SIDE
+    )

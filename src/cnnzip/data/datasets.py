@@ -195,7 +195,9 @@ class Dataset:
     see ``from_loaders``). ``normalization`` holds the per-channel statistics the inputs
     were normalised with (None: as the user's pipeline made them); ``augment`` maps
     training batches (N, C, H, W) to augmented ones and is applied by ``fit`` to the
-    training split only."""
+    training split only. ``classes`` holds the class names where the data names them (an
+    image folder's sub-folders, an .npz's ``classes``), recorded with a model so that a
+    later evaluation on data with other classes is refused instead of mis-mapping labels."""
 
     name: str
     train: Split | StreamSplit
@@ -204,6 +206,7 @@ class Dataset:
     num_classes: int
     normalization: Normalization | None = None
     augment: Augment | None = None
+    classes: tuple[str, ...] | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -226,9 +229,17 @@ class Dataset:
         """Per-channel std the inputs were divided by."""
         return self.stats.std
 
+    def record(self) -> dict[str, Any]:
+        """What a model trained on this data records of it (run.json, a .cnnz file's
+        metadata) besides its normalization: the data's name, its input shape, and its
+        class names where the data names them, so later verbs can find the same data and
+        refuse other data."""
+        named = {"classes": list(self.classes)} if self.classes is not None else {}
+        return {"data": self.name, "input_shape": list(self.input_shape), **named}
+
     def with_augment(self, augment: bool | None = None) -> Dataset:
         """This dataset training with ``crop_flip`` (True), without augmentation (False),
-        or by default with it for images of at least ``AUGMENT_MIN_SIDE`` px (None)."""
+        or by default with it for colour images of at least ``AUGMENT_MIN_SIDE`` px (None)."""
         on = default_augment(self.input_shape) if augment is None else augment
         return replace(self, augment=crop_flip if on else None)
 
@@ -239,6 +250,8 @@ def _as_tensor(value: object, what: str) -> torch.Tensor:
     if isinstance(value, np.ndarray):
         if value.dtype.kind not in "biuf":
             raise DataError(f"{what} are stored as {value.dtype}; they must be numbers")
+        if not value.dtype.isnative:  # e.g. '>f4' from an .npz or IDX file: torch refuses it
+            value = value.astype(value.dtype.newbyteorder("="))
         if not value.flags.writeable:  # e.g. a read-only memory map: torch needs its own copy
             value = value.copy()
         return torch.from_numpy(np.ascontiguousarray(value))

@@ -8,10 +8,10 @@ IDX files, of CIFAR binaries, then of class sub-folders of images.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 from torch.utils.data import Subset
 
 from cnnzip.data.arrays import ArraySet, check_labels, check_pair, read_npz
@@ -23,7 +23,6 @@ from cnnzip.data.datasets import (
     Normalization,
     _find_file,
     from_arrays,
-    val_size_of,
 )
 from cnnzip.data.folders import FolderSet, ImageFolder, find_image_folder, read_image_folder
 from cnnzip.data.idx import read_idx
@@ -32,9 +31,11 @@ from cnnzip.errors import DataError
 
 __all__ = ["FORMATS", "OnDisk", "detect_format", "load_path", "open_path"]
 
-# seed of the test cut of an image folder without test/: fixed, not the run's seed, so
-# ``eval`` of a finished run scores the very images its training never saw
-TEST_SEED = 12345
+# an image folder without test/ keeps for test the files whose class/name hashes (crc32) below
+# this share of 2**32: decided per file, not by shuffling the file count, so images added
+# after training never move an existing one and ``eval`` of a finished run scores the
+# very images its training never saw
+TEST_SHARE = 1 / 6
 
 FORMATS = ("npz", "idx", "cifar", "image-folder")
 _EXPECTED = (
@@ -56,6 +57,12 @@ class OnDisk:
     @property
     def classes(self) -> tuple[str, ...]:
         return self.data.classes
+
+    @property
+    def names(self) -> tuple[str, ...] | None:
+        """The class names when the data names them (None: an .npz without ``classes``,
+        whose names are only its label numbers)."""
+        return self.data.classes if self.data.named else None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -122,12 +129,25 @@ def open_path(path: str | Path, *, size: int | None = None) -> OnDisk:
     return found
 
 
-def _cut_test(train: ImageFolder, fraction: float) -> tuple[Subset, Subset]:
-    """(train, test) of a folder that has no test/: ``fraction`` of the images, chosen
-    with ``TEST_SEED``."""
-    order = np.random.default_rng(TEST_SEED).permutation(len(train)).tolist()
-    n_test = val_size_of(len(order), fraction)
-    return Subset(train, order[n_test:]), Subset(train, order[:n_test])
+def file_key(path: Path) -> int:
+    """crc32 of an image's ``class/file`` path: what decides, for that file alone, whether
+    it is a test image of a folder without test/ (below ``TEST_SHARE`` of 2**32)."""
+    return zlib.crc32(f"{path.parent.name}/{path.name}".encode())
+
+
+def _cut_test(train: ImageFolder) -> tuple[Subset, Subset]:
+    """(train, test) of a folder that has no test/: the images whose ``file_key`` is below
+    ``TEST_SHARE`` of 2**32 (about a sixth). A folder so small that none (or all) is
+    keeps the one lowest (or highest) key on its side instead, so both splits hold one."""
+    if len(train) < 2:
+        raise DataError(
+            f"{train.root}: one image cannot be cut into training and test images; add images"
+        )
+    keys = [file_key(path) for path, _ in train.samples]
+    by_key = sorted(range(len(keys)), key=keys.__getitem__)
+    n_test = sum(key < TEST_SHARE * 2**32 for key in keys)
+    n_test = min(max(n_test, 1), len(keys) - 1)
+    return Subset(train, sorted(by_key[n_test:])), Subset(train, sorted(by_key[:n_test]))
 
 
 def _folder_dataset(
@@ -142,7 +162,7 @@ def _folder_dataset(
     default measured on ``STREAM_SAMPLE`` training images (before the validation cut, so
     they do not depend on ``val_fraction``); the class count is given, so nothing is read
     to infer it."""
-    train, test = (found.train, found.test) if found.test else _cut_test(found.train, 1 / 6)
+    train, test = (found.train, found.test) if found.test else _cut_test(found.train)
     return from_loaders(
         train=train,
         test=test,
@@ -169,17 +189,18 @@ def load_path(
     """A ``Dataset`` from whatever ``path`` holds (``open_path``): arrays in memory
     through ``from_arrays``, an image folder streamed through ``from_loaders``. Without a
     val split, ``val_fraction`` of train is cut with ``seed``; an image folder without
-    test/ keeps a sixth of its images (chosen with ``TEST_SEED``) for test. Inputs are
-    normalised per channel with ``stats`` (default: measured on train). ``augment``
-    (``Dataset.with_augment``): by default training crops and flips images of 32 px or
-    more."""
+    test/ keeps about a sixth of its images for test, chosen per file by name
+    (``file_key``). Inputs are normalised per channel with ``stats`` (default:
+    measured on train). ``augment`` (``Dataset.with_augment``): by default training crops
+    and flips colour images of 32 px or more. The class names are kept where the data
+    names them (``Dataset.classes``)."""
     found = open_path(path, size=size)
     name = str(path)
     if isinstance(found.data, FolderSet):
         data = _folder_dataset(found.data, name, val_fraction, seed, workers, stats)
     else:
         data = _arrays_dataset(found.data, name, val_fraction, seed, stats)
-    return data.with_augment(augment)
+    return replace(data, classes=found.names).with_augment(augment)
 
 
 def _arrays_dataset(

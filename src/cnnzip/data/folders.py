@@ -126,6 +126,7 @@ class FolderSet:
     test: ImageFolder | None
     classes: tuple[str, ...]
     input_shape: tuple[int, int, int]
+    named = True  # the classes are the sub-folders' names (see ``ArraySet.named``)
 
 
 def find_image_folder(folder: Path) -> bool:

@@ -12,7 +12,7 @@ batch size, its transforms).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -50,12 +50,15 @@ CLASS_SCAN = 2048
 STREAM_SAMPLE = 1000
 
 
+def _generator(seed: int, epoch: int) -> torch.Generator:
+    """A fresh generator per (seed, epoch): a resumed run sees the same draws."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
 def _order(n: int, shuffle: bool, seed: int, epoch: int) -> torch.Tensor:
     if not shuffle:
         return torch.arange(n)
-    # a fresh generator per (seed, epoch): a resumed run sees the same order
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(n, generator=gen)
+    return torch.randperm(n, generator=_generator(seed, epoch))
 
 
 def num_batches(n: int, batch_size: int, world_size: int = 1) -> int:
@@ -105,8 +108,8 @@ class StreamSplit:
     def batches(
         self, batch_size: int, shuffle: bool, seed: int, epoch: int, rank: int, world_size: int
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for batch in self._loader(batch_size, shuffle, seed, epoch, rank, world_size):
-            x, y = _as_batch(batch)
+        for batch in _read(self._loader(batch_size, shuffle, seed, epoch, rank, world_size)):
+            x, y = _as_batch(batch, f"{type(self.source).__name__}'s inputs")
             yield (self.norm.apply(x) if self.norm else x), y
 
     def steps(self, batch_size: int, world_size: int) -> int:
@@ -125,15 +128,17 @@ class StreamSplit:
             )
         if isinstance(self.source, DataLoader):
             return self.source
+        # every DataLoader iterator draws its workers' base seed from ``generator``; without
+        # one it would draw from torch's global RNG and shift the dropout and augmentation
+        # draws away from those of the same data in memory
+        options = {"num_workers": self.workers, "generator": _generator(seed, epoch)}
         if isinstance(self.source, IterableDataset):
-            return DataLoader(self.source, batch_size=batch_size, num_workers=self.workers)
+            return DataLoader(self.source, batch_size=batch_size, **options)
         order = _global_batches(len(self), batch_size, shuffle, seed, epoch, rank, world_size)
         sampler = [idx.tolist() for idx in order]
         if _tensor_backed(self.source):  # one indexing per batch, not one read per sample
-            return DataLoader(
-                self.source, sampler=sampler, batch_size=None, num_workers=self.workers
-            )
-        return DataLoader(self.source, batch_sampler=sampler, num_workers=self.workers)
+            return DataLoader(self.source, sampler=sampler, batch_size=None, **options)
+        return DataLoader(self.source, batch_sampler=sampler, **options)
 
 
 def _tensor_backed(data: TorchDataset) -> bool:
@@ -144,19 +149,37 @@ def _tensor_backed(data: TorchDataset) -> bool:
     return isinstance(data, TensorDataset)
 
 
-def _as_batch(batch: object) -> tuple[torch.Tensor, torch.Tensor]:
-    """A collated (x, y) as float inputs (uint8 scaled, channel axis added) and int64
-    labels; the full checks ran on the first sample (``first_input``)."""
+def _read(loader: Iterable[object]) -> Iterator[object]:
+    """The batches of ``loader``, with the errors of reading them made plain: a DataError
+    raised in a DataLoader worker arrives wrapped in torch's text ("Caught DataError in
+    DataLoader worker process 0. Original Traceback ..."), which buries the message naming
+    the bad file; and collating samples that are not tensors (PIL images) fails in torch."""
+    try:
+        yield from loader
+    except DataError as exc:
+        text = str(exc)
+        if "Original Traceback" not in text:
+            raise
+        raise DataError(text.rsplit("DataError: ", 1)[-1].strip()) from None
+    except TypeError as exc:
+        if "collate" not in str(exc):
+            raise
+        raise DataError(
+            "samples must be tensors or arrays; convert PIL images with a transform "
+            f"(e.g. torchvision's ToTensor or PILToTensor): {str(exc).splitlines()[-1]}"
+        ) from None
+
+
+def _as_batch(batch: object, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """A collated (x, y) as float (N, C, H, W) inputs and int64 labels, by the same rule
+    as every other input (``as_inputs``: uint8 scaled, channel axis added or moved first),
+    so a batch is laid out as the first sample was when it was checked."""
     if not (isinstance(batch, tuple | list) and len(batch) == 2):
         raise DataError(
             f"the data yields {type(batch).__name__} batches; each sample must be an (x, y) pair"
         )
     x, y = batch
-    if x.dtype == torch.uint8:
-        x = x.float() / 255.0
-    if x.dim() == 3:
-        x = x.unsqueeze(1)
-    return x.float(), y.long()
+    return as_inputs(torch.as_tensor(x), what), as_labels(torch.as_tensor(y), "labels")
 
 
 def first_input(split: Split | StreamSplit) -> torch.Tensor:
@@ -166,8 +189,7 @@ def first_input(split: Split | StreamSplit) -> torch.Tensor:
         return split.x[:1]
     source = split.source
     if isinstance(source, DataLoader):
-        x, _ = _as_batch(next(iter(source)))
-        x = as_inputs(x[:1], "the DataLoader's first input")
+        x = _as_batch(next(_read(source)), "the DataLoader's first input")[0][:1]
     else:
         sample = next(iter(source)) if isinstance(source, IterableDataset) else source[0]
         x = _sample_input(sample, source)
@@ -190,8 +212,10 @@ def measure_stream(
     (by ``workers`` DataLoader workers) and summed in float64, so no image is kept."""
     n = len(train)  # type: ignore[arg-type]
     picks = torch.randperm(n, generator=torch.Generator().manual_seed(0))[:limit].tolist()
-    reads = DataLoader(Subset(train, picks), batch_size=None, num_workers=workers)
-    moments = (channel_moments(_sample_input(sample, train)) for sample in reads)
+    reads = DataLoader(
+        Subset(train, picks), batch_size=None, num_workers=workers, generator=_generator(0, 0)
+    )
+    moments = (channel_moments(_sample_input(sample, train)) for sample in _read(reads))
     return Normalization.from_moments(moments, name)
 
 
