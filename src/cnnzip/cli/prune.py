@@ -324,5 +324,5 @@ def _structured_text(chosen: Allocation, r: dict[str, Any]) -> str:
     return (
         f"{chosen.table()}{reached}\n{comparison_text(r['profile'])}\n"
         f"test accuracy {r['baseline_test_accuracy']:.4f} -> {r['test_accuracy']:.4f} "
-        f"({r['drop_pp']:+.2f} pp drop)\n-> {r['run']}"
+        f"({-r['drop_pp']:+.2f} pp)\n-> {r['run']}"
     )
