@@ -62,8 +62,8 @@ def _folder(root: Path, classes: tuple[str, ...], side: int = 12) -> Path:
 
 def test_verbs_default_to_the_data_the_source_records(tmp_path: Path) -> None:
     """Trained on an .npz of 14 test images: eval of the run and of a binarized .cnnz
-    without --data score those 14 (not Fashion-MNIST's 10,000), and the files record
-    the data and its input shape."""
+    without --data score those 14 (not Fashion-MNIST's 10,000), and the files that
+    binarize, prune and distill write record that data (and its input shape)."""
     data, run = str(_npz(tmp_path / "mine.npz")), str(tmp_path / "run")
     _ok(["train", "lenet300", "--data", data, *SMALL, "-o", run])
     assert _ok(["eval", run])["n"] == 14
@@ -75,6 +75,9 @@ def test_verbs_default_to_the_data_the_source_records(tmp_path: Path) -> None:
     pruned = tmp_path / "pruned"
     _ok(["prune", run, "--sparsity", "0.5", "--steps", "1", "--epochs", "0", "-o", str(pruned)])
     assert json.loads((pruned / "run.json").read_text())["data"] == data
+    student = tmp_path / "student"  # distill: the teacher's data
+    _ok(["distill", "--teacher", run, "--student", "lenet300", *SMALL, "-o", str(student)])
+    assert json.loads((student / "run.json").read_text())["data"] == data
 
 
 def test_a_recorded_path_that_is_gone_is_named(tmp_path: Path) -> None:
