@@ -26,6 +26,7 @@ from cnnzip.data import Normalization
 from cnnzip.errors import DataError, ModelError, RunError
 from cnnzip.fileio import atomic_path, atomic_write_text
 from cnnzip.models import get_model
+from cnnzip.models.registry import untrusted
 from cnnzip.models.slim import apply_slim, check_slim_plan, slim_plan_of
 from cnnzip.transforms import describe, rebuild
 
@@ -174,7 +175,8 @@ def _model(meta: dict[str, Any], where: Path) -> nn.Module:
     """The model run.json describes, its transforms rebuilt; whatever they raise on bad
     values ends as a RunError naming the field."""
     try:
-        model = get_model(meta["arch"], **meta.get("kwargs", {}))
+        with untrusted():  # run.json is shared like a .cnnz: its factory only if trusted
+            model = get_model(meta["arch"], **meta.get("kwargs", {}))
     except ModelError as exc:
         raise RunError(f"{where}: fields arch/kwargs: {exc}") from None
     if meta.get("slim") is not None:  # channels cut before transforms and weights fit
@@ -238,9 +240,9 @@ def _check_weights(path: Path, skeleton: nn.Module) -> None:
 def load_run(path: str | Path) -> Run:
     """Rebuild the model named in run.json and load its safetensors weights. Everything is
     first built on the meta device and checked against the weights file's header, so a
-    bad run directory fails before any memory is spent. A run directory is the user's own
-    workspace: an arch naming their ``package.module:factory`` is imported and called
-    (a .cnnz file's is not: see cnnzip.models.registry)."""
+    bad run directory fails before any memory is spent. A run directory is shared like a
+    .cnnz, so an arch naming a ``package.module:factory`` is imported only where the
+    caller trusts it (``trust_factories``, $CNNZIP_TRUST: see cnnzip.models.registry)."""
     path = Path(path)
     meta = read_meta(path)
     with torch.device("meta"):

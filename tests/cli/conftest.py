@@ -1,7 +1,7 @@
 """Fixtures the CLI tests borrow from the folders their verbs' tests live in: the codec
-tests' tools for hostile .cnnz files, and the pruning tests' one torch thread (tiny
-models fitted in-process: two threads spin against each other on a shared machine);
-and the helpers that write tiny on-disk datasets, borrowed from the test modules that
+tests' tools for hostile .cnnz files, one torch thread for every test (tiny models
+fitted in-process: two threads spin against each other on a shared machine), and the
+helpers that write tiny on-disk datasets, borrowed from the test modules that
 define them (test modules are not importable under --import-mode=importlib)."""
 
 from __future__ import annotations
@@ -30,7 +30,11 @@ def _conftest(folder: str) -> ModuleType:
 
 _codec = _conftest("codec")
 small, tools = _codec.small, _codec.tools
-one_thread = _conftest("prune").one_thread
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(one_thread: None) -> None:
+    """Every CLI test at one torch thread (tests/conftest.py's ``one_thread``)."""
 
 
 @pytest.fixture(scope="session")

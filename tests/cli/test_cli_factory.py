@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from cnnzip.cli import main
+from cnnzip.errors import RunError
 from cnnzip.runs import load_run
 
 MODULE = "cz_cli_nets"
@@ -68,7 +69,10 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(autouse=True)
 def _in_work(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In the work folder, trusting the module's factories ($CNNZIP_TRUST) so that every
+    verb may rebuild their runs (the refusals are tested without it)."""
     monkeypatch.chdir(work)
+    monkeypatch.setenv("CNNZIP_TRUST", f"{SPEC}, {MODULE}:grey")
 
 
 def _ok(args: list[str]) -> dict:
@@ -118,11 +122,14 @@ def test_profile_a_factory_run(work: Path) -> None:
     assert report["params"] == 4 * 9 + 4 + 4 * 4 * 9 + 4 + 4 * 3 + 3
 
 
-def test_compress_then_eval_the_cnnz_only_with_the_spec_repeated(work: Path) -> None:
+def test_compress_then_eval_the_cnnz_only_with_the_spec_repeated(
+    work: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     over = ["-s", "prune.steps=1", "-s", "prune.epochs=0", "-s", "finetune.epochs=0"]
     compressed = _ok(["compress", "runs/small_cnn", "--data", "tiny.npz", *over, "-o", "m.cnnz"])
     evaluated = _ok(["eval", "m.cnnz", "--data", "tiny.npz", "--model", SPEC])
     assert evaluated["accuracy"] == compressed["test_accuracy"]
+    monkeypatch.delenv("CNNZIP_TRUST")
     assert f"--model {SPEC}" in _error(["eval", "m.cnnz", "--data", "tiny.npz"])
     assert "saved from" in _error(["eval", "m.cnnz", "--data", "tiny.npz", "--model", "a:b"])
     profiled = _ok(["profile", "m.cnnz", "--model", SPEC, "--input", "12"])
@@ -140,7 +147,6 @@ def test_compress_then_eval_the_cnnz_only_with_the_spec_repeated(work: Path) -> 
         (["train", SPEC, "--model", SPEC], "train takes one model"),
         (["train"], "train takes one model"),
         (["distill", "--teacher", "runs/small_cnn", "--student", f"{MODULE}:nope"], "nope"),
-        (["eval", "runs/small_cnn", "--model", SPEC], "--model is for a .cnnz"),
     ],
 )
 def test_each_misuse_is_one_error_line_and_nothing_written(
@@ -165,3 +171,42 @@ def test_a_factory_that_names_no_input_is_profiled_at_its_datas_shape(work: Path
     _ok(["compress", "grey", "--data", "tiny.npz", *over, "-o", "grey.cnnz"])
     profiled = _ok(["profile", "grey.cnnz", "--model", f"{MODULE}:grey"])
     assert profiled["input_shape"] == [1, 12, 12]
+
+
+def test_a_run_of_a_factory_is_rebuilt_only_when_trusted(
+    work: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """run.json is shared like a .cnnz: without --model or $CNNZIP_TRUST naming its
+    factory, no verb imports it; with either, it is rebuilt as trained."""
+    monkeypatch.delenv("CNNZIP_TRUST")
+    trained = json.loads((work / "runs/small_cnn/run.json").read_text())["metrics"]
+    refused = (
+        ["eval"],
+        ["compress", "-o", "refused.cnnz"],
+        ["binarize", "--mode", "bwn", "-o", "b"],
+    )
+    for verb in refused:
+        message = _error([verb[0], "runs/small_cnn", *verb[1:], "--data", "tiny.npz"])
+        assert f"CNNZIP_TRUST={SPEC}" in message and f"--model {SPEC}" in message
+    assert not (work / "refused.cnnz").exists() and not (work / "b").exists()
+    by_option = _ok(["eval", "runs/small_cnn", "--data", "tiny.npz", "--model", SPEC])
+    assert by_option["accuracy"] == trained["test_accuracy"]
+    assert "only a:b was given" in _error(["eval", "runs/small_cnn", "--model", "a:b"])
+
+
+def test_a_run_json_naming_os_system_runs_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The attack a shared run directory could carry: arch "os:system" with a shell command
+    as its kwargs. Refused before anything is imported or called, in Python and the CLI."""
+    monkeypatch.delenv("CNNZIP_TRUST")
+    marker = tmp_path / "PWNED"
+    run = tmp_path / "evil"
+    run.mkdir()
+    meta = {"format": "cnnzip-run", "version": 1, "arch": "os:system", "transforms": [],
+            "kwargs": {"command": f"touch {marker}"}}  # fmt: skip
+    (run / "run.json").write_text(json.dumps(meta))
+    with pytest.raises(RunError, match="never imports code a file names"):
+        load_run(run)
+    assert "os:system" in _error(["eval", str(run)])
+    assert not marker.exists()

@@ -142,11 +142,21 @@ def test_a_zoo_name_with_a_colon_cannot_be_registered() -> None:
         cz.models.register_model("a:b")(lambda: nn.Linear(1, 1))
 
 
-def test_a_run_of_a_factory_reloads_it(nets: Path) -> None:
+def test_a_run_of_a_factory_reloads_it_only_when_trusted(
+    nets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """run.json is shared like a .cnnz: its factory is imported only where trusted, by
+    trust_factories or $CNNZIP_TRUST."""
     model = cz.models.get_model(SPEC, width=4)
     cz.save_run(nets / "run", model, arch=SPEC, kwargs={"width": 4})
-    run = cz.load_run(nets / "run")
-    assert run.arch == SPEC
+    with pytest.raises(cz.RunError, match=f"CNNZIP_TRUST={SPEC}"):
+        cz.load_run(nets / "run")
+    monkeypatch.setenv("CNNZIP_TRUST", f"other:spec, {SPEC}")
+    by_env = cz.load_run(nets / "run").model
+    monkeypatch.delenv("CNNZIP_TRUST")
+    with trust_factories(SPEC):
+        run = cz.load_run(nets / "run")
+    assert run.arch == SPEC and torch.equal(by_env[0].weight, model[0].weight)
     for a, b in zip(run.model.state_dict().values(), model.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
@@ -156,7 +166,7 @@ def test_a_cnnz_naming_a_factory_never_imports_it(nets: Path) -> None:
     sys.modules.pop(MODULE, None)
     (nets / "imported.txt").unlink()
     cz.codec.save(nets / "m.cnnz", model, arch={"name": SPEC, "kwargs": {"width": 4}})
-    with pytest.raises(UntrustedFactoryError, match=rf"model=\.\.\.\), .* --model {SPEC}$"):
+    with pytest.raises(UntrustedFactoryError, match=rf"--model {SPEC} .* model=\.\.\.\)"):
         cz.load(nets / "m.cnnz")
     with trust_factories("other:spec"), pytest.raises(UntrustedFactoryError, match="only other"):
         cz.load(nets / "m.cnnz")

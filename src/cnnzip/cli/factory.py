@@ -1,10 +1,12 @@
 """The user's own model on the command line: ``package.module:factory`` wherever a zoo
-name goes, and ``--model`` on the verbs that read a .cnnz, since a file never imports
-the code it names on its own (see cnnzip.models.registry)."""
+name goes, and ``--model`` on the verbs that read a run or a .cnnz, since a file never
+imports the code it names on its own (see cnnzip.models.registry; $CNNZIP_TRUST trusts a
+factory in every verb)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,14 +18,15 @@ from cnnzip.codec import read as read_cnnz
 from cnnzip.codec.header import MAX_PARAMS
 from cnnzip.errors import CnnzipError
 from cnnzip.models.registry import is_factory, trust_factories
+from cnnzip.runs import load_run
 
-__all__ = ["factories_of", "load_cnnz", "model_option", "run_name"]
+__all__ = ["factories_of", "load_cnnz", "model_option", "run_name", "trusting"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 READ_HELP = (
-    "For a .cnnz of your own model: its factory, as the file names it "
-    "(cnnzip never imports code a file names unless you repeat it here)."
+    "For a run or .cnnz of your own model: its factory, as the file names it "
+    "(cnnzip never imports code a file names unless you repeat it here or in $CNNZIP_TRUST)."
 )
 
 
@@ -42,22 +45,26 @@ def run_name(name: str) -> str:
 
 def factories_of(name: Any, kwargs: Any) -> set[str]:
     """The ``package.module:factory`` specs an arch names: itself, or the model a
-    binarized one binarizes (its ``base``). Run directories are the user's own workspace,
-    so a verb writing a .cnnz from a run may read it back trusting these."""
+    binarized one binarizes (its ``base``). A verb writing a .cnnz from a run it was
+    trusted to build may read the file back trusting these."""
     base = kwargs.get("base") if isinstance(kwargs, dict) else None
     return {n for n in (name, base) if isinstance(n, str) and is_factory(n)}
 
 
+def trusting(spec: str | None) -> AbstractContextManager[None]:
+    """Within the block the factory ``spec`` (``--model``) may be imported where a file
+    names it; without one, only $CNNZIP_TRUST's."""
+    return trust_factories(spec) if spec else nullcontext()
+
+
 def load_cnnz(source: str, spec: str | None, max_params: int = MAX_PARAMS) -> nn.Module:
-    """The model of .cnnz ``source``; one that names the user's own factory is rebuilt
-    only when ``spec`` (``--model``) repeats it."""
+    """The model of run directory or .cnnz ``source``; one that names the user's own
+    factory is rebuilt only when ``spec`` (``--model``) or $CNNZIP_TRUST repeats it."""
+    if Path(source).is_dir():
+        with trusting(spec):
+            return load_run(source).model
     if spec is None:
         return load_file(read_cnnz(source), max_params=max_params)
-    if not Path(source).is_file():
-        raise CnnzipError(
-            f"--model is for a .cnnz of your own model; {source} is a run directory, "
-            "which rebuilds its model by itself: drop --model"
-        )
     cf = read_cnnz(source)
     arch = cf.header.get("arch") if isinstance(cf.header.get("arch"), dict) else {}
     if spec not in factories_of(arch.get("name"), arch.get("kwargs")):

@@ -11,7 +11,7 @@ import click
 import torch.nn as nn
 
 from cnnzip.cli.app import emit, main, parse_kwargs
-from cnnzip.cli.factory import factories_of, load_cnnz, model_option
+from cnnzip.cli.factory import factories_of, load_cnnz, model_option, trusting
 from cnnzip.cli.options import (
     COUNT,
     POSITIVE,
@@ -143,7 +143,8 @@ def build_model(
     if (Path(source).is_dir() or Path(source).is_file()) and kwargs:
         raise CnnzipError(f"-k applies to zoo names; {source} says how it is built")
     if Path(source).is_dir():
-        run = load_run(source)
+        with trusting(spec):
+            run = load_run(source)
         return run.model, recorded_input_shape(run.arch, run.kwargs, run.meta, size)
     if Path(source).is_file():
         header = read_cnnz(source).header

@@ -6,8 +6,10 @@ nn.Module; the name it is registered under is what the CLI and run files use.
 A name with a colon, ``package.module:factory``, is the user's own model: the module is
 imported (the current folder on the path, as ``python -m`` does) and ``factory`` called
 with the kwargs, so ``cnnzip train mynets:small_cnn`` and every run of it work like a
-zoo name. Importing runs the module's code, so what a downloaded file names (a .cnnz
-header) is never imported unless its reader says so: see ``trust_factories``.
+zoo name. Importing runs the module's code, so what a file names (a .cnnz header, a
+run.json: both are what users download and share) is never imported unless its reader
+says so: ``trust_factories`` in Python, ``--model SPEC`` or ``CNNZIP_TRUST=SPEC,...`` on
+the command line.
 """
 
 from __future__ import annotations
@@ -75,12 +77,22 @@ def trust_factories(*specs: str) -> Iterator[None]:
         _TRUSTED.reset(token)
 
 
+TRUST_ENV = "CNNZIP_TRUST"  # comma-separated factory specs a user trusts in every file
+
+
+def env_trusted() -> frozenset[str]:
+    """The specs $CNNZIP_TRUST names: the command line's way to trust a factory in verbs
+    that read a run of it (compress, prune, binarize, distill --teacher, ...)."""
+    return frozenset(s.strip() for s in os.environ.get(TRUST_ENV, "").split(",") if s.strip())
+
+
 @contextmanager
 def untrusted() -> Iterator[None]:
-    """Around building what a file names: importing a module runs its code, and a .cnnz is
-    what users download from others, so only the factories the caller trusted (see
-    ``trust_factories``) are imported, by default none."""
-    with trust_factories(*(_TRUSTED.get() or ())):
+    """Around building what a file names: importing a module runs its code, and a .cnnz or
+    a run directory is what users download from others (run.json naming ``os:system``
+    would run a shell command), so only the factories the caller trusted
+    (``trust_factories``, $CNNZIP_TRUST) are imported, by default none."""
+    with trust_factories(*(_TRUSTED.get() or ()), *env_trusted()):
         yield
 
 
@@ -133,8 +145,10 @@ def _factory(spec: str) -> Callable[..., nn.Module]:
         given = f"only {', '.join(sorted(trusted))} was given" if trusted else "none was given"
         raise UntrustedFactoryError(
             f"the file names your own model {spec!r}, and cnnzip never imports code a file "
-            f"names ({given}): build it yourself and pass it, cnnzip.load(path, model=...), "
-            f"or on the command line repeat it with --model {spec}"
+            f"names unless you trust it ({given}): on the command line repeat it with "
+            f"--model {spec} (eval, profile, bench) or set {TRUST_ENV}={spec} (any verb); in "
+            f"Python pass the model (cnnzip.load(path, model=...)) or use "
+            f"cnnzip.models.trust_factories({spec!r})"
         )
     target: Any = _import(module_name, spec)
     for attr in path.split("."):
