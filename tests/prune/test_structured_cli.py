@@ -13,10 +13,11 @@ import torch
 from click.testing import CliRunner
 
 from cnnzip.cli import main
+from cnnzip.codec import load as cz_load
 from cnnzip.data import synthetic
 from cnnzip.models import get_model
 from cnnzip.profiling import profile
-from cnnzip.recipes import RecipeError, load_recipe, parse_recipe
+from cnnzip.recipes import RecipeError, compress, load_recipe, parse_recipe
 from cnnzip.recipes.stages import ChannelsStage
 from cnnzip.runs import load_run, save_run
 from cnnzip.train import TrainConfig, fit
@@ -202,3 +203,29 @@ def test_a_slim_run_compresses_into_a_slim_file(slim_run: tuple[str, dict], tmp_
     assert summary["speed"]["macs"] == [res["macs"][1], res["macs"][1]]
     code, text = run_cli("eval", file, *DATA, "--json")
     assert code == 0 and last_json(text)["accuracy"] == summary["test_accuracy"]
+
+
+def test_a_channels_stage_file_rebuilds_the_slim_model(tmp_path: Path) -> None:
+    """compress with a channels stage (uniform, no retraining): the .cnnz loads back as
+    the slim model, computing what the compressed model does, at half the MACs."""
+    torch.manual_seed(0)
+    model = get_model("lenet5")
+    data = synthetic(n_train=64, n_val=32, n_test=32, seed=0)
+    recipe = parse_recipe(
+        {
+            "name": "slim-only",
+            "stages": [
+                {"channels": {"macs": 0.5, "sensitivity": False, "epochs": 0}},
+                {"encode": {"dense_dtype": "float32"}},
+            ],
+        }
+    )
+    result = compress(
+        model, data, recipe, arch={"name": "lenet5", "kwargs": {}}, log=lambda _: None
+    )
+    result.save(tmp_path / "slim.cnnz")
+    loaded = cz_load(tmp_path / "slim.cnnz").eval()
+    assert profile(loaded, SHAPE).macs == result.log[0]["macs"][1] <= 2_293_000 / 2
+    x = torch.randn(4, *SHAPE)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model.eval()(x))
