@@ -30,7 +30,7 @@ from cnnzip.data import Dataset
 from cnnzip.errors import CnnzipError, DataError
 from cnnzip.models import get_model, list_models
 from cnnzip.models.registry import data_kwargs
-from cnnzip.runs import CHECKPOINT, load_run, save_run
+from cnnzip.runs import CHECKPOINT, save_run
 from cnnzip.train import FitResult, TrainConfig, evaluate, fit
 from cnnzip.train.distributed import setup, teardown
 
@@ -164,9 +164,7 @@ def eval_cmd(
     source: str, dataset: DataSpec, max_params: int, model_spec: str | None, as_json: bool
 ) -> None:
     """Evaluate a run directory, or a .cnnz file as decoded, on the test split."""
-    is_file = Path(source).is_file()
-    by_file = is_file or model_spec  # --model with a run: refused there
-    model = load_cnnz(source, model_spec, max_params) if by_file else load_run(source).model
+    model = load_cnnz(source, model_spec, max_params)
     trained = Recorded.of(source)  # the data the model was trained on, normalised as then
     data = dataset.load(trained.stats, validation=False, trained=trained)
     test = evaluate(model, data.test)
