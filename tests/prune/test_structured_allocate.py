@@ -181,3 +181,16 @@ def test_a_group_curve_is_measured_on_the_masked_model(toy_data: Dataset) -> Non
     assert curve.weights == 405_000
     costs = _group_costs(model, [fc1], SHAPE, "macs")
     assert costs == {"fc1": 16 * 50 * 500 + 500 * 10}
+
+
+def test_round_to_keeps_widths_in_whole_steps(lenet: nn.Module) -> None:
+    """round_to=4: every pruned width a multiple of 4, the target met, and one more step
+    of 4 in every pruned layer would miss it."""
+    chosen = allocate_channels(lenet, SHAPE, macs=0.5, round_to=4)
+    widths = kept(chosen.plan)
+    pruned = [(w, f) for w, f in zip(widths, FULL.values(), strict=True) if w < f]
+    assert pruned and all(w % 4 == 0 for w, _ in pruned)
+    base = lenet_macs(20, 50, 500)
+    assert lenet_macs(*widths) / base <= 0.5
+    wider = tuple(w + 4 * (w < f) for w, f in zip(widths, FULL.values(), strict=True))
+    assert lenet_macs(*wider) / base > 0.5

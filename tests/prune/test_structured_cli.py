@@ -181,6 +181,7 @@ def test_the_builtin_recipe_and_its_channels_stage() -> None:
         ({"macs": 0.5, "epochs": -1}, "epochs"),
         ({"macs": 0.5, "sweep_images": 0}, "sweep_images"),
         ({"macs": "half"}, "macs"),
+        ({"macs": 0.5, "round_to": 0}, "round_to"),
     ],
 )
 def test_bad_channels_stages_are_refused(options: dict, says: str) -> None:

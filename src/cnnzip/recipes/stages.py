@@ -61,6 +61,7 @@ __all__ = [
 # (epochs and lr share TrainConfig's bounds).
 MAX_STEPS = 1000  # pruning rounds or events
 MAX_BATCH = 65536
+MAX_ROUND_TO = 1024  # a channels stage's width step
 
 
 class RecipeError(CnnzipError):
@@ -147,6 +148,7 @@ class ChannelsStage:
     lr: float = 1e-3
     batch_size: int = 128
     sweep_images: int | None = prune.MAX_IMAGES
+    round_to: int = 1  # kept channel counts a multiple of this (e.g. 8: whole SIMD vectors)
 
     def __post_init__(self) -> None:
         try:
@@ -157,6 +159,10 @@ class ChannelsStage:
         _check(
             self.sweep_images is None or self.sweep_images >= 1,
             f"channels: sweep_images {self.sweep_images} must be >= 1 (or null: all)",
+        )
+        _check(
+            1 <= self.round_to <= MAX_ROUND_TO,
+            f"channels: round_to {self.round_to} must be in 1..{MAX_ROUND_TO}",
         )
 
 
@@ -281,6 +287,7 @@ def run_channels(
         latency_ms=cfg.latency_ms,
         importance=cfg.importance,
         max_images=cfg.sweep_images,
+        round_to=cfg.round_to,
     )
     log(chosen.table())  # the groups left whole among its rows, with their reasons
     apply_slim(model, chosen.plan)
