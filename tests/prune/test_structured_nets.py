@@ -13,6 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from cnnzip import codec, profile
+from cnnzip.models.shufflenet import channel_shuffle
 from cnnzip.models.slim import slim_plan_of
 from cnnzip.prune.masks import PruneError
 from cnnzip.prune.structured import (
@@ -227,3 +228,44 @@ def test_hand_net_cnnz_round_trip_into_the_users_model(tmp_path) -> None:
     x = torch.randn(2, 3, 4, 4)
     with torch.no_grad():
         assert torch.equal(small(x), loaded(x))
+
+
+class Shuffled(nn.Module):
+    """conv1 (6 -> mid, 3 groups) -> channel shuffle (3) -> depthwise -> conv2 (-> 6, 3 groups)."""
+
+    def __init__(self, mid: int) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(6, mid, 1, groups=3)
+        self.dw = nn.Conv2d(mid, mid, 3, padding=1, groups=mid)
+        self.c2 = nn.Conv2d(mid, 6, 1, groups=3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c2(self.dw(channel_shuffle(self.c1(x), 3)))  # (N, 6, H, W)
+
+
+def test_shuffle_between_grouped_convs_cuts_whole_columns_evenly() -> None:
+    """mid 18: column c (channels c, 6 + c, 12 + c) lands at shuffled positions 3c..3c+2,
+    two columns in each of conv2's groups of 6: half removed is one column per group.
+    Slim: c1 9 * 2 + 9 = 27, dw 9 * 9 + 9 = 90, c2 6 * 3 + 6 = 24 -> 141 parameters;
+    MACs (18 + 81 + 18) * 16 = 1872."""
+    torch.manual_seed(0)
+    model = Shuffled(18).eval()
+    groups = {g.name: g for g in channel_groups(model, (6, 4, 4))}
+    assert groups["c1"].prunable and groups["c1"].shuffle == 3
+    plan = plan_channels(model, list(groups.values()), {"c1": 0.5})
+    kept = plan["c1"]["out"]
+    assert len(kept) == 9 and [i % 6 for i in kept[:3]] == [i % 6 for i in kept[3:6]]
+    assert sorted({i % 6 // 2 for i in kept[:3]}) == [0, 1, 2]  # one column per conv2 group
+    small = slim(model, plan)
+    x = torch.randn(2, 6, 4, 4)
+    with torch.no_grad():
+        want, got = mask_channels(model, plan)(x), small(x)
+    torch.testing.assert_close(got, want, atol=1e-5 * want.abs().max().item(), rtol=0)
+    report = profile(small, (6, 4, 4))
+    assert (report.params, report.macs) == (141, 1872)
+
+
+def test_shuffle_whose_columns_straddle_every_group_is_left_whole() -> None:
+    """mid 12: columns 1 and 2 straddle conv2's groups and group 1 holds no whole column."""
+    group = next(g for g in channel_groups(Shuffled(12), (6, 4, 4)) if g.name == "c1")
+    assert not group.prunable and "grouped conv 'c2' (3 groups) cannot keep" in group.reason

@@ -36,8 +36,13 @@ ZOO = [
     ("squeezenet1_1", SMALL),
     ("mobilenet_v1", {**SMALL, "width_mult": 0.25}),
     ("shufflenet_v1", {**SMALL, "groups": 1, "scale": 0.25}),
+    ("shufflenet_v1", {**SMALL, "groups": 3, "scale": 0.5}),
+    ("shufflenet_v1", {**SMALL, "groups": 8, "scale": 0.5}),
 ]
-ZOO_IDS = [case.values[0] if hasattr(case, "values") else case[0] for case in ZOO]
+ZOO_IDS = [
+    case.values[0] if hasattr(case, "values") else f"{case[0]}{case[1].get('groups', '')}"
+    for case in ZOO
+]
 RATIO = 0.4
 
 
@@ -98,9 +103,10 @@ def test_slim_zoo_model_equals_masked_and_counts(name: str, kwargs: dict) -> Non
     params, macs = _shape_counts(small)
     report = profile(small, (3, SIZE, SIZE))
     assert (report.params, report.macs) == (params, macs)
-    assert report.params < 0.8 * profile(model, (3, SIZE, SIZE)).params
+    full = profile(model, (3, SIZE, SIZE))
+    assert report.params < full.params and report.macs < full.macs
     removed: dict[tuple[str, str], int] = {}  # each group loses round(0.4 size) everywhere
-    for g in prunable:
+    for g in (g for g in prunable if g.shuffle == 1 and not any(m.block for m in g.members)):
         for m in g.members:
             key = (m.module, m.axis)
             removed[key] = removed.get(key, 0) + round(RATIO * g.size) * m.repeat
@@ -129,24 +135,30 @@ def test_slim_mobilenet_counts_equal_the_zoo_narrower_one() -> None:
 
 
 @pytest.mark.parametrize("groups", [3, 8])
-def test_grouped_shufflenet_left_whole_with_reasons(groups: int) -> None:
-    """Grouped 1x1 convs and the channel shuffle are refused, each group naming why."""
-    model = get_model("shufflenet_v1", **SMALL, groups=groups, scale=0.25).eval()
-    found = channel_groups(model, (3, SIZE, SIZE))
-    refused = [g for g in found if not g.prunable]
-    assert all(g.reason for g in refused)
-    assert any("grouped conv" in g.reason for g in refused)
-    assert any("reshapes" in g.reason or "transpose" in g.reason for g in refused)
-    # any prunable group found must still slim exactly
-    ratios = {g.name: RATIO for g in found if g.prunable}
-    small = slim(model, plan_channels(model, found, ratios))
-    ref = mask_channels(model, slim_plan_of(small) or {})
-    x = torch.randn(1, 3, SIZE, SIZE)
-    with torch.no_grad():
-        torch.testing.assert_close(small(x), ref(x), atol=1e-5, rtol=0)
+def test_grouped_shufflenet_prunes_its_bottlenecks_evenly(groups: int) -> None:
+    """The bottleneck channels (grouped conv1 -> shuffle -> depthwise -> grouped conv2) are
+    cut by whole shuffle columns, as many from each of conv2's groups; the stage channels
+    (a residual sum of differently concatenated tensors) stay whole, saying why."""
+    _, small, found = _pruned("shufflenet_v1", {**SMALL, "groups": groups, "scale": 0.5})
+    mids = [g for g in found if g.name.endswith("conv1.conv") and g.prunable]
+    assert any(g.shuffle == groups for g in mids)
+    for g in mids:  # whole shuffle columns, as many from each of conv2's groups
+        kept = slim_plan_of(small).get(g.name, {}).get("out", list(range(g.size)))
+        per = g.size // groups
+        assert len(kept) % groups == 0
+        if g.shuffle == groups:
+            assert {i % per for i in kept[: len(kept) // groups]} == {i % per for i in kept}
+    assert sum(g.name in slim_plan_of(small) for g in mids) >= len(mids) // 2
+    refused = [g for g in found if not g.prunable and g.name != "input"]
+    assert refused and all("split differently" in g.reason or "output" in g.reason
+                           or "grouped conv" in g.reason for g in refused)  # fmt: skip
+    for unit in (small.stage3[1], small.stage4[2]):
+        mid = unit.dw.conv.out_channels
+        assert mid % groups == 0 and unit.conv2.conv.in_channels == mid
+        assert unit.conv1.conv.groups == unit.conv2.conv.groups == groups
 
 
-ROUND_TRIP = [ZOO[i] for i in (2, 3, 5, 7, 8)]  # concat, residual, fire, dw, shuffle g1
+ROUND_TRIP = [ZOO[i] for i in (2, 3, 5, 7, 8, 9)]  # concat, residual, fire, dw, shuffles
 
 
 def _assert_same(a: nn.Module, b: nn.Module) -> None:

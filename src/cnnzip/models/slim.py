@@ -25,6 +25,7 @@ __all__ = [
     "check_plan_fits",
     "check_slim_plan",
     "is_depthwise",
+    "is_grouped",
     "slim_plan_of",
 ]
 
@@ -85,12 +86,6 @@ def _check_kept(kept: Any, what: str) -> None:
 def axis_sizes(module: nn.Module, name: str) -> dict[str, int]:
     """The channel counts a plan may cut on ``module``, by axis; anything else is refused."""
     if isinstance(module, nn.Conv2d):
-        depthwise = module.groups == module.in_channels == module.out_channels
-        if module.groups != 1 and not depthwise:
-            raise ModelError(
-                f"module {name!r} is a grouped conv ({module.groups} groups of "
-                f"{module.in_channels} channels): a plan cannot slim it; leave it out"
-            )
         return {"out": module.out_channels, "in": module.in_channels}
     if isinstance(module, nn.Linear):
         return {"out": module.out_features, "in": module.in_features}
@@ -121,10 +116,29 @@ def _check_entry(module: nn.Module, name: str, axes: dict[str, list[int]]) -> No
     inp, out = axes.get("in"), axes.get("out")
     if is_depthwise(module) and inp is not None and out is not None and inp != out:
         raise ModelError(f"slim plan: depthwise conv {name!r} must keep the same in and out")
+    if is_grouped(module):
+        for axis, kept in axes.items():
+            per_group = sizes[axis] // module.groups
+            counts = {sum(i // per_group == b for i in kept) for b in range(module.groups)}
+            if len(counts) != 1:
+                raise ModelError(
+                    f"slim plan: grouped conv {name!r} ({module.groups} groups) must keep as "
+                    f"many {axis} channels in every group"
+                )
 
 
 def is_depthwise(module: nn.Module) -> bool:
-    return isinstance(module, nn.Conv2d) and module.groups > 1
+    """A conv of one input channel per output channel (groups = in = out)."""
+    return (
+        isinstance(module, nn.Conv2d)
+        and module.groups == module.in_channels > 1
+        and (module.out_channels == module.in_channels)
+    )
+
+
+def is_grouped(module: nn.Module) -> bool:
+    """A conv of several groups, each more than one channel wide or a multiplier."""
+    return isinstance(module, nn.Conv2d) and module.groups > 1 and not is_depthwise(module)
 
 
 def _take(module: nn.Module, tensor_name: str, dim: int, kept: list[int]) -> None:
@@ -138,6 +152,18 @@ def _take(module: nn.Module, tensor_name: str, dim: int, kept: list[int]) -> Non
         setattr(module, tensor_name, nn.Parameter(cut, requires_grad=value.requires_grad))
     else:
         setattr(module, tensor_name, cut)
+
+
+def _take_grouped_inputs(module: nn.Conv2d, kept: list[int]) -> None:
+    """A grouped conv's input channels: each output row keeps its own group's kept ones."""
+    g, weight = module.groups, module.weight
+    per_in, per_out = module.in_channels // g, weight.shape[0] // g
+    local = [[i - b * per_in for i in kept if i // per_in == b] for b in range(g)]
+    rows = [local[o // per_out] for o in range(weight.shape[0])]
+    index = torch.tensor(rows, dtype=torch.long, device=weight.device)  # (out, in/g kept)
+    index = index[:, :, None, None].expand(-1, -1, *weight.shape[2:])
+    cut = weight.detach().gather(1, index)
+    module.weight = nn.Parameter(cut, requires_grad=weight.requires_grad)
 
 
 def _cut(module: nn.Module, axes: dict[str, list[int]]) -> None:
@@ -156,12 +182,15 @@ def _cut(module: nn.Module, axes: dict[str, list[int]]) -> None:
         if out is not None:
             _take(module, "weight", 0, out)
             _take(module, "bias", 0, out)
-        if inp is not None:
+        if inp is not None and is_grouped(module):
+            _take_grouped_inputs(module, inp)
+        elif inp is not None:
             _take(module, "weight", 1, inp)
         if isinstance(module, nn.Linear):
             module.out_features, module.in_features = module.weight.shape[:2]
         else:
-            module.out_channels, module.in_channels = module.weight.shape[:2]
+            out_chs, in_per_group = module.weight.shape[:2]  # (out, in / groups, kh, kw)
+            module.out_channels, module.in_channels = out_chs, in_per_group * module.groups
 
 
 def _compose(old: SlimPlan | None, new: SlimPlan) -> SlimPlan:

@@ -13,18 +13,26 @@ import copy
 import torch
 import torch.nn as nn
 
-from cnnzip.models.slim import SlimPlan, apply_slim, axis_sizes, check_plan_fits, is_depthwise
+from cnnzip.models.slim import (
+    SlimPlan,
+    apply_slim,
+    axis_sizes,
+    check_plan_fits,
+    is_depthwise,
+    is_grouped,
+)
 from cnnzip.prune.masks import PruneError
-from cnnzip.prune.structured.groups import ChannelGroup, Member
+from cnnzip.prune.structured.groups import ChannelGroup, Member, partition
 
 __all__ = ["IMPORTANCES", "channel_scores", "mask_channels", "plan_channels", "slim"]
 
 IMPORTANCES = ("l1", "l2", "bn")
 
 
-def _rows(module: nn.Module, tensor: torch.Tensor, member: Member) -> torch.Tensor:
-    """(length, fan_in): the member's channels of an "out" tensor, one row each."""
-    return tensor.detach()[member.offset : member.offset + member.length].reshape(member.length, -1)
+def _rows(tensor: torch.Tensor, member: Member) -> torch.Tensor:
+    """(channels, fan_in): the member's channels of an "out" tensor, in group order."""
+    index = torch.tensor(member.positions(), dtype=torch.long, device=tensor.device)
+    return tensor.detach().index_select(0, index).reshape(len(index), -1)
 
 
 def channel_scores(model: nn.Module, group: ChannelGroup, importance: str = "l1") -> torch.Tensor:
@@ -41,7 +49,7 @@ def channel_scores(model: nn.Module, group: ChannelGroup, importance: str = "l1"
         is_bn = isinstance(module, nn.modules.batchnorm._BatchNorm)
         if (importance == "bn") != is_bn or (is_bn and module.weight is None):
             continue
-        rows = _rows(module, module.weight, member).float().cpu()  # (size, fan_in)
+        rows = _rows(module.weight, member).float().cpu()  # (size, fan_in)
         p = {"l1": 1, "l2": 2, "bn": 1}[importance]
         scores += rows.norm(p=p, dim=1)
         found = True
@@ -92,14 +100,33 @@ def plan_channels(
         ratio = ratios.get(group.name, 0.0)
         if not group.prunable or ratio == 0.0:
             continue
-        keep = _keep_count(group.size, ratio, round_to)
-        order = torch.argsort(-channel_scores(model, group, importance), stable=True)
+        scores = channel_scores(model, group, importance).tolist()
+        channels = _removed(group, scores, ratio, round_to)
         for member in group.members:
             gone = removed.setdefault((member.module, member.axis), set())
-            for c in order[keep:].tolist():  # a channel spans ``repeat`` features
-                start = member.offset + c * member.repeat
-                gone.update(range(start, start + member.repeat))
+            positions = member.positions()
+            for c in channels:  # a channel spans ``repeat`` features
+                gone.update(range(positions[c], positions[c] + member.repeat))
     return _plan(model, removed)
+
+
+def _removed(group: ChannelGroup, scores: list[float], ratio: float, round_to: int) -> list[int]:
+    """The group's channels to remove: the weakest units, as many from every bucket (see
+    ``partition``); an unconstrained group is one bucket of single channels."""
+    part = partition(group)
+    assert not isinstance(part, str)  # prunable groups have a partition
+    width = len(part.units[0])
+    if len(part.buckets) == 1 and width == 1 and len(part.buckets[0]) == group.size:
+        count = group.size - _keep_count(group.size, ratio, round_to)
+    else:  # a grouped conv's groups or a shuffle: round_to does not apply
+        wanted = round(ratio * group.size / (len(part.buckets) * width))
+        straddling = sum(map(len, part.buckets)) < len(part.units)  # units always kept
+        count = min(wanted, min(len(b) for b in part.buckets) - (not straddling))
+    out = []
+    for bucket in part.buckets:  # the best first; ties: the earlier unit stays
+        order = sorted(bucket, key=lambda u: (-sum(scores[i] for i in part.units[u]), u))
+        out += [i for u in order[len(order) - count :] if count for i in part.units[u]]
+    return sorted(out)
 
 
 def _plan(model: nn.Module, removed: dict[tuple[str, str], set[int]]) -> SlimPlan:
@@ -123,6 +150,15 @@ def _complement(kept: list[int], size: int) -> torch.Tensor:
     return torch.tensor(sorted(set(range(size)) - set(kept)), dtype=torch.long)
 
 
+def _zero_grouped_inputs(module: nn.Conv2d, gone: torch.Tensor) -> None:
+    """Input channel p of a grouped conv is column p % (in/g) of its group's output rows."""
+    per_in = module.in_channels // module.groups
+    per_out = module.out_channels // module.groups
+    for p in gone.tolist():
+        b = p // per_in
+        module.weight[b * per_out : (b + 1) * per_out, p % per_in] = 0.0
+
+
 def mask_channels(model: nn.Module, plan: SlimPlan) -> nn.Module:
     """A full-width deep copy with the plan's removed channels zeroed: producers' filters
     and biases, BatchNorm's gamma *and beta* (so a removed channel's BN shift does not
@@ -137,6 +173,9 @@ def mask_channels(model: nn.Module, plan: SlimPlan) -> nn.Module:
             sizes = axis_sizes(module, name)
             for axis, kept in axes.items():
                 gone = _complement(kept, sizes[axis])
+                if axis == "in" and is_grouped(module):
+                    _zero_grouped_inputs(module, gone)
+                    continue
                 if axis == "in" and not is_depthwise(module):
                     module.weight[:, gone] = 0.0  # (out, in, ...): input columns
                     continue

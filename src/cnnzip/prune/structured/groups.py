@@ -20,7 +20,7 @@ import operator
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -46,20 +46,32 @@ class Member:
     offset: int
     length: int
     repeat: int = 1
+    index: tuple[int, ...] | None = None  # channel i at position offset + index[i] (shuffled)
+    block: int = 0  # a grouped conv's channels per group on this axis (0: not grouped)
+    groups: int = 1  # and its number of groups
+
+    def positions(self) -> list[int]:
+        """The module position (first feature) of each of the group's channels."""
+        order = self.index if self.index is not None else range(self.length // self.repeat)
+        return [self.offset + i * self.repeat for i in order]
 
 
 @dataclass(frozen=True)
 class ChannelGroup:
-    """``size`` channels pruned together in every member; unprunable ones say why."""
+    """``size`` channels pruned together in every member; unprunable ones say why. After a
+    channel shuffle of ``shuffle`` groups, channels ``i`` with equal ``i % (size //
+    shuffle)`` are kept or removed together (see ``partition``)."""
 
     name: str
     size: int
     members: tuple[Member, ...]
     prunable: bool
     reason: str | None
+    shuffle: int = 1
 
 
-Segment = tuple[int, int, int]  # (group id, channels, features per channel)
+Perm = tuple[int, ...] | None  # position p of a segment holds its group's channel perm[p]
+Segment = tuple[int, int, int, Perm]  # (group id, channels, features per channel, order)
 
 PASS_MODULES = (
     nn.ReLU,
@@ -99,6 +111,7 @@ class _Groups:
     sizes: list[int] = field(default_factory=list)
     members: dict[int, list[Member]] = field(default_factory=dict)
     reasons: dict[int, list[str]] = field(default_factory=dict)
+    shuffles: dict[int, set[int]] = field(default_factory=dict)
 
     def new(self, name: str, size: int, reason: str | None = None) -> int:
         gid = len(self.parent)
@@ -106,6 +119,7 @@ class _Groups:
         self.names.append(name)
         self.sizes.append(size)
         self.members[gid], self.reasons[gid] = [], [reason] if reason else []
+        self.shuffles[gid] = set()
         return gid
 
     def find(self, gid: int) -> int:
@@ -120,16 +134,22 @@ class _Groups:
             self.parent[b] = a
             self.members[a] += self.members.pop(b)
             self.reasons[a] += self.reasons.pop(b)
+            self.shuffles[a] |= self.shuffles.pop(b)
 
     def refuse(self, segments: list[Segment], reason: str) -> None:
-        for gid, _, _ in segments:
+        for gid, *_ in segments:
             self.reasons[self.find(gid)].append(reason)
 
-    def add(self, segments: list[Segment], module: str, axis: str) -> None:
+    sizes_of: Any = None  # (module name, axis) -> channels, for a grouped conv's groups
+
+    def add(self, segments: list[Segment], module: str, axis: str, block: int = 0) -> None:
         """``module`` holds these segments on ``axis``, one after the other."""
         offset = 0
-        for gid, chs, repeat in segments:
-            self.members[self.find(gid)].append(Member(module, axis, offset, chs * repeat, repeat))
+        for gid, chs, repeat, perm in segments:
+            groups = self.sizes_of(module, axis) // block if block else 1
+            index = None if perm is None else tuple(sorted(range(chs), key=perm.__getitem__))
+            member = Member(module, axis, offset, chs * repeat, repeat, index, block, groups)
+            self.members[self.find(gid)].append(member)
             offset += chs * repeat
 
 
@@ -179,7 +199,9 @@ class _Walk:
     def __init__(self, gm: fx.GraphModule) -> None:
         self.gm = gm
         self.groups = _Groups()
+        self.groups.sizes_of = self.axis_size
         self.segs: dict[fx.Node, list[Segment]] = {}
+        self.split: dict[fx.Node, tuple[int, int, int, bool]] = {}  # shuffle: gid, g, c, swapped
         self.modules = dict(gm.named_modules())
         self.calls = Counter(n.target for n in gm.graph.nodes if n.op == "call_module")
 
@@ -191,13 +213,14 @@ class _Walk:
         return self.result()
 
     def inputs(self, node: fx.Node) -> list[Segment]:
-        return [s for n in node.all_input_nodes for s in self.segs.get(n, [])]
+        split = [(self.split[n][0], 0, 1, None) for n in node.all_input_nodes if n in self.split]
+        return [s for n in node.all_input_nodes for s in self.segs.get(n, [])] + split
 
     def fresh(self, node: fx.Node, name: str, reason: str | None) -> list[Segment] | None:
         shape = _shape(node)
         if shape is None or len(shape) < 2:
             return None
-        return [(self.groups.new(name, shape[1], reason), shape[1], 1)]
+        return [(self.groups.new(name, shape[1], reason), shape[1], 1, None)]
 
     def unknown(self, node: fx.Node, why: str = "is not understood") -> list[Segment] | None:
         reason = f"{_what(node)} {why}"
@@ -242,23 +265,22 @@ class _Walk:
         shape = _shape(node.args[0])
         if isinstance(m, nn.Linear) and (shape is None or len(shape) != 2):
             return self.unknown(node, "is a Linear on more than (N, features)")
-        if isinstance(m, nn.Conv2d) and m.groups > 1:
-            if m.groups == m.in_channels == m.out_channels:
-                self.groups.add(first, name, "out")
-                self.groups.add(first, name, "in")
-                return first
-            return self.unknown(node, f"is a grouped conv ({m.groups} groups)")
-        self.groups.add(first, name, "in")
+        grouped = isinstance(m, nn.Conv2d) and m.groups > 1
+        if grouped and m.groups == m.in_channels == m.out_channels:  # depthwise
+            self.groups.add(first, name, "out")
+            self.groups.add(first, name, "in")
+            return first
+        self.groups.add(first, name, "in", m.in_channels // m.groups if grouped else 0)
         out = self.fresh(node, name, None)
         if out is not None:
-            self.groups.add(out, name, "out")
+            self.groups.add(out, name, "out", m.out_channels // m.groups if grouped else 0)
         return out
 
     def flatten(self, source: Any, segs: list[Segment]) -> list[Segment]:
         """(N, C, *spatial) -> (N, C * prod(spatial)): each channel becomes that many features."""
         shape = _shape(source) or ()
         spread = math.prod(shape[2:])
-        return [(gid, chs, repeat * spread) for gid, chs, repeat in segs]
+        return [(gid, chs, repeat * spread, perm) for gid, chs, repeat, perm in segs]
 
     def function(self, node: fx.Node) -> list[Segment] | None:
         target = node.target
@@ -281,6 +303,8 @@ class _Walk:
         first = self.segs.get(node.args[0])
         if node.target in SHAPE_ONLY:
             return None
+        if node.args[0] in self.split:
+            return self.shuffled(node)
         if first is None:
             return self.unknown(node)
         if node.target in PASS_METHODS:
@@ -308,7 +332,30 @@ class _Walk:
             return first
         if after == (before[0], math.prod(before[1:])):
             return self.flatten(node.args[0], first)
+        one = len(first) == 1 and first[0][2] == 1 and first[0][3] is None
+        if one and len(before) == 4 and after[:1] + after[3:] == before[:1] + before[2:]:
+            self.split[node] = (first[0][0], after[1], after[2], False)  # (N, g, C/g, H, W)
+            return None
         return self.unknown(node, f"reshapes {list(before)} to {list(after)}")
+
+    def shuffled(self, node: fx.Node) -> list[Segment] | None:
+        """A channel shuffle, (N, g, C/g, H, W) -> transpose(1, 2) -> (N, C, H, W): the
+        output's channel c * g + j is the input's j * C/g + c."""
+        gid, g, c, swapped = self.split[node.args[0]]
+        args = tuple(node.args[1:])
+        if node.target in PASS_METHODS:
+            self.split[node] = self.split[node.args[0]]
+        elif node.target == "transpose" and not swapped and args in ((1, 2), (2, 1)):
+            self.split[node] = (gid, g, c, True)
+        elif node.target in ("view", "reshape") and swapped and _shape(node) is not None:
+            if _shape(node)[1] == g * c and len(_shape(node)) == 4:
+                self.groups.shuffles[self.groups.find(gid)].add(g)
+                perm = tuple(j * c + k for k in range(c) for j in range(g))
+                return [(gid, g * c, 1, perm)]
+            return self.unknown(node, "reshapes a split tensor other than back to channels")
+        else:
+            return self.unknown(node, "uses a tensor split into channel groups")
+        return None
 
     def elementwise(self, node: fx.Node) -> list[Segment] | None:
         """A sum or product ties channel k of every tensor operand into one group."""
@@ -316,12 +363,12 @@ class _Walk:
         if any(a not in self.segs for a in operands) or not operands:
             return self.unknown(node, "combines a tensor whose channels are not traced")
         first = self.segs[operands[0]]
-        layout = [(chs, rep) for _, chs, rep in first]
-        if any([(c, r) for _, c, r in self.segs[a]] != layout for a in operands[1:]):
+        layout = [s[1:] for s in first]
+        if any([s[1:] for s in self.segs[a]] != layout for a in operands[1:]):
             return self.unknown(node, "combines tensors whose channels are split differently")
         for other in operands[1:]:
-            for (a, _, _), (b, _, _) in zip(first, self.segs[other], strict=True):
-                self.groups.union(a, b)
+            for a, b in zip(first, self.segs[other], strict=True):
+                self.groups.union(a[0], b[0])
         return first
 
     def concat(self, node: fx.Node) -> list[Segment] | None:
@@ -331,7 +378,7 @@ class _Walk:
         on_channels = shape is not None and dim in (1, 1 - len(shape))
         if not on_channels or not all(t in self.segs for t in tensors):
             return self.unknown(node, "concatenates other than traced channels")
-        if any(rep != 1 for t in tensors for _, _, rep in self.segs[t]):
+        if any(s[2] != 1 for t in tensors for s in self.segs[t]):
             return self.unknown(node, "concatenates flattened features")
         return [s for t in tensors for s in self.segs[t]]
 
@@ -342,19 +389,81 @@ class _Walk:
             reasons = list(dict.fromkeys(self.groups.reasons[gid]))
             if not any(m.axis == "out" and self._is_layer(m.module) for m in members):
                 reasons.append("no conv or Linear produces these channels")
-            out.append(
-                ChannelGroup(
-                    name=self.groups.names[gid],
-                    size=self.groups.sizes[gid],
-                    members=members,
-                    prunable=not reasons,
-                    reason="; ".join(reasons) or None,
-                )
+            shuffles = self.groups.shuffles[gid] or {1}
+            if len(shuffles) > 1:
+                reasons.append(f"shuffled into {sorted(shuffles)} groups at once")
+            group = ChannelGroup(
+                name=self.groups.names[gid],
+                size=self.groups.sizes[gid],
+                members=members,
+                prunable=not reasons,
+                reason="; ".join(reasons) or None,
+                shuffle=max(shuffles),
             )
+            if group.prunable and isinstance(partition(group), str):
+                group = replace(group, prunable=False, reason=partition(group))
+            out.append(group)
         return out
+
+    def axis_size(self, name: str, axis: str) -> int:
+        m = self.modules[name]
+        return m.out_channels if axis == "out" else m.in_channels
 
     def _is_layer(self, name: str) -> bool:
         return isinstance(self.modules[name], nn.Conv2d | nn.Linear)
+
+
+@dataclass(frozen=True)
+class Partition:
+    """How a group's channels may go: ``units`` are kept or removed whole (one channel,
+    or one per shuffle group), and every bucket (unit indices) must lose as many units,
+    so that each grouped conv keeps equal groups; units in no bucket always stay."""
+
+    units: tuple[tuple[int, ...], ...]
+    buckets: tuple[tuple[int, ...], ...]
+
+
+def _blocks(member: Member, units: tuple[tuple[int, ...], ...]) -> list[int | None] | None:
+    """Per unit, the one conv group of ``member`` it lies in (None: it straddles groups);
+    None overall when every unit feeds all groups alike (no constraint)."""
+    pos = member.positions()
+    spans = [Counter(pos[i] // member.block for i in unit) for unit in units]
+    if all(len(s) == member.groups and len(set(s.values())) == 1 for s in spans):
+        return None
+    return [next(iter(s)) if len(s) == 1 else None for s in spans]
+
+
+def partition(group: ChannelGroup) -> Partition | str:
+    """The units and buckets of ``group``, or why its grouped convs and shuffles admit none."""
+    g = group.shuffle
+    if group.size % g:
+        return f"{group.size} channels do not split into {g} shuffle groups"
+    m = group.size // g
+    units = tuple(tuple(j * m + c for j in range(g)) for c in range(m))
+    keys: list[tuple[int, ...] | None] = [() for _ in units]
+    for member in (x for x in group.members if x.block):
+        blocks = _blocks(member, units)
+        if blocks is None:
+            continue
+        keys = [
+            (*k, b) if k is not None and b is not None else None
+            for k, b in zip(keys, blocks, strict=True)
+        ]
+        found = {k[-1] for k in keys if k is not None}
+        if found != set(range(member.groups)):
+            return (
+                f"grouped conv {member.module!r} ({member.groups} groups) cannot keep "
+                "equal groups when these channels are cut"
+            )
+    buckets: dict[tuple[int, ...], list[int]] = {}
+    for u, key in enumerate(keys):
+        if key is not None:
+            buckets.setdefault(key, []).append(u)
+    if not buckets or any(
+        len({k[i] for k in buckets}) != len(buckets) for i in range(len(next(iter(buckets))))
+    ):
+        return "grouped convs split these channels into groups that do not match"
+    return Partition(units, tuple(tuple(b) for b in buckets.values()))
 
 
 def channel_groups(model: nn.Module, input_shape: tuple[int, int, int]) -> list[ChannelGroup]:
