@@ -81,13 +81,19 @@ def test_prune_structured_halves_the_macs(run_dir: str, slim_run: tuple[str, dic
 def test_prune_structured_text_report(run_dir: str, tmp_path: Path) -> None:
     code, text = run_cli(
         "prune", run_dir, "--structured", "--params", "0.5", "--uniform", "--epochs", "0",
-        "-o", str(tmp_path / "p"), *DATA,
+        "--round-to", "4", "-o", str(tmp_path / "p"), *DATA,
     )  # fmt: skip
     assert code == 0, text
     assert "left whole" in text and "fc2" in text  # the classifier, named with its reason
     assert "x the MACs" in text and "test accuracy" in text
     run = load_run(tmp_path / "p")
     assert sum(p.numel() for p in run.model.parameters()) <= 431_080 / 2
+    widths = [
+        run.model.conv1.out_channels,
+        run.model.conv2.out_channels,
+        run.model.fc1.out_features,
+    ]
+    assert all(w % 4 == 0 for w in widths if w not in (20, 50, 500)) and widths != [20, 50, 500]
 
 
 @pytest.mark.slow
@@ -118,6 +124,7 @@ def test_slim_deep_compression_reloads_slim(run_dir: str, tmp_path: Path) -> Non
         (["--structured", "--macs", "nan"], "--macs"),
         (["--structured", "--latency-ms", "0"], "--latency-ms"),
         (["--structured", "--macs", "0.5", "--importance", "l3"], "--importance"),
+        (["--structured", "--macs", "0.5", "--round-to", "0"], "--round-to"),
     ],
 )
 def test_bad_structured_options_are_one_error_line(

@@ -29,7 +29,7 @@ from cnnzip.profiling import ProfileReport, comparison, comparison_text, profile
 from cnnzip.prune.sensitivity import CACHE
 from cnnzip.prune.structured import IMPORTANCES, slim
 from cnnzip.prune.structured.allocate import Allocation, allocate_channels
-from cnnzip.recipes.stages import MAX_STEPS
+from cnnzip.recipes.stages import MAX_ROUND_TO, MAX_STEPS
 from cnnzip.runs import Run, load_run, save_run
 from cnnzip.train import TrainConfig, evaluate, fit
 from cnnzip.train.checkpoint import check_writable
@@ -121,6 +121,13 @@ def sensitivity_cmd(
     help="--structured: channel ranking: filter L1/L2 norm, or BatchNorm |gamma| (bn).",
 )
 @click.option(
+    "--round-to",
+    type=click.IntRange(1, MAX_ROUND_TO),
+    default=1,
+    show_default=True,
+    help="--structured: keep channel counts multiples of N (8: whole SIMD vectors).",
+)
+@click.option(
     "--uniform",
     is_flag=True,
     help="--structured: one ratio for every channel group (no sensitivity sweep).",
@@ -151,6 +158,7 @@ def prune_cmd(
     params_kept: float | None,
     latency_ms: float | None,
     importance: str,
+    round_to: int,
     uniform: bool,
     steps: int,
     cfg: TrainConfig,
@@ -183,7 +191,7 @@ def prune_cmd(
                 "--max-drop, --budget or --layer (those prune single weights)"
             )
         target = {"macs": macs, "params": params_kept, "latency_ms": latency_ms}
-        options = {"importance": importance, "uniform": uniform, "cfg": cfg}
+        options = {"importance": importance, "round_to": round_to, "uniform": uniform, "cfg": cfg}
         _structured(source, out, dataset, teaching, target, options, as_json)
         return
     if [sparsity, max_drop, budget].count(None) != 2:
@@ -283,6 +291,7 @@ def _structured(
         shape,
         None if options["uniform"] else data.val,
         importance=options["importance"],
+        round_to=options["round_to"],
         **target,
     )
     small = slim(run.model, chosen.plan)
