@@ -324,16 +324,14 @@ _TOP = 1.0 - 1e-9  # the knob's top: every group down to its last channel(s)
 
 
 def _choice(group: ChannelGroup, plan: SlimPlan) -> GroupChoice:
-    """Channels the group keeps under ``plan``: read at its first producer (an "out"
-    member), where the group's channels are not expanded into features."""
+    """Channels the group keeps under ``plan``: its channels' positions (shuffled or
+    offset) found among the kept indices of its first producer (an "out" member)."""
     member = next((m for m in group.members if m.axis == "out"), group.members[0])
     kept = plan.get(member.module, {}).get(member.axis)
-    after = (
-        group.size
-        if kept is None
-        else sum(member.offset <= i < member.offset + member.length for i in kept)
-    )
-    return GroupChoice(group.name, group.size, after)
+    if kept is None:
+        return GroupChoice(group.name, group.size, group.size)
+    kept_set = set(kept)
+    return GroupChoice(group.name, group.size, sum(p in kept_set for p in member.positions()))
 
 
 def _median_ms(shape: tuple[int, ...]) -> Timer:
