@@ -194,3 +194,17 @@ def test_round_to_keeps_widths_in_whole_steps(lenet: nn.Module) -> None:
     assert lenet_macs(*widths) / base <= 0.5
     wider = tuple(w + 4 * (w < f) for w, f in zip(widths, FULL.values(), strict=True))
     assert lenet_macs(*wider) / base > 0.5
+
+
+def test_grouped_shuffled_groups_report_their_real_widths() -> None:
+    """ShuffleNet v1 g=3: each group's reported width is its first conv's out_channels in
+    the slim model (shuffled, grouped members counted at their positions)."""
+    torch.manual_seed(0)
+    model = get_model("shufflenet_v1", groups=3, img_size=32, num_classes=10)
+    shape = (3, 32, 32)
+    chosen = allocate_channels(model, shape, macs=0.5)
+    small = slim(model, chosen.plan)
+    assert profile(small, shape).macs == chosen.macs[1] <= chosen.macs[0] / 2
+    assert any(g.after < g.before for g in chosen.groups)
+    for group in chosen.groups:
+        assert small.get_submodule(group.name).out_channels == group.after, group
