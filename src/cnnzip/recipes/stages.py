@@ -1,14 +1,15 @@
 """Recipe stages: a config dataclass and a function each, applied in order to a model.
 
 An option a recipe leaves out takes its dataclass default (below); the built-in
-deep-compression.yaml sets most of them itself.
+deep-compression.yaml (and slim-deep-compression.yaml) sets most of them itself.
 
 channels  structured pruning (issue 15): whole channels removed so the model is physically
           smaller; exactly one target: ``macs`` or ``params`` (the fraction kept, e.g.
           0.5) or ``latency_ms`` (measured, batch 1); per-group ratios from each group's
           sensitivity (``sensitivity: true``, on ``sweep_images`` validation images) or
-          uniform; channels ranked by ``importance`` l1, l2 or bn (network slimming);
-          then ``epochs`` (3) of retraining at lr 1e-3. Later stages see the slim model
+          uniform; channels ranked by ``importance`` l1, l2 or bn (network slimming),
+          widths a multiple of ``round_to`` (1); then ``epochs`` (3) of retraining at
+          lr 1e-3. Later stages see the slim model, and its .cnnz rebuilds it slim
 prune     per-layer ratios reaching ``sparsity`` (0.94) overall, automatic from the
           sensitivity curves (cnnzip.prune: analyze -> allocate) unless ``ratios`` fixes
           them; then ``schedule`` "iterative" (default: 3 rounds of prune -> retrain,
