@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 
 from cnnzip import codec, profile
+from cnnzip.binary import convert
 from cnnzip.models import get_model
 from cnnzip.models.slim import axis_sizes, slim_plan_of
 from cnnzip.prune.structured import channel_groups, mask_channels, plan_channels, slim
@@ -184,3 +185,22 @@ def test_run_and_cnnz_round_trips_are_exact(name: str, kwargs: dict, tmp_path: P
     _assert_same(small, loaded)
     into = codec.load(tmp_path / "m.cnnz", model=get_model(name, **kwargs))  # full width, cut
     _assert_same(small, into)
+
+
+@pytest.mark.parametrize("mode", ["bwn", "xnor"])
+def test_binarized_slim_model_round_trips(mode: str, tmp_path: Path) -> None:
+    """Slim, then binarize: the file rebuilds the binarized full-width arch and cuts it,
+    an XNOR block's own input BatchNorm with its conv's input channels."""
+    _, small, _ = _pruned("resnet18", SMALL)
+    convert(small, mode, log=None)
+    arch = {"base": "resnet18", "base_kwargs": SMALL, "mode": mode}
+    save_run(tmp_path / "run", small, arch="binarized", kwargs=arch)
+    _assert_same(small, load_run(tmp_path / "run").model)
+    codec.save(tmp_path / "b.cnnz", small, arch={"name": "binarized", "kwargs": arch})
+    loaded = codec.load(tmp_path / "b.cnnz")  # plain: the BWN weights as values
+    for name, value in loaded.state_dict().items():
+        module, _, tensor = name.rpartition(".")
+        assert torch.equal(getattr(small.get_submodule(module), tensor), value), name
+    x = torch.randn(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        assert torch.equal(small.eval()(x), loaded(x))

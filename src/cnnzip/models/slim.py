@@ -166,13 +166,26 @@ def _take_grouped_inputs(module: nn.Conv2d, kept: list[int]) -> None:
     module.weight = nn.Parameter(cut, requires_grad=weight.requires_grad)
 
 
+def _cut_norm(module: nn.Module, kept: list[int]) -> None:
+    for tensor_name in ("weight", "bias", "running_mean", "running_var"):
+        _take(module, tensor_name, 0, kept)
+    module.num_features = len(kept)
+
+
+def _cut_input_norms(layer: nn.Module, kept: list[int]) -> None:
+    """A layer's own BatchNorm of its input (an XNOR block normalises before binarizing)
+    loses the layer's removed input channels with it."""
+    width = layer.in_features if isinstance(layer, nn.Linear) else layer.in_channels
+    for child in layer.children():
+        if isinstance(child, BATCH_NORMS) and child.num_features == width:
+            _cut_norm(child, kept)
+
+
 def _cut(module: nn.Module, axes: dict[str, list[int]]) -> None:
     """Slice one module's tensors and set its shape attributes to match."""
     out, inp = axes.get("out"), axes.get("in")
     if isinstance(module, BATCH_NORMS):
-        for tensor_name in ("weight", "bias", "running_mean", "running_var"):
-            _take(module, tensor_name, 0, out)
-        module.num_features = len(out)
+        _cut_norm(module, out)
     elif is_depthwise(module):
         kept = out or inp
         _take(module, "weight", 0, kept)  # (C, 1, kh, kw)
@@ -186,6 +199,8 @@ def _cut(module: nn.Module, axes: dict[str, list[int]]) -> None:
             _take_grouped_inputs(module, inp)
         elif inp is not None:
             _take(module, "weight", 1, inp)
+        if inp is not None:
+            _cut_input_norms(module, inp)
         if isinstance(module, nn.Linear):
             module.out_features, module.in_features = module.weight.shape[:2]
         else:
