@@ -269,3 +269,31 @@ def test_shuffle_whose_columns_straddle_every_group_is_left_whole() -> None:
     """mid 12: columns 1 and 2 straddle conv2's groups and group 1 holds no whole column."""
     group = next(g for g in channel_groups(Shuffled(12), (6, 4, 4)) if g.name == "c1")
     assert not group.prunable and "grouped conv 'c2' (3 groups) cannot keep" in group.reason
+
+
+class Reduced(nn.Module):
+    """conv -> mean over H, W -> fc (a pooling); ``over_channels``: mean over C (mixing)."""
+
+    def __init__(self, over_channels: bool = False) -> None:
+        super().__init__()
+        self.over_channels = over_channels
+        self.conv, self.fc = nn.Conv2d(3, 6, 3), nn.Linear(6, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)  # (N, 6, 3, 3)
+        if self.over_channels:
+            y = y * y.mean(1, keepdim=True)  # every channel reads all the others
+        return self.fc(y.mean((2, 3)))  # (N, 2)
+
+
+def test_spatial_mean_is_a_pooling_and_channel_mean_is_refused() -> None:
+    model = _randomized(Reduced())
+    groups = channel_groups(model, (3, 5, 5))
+    assert next(g for g in groups if g.name == "conv").prunable
+    plan = plan_channels(model, groups, {"conv": 0.5})
+    x = torch.randn(2, 3, 5, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(slim(model, plan)(x), mask_channels(model, plan)(x))
+    mixed = channel_groups(Reduced(over_channels=True), (3, 5, 5))
+    conv = next(g for g in mixed if g.name == "conv")
+    assert not conv.prunable and "reduces over the batch or channel dim" in conv.reason

@@ -98,6 +98,8 @@ PASS_FUNCTIONS = {
 }  # fmt: skip
 PASS_METHODS = {"relu", "relu_", "sigmoid", "tanh", "contiguous", "clone"}
 ELEMENTWISE = {operator.add, operator.mul, operator.sub, operator.truediv, torch.add, torch.mul}
+REDUCE_METHODS = {"mean", "sum", "amax", "amin"}
+REDUCE_FUNCTIONS = {torch.mean, torch.sum, torch.amax, torch.amin}
 SHAPE_ONLY = {"size", "dim"}  # methods reading a shape: no channels flow through them
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 
@@ -293,6 +295,8 @@ class _Walk:
             return self.concat(node)
         if target is torch.flatten and first is not None:
             return self.flattened(node, first, 0)
+        if target in REDUCE_FUNCTIONS and first is not None:
+            return self.reduced(node, first)
         if target is getattr and node.args[1:] == ("shape",):
             return None  # a shape: no channels flow
         if target is operator.getitem and node.args[0] not in self.segs:
@@ -313,7 +317,20 @@ class _Walk:
             return self.flattened(node, first, 0)
         if node.target in ("view", "reshape"):
             return self.reshaped(node, first)
+        if node.target in REDUCE_METHODS:
+            return self.reduced(node, first)
         return self.unknown(node)
+
+    def reduced(self, node: fx.Node, first: list[Segment]) -> list[Segment] | None:
+        """``x.mean((2, 3))`` and the like: a reduction over spatial dims only is a pooling."""
+        before = _shape(node.args[0])
+        dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+        dims = [dims] if isinstance(dims, int) else dims
+        if before is None or not dims or not all(isinstance(d, int) for d in dims):
+            return self.unknown(node, "reduces over all dims or unknown ones")
+        if any(d % len(before) < 2 for d in dims) or any(s[2] != 1 for s in first):
+            return self.unknown(node, "reduces over the batch or channel dim")
+        return first
 
     def flattened(self, node: fx.Node, first: list[Segment], default: int):
         """``flatten(x, 1)`` (to the last dim) only: batch-flattening mixes samples."""
