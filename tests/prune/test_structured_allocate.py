@@ -14,7 +14,7 @@ from cnnzip.data import Dataset
 from cnnzip.models import get_model
 from cnnzip.models.slim import SlimPlan
 from cnnzip.profiling import profile
-from cnnzip.prune import PruneError
+from cnnzip.prune import PruneError, one_shot
 from cnnzip.prune.structured import channel_groups, slim
 from cnnzip.prune.structured.allocate import (
     LATENCY_TRIES,
@@ -208,3 +208,11 @@ def test_grouped_shuffled_groups_report_their_real_widths() -> None:
     assert any(g.after < g.before for g in chosen.groups)
     for group in chosen.groups:
         assert small.get_submodule(group.name).out_channels == group.after, group
+
+
+def test_a_model_with_weight_transforms_is_refused() -> None:
+    """A masked (unstructured-pruned) model: structured pruning comes first, said so."""
+    model = get_model("lenet5")
+    one_shot(model, {"conv2.weight": 0.5, "fc1.weight": 0.8})
+    with pytest.raises(PruneError, match=r"conv2.weight, fc1.weight carry weight transforms"):
+        allocate_channels(model, SHAPE, macs=0.5)

@@ -237,3 +237,10 @@ def test_a_channels_stage_file_rebuilds_the_slim_model(tmp_path: Path) -> None:
     x = torch.randn(4, *SHAPE)
     with torch.no_grad():
         assert torch.equal(loaded(x), model.eval()(x))
+
+
+def test_channels_after_prune_or_share_is_refused_when_parsed() -> None:
+    stages = [{"prune": {"sparsity": 0.5}}, {"channels": {"macs": 0.5}}]
+    with pytest.raises(RecipeError, match="must come before prune and share"):
+        parse_recipe({"name": "x", "stages": stages})
+    parse_recipe({"name": "x", "stages": stages[::-1]})  # the right order parses

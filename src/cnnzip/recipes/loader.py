@@ -38,6 +38,7 @@ from cnnzip.recipes.stages import RECIPE_STAGES, RecipeError, unknown_name
 __all__ = ["Recipe", "builtin_recipes", "load_recipe", "parse_recipe"]
 
 MAX_RECIPE_BYTES = 64 << 10  # the built-in recipe is 0.9 KB
+TRANSFORMING = ("prune", "share")  # stages that leave weight transforms (masks, codebooks)
 
 
 @dataclass
@@ -125,6 +126,11 @@ def parse_recipe(body: Any, source: str = "recipe") -> Recipe:
     names = [n for n, _ in parsed]
     if names.count("encode") > 1 or ("encode" in names and names[-1] != "encode"):
         raise RecipeError(f"{source}: `encode` may appear once, as the last stage")
+    if "channels" in names and any(n in TRANSFORMING for n in names[: names.index("channels")]):
+        raise RecipeError(
+            f"{source}: `channels` (structured pruning) must come before prune and share: "
+            "it cuts plain weights, not masked or shared ones"
+        )
     return Recipe(
         name=str(body.get("name", source)),
         stages=parsed,

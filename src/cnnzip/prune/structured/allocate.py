@@ -51,6 +51,7 @@ from cnnzip.prune.structured import (
     slim,
 )
 from cnnzip.train import evaluate
+from cnnzip.transforms import transforms_of
 
 __all__ = [
     "GROUP_RATIOS",
@@ -174,6 +175,7 @@ def allocate_channels(
     measurement). ``data`` (a validation split) makes the ratios follow each group's
     sensitivity; without it they are uniform. ``model`` is left as it was."""
     target, value = check_target(macs, params, latency_ms, importance)
+    _check_dense(model)
     shape = tuple(int(s) for s in input_shape)
     groups = channel_groups(model, shape)
     prunable = [g for g in groups if g.prunable]
@@ -189,6 +191,19 @@ def allocate_channels(
         return _latency(plans, value, timer or _median_ms(shape), skipped)
     plan = plans.search(target, value)
     return plans.allocation(plan, target, value, skipped)
+
+
+def _check_dense(model: nn.Module) -> None:
+    """Structured pruning comes first: a weight transform (a mask, a codebook, a binary
+    weight) would have to be cut along with its tensor, and its stored size counted."""
+    transformed = sorted(transforms_of(model))
+    if transformed:
+        raise PruneError(
+            f"structured pruning needs plain weights, but {', '.join(transformed[:3])} "
+            f"{'carry' if len(transformed) > 1 else 'carries'} weight transforms (masks, "
+            "codebooks, binary); slim the dense model first, then prune, share or binarize "
+            "it (the slim-deep-compression recipe's order)"
+        )
 
 
 def _knob(
