@@ -297,3 +297,37 @@ def test_spatial_mean_is_a_pooling_and_channel_mean_is_refused() -> None:
     mixed = channel_groups(Reduced(over_channels=True), (3, 5, 5))
     conv = next(g for g in mixed if g.name == "conv")
     assert not conv.prunable and "reduces over the batch or channel dim" in conv.reason
+
+
+class CatAdd(nn.Module):
+    """cat([a (4), b (6)]) + c (10): c's filters split into a 4-group and a 6-group."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c = nn.Conv2d(3, 4, 1), nn.Conv2d(3, 6, 1), nn.Conv2d(3, 10, 1)
+        self.head = nn.Conv2d(10, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.cat([self.a(x), self.b(x)], dim=1) + self.c(x)  # (N, 10, H, W)
+        return self.head(F.relu(y)).mean((2, 3))  # (N, 2)
+
+
+def test_sum_of_a_concatenation_splits_the_other_operands_group() -> None:
+    """Half of each: a 2 * 3 + 2 = 8, b 3 * 3 + 3 = 12, c 5 * 3 + 5 = 20, head 2 * 5 + 2
+    = 12 -> 52 parameters; MACs (6 + 9 + 15 + 10) * 4 positions = 160."""
+    model = _randomized(CatAdd())
+    groups = {g.name: g for g in channel_groups(model, (3, 2, 2))}
+    assert set(groups["a"].members) == {
+        Member("a", "out", 0, 4), Member("c", "out", 0, 4), Member("head", "in", 0, 4)
+    }  # fmt: skip
+    assert set(groups["b"].members) == {
+        Member("b", "out", 0, 6), Member("c", "out", 4, 6), Member("head", "in", 4, 6)
+    }  # fmt: skip
+    plan = plan_channels(model, list(groups.values()), {"a": 0.5, "b": 0.5})
+    small = slim(model, plan)
+    x = torch.randn(2, 3, 2, 2)
+    with torch.no_grad():
+        want = mask_channels(model, plan)(x)
+        torch.testing.assert_close(small(x), want, atol=1e-5 * want.abs().max().item(), rtol=0)
+    report = profile(small, (3, 2, 2))
+    assert (report.params, report.macs) == (52, 160)

@@ -139,7 +139,9 @@ def test_slim_mobilenet_counts_equal_the_zoo_narrower_one() -> None:
 def test_grouped_shufflenet_prunes_its_bottlenecks_evenly(groups: int) -> None:
     """The bottleneck channels (grouped conv1 -> shuffle -> depthwise -> grouped conv2) are
     cut by whole shuffle columns, as many from each of conv2's groups; the stage channels
-    (a residual sum of differently concatenated tensors) stay whole, saying why."""
+    (a concatenation of the pooled input and the branch, summed with the next branch) split
+    at the concatenation, so the next grouped conv1 could not keep equal groups: they stay
+    whole, saying so."""
     _, small, found = _pruned("shufflenet_v1", {**SMALL, "groups": groups, "scale": 0.5})
     mids = [g for g in found if g.name.endswith("conv1.conv") and g.prunable]
     assert any(g.shuffle == groups for g in mids)

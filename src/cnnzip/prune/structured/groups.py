@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from itertools import accumulate
 from typing import Any
 
 import torch
@@ -379,14 +380,65 @@ class _Walk:
         operands = [a for a in node.args if isinstance(a, fx.Node)]
         if any(a not in self.segs for a in operands) or not operands:
             return self.unknown(node, "combines a tensor whose channels are not traced")
-        first = self.segs[operands[0]]
-        layout = [s[1:] for s in first]
-        if any([s[1:] for s in self.segs[a]] != layout for a in operands[1:]):
+        if not self.align(operands):
             return self.unknown(node, "combines tensors whose channels are split differently")
+        first = self.segs[operands[0]]
         for other in operands[1:]:
             for a, b in zip(first, self.segs[other], strict=True):
                 self.groups.union(a[0], b[0])
         return first
+
+    def align(self, operands: list[fx.Node]) -> bool:
+        """Split groups so that every operand's segments end at the same channels (a sum
+        of cat([a, b]) and one conv's output splits that conv's filters in two groups);
+        False where that cannot be (shuffled or flattened channels, other widths)."""
+        for _ in range(4 * sum(len(self.segs[a]) for a in operands)):  # each pass splits one
+            layouts = [[s[1:] for s in self.segs[a]] for a in operands]
+            if all(layout == layouts[0] for layout in layouts):
+                return True
+            ends = [list(accumulate(s[1] for s in self.segs[a])) for a in operands]
+            if len({e[-1] for e in ends}) > 1:
+                return False
+            cut = min(set().union(*ends) - set.intersection(*map(set, ends)))
+            target = next(a for a, e in zip(operands, ends, strict=True) if cut not in e)
+            start = 0
+            for gid, chs, repeat, perm in self.segs[target]:
+                if start < cut < start + chs:
+                    if repeat != 1 or perm is not None or not self.split_group(gid, cut - start):
+                        return False
+                    break
+                start += chs
+        return False
+
+    def split_group(self, gid: int, at: int) -> bool:
+        """Group ``gid`` as two: its first ``at`` channels and the rest, in every member
+        and every traced tensor; refused for shuffled or reshaped groups."""
+        root = self.groups.find(gid)
+        members = self.groups.members[root]
+        if self.groups.shuffles[root] or any(m.index is not None for m in members):
+            return False
+        if any(self.groups.find(v[0]) == root for v in self.split.values()):
+            return False
+        size = self.groups.sizes[root]
+        rest = self.groups.new(f"{self.groups.names[root]}[{at}:]", size - at)
+        self.groups.sizes[root] = at
+        self.groups.reasons[rest] = list(self.groups.reasons[root])
+        self.groups.members[root] = [replace(m, length=at * m.repeat) for m in members]
+        self.groups.members[rest] = [
+            replace(m, offset=m.offset + at * m.repeat, length=(size - at) * m.repeat)
+            for m in members
+        ]
+        for node, segs in self.segs.items():
+            self.segs[node] = [
+                part
+                for seg in segs
+                for part in (
+                    [(root, at, seg[2], None), (rest, size - at, seg[2], None)]
+                    if self.groups.find(seg[0]) == root
+                    else [seg]
+                )
+            ]
+        return True
 
     def concat(self, node: fx.Node) -> list[Segment] | None:
         tensors = node.args[0]
