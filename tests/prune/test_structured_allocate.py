@@ -145,6 +145,7 @@ def test_latency_out_of_reach_keeps_the_fastest_and_says_so(lenet: nn.Module) ->
     chosen = allocate_channels(lenet, SHAPE, latency_ms=10.0, timer=macs_timer(20.0))
     assert not chosen.met
     assert len(chosen.tries) == LATENCY_TRIES
+    assert f"target 10 ms NOT met after {LATENCY_TRIES} tries" in chosen.table()
     assert chosen.latency_ms is not None
     assert chosen.latency_ms[1] == min(t["latency_ms"] for t in chosen.tries)
 

@@ -55,7 +55,6 @@ from cnnzip.transforms import transforms_of
 
 __all__ = [
     "GROUP_RATIOS",
-    "IMPORTANCES",
     "LATENCY_TRIES",
     "Allocation",
     "GroupChoice",
@@ -127,6 +126,12 @@ class Allocation:
             f"MACs {self.macs[0]:,} -> {self.macs[1]:,} ({_times(self.macs)}), "
             f"params {self.params[0]:,} -> {self.params[1]:,} ({_times(self.params)})"
         )
+        if self.latency_ms is not None:
+            rows.append(
+                f"latency {self.latency_ms[0]:.3f} -> {self.latency_ms[1]:.3f} ms at batch 1, "
+                f"target {self.value:g} ms {'met' if self.met else 'NOT met'} "
+                f"after {len(self.tries)} tries"
+            )
         return "\n".join(rows)
 
 
