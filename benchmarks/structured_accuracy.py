@@ -142,7 +142,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="first N images (smoke test)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--runs", type=int, default=50)
-    parser.add_argument("--work", default="benchmarks/results/structured_accuracy")
+    parser.add_argument("--work", default="runs/structured_accuracy")  # git ignores runs/
     parser.add_argument("--json", default="benchmarks/results/structured_accuracy.json")
     args = parser.parse_args()
     data = cz_data.load("fashion-mnist", limit=args.limit)
