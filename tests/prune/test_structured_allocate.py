@@ -150,16 +150,24 @@ def test_latency_out_of_reach_keeps_the_fastest_and_says_so(lenet: nn.Module) ->
     assert chosen.latency_ms[1] == min(t["latency_ms"] for t in chosen.tries)
 
 
-def test_sensitivity_allocation_reaches_the_target(toy_data: Dataset) -> None:
-    """With validation data the ratios follow each group's curve; the count is still exact."""
+@pytest.fixture(scope="module")
+def trained_lenet(toy_data: Dataset) -> nn.Module:
+    """LeNet-5 after one epoch on toy_data: curves that differ between groups."""
     torch.manual_seed(0)
     model = get_model("lenet5")
     fit(model, toy_data, TrainConfig(epochs=1, batch_size=64), progress=False)
-    chosen = allocate_channels(model, SHAPE, toy_data.val, macs=0.5, max_images=64)
+    return model
+
+
+@pytest.mark.parametrize(("target", "count"), [("macs", lenet_macs), ("params", lenet_params)])
+def test_sensitivity_allocation_reaches_the_target(
+    trained_lenet: nn.Module, toy_data: Dataset, target: str, count: object
+) -> None:
+    """With validation data the ratios follow each group's curve; the count is still exact."""
+    chosen = allocate_channels(trained_lenet, SHAPE, toy_data.val, max_images=64, **{target: 0.5})
     widths = kept(chosen.plan)
-    base = lenet_macs(20, 50, 500)
-    assert lenet_macs(*widths) / base <= 0.5
-    assert chosen.macs[1] == lenet_macs(*widths)
+    assert count(*widths) / count(20, 50, 500) <= 0.5  # type: ignore[operator]
+    assert (chosen.macs[1], chosen.params[1]) == (lenet_macs(*widths), lenet_params(*widths))
     assert all(0.0 <= g.ratio < 1.0 for g in chosen.groups)
 
 
