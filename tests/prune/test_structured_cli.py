@@ -176,6 +176,10 @@ def test_the_builtin_recipe_and_its_channels_stage() -> None:
     channels = recipe.stage("channels")
     assert isinstance(channels, ChannelsStage) and channels.macs == 0.3
     assert channels.importance == "l1" and channels.sensitivity
+    with pytest.raises(RecipeError, match=r"exactly one target.*clear another with null"):
+        load_recipe("slim-deep-compression", {"channels.latency_ms": 5.0})
+    timed = load_recipe("slim-deep-compression", {"channels.macs": None, "channels.latency_ms": 5})
+    assert timed.stage("channels").latency_ms == 5.0
 
 
 @pytest.mark.parametrize(

@@ -154,8 +154,9 @@ class ChannelsStage:
     def __post_init__(self) -> None:
         try:
             check_target(self.macs, self.params, self.latency_ms, self.importance)
-        except PruneError as exc:
-            raise RecipeError(f"channels: {exc}") from None
+        except PruneError as exc:  # a built-in's macs is cleared by -s channels.macs=null
+            hint = " (clear another with null)" if "exactly one" in str(exc) else ""
+            raise RecipeError(f"channels: {exc}{hint}") from None
         _check_training("channels", self.epochs, self.lr, self.batch_size)
         _check(
             self.sweep_images is None or self.sweep_images >= 1,
