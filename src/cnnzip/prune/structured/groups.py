@@ -143,13 +143,13 @@ class _Groups:
         for gid, *_ in segments:
             self.reasons[self.find(gid)].append(reason)
 
-    sizes_of: Any = None  # (module name, axis) -> channels, for a grouped conv's groups
-
-    def add(self, segments: list[Segment], module: str, axis: str, block: int = 0) -> None:
-        """``module`` holds these segments on ``axis``, one after the other."""
+    def add(
+        self, segments: list[Segment], module: str, axis: str, block: int = 0, groups: int = 1
+    ) -> None:
+        """``module`` holds these segments on ``axis``, one after the other (a grouped
+        conv: ``groups`` groups of ``block`` channels)."""
         offset = 0
         for gid, chs, repeat, perm in segments:
-            groups = self.sizes_of(module, axis) // block if block else 1
             index = None if perm is None else tuple(sorted(range(chs), key=perm.__getitem__))
             member = Member(module, axis, offset, chs * repeat, repeat, index, block, groups)
             self.members[self.find(gid)].append(member)
@@ -202,7 +202,6 @@ class _Walk:
     def __init__(self, gm: fx.GraphModule) -> None:
         self.gm = gm
         self.groups = _Groups()
-        self.groups.sizes_of = self.axis_size
         self.segs: dict[fx.Node, list[Segment]] = {}
         self.split: dict[fx.Node, tuple[int, int, int, bool]] = {}  # shuffle: gid, g, c, swapped
         self.modules = dict(gm.named_modules())
@@ -273,10 +272,11 @@ class _Walk:
             self.groups.add(first, name, "out")
             self.groups.add(first, name, "in")
             return first
-        self.groups.add(first, name, "in", m.in_channels // m.groups if grouped else 0)
+        g = m.groups if grouped else 1
+        self.groups.add(first, name, "in", m.in_channels // g if grouped else 0, g)
         out = self.fresh(node, name, None)
         if out is not None:
-            self.groups.add(out, name, "out", m.out_channels // m.groups if grouped else 0)
+            self.groups.add(out, name, "out", m.out_channels // g if grouped else 0, g)
         return out
 
     def flatten(self, source: Any, segs: list[Segment]) -> list[Segment]:
@@ -473,10 +473,6 @@ class _Walk:
                 group = replace(group, prunable=False, reason=partition(group))
             out.append(group)
         return out
-
-    def axis_size(self, name: str, axis: str) -> int:
-        m = self.modules[name]
-        return m.out_channels if axis == "out" else m.in_channels
 
     def _is_layer(self, name: str) -> bool:
         return isinstance(self.modules[name], nn.Conv2d | nn.Linear)
