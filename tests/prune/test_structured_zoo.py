@@ -126,13 +126,15 @@ def test_classifier_and_input_are_never_pruned() -> None:
     assert small.fc.out_features == 10 and small.stem.conv.in_channels == 3
 
 
-def test_slim_mobilenet_counts_equal_the_zoo_narrower_one() -> None:
-    """Half of every group of MobileNet 0.25 is exactly MobileNet 0.125's widths."""
+@pytest.mark.parametrize("name", ["mobilenet_v1", "alexnet"])
+def test_slim_counts_equal_the_zoo_narrower_model(name: str) -> None:
+    """Half of every group of width 0.25 is exactly the zoo's width 0.125 (every width
+    there is even: MobileNet 8..256 -> 4..128, AlexNet 16..1024 -> 8..512)."""
     torch.manual_seed(0)
-    model = get_model("mobilenet_v1", **SMALL, width_mult=0.25).eval()
+    model = get_model(name, **SMALL, width_mult=0.25).eval()
     groups = channel_groups(model, (3, SIZE, SIZE))
     small = slim(model, plan_channels(model, groups, {g.name: 0.5 for g in groups if g.prunable}))
-    narrow = get_model("mobilenet_v1", **SMALL, width_mult=0.125)
+    narrow = get_model(name, **SMALL, width_mult=0.125)
     got, want = profile(small, (3, SIZE, SIZE)), profile(narrow, (3, SIZE, SIZE))
     assert (got.params, got.macs) == (want.params, want.macs)
     assert [p.shape for p in small.parameters()] == [p.shape for p in narrow.parameters()]
