@@ -331,3 +331,8 @@ def test_sum_of_a_concatenation_splits_the_other_operands_group() -> None:
         torch.testing.assert_close(small(x), want, atol=1e-5 * want.abs().max().item(), rtol=0)
     report = profile(small, (3, 2, 2))
     assert (report.params, report.macs) == (52, 160)
+
+
+def test_a_wrong_input_shape_is_one_prune_error() -> None:
+    with pytest.raises(PruneError, match=r"Concat does not run on one input of shape \(1, 6, 6\)"):
+        channel_groups(Concat(), (1, 6, 6))

@@ -30,6 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.fx.passes.shape_prop import ShapeProp
 
+from cnnzip.errors import one_line
 from cnnzip.prune.masks import PruneError
 
 __all__ = ["ChannelGroup", "Member", "channel_groups", "trace"]
@@ -181,8 +182,15 @@ def trace(model: nn.Module, input_shape: tuple[int, ...]) -> fx.GraphModule:
         ) from None
     param = next(model.parameters(), None)
     x = torch.zeros(1, *input_shape, device=param.device if param is not None else "cpu")
-    with _eval(model), torch.no_grad():
-        ShapeProp(gm).propagate(x)
+    try:
+        with _eval(model), torch.no_grad():
+            ShapeProp(gm).propagate(x)
+    except Exception as exc:  # a wrong input shape: torch raises anything
+        raise PruneError(
+            f"{type(model).__name__} does not run on one input of shape "
+            f"{tuple(input_shape)} ({type(exc).__name__}: {one_line(str(exc))}); "
+            "pass the (C, H, W) of its images"
+        ) from None
     return gm
 
 
