@@ -6,11 +6,14 @@ Linear starts a new group for its outputs; BatchNorm, activations, pooling and d
 convs pass their input's segments through (joining the group as members); ``torch.cat``
 on dim 1 concatenates segments (a consumer's input offsets then reach several
 producers); an elementwise sum or product ties its operands' groups into one (residual
-connections); flatten multiplies ``repeat`` by the spatial size (Linear-after-Flatten
-input features). Whatever the walk does not understand (a custom op, a reshape that
-mixes channels such as ShuffleNet's shuffle, a grouped conv, a module called twice)
-marks every group it touches unprunable with a reason naming the node, and so does
-reaching the model's input or output: never silently wrong.
+connections), splitting a group where the operands are concatenated differently;
+flatten multiplies ``repeat`` by the spatial size (Linear-after-Flatten input features).
+A channel shuffle (view to (N, g, C/g, H, W), transpose(1, 2), back) permutes a group's
+positions; grouped convs record their groups, and ``partition`` then cuts such a group
+by whole shuffle columns, as many from every conv group, or refuses it. Whatever the
+walk does not understand (a custom op, a reshape that mixes channels, a module called
+twice) marks every group it touches unprunable with a reason naming the node, and so
+does reaching the model's input or output: never silently wrong.
 """
 
 from __future__ import annotations
