@@ -196,13 +196,30 @@ def prune_cmd(
         return
     if [sparsity, max_drop, budget].count(None) != 2:
         raise P.PruneError("give exactly one of --sparsity, --max-drop, --budget")
+    target = {"sparsity": sparsity, "auto": auto, "max_drop": max_drop, "budget": budget}
+    _by_magnitude(source, out, dataset, teaching, layers, target, steps, cfg, as_json)
+
+
+def _by_magnitude(
+    source: str,
+    out: str,
+    dataset: DataSpec,
+    teaching: Teaching,
+    layers: tuple[str, ...],
+    target: dict[str, Any],
+    steps: int,
+    cfg: TrainConfig,
+    as_json: bool,
+) -> None:
+    """``prune`` of single weights: the plan ``target`` asks for (see ``_plan``), then
+    iterative pruning with retraining, saved as run ``out``."""
     check_run_out(out)
     check_not_sources([out], [source, *teaching.teachers])
     start = time.perf_counter()
     run = load_run(source)
     targets = P.prunable(run.model, layers)
     data = dataset.load(run.normalization, trained=Recorded(source, run.meta))  # as trained
-    plan, max_val_drop = _plan(run, data, targets, sparsity, auto, max_drop, budget, steps)
+    plan, max_val_drop = _plan(run, data, targets, steps=steps, **target)
     loss_fn = teaching.loss(data.name, cache=data.augment is None)
     report = P.iterative(
         run.model, data, plan, config=cfg, max_val_drop=max_val_drop, loss_fn=loss_fn
