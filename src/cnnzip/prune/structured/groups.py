@@ -24,7 +24,8 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from itertools import accumulate
+from functools import reduce
+from itertools import accumulate, chain
 from typing import Any
 
 import torch
@@ -197,9 +198,40 @@ def trace(model: nn.Module, input_shape: tuple[int, ...]) -> fx.GraphModule:
     return gm
 
 
+def _tied_parameters(gm: fx.GraphModule, modules: dict[str, nn.Module]) -> dict[str, set[str]]:
+    """Per module, its parameters that something else also holds (another module, or the
+    forward reading it by get_attr): cutting one holder would leave the others' shapes
+    wrong, so their groups are refused."""
+    owners: dict[int, list[str]] = {}
+    for name, module in modules.items():
+        for pname, p in module.named_parameters(recurse=False):
+            owners.setdefault(id(p), []).append(f"{name}.{pname}" if name else pname)
+    for node in gm.graph.nodes:
+        if node.op == "get_attr":
+            held = owners.get(id(reduce(getattr, str(node.target).split("."), gm)))
+            if held is not None:
+                held.append(f"the forward's {node.target}")
+    tied: dict[str, set[str]] = {}
+    for names in (n for n in owners.values() if len(n) > 1):
+        for full in names:
+            tied.setdefault(full.rpartition(".")[0], set()).add(" = ".join(names))
+    return tied
+
+
 def _shape(node: Any) -> tuple[int, ...] | None:
     meta = node.meta.get("tensor_meta") if isinstance(node, fx.Node) else None
     return tuple(meta.shape) if hasattr(meta, "shape") else None
+
+
+def _literal_width(node: fx.Node, dim: int) -> bool:
+    """Whether a view/reshape writes dim ``dim`` of its size as a number (``x.view(-1,
+    400)``): right at the traced width, wrong once channels go; -1 or a size read from
+    the tensor (``x.size(1)``) follows the slim width."""
+    sizes = node.args[1:]
+    if len(sizes) == 1 and isinstance(sizes[0], tuple | list):
+        sizes = sizes[0]
+    sizes = sizes or node.kwargs.get("size", node.kwargs.get("shape", ()))
+    return dim < len(sizes) and isinstance(sizes[dim], int) and sizes[dim] != -1
 
 
 def _what(node: fx.Node) -> str:
@@ -215,8 +247,9 @@ class _Walk:
         self.groups = _Groups()
         self.segs: dict[fx.Node, list[Segment]] = {}
         self.split: dict[fx.Node, tuple[int, int, int, bool]] = {}  # shuffle: gid, g, c, swapped
-        self.modules = dict(gm.named_modules())
+        self.modules = dict(gm.named_modules(remove_duplicate=False))
         self.calls = Counter(n.target for n in gm.graph.nodes if n.op == "call_module")
+        self.tied = _tied_parameters(gm, self.modules)
 
     def run(self) -> list[ChannelGroup]:
         for node in self.gm.graph.nodes:
@@ -256,7 +289,7 @@ class _Walk:
 
     def module(self, node: fx.Node) -> list[Segment] | None:
         name, m = str(node.target), self.modules[str(node.target)]
-        if self.calls[name] > 1 and any(True for _ in m.parameters()):
+        if self.calls[name] > 1 and any(True for _ in chain(m.parameters(), m.buffers())):
             return self.unknown(node, f"calls {name!r} {self.calls[name]} times")
         first = self.segs.get(node.args[0]) if node.args else None
         if first is None:
@@ -357,6 +390,9 @@ class _Walk:
         before, after = _shape(node.args[0]), _shape(node)
         if before is None or after is None:
             return self.unknown(node)
+        split = len(after) == len(before) + 1
+        if _literal_width(node, 2 if split else 1):  # (N, g, C/g, ...): g may be literal
+            return self.unknown(node, "reshapes to a hard-coded channel width")
         if after == before:
             return first
         if after == (before[0], math.prod(before[1:])):
@@ -377,6 +413,8 @@ class _Walk:
         elif node.target == "transpose" and not swapped and args in ((1, 2), (2, 1)):
             self.split[node] = (gid, g, c, True)
         elif node.target in ("view", "reshape") and swapped and _shape(node) is not None:
+            if _literal_width(node, 1):
+                return self.unknown(node, "reshapes to a hard-coded channel width")
             if _shape(node)[1] == g * c and len(_shape(node)) == 4:
                 self.groups.shuffles[self.groups.find(gid)].add(g)
                 perm = tuple(j * c + k for k in range(c) for j in range(g))
@@ -388,7 +426,7 @@ class _Walk:
 
     def elementwise(self, node: fx.Node) -> list[Segment] | None:
         """A sum or product ties channel k of every tensor operand into one group."""
-        operands = [a for a in node.args if isinstance(a, fx.Node)]
+        operands = [a for a in (*node.args, *node.kwargs.values()) if isinstance(a, fx.Node)]
         if any(a not in self.segs for a in operands) or not operands:
             return self.unknown(node, "combines a tensor whose channels are not traced")
         if not self.align(operands):
@@ -410,7 +448,10 @@ class _Walk:
             ends = [list(accumulate(s[1] for s in self.segs[a])) for a in operands]
             if len({e[-1] for e in ends}) > 1:
                 return False
-            cut = min(set().union(*ends) - set.intersection(*map(set, ends)))
+            cuts = set().union(*ends) - set.intersection(*map(set, ends))
+            if not cuts:  # same widths, different order or spread: a shuffle
+                return False
+            cut = min(cuts)
             target = next(a for a, e in zip(operands, ends, strict=True) if cut not in e)
             start = 0
             for gid, chs, repeat, perm in self.segs[target]:
@@ -452,7 +493,7 @@ class _Walk:
         return True
 
     def concat(self, node: fx.Node) -> list[Segment] | None:
-        tensors = node.args[0]
+        tensors = node.args[0] if node.args else node.kwargs.get("tensors", ())
         dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
         shape = _shape(node)
         on_channels = shape is not None and dim in (1, 1 - len(shape))
@@ -469,6 +510,9 @@ class _Walk:
             reasons = list(dict.fromkeys(self.groups.reasons[gid]))
             if not any(m.axis == "out" and self._is_layer(m.module) for m in members):
                 reasons.append("no conv or Linear produces these channels")
+            shared = sorted({p for m in members for p in self.tied.get(m.module, ())})
+            if shared:
+                reasons.append(f"shares parameters ({'; '.join(shared)}): cut, one holder breaks")
             shuffles = self.groups.shuffles[gid] or {1}
             if len(shuffles) > 1:
                 reasons.append(f"shuffled into {sorted(shuffles)} groups at once")

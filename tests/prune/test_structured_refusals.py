@@ -1,0 +1,149 @@
+"""Nets the channel-group tracer once got wrong (review of issue 15): keyword tensor
+operands, hard-coded view widths, a shuffled tensor summed with an unshuffled one, a
+buffer-only module called twice, and tied parameters. Each is tied correctly or refused
+by name, never cut wrongly and never a raw Python error."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from cnnzip.prune.structured import channel_groups, mask_channels, plan_channels, slim
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _groups(model: nn.Module, shape: tuple[int, int, int]) -> dict:
+    return {g.name: g for g in channel_groups(model, shape)}
+
+
+class KwArgs(nn.Module):
+    """a + b through ``torch.add(a, other=b)`` or a cat through ``tensors=``, then c."""
+
+    def __init__(self, cat: bool) -> None:
+        super().__init__()
+        self.cat = cat
+        self.a, self.b = nn.Conv2d(3, 4, 1), nn.Conv2d(3, 4, 1)
+        self.c = nn.Conv2d(8 if cat else 4, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cat:
+            y = torch.cat(tensors=[self.a(x), self.b(x)], dim=1)  # (N, 8, H, W)
+        else:
+            y = torch.add(self.a(x), other=self.b(x))  # (N, 4, H, W)
+        return self.c(y).mean((2, 3))
+
+
+def test_keyword_operands_are_tied_and_concatenated() -> None:
+    added = _groups(KwArgs(cat=False), (3, 2, 2))
+    assert "b" not in added  # b's filters joined a's group
+    assert {(m.module, m.axis) for m in added["a"].members} == {
+        ("a", "out"), ("b", "out"), ("c", "in")
+    }  # fmt: skip
+    torch.manual_seed(0)
+    model = KwArgs(cat=False).eval()
+    plan = plan_channels(model, list(added.values()), {"a": 0.5})
+    assert plan["a"]["out"] == plan["b"]["out"] == plan["c"]["in"]
+    x = torch.randn(2, 3, 2, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(slim(model, plan)(x), mask_channels(model, plan)(x))
+    cat = _groups(KwArgs(cat=True), (3, 2, 2))
+    assert next(m for m in cat["b"].members if m.module == "c").offset == 4
+
+
+class HardCoded(nn.Module):
+    """The PyTorch CIFAR tutorial's ``x.view(-1, 16 * 5 * 5)``, scaled down."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1, self.c2, self.fc = nn.Conv2d(3, 4, 3), nn.Conv2d(4, 6, 3), nn.Linear(24, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.c2(self.c1(x)).view(-1, 6 * 2 * 2))  # (N, 24)
+
+
+class Shuffle(nn.Module):
+    """A channel shuffle of a's 4 channels (literal widths or read from the shape), then
+    either c alone or summed with b's unshuffled output (``add``)."""
+
+    def __init__(self, literal: bool = False, add: bool = False) -> None:
+        super().__init__()
+        self.literal, self.add = literal, add
+        self.a, self.b, self.c = nn.Conv2d(3, 4, 1), nn.Conv2d(3, 4, 1), nn.Conv2d(4, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.a(x)  # (N, 4, H, W)
+        n, c, h, w = y.shape
+        if self.literal:
+            y = y.view(n, 2, 2, h, w).transpose(1, 2).reshape(n, 4, h, w)
+        else:
+            y = y.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
+        if self.add:
+            y = y + self.b(x)
+        return self.c(y).mean((2, 3))
+
+
+def test_hard_coded_view_widths_are_refused_by_name() -> None:
+    groups = _groups(HardCoded(), (3, 6, 6))
+    assert groups["c1"].prunable
+    assert not groups["c2"].prunable
+    assert (
+        "node 'view'" in groups["c2"].reason and "hard-coded channel width" in groups["c2"].reason
+    )
+    assert _groups(Shuffle(), (3, 2, 2))["a"].prunable  # widths read from the shape
+    literal = _groups(Shuffle(literal=True), (3, 2, 2))["a"]
+    assert not literal.prunable and "hard-coded channel width" in literal.reason
+
+
+def test_a_shuffled_tensor_plus_an_unshuffled_one_is_refused() -> None:
+    groups = _groups(Shuffle(add=True), (3, 2, 2))
+    for name in ("a", "b"):
+        assert not groups[name].prunable
+        assert "combines tensors whose channels are split differently" in groups[name].reason
+
+
+class BufferTwice(nn.Module):
+    """One BatchNorm without affine parameters (running statistics only) on two convs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 4, 1), nn.Conv2d(3, 4, 1)
+        self.bn = nn.BatchNorm2d(4, affine=False)
+        self.c = nn.Conv2d(8, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.cat([self.bn(self.a(x)), self.bn(self.b(x))], 1)  # (N, 8, H, W)
+        return self.c(y).mean((2, 3))
+
+
+def test_a_buffer_only_module_called_twice_is_refused() -> None:
+    groups = _groups(BufferTwice(), (3, 2, 2))
+    for name in ("a", "b"):
+        assert not groups[name].prunable and "calls 'bn' 2 times" in groups[name].reason
+
+
+class Tied(nn.Module):
+    """b and c share one weight (``direct``: the forward reads b's weight itself)."""
+
+    def __init__(self, direct: bool = False) -> None:
+        super().__init__()
+        self.direct = direct
+        self.a, self.b, self.c = nn.Conv2d(3, 4, 1), nn.Conv2d(4, 4, 1), nn.Conv2d(4, 4, 1)
+        self.c.weight = self.b.weight
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.b(self.a(x)))  # (N, 4, H, W)
+        y = F.conv2d(y, self.b.weight) if self.direct else self.c(y)
+        return self.fc(y.mean((2, 3)))
+
+
+@pytest.mark.parametrize("direct", [False, True])
+def test_groups_touching_tied_parameters_are_refused(direct: bool) -> None:
+    groups = _groups(Tied(direct), (3, 2, 2))
+    assert not groups["a"].prunable and not groups["b"].prunable  # b.weight's in and out
+    reason = groups["b"].reason
+    assert "shares parameters" in reason and "b.weight" in reason
+    assert ("the forward's b.weight" if direct else "c.weight") in reason
