@@ -158,3 +158,28 @@ def test_bad_slim_in_a_cnnz_header_is_a_format_error(
     (tmp_path / "bad.cnnz").write_bytes(_with_header(data, slim=slim_field))
     with pytest.raises(CnnzFormatError, match=match):
         codec.load(tmp_path / "bad.cnnz")
+
+
+def test_a_plan_naming_an_xnor_layers_input_norm_is_refused_and_changes_nothing() -> None:
+    """conv2.norm is cut with conv2's input channels: a plan naming both would cut it
+    twice (out of range on the meta device, where nothing checks indices)."""
+    model = get_model("binarized", base="lenet5", mode="xnor")
+    before = {k: v.shape for k, v in model.state_dict().items()}
+    plan = {"conv2": {"in": list(range(0, 20, 2))}, "conv2.norm": {"out": [18, 19]}}
+    with pytest.raises(ModelError, match=r"'conv2\.norm' is the input norm of 'conv2'"):
+        apply_slim(model, plan)
+    assert {k: v.shape for k, v in model.state_dict().items()} == before
+    assert slim_plan_of(model) is None
+    kept = apply_slim(model, {"conv2": {"in": [0, 1]}})  # alone, the norm follows conv2
+    assert kept.conv2.norm.num_features == 2 and kept.conv2.in_channels == 2
+
+
+def test_a_cnnz_that_does_not_fit_the_users_model_leaves_it_uncut(tmp_path: Path) -> None:
+    _, small = _small()
+    codec.save(tmp_path / "slim.cnnz", small, arch={"name": "mobilenet_v1", "kwargs": KW})
+    other = get_model("mobilenet_v1", **{**KW, "num_classes": 7})  # fc is (7, 256)
+    before = {k: v.shape for k, v in other.state_dict().items()}
+    with pytest.raises(ModelError, match="does not fit this model"):
+        codec.load(tmp_path / "slim.cnnz", model=other)
+    assert {k: v.shape for k, v in other.state_dict().items()} == before
+    assert slim_plan_of(other) is None

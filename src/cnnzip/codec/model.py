@@ -29,7 +29,9 @@ constant streams never materialised, so peak memory stays near the output's.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -431,16 +433,30 @@ def _slimmed(model: nn.Module, plan: SlimPlan | None) -> nn.Module:
         raise CnnzFormatError(f"header field slim does not fit its arch: {exc}") from None
 
 
-def _fit_plan(model: nn.Module, plan: SlimPlan | None) -> None:
+def _meta_copy(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` with every parameter and buffer on the meta device:
+    shapes to check a plan against, without allocating or touching the user's weights."""
+    memo: dict[int, Any] = {}
+    for tensor in chain(model.parameters(), model.buffers()):
+        meta = torch.empty_like(tensor, device="meta")  # same shape and dtype, no storage
+        is_param = isinstance(tensor, nn.Parameter)
+        memo[id(tensor)] = nn.Parameter(meta, tensor.requires_grad) if is_param else meta
+    return copy.deepcopy(model, memo)
+
+
+def _fit_plan(model: nn.Module, plan: SlimPlan | None, entries: list[dict[str, Any]]) -> None:
     """The user's ``model=`` cut to the file's plan, unless it already is (a slim model
-    carrying the same plan); a full-width model is cut in place."""
+    carrying the same plan); a full-width model is cut in place, only once a meta copy
+    cut to the plan is known to fit the file's tensors (a bad file changes nothing)."""
     if plan is None or slim_plan_of(model) == plan:
+        _check_fit(entries, model)
         return
     if slim_plan_of(model) is not None:
         raise CnnzipError(
             "this model was slimmed with another channel plan than the .cnnz's: pass the "
             "full-width module (the file's plan is applied to it) or the same slim one"
         )
+    _check_fit(entries, apply_slim(_meta_copy(model), plan))
     apply_slim(model, plan)
 
 
@@ -484,8 +500,7 @@ def load_file(
     else:
         if transforms_of(model):
             raise CnnzipError("load into a plain module: this one has weight transforms")
-        _fit_plan(model, _header_plan(cf))
-        _check_fit(entries, model)
+        _fit_plan(model, _header_plan(cf), entries)
     state = decode_state(cf, max_params=max_params)
     model.load_state_dict(state, strict=True, assign=assign)
     return model.eval()

@@ -171,13 +171,22 @@ def _cut_norm(module: nn.Module, kept: list[int]) -> None:
     module.num_features = len(kept)
 
 
-def _cut_input_norms(layer: nn.Module, kept: list[int]) -> None:
-    """A layer's own BatchNorm of its input (an XNOR block normalises before binarizing)
-    loses the layer's removed input channels with it."""
+def _input_norms(layer: nn.Module) -> dict[str, nn.Module]:
+    """A layer's own BatchNorms of its input, by child name (an XNOR block normalises
+    before binarizing): they lose the layer's removed input channels with it."""
+    if not isinstance(layer, nn.Conv2d | nn.Linear):
+        return {}
     width = layer.in_features if isinstance(layer, nn.Linear) else layer.in_channels
-    for child in layer.children():
-        if isinstance(child, BATCH_NORMS) and child.num_features == width:
-            _cut_norm(child, kept)
+    return {
+        name: child
+        for name, child in layer.named_children()
+        if isinstance(child, BATCH_NORMS) and child.num_features == width
+    }
+
+
+def _cut_input_norms(layer: nn.Module, kept: list[int]) -> None:
+    for norm in _input_norms(layer).values():
+        _cut_norm(norm, kept)
 
 
 def _cut(module: nn.Module, axes: dict[str, list[int]]) -> None:
@@ -222,9 +231,17 @@ def check_plan_fits(model: nn.Module, plan: SlimPlan) -> dict[str, nn.Module]:
     naming the module otherwise); returns the model's modules by name."""
     check_slim_plan(plan, "slim plan")
     modules = dict(model.named_modules())
+    owned = {
+        f"{name}.{child}": name for name, layer in modules.items() for child in _input_norms(layer)
+    }
     for name, axes in plan.items():
         if name not in modules:
             raise ModelError(f"slim plan: the model has no module {name!r}; was it made for it?")
+        if name in owned:
+            raise ModelError(
+                f"slim plan: {name!r} is the input norm of {owned[name]!r} and is cut with "
+                f"its input channels: the plan must name {owned[name]!r} (in) only"
+            )
         _check_entry(modules[name], name, axes)
     return modules
 
