@@ -183,3 +183,27 @@ def test_a_cnnz_that_does_not_fit_the_users_model_leaves_it_uncut(tmp_path: Path
         codec.load(tmp_path / "slim.cnnz", model=other)
     assert {k: v.shape for k, v in other.state_dict().items()} == before
     assert slim_plan_of(other) is None
+
+
+class _Depthwise(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 8, 1), nn.Conv2d(8, 4, 1)
+        self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(self.dw(self.a(x))).mean((2, 3))  # (N, 4)
+
+
+def test_a_depthwise_conv_slimmed_twice_records_a_plan_that_reloads() -> None:
+    """First cut names dw's out only; the second both axes, [2, 3] of the 4 left, which
+    are channels 5 and 7 of the full width on both axes."""
+    torch.manual_seed(0)
+    first = {"a": {"out": [1, 3, 5, 7]}, "dw": {"out": [1, 3, 5, 7]}, "b": {"in": [1, 3, 5, 7]}}
+    once = slim(_Depthwise(), first)
+    twice = slim(
+        once, {"a": {"out": [2, 3]}, "dw": {"out": [2, 3], "in": [2, 3]}, "b": {"in": [2, 3]}}
+    )
+    assert slim_plan_of(twice)["dw"] == {"out": [5, 7], "in": [5, 7]}
+    fresh = apply_slim(_Depthwise(), slim_plan_of(twice))
+    assert fresh.dw.weight.shape == twice.dw.weight.shape == (2, 1, 3, 3)

@@ -254,7 +254,19 @@ def apply_slim(model: nn.Module, plan: SlimPlan) -> nn.Module:
     module: unknown, out of range, unsorted or empty), so a bad plan changes nothing. The
     model then carries the plan, composed with any earlier one (``slim_plan_of``)."""
     modules = check_plan_fits(model, plan)
+    old = _depthwise_both(modules, slim_plan_of(model) or {})
+    plan = _depthwise_both(modules, plan)
     for name, axes in plan.items():
         _cut(modules[name], axes)
-    setattr(model, ATTR, _compose(slim_plan_of(model), plan))
+    setattr(model, ATTR, _compose(old, plan))
     return model
+
+
+def _depthwise_both(modules: dict[str, nn.Module], plan: SlimPlan) -> SlimPlan:
+    """``plan`` with a depthwise conv's one kept list on both of its axes (they are one
+    set of channels), so that composing a later cut of either axis reads the right one."""
+    both = {}
+    for name, axes in plan.items():
+        kept = axes.get("out", axes.get("in"))
+        both[name] = {"out": kept, "in": kept} if is_depthwise(modules.get(name)) else axes
+    return both
