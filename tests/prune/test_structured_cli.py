@@ -248,3 +248,6 @@ def test_channels_after_prune_or_share_is_refused_when_parsed() -> None:
     with pytest.raises(RecipeError, match="must come before prune and share"):
         parse_recipe({"name": "x", "stages": stages})
     parse_recipe({"name": "x", "stages": stages[::-1]})  # the right order parses
+    again = [stages[1], *stages]  # a first channels stage in place hides nothing
+    with pytest.raises(RecipeError, match="must come before prune and share"):
+        parse_recipe({"name": "x", "stages": again})

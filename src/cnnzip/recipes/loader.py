@@ -126,7 +126,8 @@ def parse_recipe(body: Any, source: str = "recipe") -> Recipe:
     names = [n for n, _ in parsed]
     if names.count("encode") > 1 or ("encode" in names and names[-1] != "encode"):
         raise RecipeError(f"{source}: `encode` may appear once, as the last stage")
-    if "channels" in names and any(n in TRANSFORMING for n in names[: names.index("channels")]):
+    last = max((i for i, n in enumerate(names) if n == "channels"), default=0)
+    if any(n in TRANSFORMING for n in names[:last]):  # every channels stage, not the first
         raise RecipeError(
             f"{source}: `channels` (structured pruning) must come before prune and share: "
             "it cuts plain weights, not masked or shared ones"
