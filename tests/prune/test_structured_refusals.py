@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from cnnzip.prune.masks import PruneError
 from cnnzip.prune.structured import channel_groups, mask_channels, plan_channels, slim
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -147,3 +148,14 @@ def test_groups_touching_tied_parameters_are_refused(direct: bool) -> None:
     reason = groups["b"].reason
     assert "shares parameters" in reason and "b.weight" in reason
     assert ("the forward's b.weight" if direct else "c.weight") in reason
+
+
+def test_a_slim_model_that_does_not_run_is_one_prune_error_before_any_copy() -> None:
+    """The safety net behind the tracer: a plan whose slim model breaks (here a cut with
+    no matching consumer) fails on a meta copy, as one PruneError naming the shape."""
+    model = HardCoded()
+    x = torch.randn(2, 3, 6, 6)
+    small = slim(model, {"c1": {"out": [0, 1]}, "c2": {"in": [0, 1]}}, (3, 6, 6))
+    assert small(x).shape == (2, 2)
+    with pytest.raises(PruneError, match=r"slimmed HardCoded does not run on inputs of shape"):
+        slim(model, {"c2": {"out": [0, 1, 2]}, "fc": {"in": list(range(12))}}, (3, 6, 6))

@@ -50,6 +50,7 @@ from cnnzip.prune.structured import (
     plan_channels,
     slim,
 )
+from cnnzip.prune.structured.apply import check_slim_runs
 from cnnzip.train import evaluate
 from cnnzip.transforms import transforms_of
 
@@ -296,7 +297,9 @@ class _Planner:
 
     def counts(self, plan: SlimPlan) -> tuple[int, int]:
         """(MACs, params) of the model slimmed by ``plan``, counted on meta tensors."""
-        report = profile(apply_slim(copy.deepcopy(self.meta), plan), self.shape)
+        small = apply_slim(copy.deepcopy(self.meta), plan)
+        check_slim_runs(small, self.shape)  # one clear error, not the profiler's
+        report = profile(small, self.shape)
         return report.macs, report.params
 
     def fraction(self, plan: SlimPlan, target: str) -> float:

@@ -13,6 +13,7 @@ import copy
 import torch
 import torch.nn as nn
 
+from cnnzip.errors import one_line
 from cnnzip.models.slim import (
     SlimPlan,
     apply_slim,
@@ -21,10 +22,18 @@ from cnnzip.models.slim import (
     is_depthwise,
     is_grouped,
 )
+from cnnzip.profiling.profiler import meta_copy
 from cnnzip.prune.masks import PruneError
 from cnnzip.prune.structured.groups import ChannelGroup, Member, partition
 
-__all__ = ["IMPORTANCES", "channel_scores", "mask_channels", "plan_channels", "slim"]
+__all__ = [
+    "IMPORTANCES",
+    "channel_scores",
+    "check_slim_runs",
+    "mask_channels",
+    "plan_channels",
+    "slim",
+]
 
 IMPORTANCES = ("l1", "l2", "bn")
 
@@ -140,10 +149,31 @@ def _plan(model: nn.Module, removed: dict[tuple[str, str], set[int]]) -> SlimPla
     return plan
 
 
-def slim(model: nn.Module, plan: SlimPlan) -> nn.Module:
-    """A physically smaller deep copy of ``model`` cut to ``plan``; the original untouched."""
+def slim(model: nn.Module, plan: SlimPlan, input_shape: tuple[int, ...] | None = None) -> nn.Module:
+    """A physically smaller deep copy of ``model`` cut to ``plan``; the original untouched.
+    With ``input_shape`` (C, H, W) a shapes-only copy runs once first (``check_slim_runs``)."""
     check_plan_fits(model, plan)
+    if input_shape is not None:
+        check_slim_runs(apply_slim(meta_copy(model), plan), input_shape)
     return apply_slim(copy.deepcopy(model), plan)
+
+
+def check_slim_runs(small: nn.Module, input_shape: tuple[int, ...]) -> None:
+    """One forward of ``small`` (best a meta copy: no compute) on a (1, *input_shape)
+    input: the safety net behind the tracer, for a forward that hard-codes a width in a
+    way the trace could not see, refused as one PruneError before any training."""
+    param = next(small.parameters(), None)
+    x = torch.zeros(1, *input_shape, device=param.device if param is not None else "cpu")
+    try:
+        with torch.no_grad():
+            small(x)
+    except Exception as exc:  # a width mismatch: torch raises anything
+        raise PruneError(
+            f"the slimmed {type(small).__name__} does not run on inputs of shape "
+            f"{tuple(input_shape)} ({type(exc).__name__}: {one_line(str(exc))}); its "
+            "forward likely hard-codes a channel count: read it from x.shape or use "
+            "x.flatten(1), or leave that layer unpruned"
+        ) from None
 
 
 def _complement(kept: list[int], size: int) -> torch.Tensor:
