@@ -11,7 +11,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from cnnzip.prune.masks import PruneError
-from cnnzip.prune.structured import channel_groups, mask_channels, plan_channels, slim
+from cnnzip.prune.structured import (
+    channel_groups,
+    channel_scores,
+    mask_channels,
+    plan_channels,
+    slim,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -159,3 +165,54 @@ def test_a_slim_model_that_does_not_run_is_one_prune_error_before_any_copy() -> 
     assert small(x).shape == (2, 2)
     with pytest.raises(PruneError, match=r"slimmed HardCoded does not run on inputs of shape"):
         slim(model, {"c2": {"out": [0, 1, 2]}, "fc": {"in": list(range(12))}}, (3, 6, 6))
+
+
+class Multiplier(nn.Module):
+    """A depthwise conv with a channel multiplier of 2: groups 8, 1 in and 2 out each."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 8, 1), nn.Conv2d(16, 4, 1)
+        self.dw = nn.Conv2d(8, 16, 3, padding=1, groups=8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(self.dw(self.a(x))).mean((2, 3))  # (N, 4)
+
+
+def test_a_depthwise_multiplier_input_is_left_whole_and_its_outputs_pruned() -> None:
+    """Each of dw's 8 groups reads one of a's channels: none can go (the group would
+    empty), so a's group says so instead of reporting prunable and removing nothing."""
+    groups = _groups(Multiplier(), (3, 4, 4))
+    assert not groups["a"].prunable
+    assert "grouped convs ['dw'] hold one of these channels per group" in groups["a"].reason
+    assert groups["dw"].prunable
+    plan = plan_channels(Multiplier(), list(groups.values()), {"dw": 0.5})
+    assert len(plan["dw"]["out"]) == 8 and len(plan["b"]["in"]) == 8  # one of 2 per group
+
+
+def test_round_to_keeps_at_least_one_multiple() -> None:
+    model = KwArgs(cat=True)
+    groups = list(_groups(model, (3, 2, 2)).values())
+    assert len(plan_channels(model, groups, {"a": 0.9}, round_to=2)["a"]["out"]) == 2  # not 1
+    assert len(plan_channels(model, groups, {"a": 0.9})["a"]["out"]) == 1
+
+
+class FlatNorm(nn.Module):
+    """conv (2 channels) -> Flatten (2 x 4 features) -> BatchNorm1d(8) -> Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bn, self.fc = nn.Conv2d(3, 2, 1), nn.BatchNorm1d(8), nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.bn(torch.flatten(self.conv(x), 1)))
+
+
+def test_bn_importance_after_flatten_sums_every_feature_of_a_channel() -> None:
+    """gamma: channel 0's features 3, 0, 0, 0 (3); channel 1's 1, 1, 1, 1 (4): channel 1
+    is the stronger, though its first feature alone is the weaker."""
+    model = FlatNorm()
+    with torch.no_grad():
+        model.bn.weight.copy_(torch.tensor([3.0, 0, 0, 0, 1, 1, 1, 1]))
+    group = _groups(model, (3, 2, 2))["conv"]
+    assert channel_scores(model, group, "bn").tolist() == [3.0, 4.0]

@@ -314,8 +314,9 @@ class _Planner:
         reachable = self.fraction(hi_plan, target)
         if reachable > value:
             raise PruneError(
-                f"{target} {value} is out of reach: with every prunable group down to its "
-                f"last channels the model keeps {reachable:.3f} of its {target}; "
+                f"{target} {value} is out of reach: with every prunable group cut as far "
+                f"as it may go (its last channels, or its top ratio when allocated by "
+                f"sensitivity) the model keeps {reachable:.3f} of its {target}; "
                 "ask for a larger fraction"
             )
         lo, hi = 0.0, _TOP

@@ -40,8 +40,10 @@ IMPORTANCES = ("l1", "l2", "bn")
 
 def _rows(tensor: torch.Tensor, member: Member) -> torch.Tensor:
     """(channels, fan_in): the member's channels of an "out" tensor, in group order."""
-    index = torch.tensor(member.positions(), dtype=torch.long, device=tensor.device)
-    return tensor.detach().index_select(0, index).reshape(len(index), -1)
+    first = member.positions()  # a channel spans ``repeat`` features (BatchNorm1d after Flatten)
+    index = [p + r for p in first for r in range(member.repeat)]
+    index = torch.tensor(index, dtype=torch.long, device=tensor.device)
+    return tensor.detach().index_select(0, index).reshape(len(first), -1)
 
 
 def channel_scores(model: nn.Module, group: ChannelGroup, importance: str = "l1") -> torch.Tensor:
@@ -71,12 +73,13 @@ def channel_scores(model: nn.Module, group: ChannelGroup, importance: str = "l1"
 
 
 def _keep_count(size: int, ratio: float, round_to: int) -> int:
-    """Channels kept of ``size`` when removing ``ratio`` of them: at least one, and a
-    multiple of ``round_to`` where the group allows (whole groups stay whole)."""
+    """Channels kept of ``size`` when removing ``ratio`` of them: a multiple of
+    ``round_to``, at least one such multiple (a group narrower than ``round_to`` stays
+    whole)."""
     keep = size - round(ratio * size)
     if round_to > 1:
         keep = round(keep / round_to) * round_to
-    return min(size, max(1, keep))
+    return min(size, max(min(round_to, size), keep))
 
 
 def _check_ratios(groups: list[ChannelGroup], ratios: dict[str, float]) -> None:
@@ -100,7 +103,10 @@ def plan_channels(
     round_to: int = 1,
 ) -> SlimPlan:
     """The plan removing ``ratios[name]`` of each prunable group's channels, the least
-    important first (ties: the later channel goes); unprunable groups are skipped."""
+    important first (ties: the later channel goes); unprunable groups are skipped.
+    ``round_to`` rounds the kept count of plain groups only: a group that a grouped conv
+    or a channel shuffle constrains loses as many channels from each of its conv groups
+    or shuffle columns, which decides its count."""
     _check_ratios(groups, ratios)
     if round_to < 1:
         raise PruneError(f"round_to must be a positive channel count, got {round_to}")

@@ -583,6 +583,10 @@ def partition(group: ChannelGroup) -> Partition | str:
         len({k[i] for k in buckets}) != len(buckets) for i in range(len(next(iter(buckets))))
     ):
         return "grouped convs split these channels into groups that do not match"
+    straddling = sum(map(len, buckets.values())) < len(units)  # units always kept
+    if len(buckets) > 1 and not straddling and min(map(len, buckets.values())) < 2:
+        convs = sorted({m.module for m in group.members if m.block})
+        return f"grouped convs {convs} hold one of these channels per group: none can go"
     return Partition(units, tuple(tuple(b) for b in buckets.values()))
 
 
