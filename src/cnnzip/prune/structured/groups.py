@@ -11,9 +11,12 @@ flatten multiplies ``repeat`` by the spatial size (Linear-after-Flatten input fe
 A channel shuffle (view to (N, g, C/g, H, W), transpose(1, 2), back) permutes a group's
 positions; grouped convs record their groups, and ``partition`` then cuts such a group
 by whole shuffle columns, as many from every conv group, or refuses it. Whatever the
-walk does not understand (a custom op, a reshape that mixes channels, a module called
-twice) marks every group it touches unprunable with a reason naming the node, and so
-does reaching the model's input or output: never silently wrong.
+walk does not understand (a custom op, a reshape that mixes channels or writes a channel
+width as a number, a module with parameters or buffers called twice) marks every group it
+touches unprunable with a reason naming the node, and so does reaching the model's input
+or output, or a parameter that another module or the forward itself also holds (tied
+weights): never silently wrong. Tensor operands are read from keyword arguments too
+(``torch.add(a, other=b)``, ``torch.cat(tensors=[...])``).
 """
 
 from __future__ import annotations
