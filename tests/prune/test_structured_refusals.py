@@ -191,10 +191,10 @@ def test_a_depthwise_multiplier_input_is_left_whole_and_its_outputs_pruned() -> 
 
 
 def test_round_to_keeps_at_least_one_multiple() -> None:
-    model = KwArgs(cat=True)
-    groups = list(_groups(model, (3, 2, 2)).values())
-    assert len(plan_channels(model, groups, {"a": 0.9}, round_to=2)["a"]["out"]) == 2  # not 1
-    assert len(plan_channels(model, groups, {"a": 0.9})["a"]["out"]) == 1
+    model = HardCoded()
+    groups = list(_groups(model, (3, 6, 6)).values())
+    assert len(plan_channels(model, groups, {"c1": 0.9}, round_to=2)["c1"]["out"]) == 2  # not 1
+    assert len(plan_channels(model, groups, {"c1": 0.9})["c1"]["out"]) == 1
 
 
 class FlatNorm(nn.Module):
