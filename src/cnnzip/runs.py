@@ -23,7 +23,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from cnnzip.data import Normalization
-from cnnzip.errors import DataError, ModelError, RunError
+from cnnzip.errors import DataError, ModelError, RunError, one_line
 from cnnzip.fileio import atomic_path, atomic_write_text
 from cnnzip.models import get_model
 from cnnzip.models.registry import untrusted
@@ -237,6 +237,24 @@ def _check_weights(path: Path, skeleton: nn.Module) -> None:
         )
 
 
+def _check_slim_runs(skeleton: nn.Module, meta: dict[str, Any], where: Path) -> None:
+    """A slim run's meta-device model runs once on its recorded input shape: a plan that
+    cuts a layer's channels but not its consumer's fits every tensor yet cannot run."""
+    shape = meta.get("input_shape")
+    ok = isinstance(shape, list) and 1 <= len(shape) <= 4
+    if meta.get("slim") is None or not ok or not all(type(s) is int and s > 0 for s in shape):
+        return
+    try:
+        with torch.no_grad():
+            skeleton(torch.zeros(1, *shape, device="meta"))
+    except Exception as exc:  # a width mismatch: torch raises anything
+        raise RunError(
+            f"{where}: field slim: the slim model does not run on one {shape} input "
+            f"({type(exc).__name__}: {one_line(str(exc))}); the plan cuts a layer's channels "
+            "without its consumers'"
+        ) from None
+
+
 def load_run(path: str | Path) -> Run:
     """Rebuild the model named in run.json and load its safetensors weights. Everything is
     first built on the meta device and checked against the weights file's header, so a
@@ -249,6 +267,7 @@ def load_run(path: str | Path) -> Run:
         skeleton = _model(meta, path / META)
     _check_specs(skeleton, meta.get("transforms", []), path / META)
     _check_weights(path, skeleton)
+    _check_slim_runs(skeleton, meta, path / META)
     model = _model(meta, path / META)
     try:
         model.load_state_dict(load_file(str(path / WEIGHTS)))

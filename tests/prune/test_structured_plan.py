@@ -207,3 +207,15 @@ def test_a_depthwise_conv_slimmed_twice_records_a_plan_that_reloads() -> None:
     assert slim_plan_of(twice)["dw"] == {"out": [5, 7], "in": [5, 7]}
     fresh = apply_slim(_Depthwise(), slim_plan_of(twice))
     assert fresh.dw.weight.shape == twice.dw.weight.shape == (2, 1, 3, 3)
+
+
+def test_a_slim_run_that_cannot_run_is_a_run_error(tmp_path: Path) -> None:
+    """conv1 cut to 10 filters but conv2 still reading 20: every tensor fits the plan,
+    yet the model cannot run on the run's recorded input shape."""
+    good = apply_slim(get_model("lenet5"), {"conv1": {"out": [0, 1]}, "conv2": {"in": [0, 1]}})
+    save_run(tmp_path / "good", good, arch="lenet5", kwargs={}, input_shape=[1, 28, 28])
+    assert load_run(tmp_path / "good").model.conv2.in_channels == 2
+    bad = apply_slim(get_model("lenet5"), {"conv1": {"out": list(range(10))}})
+    save_run(tmp_path / "bad", bad, arch="lenet5", kwargs={}, input_shape=[1, 28, 28])
+    with pytest.raises(RunError, match=r"field slim: the slim model does not run on one \[1, 28"):
+        load_run(tmp_path / "bad")
