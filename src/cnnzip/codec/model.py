@@ -29,9 +29,7 @@ constant streams never materialised, so peak memory stays near the output's.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +47,7 @@ from cnnzip.codec.streams import decode_streams, encode_stream
 from cnnzip.errors import CnnzipError, ModelError
 from cnnzip.fileio import atomic_write_bytes
 from cnnzip.models.registry import UntrustedFactoryError, untrusted
-from cnnzip.models.slim import SlimPlan, apply_slim, check_slim_plan, slim_plan_of
+from cnnzip.models.slim import SlimPlan, apply_slim, check_slim_plan, meta_copy, slim_plan_of
 from cnnzip.transforms import WeightTransform, transforms_of
 
 __all__ = [
@@ -433,17 +431,6 @@ def _slimmed(model: nn.Module, plan: SlimPlan | None) -> nn.Module:
         raise CnnzFormatError(f"header field slim does not fit its arch: {exc}") from None
 
 
-def _meta_copy(model: nn.Module) -> nn.Module:
-    """A deep copy of ``model`` with every parameter and buffer on the meta device:
-    shapes to check a plan against, without allocating or touching the user's weights."""
-    memo: dict[int, Any] = {}
-    for tensor in chain(model.parameters(), model.buffers()):
-        meta = torch.empty_like(tensor, device="meta")  # same shape and dtype, no storage
-        is_param = isinstance(tensor, nn.Parameter)
-        memo[id(tensor)] = nn.Parameter(meta, tensor.requires_grad) if is_param else meta
-    return copy.deepcopy(model, memo)
-
-
 def _fit_plan(model: nn.Module, plan: SlimPlan | None, entries: list[dict[str, Any]]) -> None:
     """The user's ``model=`` cut to the file's plan, unless it already is (a slim model
     carrying the same plan); a full-width model is cut in place, only once a meta copy
@@ -456,7 +443,7 @@ def _fit_plan(model: nn.Module, plan: SlimPlan | None, entries: list[dict[str, A
             "this model was slimmed with another channel plan than the .cnnz's: pass the "
             "full-width module (the file's plan is applied to it) or the same slim one"
         )
-    _check_fit(entries, apply_slim(_meta_copy(model), plan))
+    _check_fit(entries, apply_slim(meta_copy(model), plan))
     apply_slim(model, plan)
 
 

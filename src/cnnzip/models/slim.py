@@ -10,7 +10,8 @@ codec, below prune, can rebuild from a plan.
 
 from __future__ import annotations
 
-from itertools import pairwise
+import copy
+from itertools import chain, pairwise
 from typing import Any
 
 import torch
@@ -26,6 +27,7 @@ __all__ = [
     "check_slim_plan",
     "is_depthwise",
     "is_grouped",
+    "meta_copy",
     "slim_plan_of",
 ]
 
@@ -270,3 +272,15 @@ def _depthwise_both(modules: dict[str, nn.Module], plan: SlimPlan) -> SlimPlan:
         kept = axes.get("out", axes.get("in"))
         both[name] = {"out": kept, "in": kept} if is_depthwise(modules.get(name)) else axes
     return both
+
+
+def meta_copy(model: nn.Module) -> nn.Module:
+    """A deep copy whose parameters and buffers are on the meta device: shapes to count
+    or check a plan against (profile, allocation candidates, a file's plan before it cuts
+    the user's model), without allocating or touching the weights."""
+    memo: dict[int, Any] = {}
+    for tensor in chain(model.parameters(), model.buffers()):
+        meta = torch.empty_like(tensor, device="meta")  # same shape and dtype, no storage
+        is_param = isinstance(tensor, nn.Parameter)
+        memo[id(tensor)] = nn.Parameter(meta, tensor.requires_grad) if is_param else meta
+    return copy.deepcopy(model, memo)

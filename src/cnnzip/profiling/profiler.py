@@ -19,7 +19,6 @@ Parameters and weight bytes are always read from the real model.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +29,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils.hooks import RemovableHandle
 
 from cnnzip.errors import CnnzipError
+from cnnzip.models.slim import meta_copy
 from cnnzip.profiling import latency
 from cnnzip.profiling.counters import (
     Cost,
@@ -42,7 +42,7 @@ from cnnzip.profiling.latency import eval_mode, example_input
 from cnnzip.profiling.report import LayerProfile, ProfileReport
 from cnnzip.profiling.storage import nonzero_fraction, owned_counts
 
-__all__ = ["meta_copy", "profile"]
+__all__ = ["profile"]
 
 
 def profile(
@@ -97,17 +97,6 @@ def _trace(model: nn.Module, shape: tuple[int, ...]) -> list[LayerProfile]:
             f"the model's forward fails on a batch of one {shape} input: {exc} "
             "(input_shape is one sample's shape without the batch dimension, e.g. (3, 224, 224))"
         ) from None
-
-
-def meta_copy(model: nn.Module) -> nn.Module:
-    """A deep copy whose parameters and buffers are on the meta device: shapes, no data
-    (also what structured pruning counts candidate plans on)."""
-    memo: dict[int, Any] = {}
-    for p in model.parameters():
-        memo[id(p)] = nn.Parameter(torch.empty_like(p, device="meta"), p.requires_grad)
-    for b in model.buffers():
-        memo[id(b)] = torch.empty_like(b, device="meta")
-    return copy.deepcopy(model, memo)
 
 
 class _Tracer(TorchFunctionMode):

@@ -36,9 +36,8 @@ import torch
 import torch.nn as nn
 
 from cnnzip.data import Split, StreamSplit
-from cnnzip.models.slim import SlimPlan, apply_slim
+from cnnzip.models.slim import SlimPlan, apply_slim, meta_copy
 from cnnzip.profiling import measure_latency, profile
-from cnnzip.profiling.profiler import meta_copy
 from cnnzip.prune.auto import allocate, max_sparsity
 from cnnzip.prune.masks import PruneError
 from cnnzip.prune.sensitivity import MAX_IMAGES, STOP_BELOW, Curve

@@ -21,8 +21,8 @@ from cnnzip.models.slim import (
     check_plan_fits,
     is_depthwise,
     is_grouped,
+    meta_copy,
 )
-from cnnzip.profiling.profiler import meta_copy
 from cnnzip.prune.masks import PruneError
 from cnnzip.prune.structured.groups import ChannelGroup, Member, partition
 
