@@ -11,7 +11,10 @@ is built (real smaller tensors), and both are timed at batch 1 with 1 and 2 thre
 interleaved in this one process (original, slim, original, ... ``--rounds`` times,
 each the median of ``--runs`` forwards) so that a load change hits both alike.
 ``--round-to 8`` keeps every pruned width a multiple of 8 (whole SIMD vectors), which
-CPU kernels may reward beyond the MAC count. The
+CPU kernels may reward beyond the MAC count. Each pair is timed in torch's default NCHW
+layout and channels-last (``model.to(memory_format=torch.channels_last)``, the input
+too), where oneDNN's convolutions run fastest and lose less efficiency at narrow or odd
+widths; both models of a pair always share one layout. The
 latency ratio (original / slim) is set against the MAC ratio; the issue asks for at
 least 0.8x of it (2.0x fewer MACs -> >= 1.6x faster). Prints a markdown table and
 writes it as JSON to ``--json`` (default benchmarks/results/structured_speed.json).
@@ -21,6 +24,8 @@ Run it on a quiet machine: everything else on the cores shows in the ratios.
 from __future__ import annotations
 
 import argparse
+import copy
+import itertools
 import json
 import statistics
 import sys
@@ -28,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 import torch.nn as nn
 
 from cnnzip.models import get_model
@@ -37,6 +43,7 @@ from cnnzip.prune.structured import slim
 from cnnzip.prune.structured.allocate import allocate_channels
 
 MODELS = {"resnet18": {}, "mobilenet_v1": {}, "shufflenet_v1": {"groups": 3}}
+LAYOUTS = {"nchw": torch.contiguous_format, "channels-last": torch.channels_last}
 GOAL = 0.8  # latency ratio / MAC ratio the issue asks for
 
 
@@ -65,12 +72,13 @@ def bench(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     seconds = time.perf_counter() - start
     before, after = profile(model, shape), profile(small, shape)
     rows = []
-    for threads in args.threads:
-        full_ms, slim_ms = interleaved(model, small, shape, threads, args.rounds, args.runs)
+    for layout, threads in itertools.product(LAYOUTS, args.threads):
+        pair = [copy.deepcopy(m).to(memory_format=LAYOUTS[layout]) for m in (model, small)]
+        full_ms, slim_ms = interleaved(*pair, shape, threads, args.rounds, args.runs)
         mac_ratio = before.macs / after.macs
         latency_ratio = full_ms / slim_ms
         rows.append({
-            "model": name, "kwargs": kwargs, "threads": threads,
+            "model": name, "kwargs": kwargs, "layout": layout, "threads": threads,
             "macs": [before.macs, after.macs], "params": [before.params, after.params],
             "latency_ms": [full_ms, slim_ms], "mac_ratio": mac_ratio,
             "latency_ratio": latency_ratio, "efficiency": latency_ratio / mac_ratio,
@@ -82,13 +90,13 @@ def bench(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| model | threads | MACs (M) orig -> slim | MAC ratio | ms orig -> slim | "
+        "| model | layout | threads | MACs (M) orig -> slim | MAC ratio | ms orig -> slim | "
         f"latency ratio | latency / MAC ratio (goal >= {GOAL}) |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['model']} | {r['threads']}"
+            f"| {r['model']} | {r['layout']} | {r['threads']}"
             f" | {r['macs'][0] / 1e6:.1f} -> {r['macs'][1] / 1e6:.1f}"
             f" | {r['mac_ratio']:.2f}x | {r['latency_ms'][0]:.2f} -> {r['latency_ms'][1]:.2f}"
             f" | {r['latency_ratio']:.2f}x | {r['efficiency']:.2f}"

@@ -10,6 +10,7 @@ import torch.nn as nn
 import cnnzip
 from cnnzip.errors import CnnzipError
 from cnnzip.profiling import Latency, measure_latency
+from cnnzip.profiling.latency import example_input, is_channels_last
 
 
 def _tiny() -> nn.Module:
@@ -50,3 +51,15 @@ def test_latency_summary_matches_numpy_percentiles() -> None:
     q1, median, q3 = np.percentile(times, [25, 50, 75])  # linear interpolation
     assert (lat.q1_ms, lat.median_ms, lat.q3_ms) == pytest.approx((q1, median, q3))
     assert (lat.min_ms, lat.max_ms, lat.runs) == (1.0, 9.0, 6)
+
+
+def test_the_example_input_follows_a_channels_last_model() -> None:
+    """A channels-last model is timed on a channels-last input (else every conv converts
+    it first and the layout's gain is hidden); an NCHW model on a contiguous one."""
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Conv2d(8, 4, 1))
+    x = example_input(net, (1, 3, 8, 8))
+    assert x.is_contiguous() and not is_channels_last(net)
+    net = net.to(memory_format=torch.channels_last)
+    x = example_input(net, (1, 3, 8, 8))
+    assert is_channels_last(net) and not x.is_contiguous()
+    assert x.is_contiguous(memory_format=torch.channels_last) and x.shape == (1, 3, 8, 8)
