@@ -125,7 +125,8 @@ def sensitivity_cmd(
     type=click.IntRange(1, MAX_ROUND_TO),
     default=1,
     show_default=True,
-    help="--structured: keep channel counts multiples of N (8: whole SIMD vectors).",
+    help="--structured: keep channel counts multiples of N (8: whole SIMD vectors); "
+    "groups cut in whole shuffle columns or conv groups keep their own step.",
 )
 @click.option(
     "--uniform",
