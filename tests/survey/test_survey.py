@@ -18,6 +18,7 @@ from cnnzip.cli import main
 from cnnzip.data import load, synthetic
 from cnnzip.errors import ModelError, RunError
 from cnnzip.models import get_model
+from cnnzip.recipes import load_recipe
 from cnnzip.survey import FULL, QUICK, ROWS, Results, pipeline, render, run_survey, survey_data
 from cnnzip.survey.pipeline import Survey
 from cnnzip.survey.plan import Row, model_kwargs
@@ -354,3 +355,23 @@ def test_an_interrupted_training_resumes_to_the_same_weights(
     weights = [load_file(tmp_path / f / "runs" / row.name / "model.safetensors") for f in "ab"]
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_alexnet_compresses_at_its_own_lr_and_sparsity(tmp_path: Path) -> None:
+    """The full budget prunes AlexNet at its training lr (1e-4, not the recipe's 1e-3),
+    fine-tunes at a tenth, to its row's 90%; a row without its own keeps the recipe's;
+    quick runs keep their fixed ratio and ignore the row's sparsity."""
+    alexnet = next(r for r in ROWS if r.name == "alexnet")
+    resnet = next(r for r in ROWS if r.name == "resnet18")
+    model = get_model("alexnet", **model_kwargs(alexnet, QUICK))
+    full = Survey(tmp_path / "full", FULL, log=lambda line: None)
+    stages = load_recipe("deep-compression", full.recipe_overrides(alexnet, model)).to_dict()
+    prune_cfg, finetune_cfg = stages["stages"][0]["prune"], stages["stages"][2]["finetune"]
+    assert (prune_cfg["lr"], prune_cfg["sparsity"]) == (1e-4, 0.9)
+    assert finetune_cfg["lr"] == pytest.approx(1e-5)
+    own = load_recipe("deep-compression", full.recipe_overrides(resnet, model)).to_dict()
+    assert own["stages"][0]["prune"]["lr"] == 1e-3 and own["stages"][0]["prune"]["sparsity"] == 0.94
+    quick = Survey(tmp_path / "quick", QUICK, log=lambda line: None).recipe_overrides(
+        alexnet, model
+    )
+    assert "prune.sparsity" not in quick and set(quick["prune.ratios"].values()) == {0.8}

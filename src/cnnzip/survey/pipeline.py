@@ -182,7 +182,7 @@ class Survey:
         result = compress(
             run.model,
             self.data,
-            load_recipe("deep-compression", self.recipe_overrides(run.model)),
+            load_recipe("deep-compression", self.recipe_overrides(row, run.model)),
             arch={"name": run.arch, "kwargs": run.kwargs},
             meta={"source": str(run.path), "baseline_test_accuracy": before},
             log=self.log,
@@ -211,11 +211,17 @@ class Survey:
         accuracy = evaluate(codec.load(path), self.data.test)["accuracy"]
         return {"file": str(path), "bytes": os.path.getsize(path), "test_accuracy": accuracy}
 
-    def recipe_overrides(self, model: nn.Module) -> dict[str, Any]:
-        """The budget's overrides of the built-in recipe; with ``prune_ratio`` every layer
-        pruned to it (no sensitivity sweep: what quick runs can afford)."""
+    def recipe_overrides(self, row: Row, model: nn.Module) -> dict[str, Any]:
+        """The budget's overrides of the built-in recipe, then the row's lr (pruning at
+        it, fine-tuning at a tenth) and, on the full budget, the row's own; with
+        ``prune_ratio`` every layer pruned to it (no sensitivity sweep: what quick runs
+        can afford)."""
         overrides = dict(self.budget.compress)
-        if self.budget.prune_ratio is not None:
+        if row.lr is not None:
+            overrides.update({"prune.lr": row.lr, "finetune.lr": row.lr / 10})
+        if self.budget.prune_ratio is None:
+            overrides.update(row.compress)
+        else:
             overrides["prune.ratios"] = {t: self.budget.prune_ratio for t in prune.prunable(model)}
         return overrides
 
