@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from cnnzip.survey.report import PENDING, PLOT_BYTES, PLOT_LATENCY, REPORT, poin
 from cnnzip.train import Callback, TrainState
 
 PNG = b"\x89PNG\r\n\x1a\n"
+STAMPED = ("latency_ms", "load_avg_1min", "latency_pass")  # what a latency pass sets
 STEPS = 3 * len(ROWS) + 2 * 2 + 1  # train/profile/compress, BWN/XNOR of two, distillation
 
 
@@ -109,6 +111,41 @@ def test_a_second_survey_reuses_everything(quick: tuple[Path, Result]) -> None:
 
 
 @pytest.mark.slow  # reads Fashion-MNIST twice
+@pytest.mark.slow
+def test_the_latency_pass_times_every_finished_row_again(
+    quick: tuple[Path, Result], tmp_path: Path
+) -> None:
+    """On a copy of the quick study: every row's float model and the two XNOR twins are
+    timed again, their numbers replaced and stamped, the rest of each step kept, nothing
+    trained, and the tables rewritten."""
+    out = tmp_path / "study"
+    shutil.copytree(quick[0], out)
+    before = _results(out)["rows"]
+    (out / REPORT).unlink()
+    result = cli("survey", "--latency", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    binary = [r.name for r in ROWS if r.binary]
+    assert f"timed {len(ROWS) + len(binary)} model(s) again" in result.output
+    assert "epoch" not in result.output
+    after = _results(out)["rows"]
+    for row in ROWS:
+        old, new = before[row.name]["profile"], after[row.name]["profile"]
+        assert new["latency_ms"] != old["latency_ms"] and all(
+            v > 0 for v in new["latency_ms"].values()
+        )
+        assert new["latency_pass"] and {k: new[k] for k in old if k not in STAMPED} == {
+            k: old[k] for k in old if k not in STAMPED
+        }
+        assert after[row.name]["compress"] == before[row.name]["compress"]
+    for name in binary:
+        xnor = after[name]["xnor"]
+        assert xnor["float_ms"] != before[name]["xnor"]["float_ms"]
+        assert xnor["speedup"]["2"] == pytest.approx(xnor["float_ms"]["2"] / xnor["xnor_ms"]["2"])
+        assert xnor["bytes"] == before[name]["xnor"]["bytes"]
+    assert "every model timed in one interleaved pass" in (out / REPORT).read_text()
+    assert "timed during the study" in (quick[0] / REPORT).read_text()
+
+
 def test_the_data_is_the_first_images_of_the_split_upsampled() -> None:
     data = survey_data(QUICK)
     base = load("fashion-mnist", val_size=QUICK.val_images, seed=0)

@@ -6,7 +6,7 @@ import click
 
 from cnnzip.cli.app import main
 from cnnzip.cli.options import THREADS, out_option
-from cnnzip.survey import ROWS, Results, run_survey, write_report
+from cnnzip.survey import ROWS, Results, run_survey, time_survey, write_report
 from cnnzip.survey.pipeline import DISTILL
 
 
@@ -37,13 +37,27 @@ from cnnzip.survey.pipeline import DISTILL
     is_flag=True,
     help="Only rewrite SURVEY.md and the plots from results.json (e.g. while a survey runs).",
 )
+@click.option(
+    "--latency",
+    is_flag=True,
+    help="Only time every finished row again, in one interleaved pass (run it with the "
+    "machine otherwise idle: the latency tables should come from it).",
+)
 def survey_cmd(
-    quick: bool, out: str | None, only: tuple[str, ...], threads: int | None, tables_only: bool
+    quick: bool,
+    out: str | None,
+    only: tuple[str, ...],
+    threads: int | None,
+    tables_only: bool,
+    latency: bool,
 ) -> None:
     """Train, compress, binarize, distill and time the zoo on Fashion-MNIST at 64x64,
     resumably (finished steps are skipped), then write SURVEY.md and two PNG plots."""
     folder = out or ("survey-quick" if quick else "survey")
     if tables_only:
         click.echo(f"survey: tables in {write_report(Results(folder).data, folder)}")
+        return
+    if latency:
+        time_survey(folder, log=click.echo)
         return
     run_survey(folder, quick=quick, only=only, threads=threads, log=click.echo)

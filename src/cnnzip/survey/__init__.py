@@ -2,7 +2,7 @@
 64x64, compressed (Deep Compression into .cnnz), binarized (BWN, XNOR on the kernels),
 distilled and timed, resumably; ``cnnzip survey`` runs it and writes SURVEY.md and plots."""
 
-from cnnzip.survey.pipeline import run_survey
+from cnnzip.survey.pipeline import run_survey, time_survey
 from cnnzip.survey.plan import FULL, QUICK, ROWS, Budget, Row, survey_data
 from cnnzip.survey.report import render, write_report
 from cnnzip.survey.results import Results
@@ -17,5 +17,6 @@ __all__ = [
     "render",
     "run_survey",
     "survey_data",
+    "time_survey",
     "write_report",
 ]

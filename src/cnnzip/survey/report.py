@@ -107,7 +107,7 @@ def _names(table_name: str | None = None) -> list[str]:
 def header(setting: dict[str, Any]) -> str:
     b = setting.get("budget", {})
     tests = b.get("test_images") or 10_000
-    compress = ", ".join(f"{k}={v}" for k, v in b.get("compress", {}).items())
+    compress = _options(b.get("compress", {}))
     pruned = (
         f"; every layer pruned to {b['prune_ratio']} (no sensitivity sweep)"
         if b.get("prune_ratio")
@@ -115,6 +115,13 @@ def header(setting: dict[str, Any]) -> str:
     )
     width = f"; small-width stand-ins: {b['width']}" if b.get("width") else ""
     own_lr = "".join(f", {r.name} {r.lr:g}" for r in ROWS if r.lr is not None)
+    if b.get("name") != "quick":  # the full budget's rows with recipe options of their own
+        compress += "".join(f"; {r.name}: {_options(r.compress)}" for r in ROWS if r.compress)
+        compress += "".join(
+            f"; {r.name} pruned at lr {r.lr:g}, fine-tuned at {r.lr / 10:g}"
+            for r in ROWS
+            if r.lr is not None
+        )
     return "\n".join(
         [
             "# The survey's tables, measured here",
@@ -139,6 +146,10 @@ def header(setting: dict[str, Any]) -> str:
     )
 
 
+def _options(overrides: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in overrides.items())
+
+
 def zoo_section(rows: Rows) -> str:
     def line(name: str) -> list[str]:
         lat = _get(rows, name, "profile", "latency_ms") or {}
@@ -156,11 +167,28 @@ def zoo_section(rows: Rows) -> str:
 
     head = ["model", "test acc", "params", "MACs", "float32 bytes", "ms (1 thread)"]
     head += ["ms (2 threads)", "GMAC/s (1 thread)"]
-    inversion = _macs_vs_speed(rows)
+    notes = [n for n in (_timing_note(rows), _macs_vs_speed(rows)) if n]
+    return "## The zoo\n\n" + table(head, map(line, _names())) + "".join(f"\n\n{n}" for n in notes)
+
+
+def _timing_note(rows: Rows) -> str | None:
+    """Where the latencies come from: one quiet interleaved pass (``survey --latency``)
+    or the study's own steps, beside other work (the load average says how much)."""
+    profiles = [p for n in _names() if (p := _get(rows, n, "profile"))]
+    if not profiles:
+        return None
+    passes = sorted({p["latency_pass"] for p in profiles if p.get("latency_pass")})
+    loads = [p["load_avg_1min"] for p in profiles if p.get("load_avg_1min") is not None]
+    load = f"1-minute load average {min(loads):.2f}-{max(loads):.2f}" if loads else "load unknown"
+    if len(passes) == 1 and all(p.get("latency_pass") for p in profiles):
+        return (
+            f"Latencies: every model timed in one interleaved pass (`cnnzip survey --latency`), "
+            f"{passes[0]}, {load} at its start."
+        )
     return (
-        "## The zoo\n\n"
-        + table(head, map(line, _names()))
-        + (f"\n\n{inversion}" if inversion else "")
+        "Latencies: timed during the study, each model after its training, with other work "
+        f"on the machine ({load}; above ~0.5 another job shared the 2 cores): rerun "
+        "`cnnzip survey --latency` in a quiet window for comparable numbers."
     )
 
 
