@@ -17,7 +17,7 @@ LAYERS = (  # bottom first; a part is a module or package directly under cnnzip
     ("data", "models", "transforms"),
     ("codec", "profiling"),
     ("prune", "quantize", "binary", "train", "distill", "runs"),
-    ("recipes", "runtime", "survey", "cli", "__init__", "__main__"),
+    ("recipes", "runtime", "survey", "export", "report", "cli", "__init__", "__main__"),
 )
 LEVEL = {part: level for level, parts in enumerate(LAYERS) for part in parts}
 
