@@ -15,6 +15,13 @@
  *     scale and bias; K is XNOR-Net's map of mean |input| over each window).
  *
  * Weight words: [cout][kh][kw][cw] with cw = ceil(c / 64).
+ *
+ * Packed activations (a binary layer feeding another binary layer): words
+ * [n][h][w][cw], unpadded, the same bit order as weights. A layer that emits them
+ * decides each bit from its integer dot alone: bit = (dot < t[co]) XOR flip[co],
+ * where t and flip fold the output transform, the batch norm and ReLU that follow
+ * and the next layer's input batch norm + sign (cnnzip.runtime.binary derives them
+ * from the float path, so both give the same bits).
  * No Python object is seen below this header; the binding is xnor_module.c.
  */
 #ifndef CNNZIP_XNOR_H
@@ -30,7 +37,15 @@ typedef struct {
     int cout, kh, kw, stride, pad; /* layer */
     int ho, wo;                    /* output */
     int use_k;                     /* multiply by XNOR-Net's K map */
+    int in_bits;                   /* input is packed words [n][h][w][cw] (no K then) */
+    int out_bits;                  /* output is packed words [n][ho][wo][ceil(cout / 64)] */
 } cz_geom;
+
+typedef struct {
+    int n, c, h, w;       /* packed input words [n][h][w][cw] */
+    int k, stride, pad;   /* square max-pool window, padding <= k / 2 */
+    int ho, wo;           /* output (floor mode) */
+} cz_pool;
 
 /* Fill ho/wo; 0 on success, -1 when the shape is impossible. */
 int cz_geom_init(cz_geom *g);
@@ -47,6 +62,21 @@ void cz_prepare(int path, const uint64_t *words, int cout, int c, int kh, int kw
  * Returns 0, or -1 when scratch memory could not be allocated. */
 int cz_conv2d(int path, const cz_geom *g, const float *x, const uint8_t *blob,
               const float *scale, const float *bias, float *out, int threads);
+
+/* cz_conv2d with packed input (g->in_bits: x is uint64 words) and/or packed output
+ * (g->out_bits: out is uint64 words, thresh = int32 [t[cout], flip[cout]], scale and
+ * bias unused). Returns 0, -1 when out of memory, -2 for K with packed input. */
+int cz_conv2d_ex(int path, const cz_geom *g, const void *x, const uint8_t *blob,
+                 const float *scale, const float *bias, const int32_t *thresh, void *out,
+                 int threads);
+
+/* Fill ho/wo; 0 on success, -1 when the shape is impossible. */
+int cz_pool_init(cz_pool *p);
+/* Max-pool of packed activations. A channel's bit is set where its value is negative,
+ * so where the next sign decision falls as the value grows (ormask bit clear), the
+ * pooled bit is the AND of the window's bits, else (ormask bit set) their OR.
+ * ormask: cw words; out: [n][ho][wo][cw] words. */
+void cz_pool_bits(const cz_pool *p, const uint64_t *in, const uint64_t *ormask, uint64_t *out);
 
 /* ---- internals shared by the .c files ---- */
 typedef void (*cz_range_fn)(void *ctx, int begin, int end, int thread);
@@ -66,5 +96,8 @@ void cz_pack_portable(const cz_geom *g, const float *x, uint8_t *dst, int layout
                       int begin, int end);
 void cz_pack_avx2(const cz_geom *g, const float *x, uint8_t *dst, int layout, float *a,
                   int begin, int end);
+/* The same for packed input words [n][h][w][cw] (already signs; no mean |x|). */
+void cz_unpack_bits(const cz_geom *g, const uint64_t *bits, uint8_t *dst, int layout, int begin,
+                    int end);
 
 #endif

@@ -196,6 +196,11 @@ void cz_prepare(int path, const uint64_t *words, int cout, int c, int kh, int kw
 typedef struct {
     const cz_geom *g;
     const float *x;
+    const uint64_t *xbits; /* packed input, or NULL */
+    const int32_t *thresh; /* packed output: t[cout], flip[cout] */
+    uint32_t *obits;       /* packed output as 32-bit halves of its words, or NULL */
+    uint16_t *thr16;       /* AVX2 packed output: per vector, pop >= thr16 in counter order */
+    uint32_t *flip32, *valid32; /* AVX2 packed output: per vector, channel order */
     const uint8_t *blob;
     const float *scale, *bias, *kmap; /* kmap: [n][ho][wo] or NULL */
     float *out;
@@ -213,9 +218,28 @@ typedef struct {
 static int hp_of(const cz_geom *g) { return g->h + 2 * g->pad; }
 static int wp_of(const cz_geom *g) { return g->w + 2 * g->pad; }
 
+/* 32-bit halves of the words of one output pixel. */
+static size_t out_halves(const cz_geom *g) { return 2 * (size_t)((g->cout + 63) / 64); }
+
+/* Packed output of one channel's row of dots: bit = (dot < t) XOR flip. The item owns
+ * the channel's 32-bit half of each word (blocks of channels are multiples of 32). */
+static void emit_bits_row(const conv_ctx *cx, int n, int co, int oy, const int32_t *dot) {
+    const cz_geom *g = cx->g;
+    int32_t t = cx->thresh[co], flip = cx->thresh[g->cout + co] != 0;
+    size_t step = out_halves(g);
+    uint32_t *o = cx->obits + ((size_t)n * g->ho + oy) * g->wo * step + co / 32;
+    uint32_t bit = 1u << (co % 32);
+    for (int ox = 0; ox < g->wo; ox++)
+        if ((dot[ox] < t) != flip) o[ox * step] |= bit;
+}
+
 /* The output transform of one channel's row of dots. */
 static inline void emit_row(const conv_ctx *cx, int n, int co, int oy, const int32_t *dot) {
     const cz_geom *g = cx->g;
+    if (cx->obits) {
+        emit_bits_row(cx, n, co, oy, dot);
+        return;
+    }
     float s = cx->scale[co], b = cx->bias[co];
     float *o = cx->out + (((size_t)n * g->cout + co) * g->ho + oy) * g->wo;
     const float *k = cx->kmap ? cx->kmap + ((size_t)n * g->ho + oy) * g->wo : NULL;
@@ -229,7 +253,9 @@ static inline void emit_row(const conv_ctx *cx, int n, int co, int oy, const int
 static void pack_range(void *p, int begin, int end, int thread) {
     conv_ctx *cx = (conv_ctx *)p;
     (void)thread;
-    if (cx->path == CZ_PORTABLE)
+    if (cx->xbits)
+        cz_unpack_bits(cx->g, cx->xbits, cx->act, cx->layout, begin, end);
+    else if (cx->path == CZ_PORTABLE)
         cz_pack_portable(cx->g, cx->x, cx->act, cx->layout, cx->amap, begin, end);
     else
         cz_pack_avx2(cx->g, cx->x, cx->act, cx->layout, cx->amap, begin, end);
@@ -495,6 +521,51 @@ __attribute__((target("avx2"))) static void emit_avx2(const conv_ctx *cx, int n,
         }
 }
 
+/* Packed output of one output row's counters: per pixel and vector of 32 channels,
+ * pop >= thr16 (unsigned 16-bit compare), packed to bytes in channel order (the
+ * 128-bit lanes of PACKSSWB undo the counters' unpack order), XOR flip, AND valid. */
+__attribute__((target("avx2"))) static void emit_bits_avx2(const conv_ctx *cx, int n, int oy,
+                                                           int v0, int mv, const uint16_t *acc,
+                                                           size_t accstep) {
+    const cz_geom *g = cx->g;
+    size_t step = out_halves(g);
+    uint32_t *o = cx->obits + ((size_t)n * g->ho + oy) * g->wo * step;
+    for (int m = 0; m < mv; m++) {
+        int v = v0 + m;
+        __m256i t0 = _mm256_loadu_si256((const __m256i *)(cx->thr16 + 32 * v));
+        __m256i t1 = _mm256_loadu_si256((const __m256i *)(cx->thr16 + 32 * v + 16));
+        uint32_t flip = cx->flip32[v], valid = cx->valid32[v];
+        for (int ox = 0; ox < g->wo; ox++) {
+            const uint16_t *c = acc + (size_t)ox * accstep + 32 * m;
+            __m256i a0 = _mm256_loadu_si256((const __m256i *)c);
+            __m256i a1 = _mm256_loadu_si256((const __m256i *)(c + 16));
+            __m256i ge0 = _mm256_cmpeq_epi16(_mm256_max_epu16(a0, t0), a0);
+            __m256i ge1 = _mm256_cmpeq_epi16(_mm256_max_epu16(a1, t1), a1);
+            uint32_t word = (uint32_t)_mm256_movemask_epi8(_mm256_packs_epi16(ge0, ge1));
+            o[(size_t)ox * step + v] = (word ^ flip) & valid;
+        }
+    }
+}
+
+/* Per vector of 32 output channels: the packed-output decision as pop >= P (dot < t
+ * <=> total - 2 pop < t <=> pop >= floor((total - t) / 2) + 1), P in counter order,
+ * with "never" turned into "always" and the flip inverted so that P fits 16 bits. */
+static void bits_thresholds(conv_ctx *cx) {
+    const cz_geom *g = cx->g;
+    long long total = (long long)g->c * g->kh * g->kw;
+    for (int co = 0; co < g->cout; co++) {
+        long long u = total - cx->thresh[co];
+        long long p = (u >= 0 ? u / 2 : -((1 - u) / 2)) + 1; /* floor(u / 2) + 1 */
+        uint32_t flip = cx->thresh[g->cout + co] != 0;
+        if (p > total) p = 0, flip ^= 1; /* never set: always set, flipped */
+        if (p < 0) p = 0;
+        int v = co / 32, j = co % 32;
+        cx->thr16[32 * v + lane_channel(j)] = (uint16_t)p; /* lane_channel is its own inverse */
+        cx->flip32[v] |= flip << j;
+        cx->valid32[v] |= 1u << j;
+    }
+}
+
 /* Items: (n, oy, block of SUPER vectors of output channels). Every output pixel
  * is in a pair (an odd row's last pair has a pixel B past the row, computed into
  * the spare counters of wo8 and never emitted). */
@@ -520,7 +591,11 @@ __attribute__((target("avx2"))) static void conv_avx2(void *p, int begin, int en
                 kern_pairs4(pa + j0, 2 * astep, npairs, w + j0 * WIDTH, wvec, steps, acc, accstep);
             }
         }
-        emit_avx2(cx, n, oy, v0, nvec - v0 < SUPER ? nvec - v0 : SUPER, acc, accstep);
+        int mv = nvec - v0 < SUPER ? nvec - v0 : SUPER;
+        if (cx->obits)
+            emit_bits_avx2(cx, n, oy, v0, mv, acc, accstep);
+        else
+            emit_avx2(cx, n, oy, v0, mv, acc, accstep);
     }
 }
 
@@ -609,8 +684,69 @@ __attribute__((target("avx512f,avx512vpopcntdq"))) static void conv_avx512(void 
 
 int cz_conv2d(int path, const cz_geom *g, const float *x, const uint8_t *blob,
               const float *scale, const float *bias, float *out, int threads) {
-    conv_ctx cx = {.g = g, .x = x, .blob = blob, .scale = scale, .bias = bias, .out = out,
+    cz_geom plain = *g;
+    plain.in_bits = plain.out_bits = 0;
+    return cz_conv2d_ex(path, &plain, x, blob, scale, bias, NULL, out, threads);
+}
+
+#ifdef CZ_X86
+/* The AVX2 run: pair offsets, per-thread counters, packed-output thresholds. */
+static int run_avx2(conv_ctx *cx, int nthreads, size_t act_bytes) {
+    const cz_geom *g = cx->g;
+    int nvec = (g->cout + WIDTH - 1) / WIDTH;
+    cx->nsuper = (nvec + SUPER - 1) / SUPER;
+    int items = g->n * g->ho * cx->nsuper, used = nthreads < items ? nthreads : items, rc = 0;
+    uint16_t *bufs[256] = {0};
+    cx->acc = bufs;
+    pthread_once(&lut2_once, fill_lut2);
+    if (!(cx->pairs = malloc(sizeof(uint16_t) * act_bytes))) rc = -1;
+    else pair_offsets(g, cx->act, cx->pb, cx->pairs);
+    if (cx->obits) {
+        cx->thr16 = calloc((size_t)nvec * 32, sizeof(uint16_t));
+        cx->flip32 = calloc((size_t)nvec, sizeof(uint32_t));
+        cx->valid32 = calloc((size_t)nvec, sizeof(uint32_t));
+        if (!cx->thr16 || !cx->flip32 || !cx->valid32) rc = -1;
+        else bits_thresholds(cx);
+    }
+    for (int t = 0; t < used && t < 256; t++)
+        if (!(bufs[t] = malloc(sizeof(uint16_t) * wo8(g) * SUPER * WIDTH))) rc = -1;
+    if (rc == 0) cz_parallel(used, items, conv_avx2, cx);
+    for (int t = 0; t < 256; t++) free(bufs[t]);
+    free(cx->pairs);
+    free(cx->thr16);
+    free(cx->flip32);
+    free(cx->valid32);
+    return rc;
+}
+
+static int run_avx512(conv_ctx *cx, int nthreads) {
+    const cz_geom *g = cx->g;
+    cx->nsuper = (g->cout + BLOCK512 - 1) / BLOCK512;
+    int items = g->n * g->ho * cx->nsuper, used = nthreads < items ? nthreads : items, rc = 0;
+    int32_t *bufs[256] = {0};
+    cx->pop = bufs;
+    for (int t = 0; t < used && t < 256; t++)
+        if (!(bufs[t] = malloc(sizeof(int32_t) * BLOCK512 * g->wo))) rc = -1;
+    if (rc == 0) cz_parallel(used, items, conv_avx512, cx);
+    for (int t = 0; t < 256; t++) free(bufs[t]);
+    return rc;
+}
+#endif
+
+int cz_conv2d_ex(int path, const cz_geom *g, const void *x, const uint8_t *blob,
+                 const float *scale, const float *bias, const int32_t *thresh, void *out,
+                 int threads) {
+    conv_ctx cx = {.g = g, .blob = blob, .scale = scale, .bias = bias, .thresh = thresh,
                    .path = path, .layout = path == CZ_AVX2 ? 1 : 0};
+    if (g->in_bits && g->use_k) return -2; /* K needs the float input */
+    if (g->in_bits) cx.xbits = (const uint64_t *)x;
+    else cx.x = (const float *)x;
+    if (g->out_bits) { /* bits are ORed in: start from zero words */
+        cx.obits = (uint32_t *)out;
+        memset(out, 0, sizeof(uint32_t) * out_halves(g) * g->n * g->ho * g->wo);
+    } else {
+        cx.out = (float *)out;
+    }
     cx.pb = cx.layout ? (size_t)cg_of(g->c) : (size_t)8 * cw_of(g->c);
     size_t act_bytes = (size_t)g->n * hp_of(g) * wp_of(g) * cx.pb;
     int rc = -1, nthreads = threads < 1 ? 1 : threads;
@@ -626,32 +762,11 @@ int cz_conv2d(int path, const cz_geom *g, const float *x, const uint8_t *blob,
     if (g->use_k) k_map(g, cx.amap, kmap);
 #ifdef CZ_X86
     if (path == CZ_AVX2) {
-        int nvec = (g->cout + WIDTH - 1) / WIDTH;
-        cx.nsuper = (nvec + SUPER - 1) / SUPER;
-        int items = g->n * g->ho * cx.nsuper, used = nthreads < items ? nthreads : items;
-        uint16_t *bufs[256] = {0};
-        cx.acc = bufs;
-        rc = 0;
-        pthread_once(&lut2_once, fill_lut2);
-        if (!(cx.pairs = malloc(sizeof(uint16_t) * act_bytes))) rc = -1;
-        else pair_offsets(g, cx.act, cx.pb, cx.pairs);
-        for (int t = 0; t < used && t < 256; t++)
-            if (!(bufs[t] = malloc(sizeof(uint16_t) * wo8(g) * SUPER * WIDTH))) rc = -1;
-        if (rc == 0) cz_parallel(used, items, conv_avx2, &cx);
-        for (int t = 0; t < 256; t++) free(bufs[t]);
-        free(cx.pairs);
+        rc = run_avx2(&cx, nthreads, act_bytes);
         goto done;
     }
     if (path == CZ_AVX512) {
-        cx.nsuper = (g->cout + BLOCK512 - 1) / BLOCK512;
-        int items = g->n * g->ho * cx.nsuper, used = nthreads < items ? nthreads : items;
-        int32_t *bufs[256] = {0};
-        cx.pop = bufs;
-        rc = 0;
-        for (int t = 0; t < used && t < 256; t++)
-            if (!(bufs[t] = malloc(sizeof(int32_t) * BLOCK512 * g->wo))) rc = -1;
-        if (rc == 0) cz_parallel(used, items, conv_avx512, &cx);
-        for (int t = 0; t < 256; t++) free(bufs[t]);
+        rc = run_avx512(&cx, nthreads);
         goto done;
     }
 #endif

@@ -21,13 +21,16 @@ static int path_of(const char *name) {
     return -1;
 }
 
-/* A C-contiguous buffer of exactly `bytes` bytes; float buffers must say so. */
+enum { ANY = 0, FLOAT32 = 1, INT32 = 2 };
+
+/* A C-contiguous buffer of exactly `bytes` bytes; float32 and int32 buffers must say so. */
 static int get_buffer(PyObject *obj, Py_buffer *view, Py_ssize_t bytes, int writable,
-                      int want_float, const char *what) {
+                      int want, const char *what) {
     int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    const char *fmt = want == FLOAT32 ? "f" : "i";
     if (PyObject_GetBuffer(obj, view, flags) < 0) return -1;
-    if (want_float && (view->itemsize != 4 || !view->format || strcmp(view->format, "f") != 0)) {
-        PyErr_Format(PyExc_TypeError, "%s must be float32", what);
+    if (want && (view->itemsize != 4 || !view->format || strcmp(view->format, fmt) != 0)) {
+        PyErr_Format(PyExc_TypeError, "%s must be %s", what, want == FLOAT32 ? "float32" : "int32");
         PyBuffer_Release(view);
         return -1;
     }
@@ -89,15 +92,21 @@ static PyObject *py_prepare(PyObject *self, PyObject *args) {
     return blob;
 }
 
+/* Bytes of a buffer of packed activations or of float32 NCHW values. */
+static Py_ssize_t act_bytes(int bits, int n, int c, int h, int w) {
+    return bits ? (Py_ssize_t)n * h * w * ((c + 63) / 64) * 8 : (Py_ssize_t)n * c * h * w * 4;
+}
+
 static PyObject *py_conv2d(PyObject *self, PyObject *args) {
-    PyObject *x_obj, *blob_obj, *scale_obj, *bias_obj, *out_obj;
+    PyObject *x_obj, *blob_obj, *scale_obj, *bias_obj, *thresh_obj, *out_obj;
     const char *path_name;
-    cz_geom g;
+    cz_geom g = {0};
     int threads;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOOOO(iiii)(iiiii)ips", &x_obj, &blob_obj, &scale_obj, &bias_obj,
-                          &out_obj, &g.n, &g.c, &g.h, &g.w, &g.cout, &g.kh, &g.kw, &g.stride,
-                          &g.pad, &threads, &g.use_k, &path_name))
+    if (!PyArg_ParseTuple(args, "OOOOOO(iiii)(iiiii)ippps", &x_obj, &blob_obj, &scale_obj,
+                          &bias_obj, &thresh_obj, &out_obj, &g.n, &g.c, &g.h, &g.w, &g.cout,
+                          &g.kh, &g.kw, &g.stride, &g.pad, &threads, &g.use_k, &g.in_bits,
+                          &g.out_bits, &path_name))
         return NULL;
     int path = path_of(path_name);
     if (path < 0) return NULL;
@@ -110,27 +119,40 @@ static PyObject *py_conv2d(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "conv2d: in_channels * kh * kw must be <= 65535");
         return NULL;
     }
-    Py_buffer x, blob, scale, bias, out;
-    Py_ssize_t xn = (Py_ssize_t)g.n * g.c * g.h * g.w * 4;
-    Py_ssize_t on = (Py_ssize_t)g.n * g.cout * g.ho * g.wo * 4;
+    if (g.in_bits && g.use_k) {
+        PyErr_SetString(PyExc_ValueError, "conv2d: K needs float input, not packed bits");
+        return NULL;
+    }
+    Py_buffer x, blob, scale, bias, thresh = {0}, out;
+    Py_ssize_t xn = act_bytes(g.in_bits, g.n, g.c, g.h, g.w);
+    Py_ssize_t on = act_bytes(g.out_bits, g.n, g.cout, g.ho, g.wo);
     Py_ssize_t bn = (Py_ssize_t)cz_prepared_size(path, g.cout, g.c, g.kh, g.kw);
-    if (get_buffer(x_obj, &x, xn, 0, 1, "input") < 0) return NULL;
-    if (get_buffer(blob_obj, &blob, bn, 0, 0, "prepared weights") < 0) goto fail_x;
-    if (get_buffer(scale_obj, &scale, (Py_ssize_t)g.cout * 4, 0, 1, "scale") < 0) goto fail_blob;
-    if (get_buffer(bias_obj, &bias, (Py_ssize_t)g.cout * 4, 0, 1, "bias") < 0) goto fail_scale;
-    if (get_buffer(out_obj, &out, on, 1, 1, "output") < 0) goto fail_bias;
+    int xf = g.in_bits ? ANY : FLOAT32, of = g.out_bits ? ANY : FLOAT32;
+    if (get_buffer(x_obj, &x, xn, 0, xf, "input") < 0) return NULL;
+    if (get_buffer(blob_obj, &blob, bn, 0, ANY, "prepared weights") < 0) goto fail_x;
+    if (get_buffer(scale_obj, &scale, (Py_ssize_t)g.cout * 4, 0, FLOAT32, "scale") < 0)
+        goto fail_blob;
+    if (get_buffer(bias_obj, &bias, (Py_ssize_t)g.cout * 4, 0, FLOAT32, "bias") < 0)
+        goto fail_scale;
+    if (g.out_bits &&
+        get_buffer(thresh_obj, &thresh, (Py_ssize_t)g.cout * 8, 0, INT32, "thresholds") < 0)
+        goto fail_bias;
+    if (get_buffer(out_obj, &out, on, 1, of, "output") < 0) goto fail_thresh;
     int rc;
-    Py_BEGIN_ALLOW_THREADS rc = cz_conv2d(path, &g, (const float *)x.buf,
-                                          (const uint8_t *)blob.buf, (const float *)scale.buf,
-                                          (const float *)bias.buf, (float *)out.buf, threads);
+    Py_BEGIN_ALLOW_THREADS rc = cz_conv2d_ex(path, &g, x.buf, (const uint8_t *)blob.buf,
+                                             (const float *)scale.buf, (const float *)bias.buf,
+                                             (const int32_t *)thresh.buf, out.buf, threads);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&out);
+    if (g.out_bits) PyBuffer_Release(&thresh);
     PyBuffer_Release(&bias);
     PyBuffer_Release(&scale);
     PyBuffer_Release(&blob);
     PyBuffer_Release(&x);
     if (rc < 0) return PyErr_NoMemory();
     Py_RETURN_NONE;
+fail_thresh:
+    if (g.out_bits) PyBuffer_Release(&thresh);
 fail_bias:
     PyBuffer_Release(&bias);
 fail_scale:
@@ -142,14 +164,52 @@ fail_x:
     return NULL;
 }
 
+static PyObject *py_pool_bits(PyObject *self, PyObject *args) {
+    PyObject *in_obj, *mask_obj, *out_obj;
+    cz_pool p;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOO(iiii)(iii)", &in_obj, &mask_obj, &out_obj, &p.n, &p.c, &p.h,
+                          &p.w, &p.k, &p.stride, &p.pad))
+        return NULL;
+    if (cz_pool_init(&p) < 0) {
+        PyErr_SetString(PyExc_ValueError, "pool_bits: impossible shape (sizes < 1, padding over "
+                                          "half the window, or a window larger than the input)");
+        return NULL;
+    }
+    Py_buffer in, mask, out;
+    Py_ssize_t cw8 = (Py_ssize_t)((p.c + 63) / 64) * 8;
+    if (get_buffer(in_obj, &in, act_bytes(1, p.n, p.c, p.h, p.w), 0, ANY, "input") < 0)
+        return NULL;
+    if (get_buffer(mask_obj, &mask, cw8, 0, ANY, "or-mask") < 0) {
+        PyBuffer_Release(&in);
+        return NULL;
+    }
+    if (get_buffer(out_obj, &out, act_bytes(1, p.n, p.c, p.ho, p.wo), 1, ANY, "output") < 0) {
+        PyBuffer_Release(&mask);
+        PyBuffer_Release(&in);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS cz_pool_bits(&p, (const uint64_t *)in.buf, (const uint64_t *)mask.buf,
+                                        (uint64_t *)out.buf);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&mask);
+    PyBuffer_Release(&in);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef METHODS[] = {
     {"paths", py_paths, METH_NOARGS, "Kernel paths this CPU runs, slowest first."},
     {"best_path", py_best_path, METH_NOARGS, "The fastest kernel path this CPU runs."},
     {"prepare", py_prepare, METH_VARARGS,
      "prepare(words, cout, c, kh, kw, path) -> bytes: the kernel's copy of packed weights."},
     {"conv2d", py_conv2d, METH_VARARGS,
-     "conv2d(x, prepared, scale, bias, out, (n, c, h, w), (cout, kh, kw, stride, pad), "
-     "threads, use_k, path): binarize + pack + XNOR-popcount conv + output transform."},
+     "conv2d(x, prepared, scale, bias, thresh, out, (n, c, h, w), (cout, kh, kw, stride, pad), "
+     "threads, use_k, in_bits, out_bits, path): binarize + pack (or packed input) + "
+     "XNOR-popcount conv + output transform (or thresholds to packed output)."},
+    {"pool_bits", py_pool_bits, METH_VARARGS,
+     "pool_bits(x, ormask, out, (n, c, h, w), (k, stride, pad)): max-pool of packed "
+     "activations, AND per channel, OR where ormask is set."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef MODULE = {PyModuleDef_HEAD_INIT, "_xnor",

@@ -64,6 +64,71 @@ static void item_range(const cz_geom *g, int item, int *n, int *p0, int *p1) {
     *p1 = *p0 + CHUNK < hw ? *p0 + CHUNK : hw;
 }
 
+/* Nibbles of a 32-channel word as bytes, each already times 16 (layout 1). */
+static inline uint64_t nibble_bytes(uint32_t word) {
+    uint64_t t = word;
+    t = (t | (t << 16)) & 0x0000FFFF0000FFFFULL;
+    t = (t | (t << 8)) & 0x00FF00FF00FF00FFULL;
+    t = (t | (t << 4)) & 0x0F0F0F0F0F0F0F0FULL;
+    return t << 4;
+}
+
+/* Store a pixel's 32-channel word q (channels 32q..32q+31) in a layout. */
+static inline void put_word(uint8_t *pix, size_t q, uint32_t word, int layout, size_t pb) {
+    size_t at = layout == 0 ? 4 * q : 8 * q, take;
+    uint64_t v = layout == 0 ? word : nibble_bytes(word);
+    take = pb - at < (layout == 0 ? 4 : 8) ? pb - at : (layout == 0 ? 4 : 8);
+    memcpy(pix + at, &v, take); /* little-endian: the low bytes first */
+}
+
+void cz_unpack_bits(const cz_geom *g, const uint64_t *bits, uint8_t *dst, int layout, int begin,
+                    int end) {
+    size_t cw = (size_t)(g->c + 63) / 64, hw = (size_t)g->h * g->w, pb = pixel_bytes(g, layout);
+    size_t q32 = (size_t)(g->c + 31) / 32; /* 32-bit words that hold channels */
+    for (int item = begin; item < end; item++) {
+        int n, p0, p1;
+        item_range(g, item, &n, &p0, &p1);
+        for (int p = p0; p < p1; p++) {
+            const uint64_t *src = bits + ((size_t)n * hw + p) * cw; /* [cw] words */
+            uint8_t *pix = pixel_at(g, dst, layout, n, p);
+            for (size_t q = 0; q < q32; q++) {
+                uint32_t word = (uint32_t)(src[q / 2] >> (32 * (q % 2)));
+                if (g->c - 32 * (int)q < 32) word &= (1u << (g->c - 32 * q)) - 1; /* past c: 0 */
+                put_word(pix, q, word, layout, pb);
+            }
+        }
+    }
+}
+
+int cz_pool_init(cz_pool *p) {
+    if (p->n < 1 || p->c < 1 || p->h < 1 || p->w < 1 || p->k < 1 || p->stride < 1 ||
+        p->pad < 0 || 2 * p->pad > p->k || p->h + 2 * p->pad < p->k || p->w + 2 * p->pad < p->k)
+        return -1;
+    p->ho = (p->h + 2 * p->pad - p->k) / p->stride + 1;
+    p->wo = (p->w + 2 * p->pad - p->k) / p->stride + 1;
+    return 0;
+}
+
+void cz_pool_bits(const cz_pool *p, const uint64_t *in, const uint64_t *ormask, uint64_t *out) {
+    size_t cw = (size_t)(p->c + 63) / 64;
+    for (int n = 0; n < p->n; n++)
+        for (int oy = 0; oy < p->ho; oy++)
+            for (int ox = 0; ox < p->wo; ox++) {
+                uint64_t *o = out + (((size_t)n * p->ho + oy) * p->wo + ox) * cw;
+                for (size_t q = 0; q < cw; q++) {
+                    uint64_t all = ~0ULL, any = 0; /* padding is neutral: it takes no part */
+                    for (int ky = 0; ky < p->k; ky++)
+                        for (int kx = 0; kx < p->k; kx++) {
+                            int y = oy * p->stride + ky - p->pad, x = ox * p->stride + kx - p->pad;
+                            if (y < 0 || y >= p->h || x < 0 || x >= p->w) continue;
+                            uint64_t v = in[(((size_t)n * p->h + y) * p->w + x) * cw + q];
+                            all &= v, any |= v;
+                        }
+                    o[q] = (all & ~ormask[q]) | (any & ormask[q]);
+                }
+            }
+}
+
 void cz_pack_portable(const cz_geom *g, const float *x, uint8_t *dst, int layout, float *a,
                       int begin, int end) {
     for (int item = begin; item < end; item++) {
@@ -74,15 +139,6 @@ void cz_pack_portable(const cz_geom *g, const float *x, uint8_t *dst, int layout
 }
 
 #ifdef CZ_X86
-/* Nibbles of a 32-channel word as bytes, each already times 16 (layout 1). */
-static inline uint64_t nibble_bytes(uint32_t word) {
-    uint64_t t = word;
-    t = (t | (t << 16)) & 0x0000FFFF0000FFFFULL;
-    t = (t | (t << 8)) & 0x00FF00FF00FF00FFULL;
-    t = (t | (t << 4)) & 0x0F0F0F0F0F0F0F0FULL;
-    return t << 4;
-}
-
 /* Two passes per chunk of 256 pixels: (1) stream each channel's row of the chunk
  * (contiguous floats) into sign bytes, bits[block][c] (bit j: pixel 8 * block + j);
  * (2) per block of 8 pixels and 32 channels, one shift + VPMOVMSKB per pixel

@@ -119,14 +119,33 @@ def test_binding_checks_buffer_sizes():
     one, zero = torch.ones(4).numpy(), torch.zeros(4).numpy()
     with pytest.raises(ValueError, match="output"):
         _xnor.conv2d(
-            x.numpy(), blob, one, zero, out[:, :3].contiguous().numpy(),
-            (1, 8, 5, 5), (4, 3, 3, 1, 1), 1, False, "portable",
+            x.numpy(), blob, one, zero, None, out[:, :3].contiguous().numpy(),
+            (1, 8, 5, 5), (4, 3, 3, 1, 1), 1, False, False, False, "portable",
         )  # fmt: skip
     with pytest.raises(TypeError, match="float32"):
         _xnor.conv2d(
-            x.double().numpy(), blob, one, zero, out.numpy(),
-            (1, 8, 5, 5), (4, 3, 3, 1, 1), 1, False, "portable",
+            x.double().numpy(), blob, one, zero, None, out.numpy(),
+            (1, 8, 5, 5), (4, 3, 3, 1, 1), 1, False, False, False, "portable",
         )  # fmt: skip
+    bits, packed = pack_signs(x).numpy(), torch.empty(1, 5, 5, 8, dtype=torch.uint8).numpy()
+    thresh = torch.zeros(2, 4, dtype=torch.int32)
+    with pytest.raises(ValueError, match="input has 800 bytes, expected 200"):  # floats
+        _xnor.conv2d(
+            x.numpy(), blob, one, zero, thresh.numpy(), packed,
+            (1, 8, 5, 5), (4, 3, 3, 1, 1), 1, False, True, True, "portable",
+        )  # fmt: skip
+    with pytest.raises(TypeError, match="int32"):
+        _xnor.conv2d(
+            bits, blob, one, zero, thresh.float().numpy(), packed,
+            (1, 8, 5, 5), (4, 3, 3, 1, 1), 1, False, True, True, "portable",
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="K needs float input"):
+        _xnor.conv2d(
+            bits, blob, one, zero, thresh.numpy(), packed,
+            (1, 8, 5, 5), (4, 3, 3, 1, 1), 1, True, True, True, "portable",
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="impossible shape"):  # padding over half the window
+        _xnor.pool_bits(bits, bits[0, 0, 0], packed, (1, 8, 5, 5), (2, 2, 2))
 
 
 def test_env_var_forces_the_fallback(monkeypatch):

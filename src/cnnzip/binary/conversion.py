@@ -173,3 +173,24 @@ def binarized(
     kwargs = {**(base_kwargs or {}), **{k: v for k, v in implied.items() if v and k in accepted}}
     model = get_model(base, **kwargs)
     return convert(model, mode, keep=keep, scale_k=scale_k, transforms=False, log=None)
+
+
+@register_model()
+def binary_resnet18(
+    *,
+    num_classes: int = 1000,
+    in_chans: int = 3,
+    img_size: int = 224,
+    scale_k: bool = False,
+    **kwargs: Any,
+) -> nn.Module:
+    """ResNet-18 with XNOR blocks (the ``binarized`` builder on ``resnet18``): every conv
+    binary but the stem, the fc float, the float shortcut of every basic block.
+
+    A block's first conv feeds its second directly, so ``compile_binary`` passes packed
+    bits between them; without K by default (Bi-Real Net and daBNN drop it too): K needs
+    the float input, which would keep every layer float in between. ``kwargs`` reach
+    ``resnet18`` (``width_mult``, ``small_input``).
+    """
+    implied = {"num_classes": num_classes, "in_chans": in_chans, "img_size": img_size}
+    return binarized(base="resnet18", base_kwargs={**kwargs, **implied}, scale_k=scale_k)

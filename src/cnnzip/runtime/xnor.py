@@ -8,6 +8,13 @@ A layer's output is ``dot [* K] * scale + bias`` per output channel, where
 ``dot`` is the exact +-1 convolution and ``scale``/``bias`` fold the weight
 scale alpha, the layer bias and the batch norm that follows.
 
+Between two binary layers the float output is waste: the next layer only reads
+its sign. A kernel with ``thresholds`` emits packed activations instead
+(``PackedActs``: the activations' signs packed as the weights are, channels last),
+one bit per channel and pixel, decided on the integer dot alone:
+``bit = (dot < t) XOR flip`` (``thresholds_from`` derives t and flip from the float
+path, so both give the same bits), and a kernel reads them as its input.
+
 The compiled extension ``cnnzip._xnor`` runs the kernels (AVX-512 VPOPCNTDQ,
 AVX2 or portable C, chosen at run time). Without it, ``"torch"`` computes the
 same numbers, bit for bit, with ordinary torch ops.
@@ -19,6 +26,7 @@ import importlib
 import os
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
 
@@ -67,13 +75,16 @@ def _extension() -> ModuleType | None:
 
 __all__ = [
     "BinaryConvKernel",
+    "PackedActs",
     "available_paths",
     "binarize",
     "default_path",
     "get_threads",
+    "max_pool_packed",
     "pack_signs",
     "raced_paths",
     "set_threads",
+    "thresholds_from",
     "unpack_signs",
 ]
 
@@ -140,18 +151,121 @@ def binarize(x: torch.Tensor) -> torch.Tensor:
 
 
 def pack_signs(w: torch.Tensor) -> torch.Tensor:
-    """Signs of a (cout, cin, kh, kw) weight as packed bits: uint8 (cout, kh, kw, 8 * cw)."""
-    cin = w.shape[1]
+    """Signs of a (cout, cin, kh, kw) weight as packed bits: uint8 (cout, kh, kw, 8 * cw).
+    The same for activations (n, c, h, w): uint8 (n, h, w, 8 * cw)."""
+    return _pack_bits(w.detach() < 0)
+
+
+def _pack_bits(bits: torch.Tensor) -> torch.Tensor:
+    """bool (a, c, h, w), True = -1 -> uint8 (a, h, w, 8 * ceil(c / 64)), channels in words."""
+    cin = bits.shape[1]
     cw = -(-cin // 64)
-    bits = (w.detach() < 0).permute(0, 2, 3, 1).cpu().numpy()  # (cout, kh, kw, cin)
-    bits = np.pad(bits, ((0, 0), (0, 0), (0, 0), (0, 64 * cw - cin)))
-    return torch.from_numpy(np.packbits(bits, axis=-1, bitorder="little"))
+    flat = bits.permute(0, 2, 3, 1).cpu().numpy()  # (a, h, w, c)
+    flat = np.pad(flat, ((0, 0), (0, 0), (0, 0), (0, 64 * cw - cin)))
+    return torch.from_numpy(np.packbits(flat, axis=-1, bitorder="little"))
 
 
 def unpack_signs(words: torch.Tensor, cin: int) -> torch.Tensor:
     """Inverse of pack_signs: float32 +-1 weights (cout, cin, kh, kw)."""
     bits = np.unpackbits(words.numpy(), axis=-1, bitorder="little")[..., :cin]
     return torch.from_numpy(1.0 - 2.0 * bits.astype(np.float32)).permute(0, 3, 1, 2).contiguous()
+
+
+@dataclass(eq=False)
+class PackedActs:
+    """Binary activations as the kernels pass them between layers: uint8 ``words``
+    (n, h, w, 8 * ceil(chans / 64)) from pack_signs, a set bit = -1, bits past
+    ``chans`` clear."""
+
+    words: torch.Tensor
+    chans: int
+
+    def __post_init__(self) -> None:
+        shape = tuple(self.words.shape)
+        if (
+            self.words.dtype != torch.uint8
+            or len(shape) != 4
+            or shape[3] != 8 * -(-self.chans // 64)
+        ):
+            raise CnnzipError(
+                f"packed activations {self.words.dtype} {shape} do not hold {self.chans} "
+                f"channels (expected uint8 (n, h, w, {8 * -(-self.chans // 64)}))"
+            )
+        self.words = self.words.contiguous()
+
+    @classmethod
+    def of(cls, x: torch.Tensor) -> PackedActs:
+        """The signs of float activations (n, c, h, w), packed."""
+        return cls(pack_signs(x), int(x.shape[1]))
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """(n, c, h, w), as the float activations had."""
+        n, h, w, _ = self.words.shape
+        return int(n), self.chans, int(h), int(w)
+
+    def signs(self) -> torch.Tensor:
+        """float32 +-1 activations (n, c, h, w)."""
+        return unpack_signs(self.words, self.chans)
+
+
+def thresholds_from(decide: Callable[[torch.Tensor], torch.Tensor], fan_in: int) -> torch.Tensor:
+    """int32 (2, cout): t and flip with ``(dot < t) XOR flip == decide(dot)`` for every dot
+    a layer of ``fan_in`` +-1 products can give (-fan_in..fan_in, step 2).
+
+    ``decide`` maps float32 dots (1, 1, 1, D), the same for every channel, to the
+    bool decisions "negative" (1, cout, 1, D) by the float path's own operations,
+    so the thresholds reproduce its rounding; it must be monotone in dot.
+    """
+    dots = torch.arange(-fan_in, fan_in + 1, 2, dtype=torch.int32)  # (D,)
+    bits = decide(dots.float()[None, None, None]).reshape(-1, len(dots))  # (cout, D)
+    falls = (bits[:, 1:] <= bits[:, :-1]).all(1)  # 1..1 0..0: bit = dot < t
+    rises = (bits[:, 1:] >= bits[:, :-1]).all(1)  # 0..0 1..1: bit = not (dot < t)
+    if not bool((falls | rises).all()):
+        raise CnnzipError(
+            "binary chain: the sign decision after a binary layer is not monotone in its dot "
+            "(an op between the layers is not monotone); keep float outputs there"
+        )
+    big = torch.full_like(bits[:, :1], True)
+    first_clear = torch.cat([~bits, big], 1).int().argmax(1)  # index of the first 0, else D
+    first_set = torch.cat([bits, big], 1).int().argmax(1)
+    ends = torch.cat([dots, dots.new_tensor([fan_in + 2])])  # t past every dot: always set
+    t = torch.where(falls, ends[first_clear], ends[first_set])
+    return torch.stack([t, (~falls).int()]).to(torch.int32)
+
+
+def max_pool_packed(
+    x: PackedActs,
+    kernel_size: int,
+    stride: int,
+    padding: int,
+    or_mask: torch.Tensor,
+    *,
+    path: str | None = None,
+) -> PackedActs:
+    """Max-pool of packed activations: per channel the AND of the window's bits, or their
+    OR where ``or_mask`` (bool (c,)) is set. The pooled bit equals the sign decision on
+    the pooled float value when that decision falls (AND) or rises (OR) with the value."""
+    n, c, h, w = x.shape
+    if or_mask.shape != (c,):
+        raise CnnzipError(f"packed max-pool: or_mask {tuple(or_mask.shape)} must be ({c},)")
+    if kernel_size < 1 or stride < 1 or not 0 <= 2 * padding <= kernel_size:
+        raise CnnzipError(
+            f"packed max-pool: kernel {kernel_size}, stride {stride}, padding {padding}: need "
+            "kernel >= 1, stride >= 1 and 0 <= padding <= kernel / 2 (as torch's max-pool)"
+        )
+    side = (kernel_size,) * 2, (stride,) * 2, (padding,) * 2
+    ho, wo = conv_output_size("packed max-pool", (h, w), *side)
+    if (path or default_path()) == "torch":
+        bits = x.signs() < 0  # (n, c, h, w), True = -1
+        rise = or_mask[None, :, None, None]
+        pooled = F.max_pool2d(torch.where(rise, bits, ~bits).float(), *side)  # OR, or AND as ~OR~
+        return PackedActs(_pack_bits(torch.where(rise, pooled > 0, pooled == 0)), c)
+    mask = _pack_bits(or_mask[None, :, None, None])  # (1, 1, 1, 8 * cw)
+    out = torch.empty(n, ho, wo, x.words.shape[3], dtype=torch.uint8)
+    geometry = (kernel_size, stride, padding)
+    _xnor.pool_bits(x.words.numpy(), mask.numpy(), out.numpy(), (n, c, h, w), geometry)
+    return PackedActs(out, c)
 
 
 @dataclass(eq=False)
@@ -165,6 +279,7 @@ class BinaryConvKernel:
     stride: int = 1
     padding: int = 0
     use_k: bool = False  # multiply by XNOR-Net's K map (mean |x| over each window)
+    thresholds: torch.Tensor | None = None  # int32 (2, cout): packed output, see thresholds_from
     _prepared: dict[str, bytes] = field(default_factory=dict, repr=False)
     _fastest: dict[tuple, str] = field(default_factory=dict, repr=False)
 
@@ -191,6 +306,13 @@ class BinaryConvKernel:
             )
         pair = (self.stride, self.stride), (self.padding, self.padding)
         check_conv_settings("binary conv", *pair, self.kernel_size)
+        if self.thresholds is not None:
+            self.thresholds = self.thresholds.to(torch.int32).contiguous()
+            if self.thresholds.shape != (2, shape[0]) or self.use_k:
+                raise CnnzipError(
+                    f"binary conv: thresholds {tuple(self.thresholds.shape)} must be "
+                    f"(2, {shape[0]}), for a layer without K (K varies per pixel)"
+                )
 
     @property
     def out_chans(self) -> int:
@@ -201,59 +323,77 @@ class BinaryConvKernel:
         return int(self.words.shape[1]), int(self.words.shape[2])
 
     def __call__(
-        self, x: torch.Tensor, *, threads: int | None = None, path: str | None = None
-    ) -> torch.Tensor:
-        """(n, cin, h, w) float32 -> (n, cout, ho, wo) float32; ``path`` None: path_for(x)."""
-        if x.dim() != 4 or x.shape[1] != self.in_chans:
-            raise CnnzipError(
-                f"binary conv expects input (N, {self.in_chans}, H, W), got {tuple(x.shape)}"
-            )
+        self, x: torch.Tensor | PackedActs, *, threads: int | None = None, path: str | None = None
+    ) -> torch.Tensor | PackedActs:
+        """(n, cin, h, w) float32 or packed -> (n, cout, ho, wo) float32, or packed when the
+        kernel has thresholds; ``path`` None: path_for(x)."""
+        n, c, h, w = self._check_input(x)
         side = (self.stride, self.stride), (self.padding, self.padding)
-        ho, wo = conv_output_size("binary conv", tuple(x.shape[2:]), self.kernel_size, *side)
+        ho, wo = conv_output_size("binary conv", (h, w), self.kernel_size, *side)
         if path is not None:
             _check_path(path)
         if threads is not None:
             _check_threads(threads)
-        n, c, h, w = x.shape
         p = self.padding
         check_elements("binary conv", "padded input", (n, c, h + 2 * p, w + 2 * p))
         check_elements("binary conv", "output", (n, self.out_chans, ho, wo))
+        packed_out = self.thresholds is not None
+        out = (
+            torch.empty(n, ho, wo, 8 * -(-self.out_chans // 64), dtype=torch.uint8)
+            if packed_out
+            else torch.empty(n, self.out_chans, ho, wo)
+        )
         if n == 0:  # an empty batch, as torch's convs accept it
-            return torch.empty(0, self.out_chans, ho, wo)
+            return PackedActs(out, self.out_chans) if packed_out else out
         path = path or self.path_for(x, threads)
-        x = x.detach().float().contiguous()
         if path == "torch":
             return self._torch(x)
+        packed_in = isinstance(x, PackedActs)
+        data = x.words if packed_in else x.detach().float().contiguous()
         kh, kw = self.kernel_size
-        out = torch.empty(n, self.out_chans, ho, wo)
         _xnor.conv2d(
-            x.numpy(),
+            data.numpy(),
             self._blob(path),
             self.scale.numpy(),
             self.bias.numpy(),
+            None if self.thresholds is None else self.thresholds.numpy(),
             out.numpy(),
             (n, c, h, w),
             (self.out_chans, kh, kw, self.stride, self.padding),
             threads or get_threads(),
             self.use_k,
+            packed_in,
+            packed_out,
             path,
         )
-        return out
+        return PackedActs(out, self.out_chans) if packed_out else out
 
-    def path_for(self, x: torch.Tensor, threads: int | None = None) -> str:
+    def _check_input(self, x: torch.Tensor | PackedActs) -> tuple[int, int, int, int]:
+        """x's (n, c, h, w), once it is known to fit this layer."""
+        shape = tuple(x.shape)
+        if len(shape) != 4 or shape[1] != self.in_chans:
+            raise CnnzipError(f"binary conv expects input (N, {self.in_chans}, H, W), got {shape}")
+        if isinstance(x, PackedActs) and self.use_k:
+            raise CnnzipError(
+                "binary conv: a layer with K (mean |x| of its input) needs float input, "
+                "not packed activations; compile it with scale_k=False to chain it"
+            )
+        return shape  # type: ignore[return-value]
+
+    def path_for(self, x: torch.Tensor | PackedActs, threads: int | None = None) -> str:
         """default_path(), unless the CPU runs several RACED paths and $CNNZIP_KERNEL does
         not choose: then whichever ran this input shape fastest, best of 3 each, timed
         once per shape and thread count (all paths give the same numbers)."""
         raced = raced_paths()
         if len(raced) < 2:
             return default_path()
-        key = (tuple(x.shape), threads or get_threads())
+        key = (tuple(x.shape), isinstance(x, PackedActs), threads or get_threads())
         if key not in self._fastest:
             seconds = {p: min(self._time(x, threads, p) for _ in range(3)) for p in raced}
             self._fastest[key] = min(seconds, key=seconds.__getitem__)
         return self._fastest[key]
 
-    def _time(self, x: torch.Tensor, threads: int | None, path: str) -> float:
+    def _time(self, x: torch.Tensor | PackedActs, threads: int | None, path: str) -> float:
         start = time.perf_counter()
         self(x, threads=threads, path=path)
         return time.perf_counter() - start
@@ -265,12 +405,16 @@ class BinaryConvKernel:
             self._prepared[path] = _xnor.prepare(words, self.out_chans, self.in_chans, kh, kw, path)
         return self._prepared[path]
 
-    def _torch(self, x: torch.Tensor) -> torch.Tensor:
+    def _torch(self, x: torch.Tensor | PackedActs) -> torch.Tensor | PackedActs:
         """The fallback: the same arithmetic as the C kernels, in the same order."""
         p = self.padding
-        xb = F.pad(binarize(x), (p, p, p, p), value=1.0)  # +1 padding
+        signs = x.signs() if isinstance(x, PackedActs) else binarize(x.detach().float())
+        xb = F.pad(signs, (p, p, p, p), value=1.0)  # +1 padding
         w = unpack_signs(self.words, self.in_chans)
         y = F.conv2d(xb, w, stride=self.stride)  # exact: integer sums far below 2**24
+        if self.thresholds is not None:  # (dot < t) XOR flip, per output channel
+            t, flip = (v[:, None, None] for v in self.thresholds)
+            return PackedActs(_pack_bits((y < t) ^ flip.bool()), self.out_chans)
         if self.use_k:
             y = y * k_map(x, self.kernel_size, self.stride, p)
         return y * self.scale[:, None, None] + self.bias[:, None, None]
