@@ -1,4 +1,5 @@
-"""Build the optional C kernels (csrc/) as cnnzip._xnor; the rest is in pyproject.toml.
+"""Build the optional C kernels (csrc/) as cnnzip._xnor and cnnzip._sparse; the rest is in
+pyproject.toml.
 
 The extension is optional: when it cannot be compiled (no compiler, another
 platform) the install still succeeds and cnnzip runs its binary layers through
@@ -41,4 +42,12 @@ xnor = Extension(
     extra_link_args=["-pthread", "-ldl"] if unix else [],
 )
 
-setup(ext_modules=[xnor], cmdclass={"build_ext": OptionalBuildExt})
+# Compressed-domain products of pruned + shared layers (cnnzip.runtime.compressed).
+sparse = Extension(
+    "cnnzip._sparse",
+    sources=["csrc/sparse_module.c", "csrc/sparse_kernels.c"],
+    depends=["csrc/sparse.h"],
+    extra_compile_args=["-O3", "-ffp-contract=off", "-std=c11"] if unix else [],
+)
+
+setup(ext_modules=[xnor, sparse], cmdclass={"build_ext": OptionalBuildExt})

@@ -1,0 +1,158 @@
+"""ONNX export checked in onnxruntime: each kind of cnnzip model, within 1e-4 of torch.
+
+Tolerances, per case (max |onnxruntime - torch| on a random batch of 3; the verb's own
+check fails above 1e-4): dense, pruned, shared, BWN, XNOR, slim LeNet-5 all within 1e-4.
+The references are the torch models themselves, with their transforms on.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+import cnnzip as cz
+from cnnzip.binary import convert
+from cnnzip.export import ExportError, MissingDependencyError, export_onnx, session
+from cnnzip.export.graph import plain_copy
+from cnnzip.prune import one_shot, prunable
+from cnnzip.prune.structured import channel_groups, plan_channels, slim
+from cnnzip.quantize import share_weights
+from cnnzip.runtime import compile_binary
+
+pytest.importorskip("onnxruntime")
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SHAPE = (1, 28, 28)
+
+
+def _lenet5() -> nn.Module:
+    torch.manual_seed(0)
+    return cz.models.get_model("lenet5", num_classes=10).eval()
+
+
+def _pruned() -> nn.Module:
+    model = _lenet5()
+    one_shot(model, {t: 0.8 for t in prunable(model)})
+    return model
+
+
+def _shared() -> nn.Module:
+    model = _pruned()
+    share_weights(model, bits={"conv": 4, "linear": 3})
+    return model
+
+
+def _slim() -> nn.Module:
+    model = _lenet5()
+    groups = channel_groups(model, SHAPE)
+    ratios = {g.name: 0.5 for g in groups if g.prunable}
+    return slim(model, plan_channels(model, groups, ratios)).eval()
+
+
+def _binary(mode: str) -> nn.Module:
+    model = convert(_lenet5(), mode)
+    with torch.no_grad():  # running statistics away from 0/1, so the norms do something
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+CASES = {
+    "dense": _lenet5,
+    "pruned": _pruned,
+    "shared": _shared,
+    "bwn": lambda: _binary("bwn"),
+    "xnor": lambda: _binary("xnor"),
+    "slim": _slim,
+}
+
+
+def _onnx_out(path: Path, x: torch.Tensor) -> np.ndarray:
+    return session(path).run(None, {"input": x.numpy()})[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", CASES)
+def test_export_matches_torch_within_1e4(case: str, tmp_path: Path) -> None:
+    model = CASES[case]()
+    checked = export_onnx(model, SHAPE, tmp_path / "m.onnx")
+    assert checked.max_abs_diff <= 1e-4 and checked.batch is None
+    x = torch.randn(5, *SHAPE, generator=torch.Generator().manual_seed(7))  # another batch
+    with torch.no_grad():
+        want = model(x).numpy()
+    np.testing.assert_allclose(_onnx_out(tmp_path / "m.onnx", x), want, rtol=0, atol=1e-4)
+
+
+def test_graph_holds_the_effective_weights(tmp_path: Path) -> None:
+    """Pruned zeros are kept, shared weights decoded to their centroids, and the caller's
+    model keeps its transforms (torch shares the parametrized class with a deep copy)."""
+    model = _shared()
+    export_onnx(model, SHAPE, tmp_path / "m.onnx")
+    onnx = pytest.importorskip("onnx")
+    inits = {
+        i.name: onnx.numpy_helper.to_array(i)
+        for i in onnx.load(tmp_path / "m.onnx").graph.initializer
+    }
+    conv2 = next(v for v in inits.values() if v.shape == (50, 20, 5, 5))
+    want = cz.transforms.effective_tensor(model, "conv2.weight").numpy()
+    np.testing.assert_array_equal(conv2, want)
+    assert (conv2 == 0).mean() == pytest.approx(0.8, abs=1e-3) and len(np.unique(conv2)) <= 17
+    assert set(cz.transforms.transforms_of(model)) == {
+        f"{n}.weight" for n in ("conv1", "conv2", "fc1", "fc2")
+    }
+    model(torch.zeros(1, *SHAPE))  # still runs: its weight properties are intact
+
+
+def test_plain_copy_binarizes_zero_to_plus_one() -> None:
+    """cnnzip's convention (0 -> +1), which ONNX's Sign would break (0 -> 0)."""
+    layer = plain_copy(nn.Sequential(cz.binary.BinActiv()))
+    x = torch.tensor([-2.0, -0.0, 0.0, 0.5])
+    assert layer(x).tolist() == [-1.0, 1.0, 1.0, 1.0]
+
+
+@pytest.mark.slow
+def test_a_layer_onnx_cannot_express_is_named(tmp_path: Path) -> None:
+    """An XNOR block compiled to the C kernels traces into constants: the check fails and
+    the error names the layer; no file is left."""
+    fast = compile_binary(_binary("xnor"))
+    with pytest.raises(ExportError, match=r"layer conv2 \(FastXnorConv2d\) has no ONNX form"):
+        export_onnx(fast, SHAPE, tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_forward_that_fails_to_trace_is_an_export_error(tmp_path: Path) -> None:
+    class Odd(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.from_numpy(np.fft.fft(x.numpy()).real.astype(np.float32))
+
+    with pytest.raises(ExportError, match="cannot export to ONNX"):
+        export_onnx(nn.Sequential(nn.Flatten(), Odd()), SHAPE, tmp_path / "m.onnx")
+
+
+def test_bad_opset_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match=r"opset 99 .* 9\.\.20"):
+        export_onnx(_lenet5(), SHAPE, tmp_path / "m.onnx", opset=99)
+
+
+def test_opset_is_written(tmp_path: Path) -> None:
+    assert export_onnx(_lenet5(), SHAPE, tmp_path / "m.onnx", opset=17).opset == 17
+
+
+def test_without_onnxruntime_one_line_says_how(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if absent
+    with pytest.raises(MissingDependencyError) as info:
+        export_onnx(_lenet5(), SHAPE, tmp_path / "m.onnx")
+    message = str(info.value)
+    assert (
+        "\n" not in message and "onnxruntime" in message and "pip install 'cnnzip[onnx]'" in message
+    )
+    assert not (tmp_path / "m.onnx").exists()
