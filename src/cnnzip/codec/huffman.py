@@ -19,6 +19,7 @@ import numpy as np
 
 from cnnzip.codec.bits import pack_codes, windows
 from cnnzip.codec.errors import CnnzFormatError
+from cnnzip.codec.native import call, extension, narrow
 
 __all__ = ["BLOCK", "MAX_LEN", "code_lengths", "decode", "encode", "encoded_bits"]
 
@@ -84,10 +85,23 @@ def encode(symbols: np.ndarray, counts: np.ndarray) -> bytes:
     order, codes = _canonical(lengths)
     code_of = np.zeros(len(lengths), dtype=np.int64)
     code_of[order] = codes
+    ext = extension()
+    if ext is not None:  # the compiled twin: no per-symbol arrays
+        symbols = narrow(symbols, len(lengths))
+        bits = np.empty(fixed_bits_bytes(symbols, lengths), dtype=np.uint8)
+        offsets = np.empty(max(-(-len(symbols) // BLOCK) - 1, 0), dtype=np.uint32)
+        call(ext.huff_encode, symbols, code_of, lengths, BLOCK, bits, offsets)
+        return offsets.astype("<u4").tobytes() + bits.tobytes()
     sym_lengths = lengths[symbols]
     data, _ = pack_codes(code_of[symbols], sym_lengths)
     block_bits = np.cumsum(sym_lengths)[BLOCK - 1 : -1 : BLOCK] if len(symbols) else []
     return np.asarray(block_bits, dtype="<u4").tobytes() + data
+
+
+def fixed_bits_bytes(symbols: np.ndarray, lengths: np.ndarray) -> int:
+    """Bytes of ``symbols`` coded with code ``lengths``, from their histogram."""
+    counts = np.bincount(symbols, minlength=len(lengths))[: len(lengths)]
+    return (int((counts * lengths).sum()) + 7) // 8
 
 
 def _decode_block(
@@ -129,10 +143,11 @@ def _decode_block(
     return order[rank[starts]]
 
 
-def decode(data: bytes, n: int, counts: np.ndarray) -> np.ndarray:
-    """The ``n`` symbols ``encode`` wrote (int64)."""
+def decode(data: bytes, n: int, counts: np.ndarray, dtype: type = np.int64) -> np.ndarray:
+    """The ``n`` symbols ``encode`` wrote, as ``dtype`` (int64; uint8 or uint16 are decoded
+    straight into by the compiled coder where it is built)."""
     if n == 0:
-        return np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=dtype)
     lengths = code_lengths(counts)
     order, codes = _canonical(lengths)
     width = int(lengths.max())
@@ -150,6 +165,12 @@ def decode(data: bytes, n: int, counts: np.ndarray) -> np.ndarray:
         raise CnnzFormatError(
             "Huffman block offsets are out of order, too far apart or past the end"
         )
+    ext = extension()
+    if ext is not None and dtype in (np.uint8, np.uint16):
+        out = np.empty(n, dtype=dtype)
+        ranks = (lj_codes, lengths[order], order)  # codeword by rank: left-justified, bits, symbol
+        call(ext.huff_decode, memoryview(data)[head:], bounds, BLOCK, n, *ranks, width, out)
+        return out
     body = data[head:]
     out = [
         _decode_block(
@@ -165,4 +186,4 @@ def decode(data: bytes, n: int, counts: np.ndarray) -> np.ndarray:
         )
         for b in range(n_blocks)
     ]
-    return np.concatenate(out)
+    return np.concatenate(out).astype(dtype, copy=False)

@@ -29,7 +29,9 @@ constant streams never materialised, so peak memory stays near the output's.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +40,11 @@ import torch
 import torch.nn as nn
 
 from cnnzip.codec import container
+from cnnzip.codec.bits import symbol_dtype
 from cnnzip.codec.errors import CnnzFormatError
 from cnnzip.codec.header import MAX_PARAMS, check_arch, check_tensors, numel
-from cnnzip.codec.layouts import layout_of
+from cnnzip.codec.layouts import Layout, layout_of
+from cnnzip.codec.native import call, extension
 from cnnzip.codec.sizes import best_index_bits
 from cnnzip.codec.sparse import MAX_INDEX_BITS, const_gap_positions, gap_decode, gap_encode
 from cnnzip.codec.streams import decode_streams, encode_stream
@@ -77,13 +81,15 @@ BATCH = 1 << 20  # symbols of the streams decoded together (see _batches)
 F16_REL_ERROR = 2.0**-10  # a dense float tensor is stored float16 only within this
 
 
-def _entries(
-    model: nn.Module,
-) -> list[tuple[str, torch.Tensor, list[WeightTransform], torch.Tensor]]:
+Value = torch.Tensor | Callable[[], torch.Tensor]  # a tensor, or how to compute it
+
+
+def _entries(model: nn.Module) -> list[tuple[str, Value, list[WeightTransform], torch.Tensor]]:
     """Every tensor of the plain model, with the transforms that compute it and the
     tensor it comes from (a parametrized weight's ``original``): two names whose
-    source is one tensor are tied."""
-    out = [
+    source is one tensor are tied. A transformed tensor comes as a function computing
+    it: a shared layer is stored without it, and no two are held at once."""
+    out: list[tuple[str, Value, list[WeightTransform], torch.Tensor]] = [
         (name, value.detach(), [], value)
         for name, value in model.state_dict(keep_vars=True).items()
         if ".parametrizations." not in f".{name}"
@@ -92,8 +98,16 @@ def _entries(
         module_name, _, tensor_name = target.rpartition(".")
         module = model.get_submodule(module_name)
         source = module.parametrizations[tensor_name].original
-        out.append((target, getattr(module, tensor_name).detach(), ts, source))
+        out.append((target, partial(_computed, module, tensor_name), ts, source))
     return out
+
+
+def _computed(module: nn.Module, tensor_name: str) -> torch.Tensor:
+    return getattr(module, tensor_name).detach()
+
+
+def _value(value: Value) -> torch.Tensor:
+    return value() if callable(value) else value
 
 
 def dense_storage(value: torch.Tensor, dense_dtype: str) -> str:
@@ -134,13 +148,16 @@ def _stream(sections: _Sections, symbols: np.ndarray, alphabet: int) -> dict[str
 def _encode_tensor(
     sections: _Sections,
     name: str,
-    value: torch.Tensor,
+    value: Value,
     ts: list[WeightTransform],
     dense_dtype: str,
     index_bits: int | None,
 ) -> dict[str, Any]:
-    entry: dict[str, Any] = {"name": name, "shape": list(value.shape)}
     layout = layout_of(ts)
+    if layout is not None and layout.encoding == "shared":  # codebook and index suffice
+        return _encode_coded(sections, {"name": name}, layout, None, index_bits)
+    value = _value(value)
+    entry: dict[str, Any] = {"name": name, "shape": list(value.shape)}
     if layout is None:
         stored = dense_storage(value, dense_dtype)
         raw = value.cpu().contiguous().numpy().astype(DTYPES[stored][1]).tobytes()
@@ -148,14 +165,31 @@ def _encode_tensor(
                 "section": sections.add(raw)}  # fmt: skip
     if layout.encoding == "binary":
         return _encode_binary(sections, entry, value)
+    return _encode_coded(sections, entry, layout, value, index_bits)
+
+
+def _encode_coded(
+    sections: _Sections,
+    entry: dict[str, Any],
+    layout: Layout,
+    value: torch.Tensor | None,
+    index_bits: int | None,
+) -> dict[str, Any]:
+    """A sparse tensor (its kept ``value``s) or a shared one (its clusters), with the
+    relative indices of its kept positions; symbols in narrow dtypes throughout."""
+    shape = layout.index.shape if layout.encoding == "shared" else value.shape
+    entry["shape"] = list(shape)
+    size = math.prod(shape)
     mask = layout.mask
     flat_mask = None if mask is None else mask.detach().cpu().reshape(-1).numpy()
-    positions = np.arange(value.numel()) if flat_mask is None else np.flatnonzero(flat_mask)
+    positions = np.arange(size) if flat_mask is None else np.flatnonzero(flat_mask)
     p = index_bits or best_index_bits(positions)
+    gaps = gap_encode(positions, p, symbol_dtype(1 << p))
     entry.update(
         dtype="float32", index_bits=p, count=len(positions),
-        gaps=_stream(sections, gap_encode(positions, p), 1 << p),
+        gaps=_stream(sections, gaps, 1 << p),
     )  # fmt: skip
+    del gaps
     if layout.encoding == "sparse":
         values = value.detach().cpu().float().reshape(-1).numpy()[positions]
         return {
@@ -164,7 +198,8 @@ def _encode_tensor(
             "values": sections.add(values.astype("<f4").tobytes()),
         }
     codebook = layout.codebook.detach().cpu().float().numpy()
-    codes = layout.index.detach().cpu().reshape(-1).numpy()[positions].astype(np.int64)
+    index = layout.index.detach().cpu().reshape(-1).numpy()
+    codes = index[positions] if flat_mask is not None else index  # (count,) int32
     return {
         **entry,
         "encoding": "shared",
@@ -210,12 +245,13 @@ def encode(
     sections = _Sections()
     params = {_plain_name(name) for name, _ in model.named_parameters(remove_duplicate=False)}
     tensors = []
-    first: dict[int, tuple[str, torch.Tensor]] = {}  # id(source) -> (name, value)
+    first: dict[int, tuple[str, Value]] = {}  # id(source) -> (name, value)
     for name, value, ts, source in _entries(model):
         tied, tied_value = first.setdefault(id(source), (name, value))
-        if tied != name and torch.equal(tied_value, value):  # stored once, decoded twice
-            tensors.append({"name": name, "shape": list(value.shape), "encoding": "alias",
-                            "of": tied})  # fmt: skip
+        if tied != name and torch.equal(_value(tied_value), value := _value(value)):
+            tensors.append(  # stored once, decoded twice
+                {"name": name, "shape": list(value.shape), "encoding": "alias", "of": tied}
+            )
             continue
         entry = _encode_tensor(sections, name, value, ts, dense_dtype, index_bits)
         if name not in params:
@@ -276,14 +312,27 @@ def positions(entry: dict[str, Any], gaps: np.ndarray) -> np.ndarray | range:
 
 
 def _coded(cf: container.CnnzFile, entry: dict[str, Any], streams: list[np.ndarray]):
-    kept = positions(entry, streams[0])
+    flat = np.zeros(numel(entry), dtype=np.float32)
+    codes = None  # the cluster of every kept weight; None: values[k] (or values[0] for all)
     if entry["encoding"] == "shared":
-        codebook = _float32(cf.section(entry["codebook"]), entry["k"], entry["name"])
-        const = entry["codes"]["coder"] == "const"
-        values = codebook[streams[1][:1] if const else streams[1]]  # const: broadcast one
+        values = _float32(cf.section(entry["codebook"]), entry["k"], entry["name"])
+        if entry["codes"]["coder"] == "const":  # one cluster: its value for every weight
+            values = values[streams[1][:1]] if entry["count"] else values[:1]
+        else:
+            codes = streams[1]
     else:
         values = _float32(cf.section(entry["values"]), entry["count"], entry["name"])
-    flat = np.zeros(numel(entry), dtype=np.float32)
+    ext = extension()
+    if ext is not None and entry["gaps"]["coder"] != "const":  # compiled: no position array
+        try:
+            call(ext.expand, streams[0], entry["index_bits"], codes, values, entry["count"], flat)
+        except CnnzFormatError:  # the reference's message, which says what does not fit
+            positions(entry, streams[0])
+            raise
+        return torch.from_numpy(flat).reshape(entry["shape"])
+    kept = positions(entry, streams[0])
+    if codes is not None:
+        values = values[codes]
     flat[slice(kept.start, kept.stop, kept.step) if isinstance(kept, range) else kept] = values
     return torch.from_numpy(flat).reshape(entry["shape"])
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from cnnzip.codec.bits import read_varints, write_varints
 from cnnzip.codec.errors import CnnzFormatError
+from cnnzip.codec.native import call, extension, narrow
 
 __all__ = ["PROB_BITS", "decode", "decode_many", "encode", "lane_count", "quantize_counts"]
 
@@ -72,6 +73,15 @@ def encode(symbols: np.ndarray, counts: np.ndarray) -> bytes:
     n = len(symbols)
     lanes = lane_count(n)
     freq = quantize_counts(counts)  # int64: states < 2**48, f * (x >> 16) < 2**48
+    ext = extension()
+    if ext is not None:  # the compiled twin of the loop below
+        states = np.empty(STATE_BYTES * lanes, dtype=np.uint8)
+        per_lane = np.empty(lanes, dtype=np.int64)
+        words = np.empty(n, dtype=np.uint16)  # a lane emits a word per symbol at most
+        used = call(ext.rans_encode, narrow(symbols, len(freq)), freq, states, per_lane, words)
+        return (
+            states.tobytes() + write_varints(per_lane[:-1]) + words[:used].astype("<u2").tobytes()
+        )
     cum = np.cumsum(freq) - freq
     x = np.full(lanes, START, dtype=np.int64)
     emitted: list[tuple[np.ndarray, np.ndarray, int]] = []  # (lanes, words, step)
@@ -96,9 +106,15 @@ def encode(symbols: np.ndarray, counts: np.ndarray) -> bytes:
     )
 
 
-def decode(data: bytes, n: int, counts: np.ndarray) -> np.ndarray:
-    """The ``n`` symbols ``encode`` wrote (uint16)."""
-    return decode_many([(data, n, counts)])[0]
+def decode(data: bytes, n: int, counts: np.ndarray, dtype: type = np.uint16) -> np.ndarray:
+    """The ``n`` symbols ``encode`` wrote, as ``dtype`` (uint16, or uint8 for at most 256
+    counts): decoded straight into it by the compiled coder where it is built."""
+    ext = extension()
+    if ext is None:
+        return decode_many([(data, n, counts)])[0].astype(dtype, copy=False)
+    out = np.empty(n, dtype=dtype)
+    call(ext.rans_decode, data, n, quantize_counts(counts), out)
+    return out
 
 
 def _split(data: bytes, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -125,6 +141,8 @@ def decode_many(streams: list[tuple[bytes, int, np.ndarray]]) -> list[np.ndarray
     (in groups of ``GROUP``, which bounds the slot tables to 3 * GROUP * 2**16 entries)."""
     if not streams:
         return []
+    if extension() is not None:  # compiled: stream by stream, no slot tables to share
+        return [decode(data, n, counts) for data, n, counts in streams]
     if len(streams) > GROUP:
         return [
             out

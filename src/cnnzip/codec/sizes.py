@@ -34,7 +34,7 @@ from cnnzip.codec import huffman
 from cnnzip.codec.bits import write_varints
 from cnnzip.codec.layouts import Layout
 from cnnzip.codec.rans import lane_count
-from cnnzip.codec.sparse import MAX_INDEX_BITS, gap_counts
+from cnnzip.codec.sparse import MAX_INDEX_BITS, gap_counts, gap_histogram
 
 __all__ = [
     "FLOAT32_BYTES",
@@ -98,8 +98,10 @@ def best_index_bits(positions: np.ndarray | range, *, coded: bool = True) -> int
     """p with the fewest bytes for the gaps of ``positions``: entropy-coded (the rANS
     estimate with its exact table) or, with ``coded=False``, fixed p bits per entry."""
 
+    hist = gap_histogram(positions)  # once: every p's counts follow from it
+
     def cost(p: int) -> float:
-        counts = gap_counts(positions, p)
+        counts = gap_counts(hist, p)
         if not coded:
             return float(counts.sum() * p)
         n = int(counts.sum())
@@ -117,7 +119,7 @@ def index_bytes(positions: np.ndarray | range, size: int) -> int:
     if len(positions) == size:
         return 0
     p = best_index_bits(positions, coded=False)
-    return fixed_bytes(int(gap_counts(positions, p).sum()), p)
+    return fixed_bytes(int(gap_counts(gap_histogram(positions), p).sum()), p)
 
 
 def sparse_bytes(kept: int, index: int) -> int:

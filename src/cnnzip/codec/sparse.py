@@ -16,28 +16,41 @@ from cnnzip.codec.errors import CnnzFormatError
 
 __all__ = [
     "MAX_INDEX_BITS",
+    "GapHistogram",
     "const_gap_positions",
     "gap_counts",
     "gap_decode",
     "gap_encode",
+    "gap_histogram",
 ]
 
 MAX_INDEX_BITS = 16
+SMALL_GAP = 1 << 16  # gaps below are counted by bincount; the rare larger ones by np.unique
+CHUNK = 1 << 20  # positions handled per step: int64 temporaries stay at a few MB
+GapHistogram = tuple[np.ndarray, np.ndarray]  # (distinct gaps, how often each occurs)
 
 
-def _gaps(positions: np.ndarray) -> np.ndarray:
-    """Pruned weights skipped before each kept position (int64, >= 0)."""
-    return np.diff(positions.astype(np.int64), prepend=-1) - 1
-
-
-def gap_encode(positions: np.ndarray, p: int) -> np.ndarray:
-    """Symbols in [0, 2**p) for ascending ``positions``; fillers are 2**p - 1."""
-    skip = (1 << p) - 1
-    gaps = _gaps(positions)
-    fillers = gaps // skip  # (n,) fillers before each kept weight
-    out = np.full(int(fillers.sum()) + len(gaps), skip, dtype=np.int64)
-    out[np.cumsum(fillers + 1) - 1] = gaps % skip
+def _chunks(positions: np.ndarray) -> list[np.ndarray]:
+    """The gaps of ``positions`` a ``CHUNK`` at a time (int64 each)."""
+    out = []
+    for a in range(0, len(positions), CHUNK):
+        before = positions[a - 1] if a else -1
+        chunk = positions[a : a + CHUNK].astype(np.int64)
+        out.append(np.diff(chunk, prepend=before) - 1)
     return out
+
+
+def gap_encode(positions: np.ndarray, p: int, dtype: type = np.int64) -> np.ndarray:
+    """Symbols in [0, 2**p) for ascending ``positions``; fillers are 2**p - 1. Built a
+    chunk at a time into ``dtype`` (uint16 holds every p): no int64 array of them all."""
+    skip = (1 << p) - 1
+    parts = []
+    for gaps in _chunks(np.asarray(positions)):
+        fillers = gaps // skip  # (m,) fillers before each kept weight
+        out = np.full(int(fillers.sum()) + len(gaps), skip, dtype=dtype)
+        out[np.cumsum(fillers + 1) - 1] = gaps % skip
+        parts.append(out)
+    return np.concatenate([np.zeros(0, dtype), *parts]) if len(parts) != 1 else parts[0]
 
 
 def _index_dtype(size: int) -> type[np.signedinteger]:
@@ -78,15 +91,28 @@ def const_gap_positions(symbol: int, p: int, n: int, size: int, count: int) -> r
     return positions
 
 
-def gap_counts(positions: np.ndarray | range, p: int) -> np.ndarray:
-    """Histogram of ``gap_encode(positions, p)`` without building it, (2**p,)."""
-    skip = (1 << p) - 1
+def gap_histogram(positions: np.ndarray | range) -> GapHistogram:
+    """How often each gap occurs in ``positions``: computed once, it gives the symbol
+    counts at every p (``gap_counts``) without another pass over the positions."""
     if isinstance(positions, range):  # gaps: the start once, step - 1 every other time
         gaps = np.array([positions.start, positions.step - 1][: len(positions)], dtype=np.int64)
-        times = np.array([1, len(positions) - 1][: len(gaps)], dtype=np.int64)
-    else:
-        gaps = _gaps(positions)
-        times = np.ones(len(gaps), dtype=np.int64)
+        return gaps, np.array([1, len(positions) - 1][: len(gaps)], dtype=np.int64)
+    small = np.zeros(SMALL_GAP, dtype=np.int64)
+    large = []
+    for gaps in _chunks(np.asarray(positions)):
+        fits = gaps < SMALL_GAP
+        small += np.bincount(gaps[fits], minlength=SMALL_GAP)
+        large.append(gaps[~fits])
+    values, times = np.unique(np.concatenate([np.zeros(0, np.int64), *large]), return_counts=True)
+    present = np.flatnonzero(small)
+    return np.concatenate([present, values]), np.concatenate([small[present], times])
+
+
+def gap_counts(positions: np.ndarray | range | GapHistogram, p: int) -> np.ndarray:
+    """Histogram of ``gap_encode(positions, p)`` without building it, (2**p,); from the
+    positions or their ``gap_histogram``."""
+    skip = (1 << p) - 1
+    gaps, times = positions if isinstance(positions, tuple) else gap_histogram(positions)
     counts = np.bincount(gaps % skip, weights=times, minlength=skip + 1).astype(np.int64)
     counts[skip] += int((gaps // skip * times).sum())
     return counts

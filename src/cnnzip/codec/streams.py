@@ -13,6 +13,7 @@ the table cost is counted in the comparison. Coders:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ import numpy as np
 
 from cnnzip.codec import huffman, rans
 from cnnzip.codec.bits import (
+    CHUNK,
     histogram,
     pack_codes,
     read_varints,
@@ -28,7 +30,8 @@ from cnnzip.codec.bits import (
     write_varints,
 )
 from cnnzip.codec.errors import CnnzFormatError
-from cnnzip.codec.sizes import coder_bytes, entropy_bits, raw_width
+from cnnzip.codec.native import call, extension, narrow
+from cnnzip.codec.sizes import coder_bytes, entropy_bits, fixed_bytes, raw_width
 
 __all__ = [
     "CODERS",
@@ -72,12 +75,63 @@ class Coded:
         return out
 
 
+def _histogram(symbols: np.ndarray, alphabet: int) -> np.ndarray:
+    """Count of each symbol, a chunk at a time (bincount copies its input to int64)."""
+    counts = np.zeros(alphabet, dtype=np.int64)
+    for a in range(0, len(symbols), CHUNK):
+        chunk = np.bincount(symbols[a : a + CHUNK], minlength=alphabet)
+        if len(chunk) > alphabet:
+            raise ValueError(f"symbol {int(symbols.max())} outside alphabet {alphabet}")
+        counts += chunk
+    return counts
+
+
+def _raw(symbols: np.ndarray, alphabet: int) -> bytes:
+    """``symbols`` at the fixed width of ``alphabet``, MSB first."""
+    width = raw_width(alphabet)
+    ext = extension()
+    if ext is None:
+        return pack_codes(symbols, np.full(len(symbols), width))[0]
+    bits = np.empty(fixed_bytes(len(symbols), width), dtype=np.uint8)
+    same = np.arange(alphabet, dtype=np.int64)  # each symbol is its own code, width bits
+    call(ext.huff_encode, narrow(symbols, alphabet), same, np.full(alphabet, width),
+         max(len(symbols), 1), bits, np.empty(0, np.uint32))  # fmt: skip
+    return bits.tobytes()
+
+
+def _exact_bytes(name: str, counts: np.ndarray, alphabet: int, table: bytes) -> int:
+    """The exact bytes (table included) of a raw or Huffman stream with ``counts``."""
+    n = int(counts.sum())
+    if name == "raw":
+        return fixed_bytes(n, raw_width(alphabet))
+    blocks = -(-n // huffman.BLOCK)
+    return len(table) + fixed_bytes(huffman.encoded_bits(counts), 1) + 4 * (blocks - 1)
+
+
+def _smallest(
+    best: list[str], counts: np.ndarray, alphabet: int, code: dict[str, Callable[[], bytes]]
+) -> tuple[str, bytes]:
+    """(name, data) of the smaller of the ``best`` two coders, the first on a tie, each
+    coded once at most: raw and Huffman sizes are exact from the counts, so only an
+    rANS stream is coded to learn its size (and the other coded only if it is smaller)."""
+    sizes, data = {}, {}
+    for name in best:
+        if name == "rans":
+            data[name] = code[name]()
+            sizes[name] = len(code["table"]()) + len(data[name])
+        else:
+            sizes[name] = _exact_bytes(name, counts, alphabet, code["table"]())
+    name = min(best, key=sizes.__getitem__)
+    return name, data[name] if name in data else code[name]()
+
+
 def encode_stream(symbols: np.ndarray, alphabet: int, coder: str = "auto") -> Coded:
-    """Code ``symbols`` (ints in [0, alphabet)) with ``coder`` or the smallest of them all."""
-    symbols = np.asarray(symbols, dtype=np.int64)
-    counts = np.bincount(symbols, minlength=alphabet)
-    if len(counts) > alphabet:
-        raise ValueError(f"symbol {int(symbols.max())} outside alphabet {alphabet}")
+    """Code ``symbols`` (ints in [0, alphabet)) with ``coder`` or the smallest of them all.
+    Narrow symbols (uint8, uint16) are coded as they are, with no int64 copy."""
+    symbols = np.asarray(symbols)
+    if symbols.dtype.kind not in "ui":
+        symbols = symbols.astype(np.int64)
+    counts = _histogram(symbols, alphabet)
     n, h = len(symbols), entropy_bits(counts)
     present = np.flatnonzero(counts)
     if coder in ("auto", "const") and len(present) <= 1:
@@ -85,22 +139,21 @@ def encode_stream(symbols: np.ndarray, alphabet: int, coder: str = "auto") -> Co
         return Coded("const", n, alphabet, sym, b"", b"", h)
     last = int(present[-1]) + 1  # table covers symbols up to the last present one
     table = write_varints(np.concatenate([[last], counts[:last]]))
-    width = raw_width(alphabet)
-    candidates = {
-        "raw": lambda: (b"", pack_codes(symbols, np.full(n, width))[0]),
-        "huffman": lambda: (table, huffman.encode(symbols, counts[:last])),
-        "rans": lambda: (table, rans.encode(symbols, counts[:last])),
+    code = {
+        "table": lambda: table,
+        "raw": lambda: _raw(symbols, alphabet),
+        "huffman": lambda: huffman.encode(symbols, counts[:last]),
+        "rans": lambda: rans.encode(symbols, counts[:last]),
     }
     if coder == "auto":
         sizes = coder_bytes(counts[:last], alphabet, len(table))
-        best = sorted(sizes, key=sizes.__getitem__)[:2]  # encode the two best, keep the smaller
-        coded = [(name, *candidates[name]()) for name in best]
-        name, tab, data = min(coded, key=lambda c: len(c[1]) + len(c[2]))
-    elif coder in candidates:
-        name, (tab, data) = coder, candidates[coder]()
+        best = sorted(sizes, key=sizes.__getitem__)[:2]  # the two best estimates
+        name, data = _smallest(best, counts[:last], alphabet, code)
+    elif coder in CODERS[1:]:
+        name, data = coder, code[coder]()
     else:
         raise ValueError(f"unknown coder {coder!r}; known: {CODERS}")
-    return Coded(name, n, alphabet, 0, tab, data, h)
+    return Coded(name, n, alphabet, 0, b"" if name == "raw" else table, data, h)
 
 
 def _counts(table: bytes, n: int, alphabet: int) -> np.ndarray:
@@ -170,7 +223,11 @@ def decode_streams(items: list[tuple[dict[str, Any], bytes]]) -> list[np.ndarray
                 raise CnnzFormatError(f"stream symbol outside its alphabet of {alphabet}")
         elif coder == "huffman":
             counts = _counts(table, n, alphabet)
-            out[i] = _exact(huffman.decode(data, n, counts), counts, alphabet)
+            decoded = huffman.decode(data, n, counts, symbol_dtype(alphabet))
+            out[i] = _exact(decoded, counts, alphabet)
+        elif extension() is not None:  # compiled: each stream straight into its dtype
+            counts = _counts(table, n, alphabet)
+            out[i] = _exact(rans.decode(data, n, counts, symbol_dtype(alphabet)), counts, alphabet)
         else:
             batch.append((i, data, n, _counts(table, n, alphabet)))
     decoded = rans.decode_many([(data, n, counts) for _, data, n, counts in batch])

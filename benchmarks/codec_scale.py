@@ -1,0 +1,199 @@
+"""The .cnnz codec at scale: save and load speed and peak memory, beside np.savez/np.load.
+
+    /tmp/quiet.sh .venv/bin/python benchmarks/codec_scale.py --models lenet300 alexnet
+    /tmp/quiet.sh .venv/bin/python benchmarks/codec_scale.py --models vgg16 --repeats 1
+
+Each zoo model at random init is pruned to 90% per layer (magnitude) and shared
+(8-bit conv / 5-bit fc), as Deep Compression stores it; then, in this one
+process and one thread: ``cnnzip.save`` and ``cnnzip.load`` of the model, and
+the same weights decoded to float32 arrays through ``np.savez_compressed`` /
+``np.load`` and safetensors (when installed). Speeds are MB/s of float32
+weights (4 bytes a parameter, buffers excluded); peak additional memory is
+both tracemalloc's (NumPy and Python allocations) and the growth of the
+process's peak RSS (``/proc/self/status`` VmHWM, reset through
+``/proc/self/clear_refs`` before each step), over the RSS before the step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import io
+import json
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import cnnzip
+from cnnzip.models import get_model
+from cnnzip.prune import magnitude, set_mask
+from cnnzip.quantize import share_weights
+
+try:
+    import safetensors.numpy as safetensors_numpy
+except ImportError:  # optional: the table then has no safetensors columns
+    safetensors_numpy = None
+
+MODELS = {  # zoo name -> builder kwargs (the paper's ImageNet shapes; lenet300 on MNIST)
+    "lenet300": {},
+    "alexnet": {},
+    "vgg16": {},
+}
+SPARSITY = 0.9
+MB = 1e6
+
+
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def _reset_peak_rss() -> None:
+    """Linux: writing 5 to clear_refs resets VmHWM to the current RSS."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def measure(fn: Callable[[], Any]) -> tuple[Any, dict[str, float]]:
+    """(fn(), seconds and peak additional memory in bytes: tracemalloc and RSS)."""
+    gc.collect()
+    _reset_peak_rss()
+    rss0 = _status_kb("VmRSS")
+    tracemalloc.start()
+    start = time.perf_counter()
+    out = fn()
+    seconds = time.perf_counter() - start
+    _, traced = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    rss = (_status_kb("VmHWM") - rss0) * 1024
+    return out, {"seconds": seconds, "traced_peak": traced, "rss_peak": rss}
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    """(fn(), seconds) without tracemalloc, which slows allocation-heavy code."""
+    gc.collect()
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def compressed(name: str) -> tuple[torch.nn.Module, int, float, float]:
+    """The zoo model pruned to 90% and shared; (model, its parameters, prune seconds,
+    share seconds)."""
+    torch.manual_seed(0)
+    model = get_model(name, **MODELS[name])
+    params = sum(p.numel() for p in model.parameters())
+    start = time.perf_counter()
+    for module_name, module in model.named_modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+            keep = magnitude(module.weight, SPARSITY).keep
+            set_mask(model, f"{module_name}.weight", keep)
+    prune_s = time.perf_counter() - start
+    start = time.perf_counter()
+    share_weights(model, bits={"conv": 8, "linear": 5})
+    return model, params, prune_s, time.perf_counter() - start
+
+
+def _npz_save(arrays: dict[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
+def _npz_load(blob: bytes) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(blob)) as z:
+        return {k: z[k] for k in z.files}
+
+
+def baselines(arrays: dict[str, np.ndarray], repeats: int) -> dict[str, Any]:
+    """np.savez_compressed / np.load and safetensors of the decoded float32 arrays."""
+    out: dict[str, Any] = {}
+    blob, s = timed(lambda: _npz_save(arrays))
+    out["npz_save_s"], out["npz_bytes"] = s, len(blob)
+    out["npz_load_s"] = min(timed(lambda: _npz_load(blob))[1] for _ in range(repeats))
+    if safetensors_numpy is None:
+        return out
+    st, s = timed(lambda: safetensors_numpy.save(arrays))
+    out["safetensors_save_s"], out["safetensors_bytes"] = s, len(st)
+    out["safetensors_load_s"] = min(
+        timed(lambda: safetensors_numpy.load(st))[1] for _ in range(repeats)
+    )
+    return out
+
+
+def best(first: dict[str, float], fn: Callable[[], Any], repeats: int) -> float:
+    """The fastest of the measured first call and ``repeats - 1`` more."""
+    return min([first["seconds"]] + [timed(fn)[1] for _ in range(repeats - 1)])
+
+
+def run(name: str, folder: Path, repeats: int) -> dict[str, Any]:
+    model, params, prune_s, share_s = compressed(name)
+    weight_bytes = 4 * params
+    path = folder / f"{name}.cnnz"
+    save = partial(cnnzip.codec.save, path, model, arch={"name": name, "kwargs": {}})
+    size, save_mem = measure(save)
+    save_s = best(save_mem, save, repeats)
+    del model, save  # the load is measured without the compressed model in memory
+    loaded, load_mem = measure(lambda: cnnzip.load(path))
+    load_s = best(load_mem, lambda: cnnzip.load(path), repeats)
+    arrays = {k: v.numpy() for k, v in loaded.state_dict().items()}
+    del loaded
+    row = {
+        "model": name, "params": params, "file_bytes": size,
+        "ratio": weight_bytes / size, "prune_s": prune_s, "share_s": share_s,
+        "save_s": save_s, "load_s": load_s,
+        "save_MBps": weight_bytes / MB / save_s, "load_MBps": weight_bytes / MB / load_s,
+        "save_peak_x": max(save_mem["traced_peak"], save_mem["rss_peak"]) / weight_bytes,
+        "load_peak_x": max(load_mem["traced_peak"], load_mem["rss_peak"]) / weight_bytes,
+        "save_mem": save_mem, "load_mem": load_mem,
+    }  # fmt: skip
+    row.update(baselines(arrays, repeats))
+    row["npz_load_MBps"] = weight_bytes / MB / row["npz_load_s"]
+    row["load_vs_np_load"] = row["npz_load_s"] / load_s
+    return row
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = (
+        "| model | params | file | x | save MB/s | load MB/s | np.load MB/s | load/np.load "
+        "| save peak / weights | load peak / weights |\n|---|---|---|---|---|---|---|---|---|---|"
+    )
+    lines = [
+        f"| {r['model']} | {r['params'] / 1e6:.1f}M | {r['file_bytes'] / MB:.2f} MB "
+        f"| {r['ratio']:.1f} | {r['save_MBps']:.0f} | {r['load_MBps']:.0f} "
+        f"| {r['npz_load_MBps']:.0f} | {r['load_vs_np_load']:.2f} "
+        f"| {r['save_peak_x']:.2f} | {r['load_peak_x']:.2f} |"
+        for r in rows
+    ]
+    return "\n".join([head, *lines])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=None, help="write the rows as JSON")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models:
+            rows.append(run(name, Path(tmp), args.repeats))
+            print(json.dumps(rows[-1]), flush=True)
+    print(table(rows))
+    if args.out:
+        args.out.write_text(json.dumps(rows, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
