@@ -50,4 +50,12 @@ sparse = Extension(
     extra_compile_args=["-O3", "-ffp-contract=off", "-std=c11"] if unix else [],
 )
 
-setup(ext_modules=[xnor, sparse], cmdclass={"build_ext": OptionalBuildExt})
+# The .cnnz coders (cnnzip.codec falls back to its NumPy reference without them).
+codec = Extension(
+    "cnnzip._codec",
+    sources=[f"csrc/codec_{part}.c" for part in ("module", "rans", "huffman", "sparse")],
+    depends=["csrc/codec.h"],
+    extra_compile_args=["-O3", "-std=c11"] if unix else [],
+)
+
+setup(ext_modules=[xnor, sparse, codec], cmdclass={"build_ext": OptionalBuildExt})
