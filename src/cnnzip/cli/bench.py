@@ -1,11 +1,13 @@
 """The ``bench`` verbs: speed against what a user would otherwise run, in one process.
 
 ``bench xnor``: the binary kernels against torch's float32 conv2d; ``bench sparse``:
-a pruned model dense against its sparse layers as CSR products.
+a pruned model dense against its sparse layers as CSR products; ``bench compressed``:
+dense vs torch CSR vs the compressed-domain kernels on a .cnnz or a random layer.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
@@ -14,8 +16,14 @@ from cnnzip.cli.app import emit, main
 from cnnzip.cli.factory import model_option
 from cnnzip.cli.options import COUNT, THREADS, json_option, max_params_option
 from cnnzip.cli.profile import build_model, check_memory, max_memory_option
+from cnnzip.codec import read as read_cnnz
 from cnnzip.profiling import profile
-from cnnzip.runtime.bench import bench_layers
+from cnnzip.runtime.bench import (
+    LayerSpec,
+    bench_compressed_model,
+    bench_compressed_spec,
+    bench_layers,
+)
 from cnnzip.runtime.sparse import bench_sparse
 from cnnzip.runtime.xnor import available_paths
 
@@ -124,4 +132,85 @@ def _table(r: dict[str, Any]) -> str:
         "theory: XNOR-Net's S = 64 c N_W / (c N_W + 64), binary ops only (no memory traffic,"
         " no packing, the float side at its peak)"
     )
+    return "\n".join(lines)
+
+
+@bench.command("compressed")
+@click.argument("source", metavar="FILE.cnnz|LAYER-SPEC")
+@click.option(
+    "--batch",
+    "batches",
+    type=COUNT,
+    multiple=True,
+    help="Batch size (repeatable) [default: 1, 8, 64].",
+)
+@click.option("--threads", type=THREADS, default=1, show_default=True)
+@click.option("--repeats", type=COUNT, default=30, show_default=True)
+@max_memory_option
+@max_params_option
+@json_option
+def bench_compressed_cmd(
+    source: str, batches: tuple[int, ...], threads: int, repeats: int, max_memory: float,
+    max_params: int, as_json: bool,
+) -> None:  # fmt: skip
+    """Dense vs torch CSR vs the compressed kernels (cnnzip.runtime.compressed), per layer.
+
+    SOURCE is a .cnnz (its pruned + shared layers on their real inputs, then the whole
+    model, its layers on the kernels where measured faster) or a random layer,
+    fc:IN:OUT:DENSITY:BITS or conv:CIN:COUT:K:HW:DENSITY:BITS (e.g. fc:9216:4096:0.09:5).
+    Beside each speed-up: its bytes-moved bound (dense bytes / the form's bytes).
+    """
+    batches = batches or (1, 8, 64)
+    if not Path(source).is_file():
+        result = bench_compressed_spec(
+            LayerSpec.parse(source), batches, repeats=repeats, threads=threads
+        )
+        emit({"source": source, **result}, as_json, _layer_table)
+        return
+    model, shape = build_model(source, None, {}, max_params)
+    report = profile(model, shape)
+    for batch in batches:
+        check_memory(source, model, shape, batch, max_memory, report)
+    result = bench_compressed_model(
+        model, read_cnnz(source), shape, batches, repeats=repeats, threads=threads
+    )
+    emit({"source": source, **result}, as_json, _model_table)
+
+
+def _batch_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per batch: ms of each form, speed-up over dense and bytes-moved bound."""
+    lines = []
+    for row in rows:
+        ms, up, bound = row["ms"], row["speedup"], row["bound"]
+        c_csr = f"   C CSR {ms['c_csr']:.3f} ms ({up['c_csr']:.1f}x)" if "c_csr" in ms else ""
+        lines.append(
+            f"  batch {row['batch']:>4}: dense {ms['dense']:.3f} ms | torch CSR {ms['csr']:.3f} ms "
+            f"({up['csr']:.2f}x, bound {bound['csr']:.1f}x) | kernels {ms['kernel']:.3f} ms "
+            f"({up['kernel']:.2f}x, bound {bound['kernel']:.1f}x){c_csr}"
+        )
+    return lines
+
+
+def _layer_table(r: dict[str, Any]) -> str:
+    head = (
+        f"{r['layer']}: {r['threads']} thread(s), path {r['path']}; weights "
+        f"{r['dense_bytes']:,} B dense, {r['kernel_bytes']:,} B in the kernels' layout"
+    )
+    return "\n".join([head, *_batch_lines(r["batches"])])
+
+
+def _model_table(r: dict[str, Any]) -> str:
+    lines = [f"{r['source']}: {r['threads']} thread(s), path {r['path']}"]
+    for layer in r["layers"]:
+        lines.append(
+            f"{layer['name']} ({100 * layer['density']:.1f}% kept): weights "
+            f"{layer['dense_bytes']:,} B dense, {layer['kernel_bytes']:,} B in the kernels' layout"
+        )
+        lines += _batch_lines(layer["batches"])
+    for row in r["model"]:
+        lines.append(
+            f"whole model, batch {row['batch']}: dense {row['dense_ms']:.3f} ms, compressed "
+            f"{row['compressed_ms']:.3f} ms ({row['speedup']:.2f}x; on the kernels: "
+            f"{', '.join(row['on_kernels']) or 'none'})"
+        )
     return "\n".join(lines)

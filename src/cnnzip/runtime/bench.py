@@ -10,20 +10,46 @@ binarize + pack + XNOR-popcount conv + output transform.
 
 from __future__ import annotations
 
+import copy
 import ctypes
+import math
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from cnnzip.binary.scales import filter_alpha
+from cnnzip.codec.container import CnnzFile
 from cnnzip.errors import CnnzipError
+from cnnzip.profiling.latency import eval_mode, example_input, num_threads
+from cnnzip.runtime.compressed import (
+    CompressedConv2d,
+    CompressedLinear,
+    StoredWeight,
+    available_paths,
+    compile_compressed,
+    compressed_twins,
+    kernels,
+)
+from cnnzip.runtime.sparse import SparseConv2d, SparseLinear, layer_inputs
 from cnnzip.runtime.xnor import BinaryConvKernel, pack_signs
 
-__all__ = ["PAPER_LAYERS", "bench_layers", "keep_freed_memory", "median_ms", "xnor_net_speedup"]
+__all__ = [
+    "PAPER_LAYERS",
+    "LayerSpec",
+    "bench_compressed_layer",
+    "bench_compressed_model",
+    "bench_compressed_spec",
+    "bench_layers",
+    "keep_freed_memory",
+    "median_ms",
+    "xnor_net_speedup",
+]
 
 # (channels, height = width): 3x3 convs from ResNet-style stages, batch 1
 PAPER_LAYERS: tuple[tuple[int, int], ...] = ((256, 56), (128, 28), (512, 7))
@@ -118,3 +144,189 @@ def bench_layers(
         torch.set_num_threads(saved)
     paths = sorted({row["path"] for row in rows})
     return {"layers": rows, "threads": threads, "path": ", ".join(paths), "repeats": repeats}
+
+
+# ---- compressed-domain kernels (cnnzip.runtime.compressed) ------------------------------
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """A random pruned + shared layer: ``fc:IN:OUT:DENSITY:BITS`` or
+    ``conv:CIN:COUT:K:HW:DENSITY:BITS`` (a KxK conv, stride 1, padding K // 2, HWxHW)."""
+
+    kind: str  # "fc" or "conv"
+    cin: int
+    cout: int
+    density: float
+    bits: int
+    k: int = 1
+    hw: int = 1
+
+    @classmethod
+    def parse(cls, text: str) -> LayerSpec:
+        parts = text.split(":")
+        try:
+            if parts[0] == "fc" and len(parts) == 5:
+                spec = cls("fc", int(parts[1]), int(parts[2]), float(parts[3]), int(parts[4]))
+            elif parts[0] == "conv" and len(parts) == 7:
+                cin, cout, k, hw = map(int, parts[1:5])
+                spec = cls("conv", cin, cout, float(parts[5]), int(parts[6]), k, hw)
+            else:
+                raise ValueError
+        except ValueError:
+            raise CnnzipError(
+                f"layer spec {text!r}: expected fc:IN:OUT:DENSITY:BITS or "
+                "conv:CIN:COUT:K:HW:DENSITY:BITS, e.g. fc:9216:4096:0.09:5"
+            ) from None
+        if min(spec.cin, spec.cout, spec.k, spec.hw) < 1 or not 0 <= spec.density <= 1:
+            raise CnnzipError(f"layer spec {text!r}: sizes must be >= 1, density in [0, 1]")
+        if not 1 <= spec.bits <= 8 or spec.cin * spec.k * spec.k * spec.cout > 1 << 28:
+            raise CnnzipError(f"layer spec {text!r}: bits in 1..8, at most 2**28 weights")
+        return spec
+
+    def __str__(self) -> str:
+        size = f"{self.cin}->{self.cout}"
+        if self.kind == "conv":
+            size += f" {self.k}x{self.k} @{self.hw}"
+        return f"{self.kind} {size}, {100 * self.density:g}% kept, {self.bits}-bit"
+
+    def build(self, seed: int = 0) -> tuple[nn.Module, StoredWeight]:
+        """The dense layer (its weight as decoded) and the same weight as stored."""
+        gen = torch.Generator().manual_seed(seed)
+        layer: nn.Module = (
+            nn.Linear(self.cin, self.cout)
+            if self.kind == "fc"
+            else nn.Conv2d(self.cin, self.cout, self.k, padding=self.k // 2)
+        )
+        shape = tuple(layer.weight.shape)
+        codebook = torch.randn(1 << self.bits, generator=gen) * 0.05
+        keep = torch.rand(shape, generator=gen) < self.density
+        codes = torch.randint(0, 1 << self.bits, shape, generator=gen)
+        with torch.no_grad():
+            layer.weight.copy_(torch.where(keep, codebook[codes], torch.zeros(())))
+        return layer.eval(), StoredWeight.from_dense(layer.weight, codebook)
+
+    def example(self, batch: int) -> torch.Tensor:
+        shape = (batch, self.cin) if self.kind == "fc" else (batch, self.cin, self.hw, self.hw)
+        return torch.randn(shape, generator=torch.Generator().manual_seed(1))
+
+
+def _csr_baseline(weight: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """A plain C CSR matvec (scipy's csr_matvec loop) of ``weight``, for batch 1."""
+    ext = kernels()
+    if ext is None:
+        return None
+    w = weight.detach().reshape(weight.shape[0], -1)  # (rows, fan_in)
+    csr = w.to_sparse_csr()
+    handle = ext.csr_prepare(
+        csr.values().numpy().astype("<f4").tobytes(),
+        csr.col_indices().numpy().astype("<i4").tobytes(),
+        csr.crow_indices().numpy().astype("<i8").tobytes(),
+        w.shape[0],
+        w.shape[1],
+    )
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        y = torch.empty(w.shape[0])
+        ext.csr_matvec(handle, x.reshape(-1).numpy(), y.numpy())
+        return y
+
+    return run
+
+
+def _torch_csr(layer: nn.Module) -> nn.Module:
+    return SparseLinear(layer) if isinstance(layer, nn.Linear) else SparseConv2d(layer)
+
+
+def bench_compressed_layer(
+    layer: nn.Module, twin: nn.Module, example: Callable[[int], torch.Tensor],
+    batches: tuple[int, ...] = (1, 8, 64), *, repeats: int = 30,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Per batch size: dense (torch, the decoded weight) vs torch CSR (``sparsify``'s) vs
+    the compressed kernels [vs a plain C CSR matvec at batch 1 of a Linear], median ms
+    interleaved in one process, with each form's bytes-moved bound beside it: the most
+    it could gain over dense if all were memory traffic (4 B per weight vs 8 B per kept
+    weight vs the layout's bytes)."""
+    weight = layer.weight.detach()
+    nnz = int(torch.count_nonzero(weight))
+    dense_bytes = 4 * weight.numel()
+    bounds = {"csr": dense_bytes / max(8 * nnz, 1), "kernel": dense_bytes / twin.weight_nbytes}
+    sparse, c_csr = _torch_csr(layer), _csr_baseline(weight)
+    rows = []
+    with torch.no_grad():
+        for batch in batches:
+            x = example(batch)
+            fns = {"dense": lambda x=x: layer(x), "csr": lambda x=x: sparse(x)}
+            fns["kernel"] = lambda x=x: twin(x)
+            if batch == 1 and c_csr is not None and isinstance(layer, nn.Linear):
+                fns["c_csr"] = lambda x=x: c_csr(x)
+            ms = {k: v["wall"] for k, v in median_ms(fns, repeats).items()}
+            rows.append({
+                "batch": batch, "ms": ms,
+                "speedup": {k: ms["dense"] / v for k, v in ms.items()},
+                "bound": bounds,
+            })  # fmt: skip
+    return rows
+
+
+def bench_compressed_spec(
+    spec: LayerSpec, batches: tuple[int, ...] = (1, 8, 64), *, repeats: int = 30, threads: int = 1
+) -> dict[str, Any]:
+    """``bench_compressed_layer`` on a random layer of ``spec``, at ``threads``."""
+    layer, w = spec.build()
+    twin = CompressedLinear(layer, w) if spec.kind == "fc" else CompressedConv2d(layer, w)
+    with num_threads(threads) as used:
+        rows = bench_compressed_layer(layer, twin, spec.example, batches, repeats=repeats)
+    return {
+        "layer": str(spec), "threads": used, "path": ",".join(available_paths()[-1:]),
+        "dense_bytes": 4 * math.prod(w.shape), "kernel_bytes": twin.weight_nbytes,
+        "batches": rows,
+    }  # fmt: skip
+
+
+def bench_compressed_model(
+    model: nn.Module, cf: CnnzFile, input_shape: tuple[int, ...],
+    batches: tuple[int, ...] = (1, 8, 64), *, repeats: int = 30, threads: int = 1,
+) -> dict[str, Any]:  # fmt: skip
+    """A decoded .cnnz (``model``, from ``cf``): each shared layer as
+    ``bench_compressed_layer`` on its real input, then the whole model dense vs with
+    the layers ``compile_compressed`` measured faster, per batch size."""
+    twins = compressed_twins(model, cf)
+    with num_threads(threads) as used, torch.no_grad(), eval_mode(model):
+        inputs = {
+            b: layer_inputs(model, example_input(model, (b, *input_shape)), list(twins))
+            for b in batches
+        }
+        layers = [
+            {
+                "name": name, "density": twin.layout.density,
+                "dense_bytes": 4 * math.prod(twin.layout.shape), "kernel_bytes": twin.weight_nbytes,
+                "batches": bench_compressed_layer(
+                    model.get_submodule(name), twin, lambda b, n=name: inputs[b][n], batches,
+                    repeats=repeats,
+                ),
+            }
+            for name, twin in twins.items()
+        ]  # fmt: skip
+        whole = [_whole_model(model, cf, input_shape, b, repeats) for b in batches]
+    return {"threads": used, "path": ",".join(available_paths()[-1:]), "layers": layers,
+            "model": whole}  # fmt: skip
+
+
+def _whole_model(
+    model: nn.Module, cf: CnnzFile, input_shape: tuple[int, ...], batch: int, repeats: int
+) -> dict[str, Any]:
+    x = example_input(model, (batch, *input_shape))
+    fast = copy.deepcopy(model)
+    choices = compile_compressed(fast, cf, x)
+    ms = {
+        k: v["wall"]
+        for k, v in median_ms(
+            {"dense": lambda: model(x), "compressed": lambda: fast(x)}, repeats
+        ).items()
+    }
+    return {
+        "batch": batch, "dense_ms": ms["dense"], "compressed_ms": ms["compressed"],
+        "speedup": ms["dense"] / ms["compressed"],
+        "on_kernels": [c.name for c in choices if c.sparse],
+    }  # fmt: skip

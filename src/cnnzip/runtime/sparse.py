@@ -22,6 +22,7 @@ import copy
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -37,7 +38,16 @@ from cnnzip.profiling.latency import eval_mode, example_input, num_threads
 from cnnzip.runtime.shapes import check_conv_settings, check_elements, conv_output_size
 from cnnzip.transforms import swap_module
 
-__all__ = ["LayerChoice", "SparseConv2d", "SparseLinear", "bench_sparse", "sparsify"]
+__all__ = [
+    "LayerChoice",
+    "SparseConv2d",
+    "SparseLinear",
+    "bench_sparse",
+    "layer_inputs",
+    "plain_type",
+    "sparsify",
+    "swap_if_faster",
+]
 
 
 def _csr(weight: torch.Tensor) -> torch.Tensor:
@@ -163,7 +173,7 @@ class LayerChoice:
     sparse: bool
 
 
-def _plain_type(layer: nn.Module) -> type:
+def plain_type(layer: nn.Module) -> type:
     """The layer's class, seen through a parametrization (which subclasses it)."""
     cls = type(layer)
     return cls.__bases__[0] if parametrize.is_parametrized(layer) else cls
@@ -172,7 +182,7 @@ def _plain_type(layer: nn.Module) -> type:
 def _twin(layer: nn.Module) -> nn.Module | None:
     """The sparse twin of a plain Linear or Conv2d, else None: subclasses (XNOR blocks)
     compute something else in forward."""
-    kind = _plain_type(layer)
+    kind = plain_type(layer)
     if kind is nn.Linear:
         return SparseLinear(layer)
     if (
@@ -186,7 +196,9 @@ def _twin(layer: nn.Module) -> nn.Module | None:
     return None
 
 
-def _inputs(model: nn.Module, example: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:
+def layer_inputs(
+    model: nn.Module, example: torch.Tensor, names: list[str]
+) -> dict[str, torch.Tensor]:
     """The input each named layer sees (first call) in one forward of ``example``."""
     seen: dict[str, torch.Tensor] = {}
 
@@ -240,16 +252,30 @@ def sparsify(
         )
     candidates = {}
     for name, layer in model.named_modules():
-        if name and _plain_type(layer) in (nn.Linear, nn.Conv2d):
+        if name and plain_type(layer) in (nn.Linear, nn.Conv2d):
             density = float(torch.count_nonzero(layer.weight)) / layer.weight.numel()
             if density <= max_density:
                 candidates[name] = density
+    return swap_if_faster(
+        model, example, {name: (d, _twin) for name, d in candidates.items()}, repeats
+    )
+
+
+Twin = Callable[[nn.Module], nn.Module | None]
+
+
+def swap_if_faster(
+    model: nn.Module, example: torch.Tensor, candidates: dict[str, tuple[float, Twin]], repeats: int
+) -> list[LayerChoice]:
+    """For each named layer (its density, a maker of its twin or None), time it and its
+    twin on the layer's real input from ``example``; swap in the twin where it took
+    under MARGIN of the layer's time. Shared by ``sparsify`` and the compressed kernels."""
     choices = []
     with eval_mode(model), torch.no_grad():
-        inputs = _inputs(model, example, list(candidates))
-        for name, density in candidates.items():
+        inputs = layer_inputs(model, example, list(candidates))
+        for name, (density, make) in candidates.items():
             layer, x = model.get_submodule(name), inputs.get(name)
-            twin = _twin(layer)
+            twin = make(layer)
             if twin is None or x is None:  # unsupported layer, or not called by forward
                 continue
             dense_ms, sparse_ms = _best_ms(layer, x, repeats), _best_ms(twin, x, repeats)

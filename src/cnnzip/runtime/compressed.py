@@ -1,0 +1,400 @@
+"""Run a .cnnz's pruned + shared layers as they are stored: ``load_compressed(path, example)``.
+
+A pruned + shared layer is stored as relative indices (gaps between kept weights),
+a cluster index per kept weight and a codebook. Decoding it to dense float32 makes
+batch 1 move 4 bytes per weight, kept or not; here each such Linear / Conv2d
+(groups 1, dilation 1, zero padding) gets a twin that keeps the layer in the C
+kernels' layout (csrc/sparse.h): per output row, 2 bytes per kept weight (column
+delta, cluster index; gaps over 255 bridged by filler entries of a 0.0 centroid)
+and the codebook, so fc6 of AlexNet at 9% kept is ~7 MB resident instead of 151 MB.
+A conv runs through im2col (``F.unfold``), then the same kernel on all its columns.
+
+Results equal the decoded dense layer's up to float summation order: within
+``summation_bound`` (``SUM_RTOL * sqrt(fan_in) * sum_j |w_j x_j|`` per output).
+The kernels are single-threaded, float32, CPU, inference only; every candidate
+layer is timed against its dense self on its real input and swapped only where
+faster (as ``sparsify`` does). Without the compiled extension the twins compute
+the dense product in torch (same values as the decoded model), with a warning.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from cnnzip.codec import container, load_file
+from cnnzip.codec.header import MAX_PARAMS, check_tensors
+from cnnzip.codec.model import positions
+from cnnzip.codec.streams import decode_streams
+from cnnzip.errors import CnnzipError
+from cnnzip.runtime.shapes import check_conv_settings, check_elements, conv_output_size
+from cnnzip.runtime.sparse import LayerChoice, plain_type, swap_if_faster
+from cnnzip.transforms import swap_module
+
+__all__ = [
+    "SUM_RTOL",
+    "CompressedConv2d",
+    "CompressedLinear",
+    "StoredWeight",
+    "available_paths",
+    "compile_compressed",
+    "compressed_twins",
+    "kernels",
+    "load_compressed",
+    "shared_weights",
+    "summation_bound",
+]
+
+SUM_RTOL = 1e-6  # per sqrt(fan-in), of sum |w_j x_j|: float32 reassociation error, generously
+FILLER_GAP = 255  # the widest delta of one entry; wider gaps take filler entries
+REBUILD = "`make install` (or `.venv/bin/pip install --no-deps --no-build-isolation -e .`)"
+
+
+def _import_extension() -> tuple[ModuleType | None, str]:
+    try:
+        return importlib.import_module("cnnzip._sparse"), ""
+    except ImportError as exc:  # not compiled: the twins compute in torch
+        return None, str(exc)
+
+
+_ext, _missing_because = _import_extension()
+_BEST = "portable" if _ext is None else _ext.best_path()
+_fallback_reported = False
+
+
+def kernels() -> ModuleType | None:
+    """The compiled kernels (cnnzip._sparse); without them, warn once per process."""
+    global _fallback_reported
+    if _ext is None and not _fallback_reported:
+        _fallback_reported = True
+        warnings.warn(
+            f"cnnzip's compressed kernels are not built ({_missing_because}): compressed "
+            f"layers run dense in torch (same results, no speed-up); rebuild with {REBUILD}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return _ext
+
+
+def available_paths() -> list[str]:
+    """Kernel paths this CPU runs, slowest first (["torch"] without the extension)."""
+    return ["torch"] if _ext is None else _ext.paths()
+
+
+@dataclass(frozen=True)
+class StoredWeight:
+    """A pruned + shared weight as a .cnnz stores it: kept positions of the flattened
+    weight (ascending), the cluster of each, and the codebook."""
+
+    shape: tuple[int, ...]  # (out, in) or (out, in, kh, kw)
+    positions: np.ndarray  # (nnz,) int64, ascending, < prod(shape)
+    codes: np.ndarray  # (nnz,) cluster index of each kept weight
+    codebook: np.ndarray  # (k,) float32
+
+    @classmethod
+    def from_dense(cls, weight: torch.Tensor, codebook: torch.Tensor) -> StoredWeight:
+        """The layer whose nonzero weights each equal a codebook entry (exactly)."""
+        flat = weight.detach().cpu().reshape(-1).numpy()
+        cb = codebook.detach().cpu().float().numpy()
+        kept = np.flatnonzero(flat)
+        codes = np.searchsorted(np.sort(cb), flat[kept])
+        order = np.argsort(cb, kind="stable")[np.minimum(codes, len(cb) - 1)]
+        if len(kept) and not np.array_equal(cb[order], flat[kept]):
+            raise CnnzipError("from_dense: a nonzero weight is no codebook entry")
+        return cls(tuple(weight.shape), kept.astype(np.int64), order, cb)
+
+    @property
+    def rows(self) -> int:
+        return self.shape[0]
+
+    @property
+    def fan_in(self) -> int:
+        return math.prod(self.shape[1:])
+
+    def dense(self) -> torch.Tensor:
+        """The weight as the codec decodes it: codebook values, +0.0 elsewhere."""
+        flat = np.zeros(math.prod(self.shape), dtype=np.float32)
+        flat[self.positions] = self.codebook[self.codes]
+        return torch.from_numpy(flat).reshape(self.shape)
+
+
+def shared_weights(cf: container.CnnzFile, max_params: int = MAX_PARAMS) -> dict[str, StoredWeight]:
+    """Every ``shared`` tensor of a checked container, by name, from its streams."""
+    out = {}
+    for entry in check_tensors(cf.header.get("tensors"), max_params):
+        if entry["encoding"] != "shared":
+            continue
+        streams = decode_streams(
+            [(entry[key], cf.section(entry[key]["section"])) for key in ("gaps", "codes")]
+        )
+        kept = positions(entry, streams[0])
+        blob = cf.section(entry["codebook"])
+        if len(blob) != 4 * entry["k"]:
+            raise CnnzipError(f"tensor {entry['name']!r}: codebook of {len(blob)} bytes")
+        out[entry["name"]] = StoredWeight(
+            tuple(entry["shape"]),
+            np.asarray(kept, dtype=np.int64) if isinstance(kept, range) else kept.astype(np.int64),
+            np.asarray(streams[1], dtype=np.int64),
+            np.frombuffer(blob, dtype="<f4").astype(np.float32),
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The kernels' layout (csrc/sparse.h): bytes, so the C side may keep them unchecked
+    once checked; nothing else of the layer stays in memory."""
+
+    shape: tuple[int, ...]  # the dense weight's
+    nnz: int  # kept weights (entries less fillers)
+    stream: bytes  # (entries, 2) uint8: column delta, code
+    row_len: bytes  # (rows,) uint32: entries per row
+    codebook: bytes  # (k,) float32, with a 0.0 for fillers when needed
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.stream) + len(self.row_len) + len(self.codebook)
+
+    @property
+    def density(self) -> float:
+        return self.nnz / max(math.prod(self.shape), 1)
+
+    def dense(self) -> torch.Tensor:
+        """The weight as the codec decodes it (fillers write the +0.0 of pruned weights)."""
+        rows, fan_in = self.shape[0], math.prod(self.shape[1:])
+        entries = np.frombuffer(self.stream, dtype=np.uint8).reshape(-1, 2)
+        row_len = np.frombuffer(self.row_len, dtype="<u4").astype(np.int64)
+        row = np.repeat(np.arange(rows), row_len)  # (entries,)
+        advance = np.cumsum(entries[:, 0], dtype=np.int64)  # (entries,)
+        starts = np.cumsum(row_len) - row_len  # (rows,) first entry of each row
+        col = advance - np.repeat(np.concatenate(([0], advance))[starts], row_len)
+        flat = np.zeros(rows * fan_in, dtype=np.float32)
+        flat[row * fan_in + col] = np.frombuffer(self.codebook, dtype="<f4")[entries[:, 1]]
+        return torch.from_numpy(flat).reshape(self.shape)
+
+
+def build_layout(w: StoredWeight) -> Layout:
+    """Per row, (delta, code) entries in column order; a gap over FILLER_GAP takes
+    fillers that point at a 0.0 codebook entry (appended, or an existing +0.0)."""
+    rows, cols = np.divmod(w.positions, w.fan_in)  # (nnz,) each
+    first = np.ones(len(cols), dtype=bool)
+    first[1:] = rows[1:] != rows[:-1]
+    delta = cols - np.where(first, 0, np.roll(cols, 1))  # first of a row: its column
+    fillers = np.maximum(delta - 1, 0) // FILLER_GAP  # (nnz,)
+    codebook = w.codebook.astype(np.float32)
+    zero = _zero_code(codebook) if fillers.any() else 0
+    if zero == len(codebook):
+        if zero == 256:
+            raise CnnzipError(
+                "a 256-entry codebook without +0.0 has no code left for the filler entries "
+                "of gaps over 255 columns: this layer stays dense"
+            )
+        codebook = np.append(codebook, np.float32(0.0))
+    stream = np.empty((len(cols) + int(fillers.sum()), 2), dtype=np.uint8)
+    stream[:, 0], stream[:, 1] = FILLER_GAP, zero
+    kept = np.cumsum(fillers + 1) - 1  # (nnz,) entry of each kept weight
+    stream[kept, 0] = delta - FILLER_GAP * fillers
+    stream[kept, 1] = w.codes
+    row_len = np.bincount(rows, weights=fillers + 1, minlength=w.rows).astype("<u4")
+    return Layout(
+        w.shape, len(cols), stream.tobytes(), row_len.tobytes(), codebook.astype("<f4").tobytes()
+    )
+
+
+def _zero_code(codebook: np.ndarray) -> int:
+    """An existing +0.0 entry (bitwise: -0.0 would decode differently), else a new one."""
+    hits = np.flatnonzero(codebook.view(np.uint32) == 0)
+    return int(hits[0]) if len(hits) else len(codebook)
+
+
+def summation_bound(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """How far a reassociated float32 sum may fall from another, per output of
+    ``x @ weight.T``: SUM_RTOL * sqrt(fan-in) * sum_j |w_j x_j| (plus the smallest normal)."""
+    w = weight.reshape(weight.shape[0], -1).double().abs()  # (out, fan_in)
+    return SUM_RTOL * math.sqrt(w.shape[1]) * (x.double().abs() @ w.T) + 1.2e-38
+
+
+class _CompressedTwin(nn.Module):
+    """A layer held in the kernels' layout; inference only. ``state_dict`` gives the
+    dense layer's keys (``weight`` decoded, ``bias``), so the model saves as before."""
+
+    def __init__(self, layer: nn.Linear | nn.Conv2d, w: StoredWeight) -> None:
+        super().__init__()
+        if tuple(layer.weight.shape) != w.shape:
+            raise CnnzipError(
+                f"shared weight of shape {w.shape} for a layer of {layer.weight.shape}"
+            )
+        self.layout = build_layout(w)
+        self.rows, self.fan_in = w.rows, w.fan_in
+        bias = layer.bias if layer.bias is not None else torch.zeros(w.rows)
+        self.bias_bytes = bias.detach().cpu().float().numpy().astype("<f4").tobytes()
+        self.has_bias = layer.bias is not None
+        self._kernel: Any = None
+        self._dense: torch.Tensor | None = None
+
+    @property
+    def weight_nbytes(self) -> int:
+        """Resident bytes of the layer's weights in the kernels' layout."""
+        return self.layout.nbytes
+
+    def _prepared(self) -> Any:
+        if self._kernel is None:
+            lay = self.layout
+            self._kernel = _ext.prepare(
+                lay.stream, lay.row_len, lay.codebook, self.bias_bytes, self.rows, self.fan_in
+            )
+        return self._kernel
+
+    def __getstate__(self) -> dict[str, Any]:  # a capsule neither copies nor pickles
+        return {**super().__getstate__(), "_kernel": None}
+
+    def _save_to_state_dict(self, destination: dict, prefix: str, keep_vars: bool) -> None:
+        destination[prefix + "weight"] = self.layout.dense()
+        if self.has_bias:
+            destination[prefix + "bias"] = self.bias_tensor()
+
+    def bias_tensor(self) -> torch.Tensor:
+        return torch.from_numpy(np.frombuffer(self.bias_bytes, dtype="<f4").copy())
+
+    def matmul(self, xt: torch.Tensor, path: str | None = None) -> torch.Tensor:
+        """W @ xt + bias[:, None] for xt (fan_in, B) float32: (rows, B)."""
+        rows, b = self.rows, xt.shape[1]
+        ext = kernels() if path != "torch" else None
+        if ext is None:
+            if self._dense is None:
+                self._dense = self.layout.dense().reshape(rows, self.fan_in)
+            return torch.addmm(self.bias_tensor()[:, None], self._dense, xt)
+        path = path or _BEST
+        if b == 1:
+            y = torch.empty(rows)
+            ext.matvec(self._prepared(), xt.contiguous().numpy(), y.numpy(), path)
+            return y[:, None]
+        bp = -(-b // 8) * 8  # the kernels take inputs in groups of 8
+        padded = xt if bp == b and xt.is_contiguous() else F.pad(xt, (0, bp - b)).contiguous()
+        y = torch.empty(rows, bp)
+        ext.matmat(self._prepared(), padded.numpy(), y.numpy(), bp, path)
+        return y[:, :b]
+
+
+def _check_input(x: torch.Tensor, what: str) -> torch.Tensor:
+    if x.dtype != torch.float32 or x.device.type != "cpu":
+        raise CnnzipError(
+            f"{what}: the compressed kernels take float32 CPU input, got {x.dtype} on "
+            f"{x.device}; run the decoded model (cnnzip.load) for other dtypes or devices"
+        )
+    return x.detach()
+
+
+class CompressedLinear(_CompressedTwin):
+    """A Linear run by the compressed kernels: (..., in) -> (..., out)."""
+
+    def __init__(self, layer: nn.Linear, w: StoredWeight) -> None:
+        super().__init__(layer, w)
+        self.in_features, self.out_features = layer.in_features, layer.out_features
+
+    def forward(self, x: torch.Tensor, path: str | None = None) -> torch.Tensor:
+        x = _check_input(x, "compressed linear")
+        if x.dim() == 2 and x.shape[0] == 1 and x.is_contiguous() and _ext and path != "torch":
+            # batch 1, the case the kernels are for: no reshapes (each costs ~2 us)
+            y = torch.empty(1, self.out_features)
+            _ext.matvec(self._prepared(), x.numpy(), y.numpy(), path or _BEST)
+            return y
+        flat = x.reshape(-1, self.in_features)  # (N, in)
+        y = self.matmul(flat.t(), path)  # (out, N)
+        return y.t().reshape(*x.shape[:-1], self.out_features)
+
+
+class CompressedConv2d(_CompressedTwin):
+    """A Conv2d (groups 1, dilation 1, zero padding) as the kernels on ``unfold(x)``."""
+
+    def __init__(self, layer: nn.Conv2d, w: StoredWeight) -> None:
+        super().__init__(layer, w)
+        self.in_channels, self.out_channels = layer.in_channels, layer.out_channels
+        self.kernel_size, self.stride, self.padding = layer.kernel_size, layer.stride, layer.padding
+        check_conv_settings("compressed conv", self.stride, self.padding, self.kernel_size)
+
+    def forward(self, x: torch.Tensor, path: str | None = None) -> torch.Tensor:
+        x = _check_input(x, "compressed conv")
+        if x.dim() == 3:  # unbatched (C, H, W), as nn.Conv2d accepts
+            return self.forward(x[None], path)[0]
+        n = x.shape[0]
+        ho, wo = conv_output_size(
+            "compressed conv", tuple(x.shape[2:]), self.kernel_size, self.stride, self.padding
+        )
+        check_elements(
+            "compressed conv", "unfolded input", (n, self.in_channels, *self.kernel_size, ho, wo)
+        )
+        cols = F.unfold(x, self.kernel_size, padding=self.padding, stride=self.stride)
+        cols = cols[0] if n == 1 else cols.permute(1, 0, 2).reshape(cols.shape[1], -1)
+        y = self.matmul(cols, path)  # (out, N * L)
+        return y.reshape(self.out_channels, n, ho, wo).permute(1, 0, 2, 3).contiguous()
+
+
+def _twin(layer: nn.Module, w: StoredWeight) -> nn.Module | None:
+    """The compressed twin of a plain Linear or Conv2d the kernels run, else None."""
+    kind = plain_type(layer)
+    try:
+        if kind is nn.Linear:
+            return CompressedLinear(layer, w)
+        if (
+            kind is nn.Conv2d
+            and layer.groups == 1
+            and layer.dilation == (1, 1)
+            and layer.padding_mode == "zeros"
+            and not isinstance(layer.padding, str)
+        ):
+            return CompressedConv2d(layer, w)
+    except CnnzipError:  # no layout for it (see build_layout): it stays dense
+        return None
+    return None
+
+
+def compressed_twins(model: nn.Module, cf: container.CnnzFile) -> dict[str, nn.Module]:
+    """The twin of every layer of ``model`` whose weight the file stores shared."""
+    out = {}
+    for name, w in shared_weights(cf).items():
+        module_name, _, tensor = name.rpartition(".")
+        if tensor != "weight" or not module_name:
+            continue
+        twin = _twin(model.get_submodule(module_name), w)
+        if twin is not None:
+            out[module_name] = twin
+    return out
+
+
+def compile_compressed(
+    model: nn.Module, cf: container.CnnzFile, example: torch.Tensor, *, repeats: int = 20
+) -> list[LayerChoice]:
+    """Swap in compressed twins, in place, where measured faster on ``example`` (a batch
+    of the size the model will serve); say per layer (``sparse``: runs on the kernels)."""
+    twins = compressed_twins(model, cf)
+    candidates = {name: (twin.layout.density, lambda _, t=twin: t) for name, twin in twins.items()}
+    return swap_if_faster(model, example, candidates, repeats)
+
+
+def swap_all(model: nn.Module, cf: container.CnnzFile) -> list[str]:
+    """Every supported shared layer on the kernels, unmeasured; returns their names."""
+    twins = compressed_twins(model, cf)
+    for name, twin in twins.items():
+        swap_module(model, name, twin)
+    return list(twins)
+
+
+def load_compressed(
+    path: str | Path, example: torch.Tensor, *, repeats: int = 20, max_params: int = MAX_PARAMS
+) -> tuple[nn.Module, list[LayerChoice]]:
+    """The model of a zoo .cnnz (as ``cnnzip.load``), its pruned + shared layers on the
+    compressed kernels where that measured faster on ``example``; and the choices."""
+    cf = container.read(path)
+    model = load_file(cf, max_params=max_params)
+    return model, compile_compressed(model, cf, example, repeats=repeats)

@@ -1,0 +1,331 @@
+"""The compressed-domain kernels against torch's dense product of the decoded weight.
+
+Exactness: a kernel sums in another order than torch, so each output may differ from
+the dense one by at most ``summation_bound`` (1e-6 * sqrt(fan-in) * sum_j |w_j x_j|);
+the portable and AVX2 paths give identical bits; the layout decodes back to the
+decoded dense weight bit for bit.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cnnzip.codec import container, save
+from cnnzip.codec import load as load_cnnz
+from cnnzip.errors import CnnzipError
+from cnnzip.models import get_model
+from cnnzip.prune import Mask
+from cnnzip.quantize import share_weights
+from cnnzip.runtime import compressed
+from cnnzip.runtime.bench import LayerSpec
+from cnnzip.runtime.compressed import (
+    CompressedConv2d,
+    CompressedLinear,
+    StoredWeight,
+    build_layout,
+    compile_compressed,
+    load_compressed,
+    shared_weights,
+    summation_bound,
+    swap_all,
+)
+from cnnzip.runtime.sparse import layer_inputs
+from cnnzip.transforms import add_transform
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+PATHS = [p for p in compressed.available_paths() if p != "torch"]
+needs_kernels = pytest.mark.skipif(not PATHS, reason="the C extension is not built here")
+
+
+def shared_layer(
+    shape: tuple[int, ...], density: float, bits: int, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random pruned + shared weight (as decoded: codebook values, +0.0 pruned) and its
+    codebook."""
+    gen = torch.Generator().manual_seed(seed)
+    codebook = torch.randn(1 << bits, generator=gen)
+    keep = torch.rand(shape, generator=gen) < density
+    codes = torch.randint(0, 1 << bits, shape, generator=gen)
+    return torch.where(keep, codebook[codes], torch.zeros(())), codebook
+
+
+def linear_of(weight: torch.Tensor, bias: bool = True) -> nn.Linear:
+    layer = nn.Linear(weight.shape[1], weight.shape[0], bias=bias)
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+    return layer.eval()
+
+
+def assert_within_bound(y: torch.Tensor, dense: torch.Tensor, w: torch.Tensor, x: torch.Tensor):
+    assert y.shape == dense.shape and y.dtype == torch.float32
+    err = (y - dense).abs().reshape(-1, w.shape[0])
+    assert bool((err <= summation_bound(w, x.reshape(-1, w[0].numel()))).all()), err.max()
+
+
+@needs_kernels
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.integers(1, 40),
+    fan_in=st.integers(1, 700),
+    density=st.sampled_from([0.0, 0.004, 0.05, 0.3, 1.0]),
+    bits=st.integers(1, 8),
+    batch=st.integers(1, 19),
+    bias=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_linear_equals_dense_within_the_summation_bound(
+    rows: int, fan_in: int, density: float, bits: int, batch: int, bias: bool, seed: int
+) -> None:
+    w, codebook = shared_layer((rows, fan_in), density, bits, seed)
+    dense = linear_of(w, bias)
+    try:
+        twin = CompressedLinear(dense, StoredWeight.from_dense(w, codebook))
+    except CnnzipError:  # 256 codes, no +0.0, a gap over 255: no layout (tested below)
+        assert bits == 8 and density < 1
+        return
+    x = torch.randn(batch, fan_in, generator=torch.Generator().manual_seed(seed + 1))
+    with torch.no_grad():
+        want = dense(x)
+    results = [twin(x, path) for path in PATHS]
+    for y in results:
+        assert_within_bound(y, want, w, x)
+        assert torch.equal(y, results[0])  # every path the same bits
+    assert torch.equal(twin.layout.dense(), w)  # the layout holds exactly the weight
+
+
+@needs_kernels
+@settings(max_examples=30, deadline=None)
+@given(
+    cin=st.integers(1, 12),
+    cout=st.integers(1, 12),
+    k=st.sampled_from([1, 3, 5]),
+    stride=st.integers(1, 2),
+    hw=st.integers(5, 11),
+    density=st.sampled_from([0.0, 0.1, 0.5]),
+    batch=st.integers(1, 3),
+    seed=st.integers(0, 2**16),
+)
+def test_conv_equals_dense_within_the_summation_bound(
+    cin: int, cout: int, k: int, stride: int, hw: int, density: float, batch: int, seed: int
+) -> None:
+    w, codebook = shared_layer((cout, cin, k, k), density, 4, seed)
+    conv = nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2).eval()
+    with torch.no_grad():
+        conv.weight.copy_(w)
+    twin = CompressedConv2d(conv, StoredWeight.from_dense(w, codebook))
+    x = torch.randn(batch, cin, hw, hw, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        want = conv(x)
+    cols = F.unfold(x, k, padding=k // 2, stride=stride).transpose(1, 2)  # (N, L, fan_in)
+    got = [twin(x, path) for path in PATHS]
+    for y in got:
+        y_rows = y.permute(0, 2, 3, 1).reshape(-1, cout)  # (N * L, cout)
+        assert_within_bound(y_rows, want.permute(0, 2, 3, 1).reshape(-1, cout), w, cols)
+        assert torch.equal(y, got[0])
+    assert torch.equal(twin(x[0]), got[0][0])  # unbatched (C, H, W) as nn.Conv2d takes it
+
+
+def test_layout_by_hand_fillers_bridge_gaps_over_255() -> None:
+    # one row of 600: kept columns 0, 300, 599 with codes 2, 0, 1 of a 3-entry codebook
+    w = StoredWeight((1, 600), np.array([0, 300, 599]), np.array([2, 0, 1]), np.ones(3, "f4"))
+    lay = build_layout(w)
+    # 300 = 255 (filler, code 3: the appended 0.0) + 45; 299 = 255 + 44
+    assert lay.stream == bytes([0, 2, 255, 3, 45, 0, 255, 3, 44, 1])
+    assert np.frombuffer(lay.row_len, "<u4").tolist() == [5]
+    assert np.frombuffer(lay.codebook, "<f4").tolist() == [1.0, 1.0, 1.0, 0.0]
+    assert lay.nnz == 3 and lay.nbytes == 10 + 4 + 16
+
+
+def test_layout_reuses_a_positive_zero_centroid_and_never_a_negative_one() -> None:
+    positions, codes = np.array([400]), np.array([0])
+    plus = build_layout(StoredWeight((1, 500), positions, codes, np.array([1.0, 0.0], "f4")))
+    assert plus.stream == bytes([255, 1, 145, 0]) and len(plus.codebook) == 8
+    minus = build_layout(StoredWeight((1, 500), positions, codes, np.array([1.0, -0.0], "f4")))
+    assert minus.stream == bytes([255, 2, 145, 0]) and len(minus.codebook) == 12
+    assert torch.equal(minus.dense(), plus.dense())  # +0.0 at the filler's pruned position
+
+
+def test_a_full_codebook_without_zero_cannot_bridge_a_gap() -> None:
+    w = StoredWeight((1, 300), np.array([299]), np.array([0]), np.ones(256, "f4"))
+    with pytest.raises(CnnzipError, match="no code left"):
+        build_layout(w)
+    near = StoredWeight((1, 300), np.array([255]), np.array([7]), np.ones(256, "f4"))
+    assert build_layout(near).stream == bytes([255, 7])  # a gap of 255 needs no filler
+
+
+def test_from_dense_refuses_a_weight_off_the_codebook() -> None:
+    with pytest.raises(CnnzipError, match="no codebook entry"):
+        StoredWeight.from_dense(torch.tensor([[0.0, 0.5]]), torch.tensor([1.0, 2.0]))
+
+
+@needs_kernels
+def test_all_pruned_layer_and_empty_rows_give_the_bias() -> None:
+    w = torch.zeros(5, 40)
+    w[2, 7] = 3.0
+    dense = linear_of(w)
+    twin = CompressedLinear(dense, StoredWeight.from_dense(w, torch.tensor([3.0])))
+    x = torch.randn(9, 40)
+    for batch in (1, 9):
+        y = twin(x[:batch])
+        expected = dense.bias.detach().expand(batch, 5).clone()
+        expected[:, 2] += 3.0 * x[:batch, 7]
+        assert torch.equal(y, expected)  # one product per row: no reassociation at all
+    empty = CompressedLinear(
+        linear_of(torch.zeros(3, 4)), StoredWeight.from_dense(torch.zeros(3, 4), torch.ones(1))
+    )
+    assert torch.equal(empty(x[:2, :4]), empty.bias_tensor().expand(2, 3))
+
+
+@needs_kernels
+def test_inputs_of_other_dtypes_and_bad_layouts_are_refused() -> None:
+    w, cb = shared_layer((4, 10), 0.5, 2)
+    twin = CompressedLinear(linear_of(w), StoredWeight.from_dense(w, cb))
+    with pytest.raises(CnnzipError, match="float32 CPU input"):
+        twin(torch.randn(1, 10, dtype=torch.float64))
+    ext = compressed.kernels()
+    lay = twin.layout
+    row_len = np.frombuffer(lay.row_len, "<u4").copy()
+    row_len[0] += 1  # one entry more than the stream holds
+    with pytest.raises(ValueError, match="inconsistent"):
+        ext.prepare(lay.stream, row_len.tobytes(), lay.codebook, twin.bias_bytes, 4, 10)
+    with pytest.raises(ValueError, match="inconsistent"):  # a column past fan_in
+        ext.prepare(bytes([255, 0]), bytes(4 * 4), lay.codebook, twin.bias_bytes, 4, 10)
+    with pytest.raises(ValueError, match="inconsistent"):  # a code past the codebook
+        ext.prepare(bytes([1, 9]), np.array([1, 0, 0, 0], "<u4").tobytes(),
+                    lay.codebook, twin.bias_bytes, 4, 10)  # fmt: skip
+    with pytest.raises(TypeError, match="must be bytes"):
+        ext.prepare(bytearray(lay.stream), lay.row_len, lay.codebook, twin.bias_bytes, 4, 10)
+    handle = twin._prepared()
+    with pytest.raises(ValueError, match="expected 10"):
+        ext.matvec(handle, np.zeros(9, "f4"), np.zeros(4, "f4"), "portable")
+    with pytest.raises(ValueError, match="multiple of 8"):
+        ext.matmat(handle, np.zeros((10, 4), "f4"), np.zeros((4, 4), "f4"), 4, "portable")
+    with pytest.raises(ValueError, match="unknown kernel path"):
+        ext.matvec(handle, np.zeros(10, "f4"), np.zeros(4, "f4"), "avx9")
+
+
+@needs_kernels
+def test_c_csr_baseline_is_scipys_loop_and_checks_its_rows() -> None:
+    w, _ = shared_layer((30, 50), 0.2, 3)
+    csr = w.to_sparse_csr()
+    parts = [csr.values().numpy().tobytes(), csr.col_indices().numpy().astype("<i4").tobytes()]
+    ext = compressed.kernels()
+    handle = ext.csr_prepare(*parts, csr.crow_indices().numpy().astype("<i8").tobytes(), 30, 50)
+    x, y = torch.randn(50), torch.empty(30)
+    ext.csr_matvec(handle, x.numpy(), y.numpy())
+    assert_within_bound(y[None], (w @ x)[None], w, x[None])
+    bad = csr.crow_indices().numpy().astype("<i8").copy()
+    bad[5] = bad[6] + 1  # a row running backwards
+    with pytest.raises(ValueError, match="CSR row"):
+        ext.csr_prepare(*parts, bad.tobytes(), 30, 50)
+
+
+LENET5_LAYERS = ["conv1", "conv2", "fc1", "fc2"]
+
+
+def _small_cnnz(tmp_path: Path) -> Path:
+    """lenet5 pruned to ~15% and shared (conv 5 bits, fc 4 bits), as a .cnnz."""
+    torch.manual_seed(0)
+    model = get_model("lenet5")
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d | nn.Linear):
+            w = module.weight.detach()
+            add_transform(model, f"{name}.weight", Mask(w.abs() > w.abs().quantile(0.85)))
+    share_weights(model, bits={"conv": 5, "linear": 4})
+    path = tmp_path / "m.cnnz"
+    save(path, model, arch={"name": "lenet5", "kwargs": {}})
+    return path
+
+
+@needs_kernels
+def test_a_cnnz_runs_on_the_kernels_as_decoded(tmp_path: Path) -> None:
+    path = _small_cnnz(tmp_path)
+    cf, decoded = container.read(path), load_cnnz(path)
+    stored = shared_weights(cf)
+    assert sorted(stored) == [f"{n}.weight" for n in LENET5_LAYERS]
+    for name, w in stored.items():
+        assert torch.equal(w.dense(), decoded.get_submodule(name[: -len(".weight")]).weight)
+    fast = copy.deepcopy(decoded)
+    names = swap_all(fast, cf)
+    assert sorted(names) == LENET5_LAYERS
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        for name in names:  # each layer within its bound on the same input
+            layer, twin = decoded.get_submodule(name), fast.get_submodule(name)
+            seen = layer_inputs(decoded, x, [name])
+            flat = seen[name] if isinstance(layer, nn.Linear) else F.unfold(
+                seen[name], layer.kernel_size, padding=layer.padding).transpose(1, 2)  # fmt: skip
+            got, want = twin(seen[name]), layer(seen[name])
+            if isinstance(layer, nn.Conv2d):
+                got, want = (
+                    t.permute(0, 2, 3, 1).reshape(-1, layer.out_channels) for t in (got, want)
+                )
+            assert_within_bound(got, want, layer.weight, flat)
+        assert torch.allclose(fast(x), decoded(x), rtol=1e-4, atol=1e-5)
+    assert {k: v.shape for k, v in fast.state_dict().items()} == {
+        k: v.shape for k, v in decoded.state_dict().items()
+    }
+    for key, value in decoded.state_dict().items():
+        assert torch.equal(fast.state_dict()[key], value), key  # saves like the original
+    assert torch.equal(copy.deepcopy(fast)(x), fast(x))
+
+
+@needs_kernels
+def test_compile_measures_each_layer_and_load_compressed_agrees(tmp_path: Path) -> None:
+    path = _small_cnnz(tmp_path)
+    model, choices = load_compressed(path, torch.randn(1, 1, 28, 28), repeats=2)
+    assert sorted(c.name for c in choices) == LENET5_LAYERS
+    for c in choices:
+        on_kernels = isinstance(model.get_submodule(c.name), CompressedLinear | CompressedConv2d)
+        assert on_kernels == c.sparse == (c.sparse_ms < 0.95 * c.dense_ms)
+        assert 0.1 < c.density < 0.2
+    again = load_cnnz(path)
+    chosen = compile_compressed(again, container.read(path), torch.randn(2, 1, 28, 28), repeats=1)
+    assert sorted(c.name for c in chosen) == LENET5_LAYERS
+
+
+def test_without_the_extension_the_twins_run_dense_and_say_so_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(compressed, "_ext", None)
+    monkeypatch.setattr(compressed, "_missing_because", "No module named 'cnnzip._sparse'")
+    monkeypatch.setattr(compressed, "_fallback_reported", False)
+    assert compressed.available_paths() == ["torch"]
+    w, cb = shared_layer((6, 20), 0.3, 3)
+    dense = linear_of(w)
+    twin = CompressedLinear(dense, StoredWeight.from_dense(w, cb))
+    x = torch.randn(4, 20)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = [twin(x), twin(x[:1])]
+    (warning,) = caught
+    assert "make install" in str(warning.message) and "cnnzip._sparse" in str(warning.message)
+    with torch.no_grad():
+        assert_within_bound(got[0], dense(x), w, x)
+        assert_within_bound(got[1], dense(x[:1]), w, x[:1])
+
+
+def test_layer_specs_parse_build_and_refuse() -> None:
+    spec = LayerSpec.parse("conv:3:4:3:6:0.25:5")
+    assert (spec.kind, spec.cin, spec.cout, spec.k, spec.hw, spec.density, spec.bits) == (
+        "conv", 3, 4, 3, 6, 0.25, 5,
+    )  # fmt: skip
+    layer, w = spec.build()
+    assert tuple(layer.weight.shape) == (4, 3, 3, 3) and len(np.unique(w.codes)) <= 32
+    assert math.isclose(w.positions.size / 108, 0.25, abs_tol=0.15)
+    assert tuple(spec.example(2).shape) == (2, 3, 6, 6)
+    for bad in ("fc:1:2:0.5", "fc:a:2:0.5:4", "fc:4:4:1.5:4", "fc:4:4:0.5:9", "mlp:1:1:1:1"):
+        with pytest.raises(CnnzipError, match="layer spec"):
+            LayerSpec.parse(bad)
