@@ -26,7 +26,7 @@ __all__ = [
 
 MAX_INDEX_BITS = 16
 SMALL_GAP = 1 << 16  # gaps below are counted by bincount; the rare larger ones by np.unique
-CHUNK = 1 << 20  # positions handled per step: int64 temporaries stay at a few MB
+CHUNK = 1 << 16  # positions handled per step: int64 temporaries stay under 1 MB
 GapHistogram = tuple[np.ndarray, np.ndarray]  # (distinct gaps, how often each occurs)
 
 
