@@ -10,8 +10,8 @@
  * A kept weight therefore moves 2 bytes instead of 4 dense bytes per weight (or 8 of CSR).
  *
  * Arithmetic, identical on every path (no fused multiply-add, -ffp-contract=off):
- *   batch 1:  y[r] = bias[r] + ((a0 + a1) + (a2 + a3)), entry i of the row adding
- *             codebook[code] * x[col] to a(i mod 4);
+ *   batch 1:  y[r] = bias[r] + (((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7))),
+ *             entry i of the row adding codebook[code] * x[col] to a(i mod 8);
  *   batched:  yt[r][b] = bias[r] + a_b, entries added to a_b in order.
  * No Python object is seen below this header; the binding is sparse_module.c.
  */

@@ -329,3 +329,21 @@ def test_layer_specs_parse_build_and_refuse() -> None:
     for bad in ("fc:1:2:0.5", "fc:a:2:0.5:4", "fc:4:4:1.5:4", "fc:4:4:0.5:9", "mlp:1:1:1:1"):
         with pytest.raises(CnnzipError, match="layer spec"):
             LayerSpec.parse(bad)
+
+
+@needs_kernels
+@pytest.mark.parametrize("extra", [0.0, 0.5])
+def test_avx2_register_codebook_and_its_scalar_fallback_match_portable(extra: float) -> None:
+    # 5-bit sharing with gaps over 255: 32 centroids + the fillers' 0.0 fit the AVX2 registers;
+    # a 33rd centroid that is not +0.0 does not, and the AVX2 path runs the scalar lanes
+    w, codebook = shared_layer((6, 3000), 0.01, 5, seed=3)
+    codebook = torch.cat([codebook, torch.tensor([extra])])
+    dense = linear_of(w)
+    twin = CompressedLinear(dense, StoredWeight.from_dense(w, codebook))
+    fillers = np.frombuffer(twin.layout.stream, np.uint8)[0::2] == 255
+    assert fillers.any() and len(twin.layout.codebook) == 4 * (33 if extra == 0.0 else 34)
+    x = torch.randn(1, 3000)
+    got = [twin(x, path) for path in PATHS]
+    with torch.no_grad():
+        assert_within_bound(got[0], dense(x), w, x)
+    assert all(torch.equal(y, got[0]) for y in got)

@@ -200,11 +200,13 @@ class LayerSpec:
         )
         shape = tuple(layer.weight.shape)
         codebook = torch.randn(1 << self.bits, generator=gen) * 0.05
-        keep = torch.rand(shape, generator=gen) < self.density
-        codes = torch.randint(0, 1 << self.bits, shape, generator=gen)
+        numel = math.prod(shape)
+        kept = torch.nonzero(torch.rand(numel, generator=gen) < self.density).squeeze(1)
+        codes = torch.randint(0, 1 << self.bits, (len(kept),), generator=gen)
+        stored = StoredWeight(shape, kept.numpy(), codes.numpy(), codebook.numpy())
         with torch.no_grad():
-            layer.weight.copy_(torch.where(keep, codebook[codes], torch.zeros(())))
-        return layer.eval(), StoredWeight.from_dense(layer.weight, codebook)
+            layer.weight.copy_(stored.dense())
+        return layer.eval(), stored
 
     def example(self, batch: int) -> torch.Tensor:
         shape = (batch, self.cin) if self.kind == "fc" else (batch, self.cin, self.hw, self.hw)
