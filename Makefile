@@ -41,6 +41,7 @@ demo: install data
 	$(BIN)/cnnzip eval demo/lenet300.cnnz --data fashion-mnist
 	$(BIN)/cnnzip inspect demo/lenet300.cnnz
 	$(BIN)/cnnzip bench sparse demo/lenet300.cnnz --batch 1 --batch 64
+	$(BIN)/cnnzip bench compressed demo/lenet300.cnnz --batch 1
 
 test: install data
 	$(BIN)/python -m pytest -q
