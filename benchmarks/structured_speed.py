@@ -11,12 +11,15 @@ is built (real smaller tensors), and both are timed at batch 1 with 1 and 2 thre
 interleaved in this one process (original, slim, original, ... ``--rounds`` times,
 each the median of ``--runs`` forwards) so that a load change hits both alike.
 ``--round-to 8`` keeps every pruned width a multiple of 8 (whole SIMD vectors), which
-CPU kernels may reward beyond the MAC count. Each pair is timed in torch's default NCHW
-layout and channels-last (``model.to(memory_format=torch.channels_last)``, the input
-too), where oneDNN's convolutions run fastest and lose less efficiency at narrow or odd
-widths; both models of a pair always share one layout. The
-latency ratio (original / slim) is set against the MAC ratio; the issue asks for at
-least 0.8x of it (2.0x fewer MACs -> >= 1.6x faster). Prints a markdown table and
+CPU kernels may reward beyond the MAC count. ``--by-latency`` keeps the same MAC budget
+but cuts more where a per-group latency table, measured once at one thread in
+``--table-layout``, saves more time per MAC (cnnzip.prune.structured.latency). Each
+pair is timed in torch's default NCHW layout and channels-last
+(``model.to(memory_format=torch.channels_last)``, the input too), where oneDNN's
+convolutions run fastest and lose less efficiency at narrow or odd widths; both models
+of a pair always share one layout. The latency ratio (original / slim) is set against
+the MAC ratio; the issue asks for at least 0.8x of it (2.0x fewer MACs -> >= 1.6x
+faster). Prints a markdown table and
 writes it as JSON to ``--json`` (default benchmarks/results/structured_speed.json).
 Run it on a quiet machine: everything else on the cores shows in the ratios.
 """
@@ -65,14 +68,21 @@ def bench(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     model = get_model(name, **kwargs).eval()
     shape = (3, args.size, args.size)
     start = time.perf_counter()
+    table_model = copy.deepcopy(model).to(memory_format=LAYOUTS[args.table_layout])
     chosen = allocate_channels(
-        model, shape, macs=args.macs, importance="l1", round_to=args.round_to
+        table_model,
+        shape,
+        macs=args.macs,
+        importance="l1",
+        round_to=args.round_to,
+        by_latency=args.by_latency,
     )
+    print(chosen.table(), f"\nplanned in {time.perf_counter() - start:.1f}s", file=sys.stderr)
     small = slim(model, chosen.plan).eval()
     seconds = time.perf_counter() - start
     before, after = profile(model, shape), profile(small, shape)
     rows = []
-    for layout, threads in itertools.product(LAYOUTS, args.threads):
+    for layout, threads in itertools.product(args.layouts, args.threads):
         pair = [copy.deepcopy(m).to(memory_format=LAYOUTS[layout]) for m in (model, small)]
         full_ms, slim_ms = interleaved(*pair, shape, threads, args.rounds, args.runs)
         mac_ratio = before.macs / after.macs
@@ -84,6 +94,8 @@ def bench(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
             "latency_ratio": latency_ratio, "efficiency": latency_ratio / mac_ratio,
             "meets_goal": latency_ratio >= GOAL * mac_ratio,
             "groups_left_whole": len(chosen.skipped), "plan_seconds": seconds,
+            "by_latency": args.by_latency, "round_to": args.round_to,
+            "widths": {g.name: [g.before, g.after] for g in chosen.groups},
         })  # fmt: skip
     return rows
 
@@ -111,12 +123,22 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224, help="input side in pixels")
     parser.add_argument("--macs", type=float, default=0.5, help="fraction of the MACs kept")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--layouts", nargs="+", choices=list(LAYOUTS), default=list(LAYOUTS))
     parser.add_argument(
         "--round-to",
         type=int,
         default=1,
         help="keep channel counts multiples of this (8: whole SIMD lanes; try both)",
     )
+    parser.add_argument(
+        "--by-latency",
+        action="store_true",
+        help="cut more where a per-group latency table (1 thread) saves more time per MAC",
+    )
+    parser.add_argument(
+        "--table-layout", choices=list(LAYOUTS), default="channels-last",
+        help="the layout the latency table is measured in",
+    )  # fmt: skip
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per model")
     parser.add_argument("--runs", type=int, default=20, help="timed forwards per round")
     parser.add_argument("--json", default="benchmarks/results/structured_speed.json")

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import math
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +51,7 @@ from cnnzip.prune.structured import (
     slim,
 )
 from cnnzip.prune.structured.apply import check_slim_runs
+from cnnzip.prune.structured.latency import GroupSpeed, latency_table
 from cnnzip.train import evaluate
 from cnnzip.transforms import transforms_of
 
@@ -66,6 +68,7 @@ GROUP_RATIOS = (0.0, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9)  # each group alone, no ret
 BISECT_STEPS = 20  # 2**-20 of the knob: finer than one channel of any zoo layer
 LATENCY_TRIES = 4  # measure -> rescale -> re-measure rounds for a latency target
 TARGETS = ("macs", "params", "latency_ms")
+POWER_SPAN = 4.0  # by latency: a group's ratio is s ** k, k within [1/4, 4]
 
 Timer = Callable[[nn.Module], float]  # a model's batch-1 latency in ms
 
@@ -173,12 +176,17 @@ def allocate_channels(
     round_to: int = 1,
     timer: Timer | None = None,
     max_images: int | None = MAX_IMAGES,
+    by_latency: bool = False,
 ) -> Allocation:
     """Choose how many channels each coupled group keeps so that the slim model keeps
     at most ``macs`` (or ``params``) of the original's, or measures at most
     ``latency_ms`` at batch 1 (``timer``: how, default the median of cz.profile's
     measurement). ``data`` (a validation split) makes the ratios follow each group's
-    sensitivity; without it they are uniform. ``model`` is left as it was."""
+    sensitivity; without it they are uniform. ``by_latency`` measures a per-group latency
+    table once (cnnzip.prune.structured.latency, one thread, in ``model``'s memory format)
+    and cuts more where time falls most per MAC: with data each group weighs its layers'
+    time instead of their MACs; without, group g's ratio is s ** k_g with k_g the
+    median ms-per-MAC saving over g's, within [1/4, 4]. ``model`` is left as it was."""
     target, value = check_target(macs, params, latency_ms, importance)
     _check_dense(model)
     shape = tuple(int(s) for s in input_shape)
@@ -190,7 +198,10 @@ def allocate_channels(
             "no channel group of the model can be pruned safely: "
             + "; ".join(f"{n}: {r}" for n, r in skipped[:3])
         )
-    ratios_at = _knob(model, prunable, shape, data, importance, max_images, target)
+    speeds = (
+        latency_table(model, prunable, shape, importance, round_to=round_to) if by_latency else None
+    )
+    ratios_at = _knob(model, prunable, shape, data, importance, max_images, target, speeds)
     plans = _Planner(model, prunable, shape, ratios_at, importance, round_to)
     if target == "latency_ms":
         return _latency(plans, value, timer or _median_ms(shape), skipped)
@@ -219,16 +230,35 @@ def _knob(
     importance: str,
     max_images: int | None,
     target: str,
+    speeds: dict[str, GroupSpeed] | None = None,
 ) -> Callable[[float], dict[str, float]]:
-    """The map from the global knob s in [0, 1) to per-group ratios: uniform, or
+    """The map from the global knob s in [0, 1) to per-group ratios: uniform (skewed
+    toward the groups saving the most time per MAC when given ``speeds``), or
     cnnzip.prune.allocate on each group's sensitivity curve (module docstring)."""
+    if data is None and speeds is not None:
+        powers = _powers(speeds)
+        return lambda s: {name: s**k for name, k in powers.items()}
     if data is None:
         return lambda s: dict.fromkeys((g.name for g in groups), s)
     split = _first(data, max_images)
-    weights = _group_costs(model, groups, shape, "params" if target == "params" else "macs")
+    if speeds is not None:  # a group weighs the microseconds its layers save
+        weights = {n: max(1, round(1e3 * v.ms_saved)) for n, v in speeds.items()}
+    else:
+        weights = _group_costs(model, groups, shape, "params" if target == "params" else "macs")
     curves = [_curve(model, g, split, importance, weights[g.name]) for g in groups]
     top = max_sparsity(curves)  # all the grid removes: no group goes past its top ratio
     return lambda s: allocate(curves, s * top) if s > 0 else dict.fromkeys(weights, 0.0)
+
+
+def _powers(speeds: dict[str, GroupSpeed]) -> dict[str, float]:
+    """k_g = median(ms per MAC) / g's, within [1/POWER_SPAN, POWER_SPAN]: s ** k_g rises
+    faster (is cut more) where time falls more per MAC, and every group still goes from
+    0 at s = 0 to its last channels as s -> 1, so bisection reaches every target."""
+    rates = {n: v.ms_per_mmac for n, v in speeds.items()}
+    ref = statistics.median(rates.values())
+    if ref <= 0:  # nothing measurable: uniform
+        return dict.fromkeys(rates, 1.0)
+    return {n: min(POWER_SPAN, max(1 / POWER_SPAN, ref / max(r, 1e-12))) for n, r in rates.items()}
 
 
 def _first(split: Split | StreamSplit, max_images: int | None) -> Split | StreamSplit:
