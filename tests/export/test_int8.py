@@ -87,9 +87,9 @@ def test_verdict_says_where_int8_wins() -> None:
         {"key": "sparse", "bytes": 50, "accuracy": 0.8, "latency_ms": 2.0},
     ]
     assert verdict(rows) == [
-        "int8 PTQ is not smaller than the .cnnz (100 vs 50)",
-        "int8 PTQ is more accurate than the .cnnz (0.9 vs 0.8)",
-        "int8 PTQ is faster at batch 1 than the .cnnz (1 vs 2)",
+        "int8 PTQ is not smaller than the .cnnz (100 B vs 50 B)",
+        "int8 PTQ is more accurate than the .cnnz (0.9000 vs 0.8000)",
+        "int8 PTQ is faster at batch 1 than the .cnnz (1.000 ms vs 2.000 ms)",
     ]
     assert verdict(rows[1:]) == []
     assert len(verdict(rows[:2])) == 3  # without the sparse row: against the dense one

@@ -166,11 +166,12 @@ def verdict(rows: list[dict[str, Any]]) -> list[str]:
     fast = min((by[k] for k in ("cnnz", "sparse") if k in by), key=lambda r: r["latency_ms"])
     lines = []
     for what, better, a, b in (
-        ("smaller", q["bytes"] < ours["bytes"], q["bytes"], ours["bytes"]),
-        ("more accurate", q["accuracy"] > ours["accuracy"], q["accuracy"], ours["accuracy"]),
-        ("faster at batch 1", q["latency_ms"] < fast["latency_ms"], q["latency_ms"],
-         fast["latency_ms"]),
+        ("smaller", q["bytes"] < ours["bytes"], f"{q['bytes']:,} B", f"{ours['bytes']:,} B"),
+        ("more accurate", q["accuracy"] > ours["accuracy"], f"{q['accuracy']:.4f}",
+         f"{ours['accuracy']:.4f}"),
+        ("faster at batch 1", q["latency_ms"] < fast["latency_ms"], f"{q['latency_ms']:.3f} ms",
+         f"{fast['latency_ms']:.3f} ms"),
     ):  # fmt: skip
         who = "int8 PTQ is" if better else "int8 PTQ is not"
-        lines.append(f"{who} {what} than the .cnnz ({a:.4g} vs {b:.4g})")
+        lines.append(f"{who} {what} than the .cnnz ({a} vs {b})")
     return lines

@@ -1,0 +1,282 @@
+"""``cnnzip report``: one self-contained HTML page of what compression did to a model.
+
+Gathered from a .cnnz file (or a run directory, encoded to a temporary .cnnz so both read
+the same way): the stage table (each recipe stage's time and validation accuracy, and the
+bytes after dense -> pruned -> shared -> coded, ``codec.inspect``'s sizes), per-layer
+bytes through the stages, weight histograms before (the dense run the file names, when it
+is still there) and after sharing with the centroids marked, the sensitivity curves when
+the run has them (``sensitivity.json``), measured against theoretical speed (the sparse
+runtime, ``runtime.bench_sparse``), and accuracy against bytes beside the dense baseline
+and, when given, the int8 PTQ baseline, with a sentence wherever int8 wins.
+Images are inline base64 PNGs: the page is one file that opens anywhere.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch.nn as nn
+
+from cnnzip.codec import inspect
+from cnnzip.codec import save as save_cnnz
+from cnnzip.codec.report import Report
+from cnnzip.fileio import atomic_write_text
+from cnnzip.prune.sensitivity import CACHE
+from cnnzip.report import figures
+from cnnzip.runs import load_run
+from cnnzip.runtime.sparse import bench_sparse
+from cnnzip.transforms import effective_tensor
+
+__all__ = ["Page", "gather", "gather_run", "render", "write_report"]
+
+MAX_HIST_VALUES = 200_000  # per layer and side: a histogram needs no more
+
+
+@dataclass
+class Page:
+    """Everything the page shows, as plain numbers (``to_json`` is the --json object)."""
+
+    title: str
+    report: Report
+    stages: list[dict[str, Any]] = field(default_factory=list)  # the recipe's log
+    accuracy: float | None = None
+    baseline: float | None = None
+    weights: list[dict[str, Any]] = field(default_factory=list)  # histograms' inputs
+    curves: list[dict[str, Any]] = field(default_factory=list)
+    speed: dict[str, Any] | None = None
+    int8: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "file_bytes": self.report.file_bytes,
+            "dense_bytes": self.report.dense_bytes,
+            "stage_bytes": self.report.stage_bytes(),
+            "stages": self.stages,
+            "test_accuracy": self.accuracy,
+            "baseline_accuracy": self.baseline,
+            "sensitivity_layers": [c["name"] for c in self.curves],
+            "speed": self.speed,
+            "int8": self.int8,
+        }
+
+
+def _sample(values: np.ndarray) -> np.ndarray:
+    """At most MAX_HIST_VALUES of ``values``, evenly strided (deterministic)."""
+    step = max(1, values.size // MAX_HIST_VALUES)
+    return values.ravel()[::step]
+
+
+def _weights(decoded: nn.Module, report: Report, dense: nn.Module | None) -> list[dict[str, Any]]:
+    """Per pruned/shared/binary weight: the file's nonzero values, its centroids (the
+    distinct values of a shared layer), and the dense run's values of the same name."""
+    dense_state = dense.state_dict() if dense is not None else {}
+    out = []
+    for layer in report.layers:
+        if layer["encoding"] not in ("sparse", "shared", "binary"):
+            continue
+        name = layer["name"]
+        after = effective_tensor(decoded, name).numpy()
+        after = after[after != 0]
+        before = dense_state.get(name)
+        centroids = np.unique(after).tolist() if layer["encoding"] == "shared" else []
+        out.append({
+            "name": name,
+            "after": _sample(after),
+            "before": None if before is None else _sample(before.detach().float().numpy()),
+            "centroids": centroids,
+        })  # fmt: skip
+    return out
+
+
+def _curves(run_dir: Path | None) -> list[dict[str, Any]]:
+    """The sensitivity curves cached in ``run_dir`` (none when absent or unreadable)."""
+    path = run_dir / CACHE if run_dir else None
+    if path is None or not path.is_file():
+        return []
+    try:
+        curves = json.loads(path.read_text())["curves"]
+        return [c for c in curves if {"name", "ratios", "accuracy"} <= set(c)]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return []
+
+
+def _speed(decoded: nn.Module, shape: tuple[int, ...], runs: int) -> dict[str, Any]:
+    """bench_sparse at batch 1 and 64 on one thread: measured beside the MAC theory."""
+    return bench_sparse(decoded, shape, (1, 64), threads=1, runs=runs)
+
+
+def gather(
+    path: str | Path,
+    decoded: nn.Module,
+    shape: tuple[int, ...],
+    *,
+    title: str | None = None,
+    speed_runs: int | None = 20,
+    int8: dict[str, Any] | None = None,
+) -> Page:
+    """The page of .cnnz ``path`` whose decoded model is ``decoded`` (one sample's input
+    ``shape``); ``speed_runs=None`` skips the timing."""
+    report = inspect(path)
+    meta = report.meta
+    source = meta.get("source")
+    run_dir = Path(source) if isinstance(source, str) and Path(source).is_dir() else None
+    dense = load_run(run_dir).model if run_dir else None
+    return Page(
+        title=title or str(path),
+        report=report,
+        stages=[s for s in meta.get("stages", []) if isinstance(s, dict)],
+        accuracy=meta.get("file_test_accuracy", meta.get("test_accuracy")),
+        baseline=meta.get("baseline_test_accuracy"),
+        weights=_weights(decoded, report, dense),
+        curves=_curves(run_dir),
+        speed=_speed(decoded, shape, speed_runs) if speed_runs else None,
+        int8=int8,
+    )
+
+
+def gather_run(run_dir: str | Path, shape: tuple[int, ...], **kwargs: Any) -> Page:
+    """The page of a run directory: its model encoded to a temporary .cnnz (the bytes it
+    would take), its own sensitivity curves, its metrics' test accuracy."""
+    run = load_run(run_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "run.cnnz"
+        meta = {"source": None, "test_accuracy": run.meta.get("metrics", {}).get("test_accuracy")}
+        save_cnnz(path, run.model, arch={"name": run.arch, "kwargs": run.kwargs}, meta=meta)
+        page = gather(path, run.model, shape, title=str(run_dir), **kwargs)
+    page.curves = _curves(Path(run_dir))
+    return page
+
+
+# ---- HTML --------------------------------------------------------------------------------
+
+CSS = """body{font-family:sans-serif;max-width:60em;margin:2em auto;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.25em .6em;
+text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+img{max-width:100%;display:block;margin:1em 0}.note{color:#a33;font-weight:bold}"""
+
+
+def _table(head: list[str], rows: list[list[Any]]) -> str:
+    cells = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f"<table><tr>{cells}</tr>{body}</table>"
+
+
+def _img(b64: str, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
+
+
+def _fmt(value: Any, spec: str = ".4f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _stage_section(page: Page) -> str:
+    totals = page.report.stage_bytes()
+    dense = page.report.dense_bytes
+    byte_rows = [[s, f"{b:,}", f"{dense / b:.1f}x" if b else "-"] for s, b in totals.items()]
+    recipe = [
+        [s.get("stage", "?"), _fmt(s.get("seconds"), ".1f"), _fmt(s.get("val_accuracy")),
+         _fmt(s.get("kept_fraction"), ".3f")]
+        for s in page.stages
+    ]  # fmt: skip
+    drop = None if None in (page.accuracy, page.baseline) else page.baseline - page.accuracy
+    summary = (
+        f"<p>{page.report.file_bytes:,} bytes on disk, {dense:,} float32 parameter bytes "
+        f"({_fmt(page.report.ratio, '.1f')}x); test accuracy {_fmt(page.accuracy)} against "
+        f"the dense {_fmt(page.baseline)} ({_fmt(None if drop is None else -100 * drop, '+.2f')}"
+        " pp).</p>"
+    )
+    tables = _table(["stage", "bytes", "vs dense"], byte_rows)
+    if recipe:
+        tables += _table(["recipe stage", "seconds", "val accuracy", "kept"], recipe)
+    return f"<h2>Stages</h2>{summary}{tables}"
+
+
+def _layers_section(page: Page) -> str:
+    layers = [layer for layer in page.report.layers if not layer["buffer"]]
+    coded = sum(layer["bytes"]["coded"] for layer in page.report.layers)
+    bars = figures.stage_bars(layers, page.report.file_bytes - coded)
+    out = f"<h2>Bytes per layer</h2>{_img(bars, 'bytes per layer through the stages')}"
+    if page.weights:
+        hist = figures.histograms(page.weights)
+        out += f"<h2>Weights before and after</h2>{_img(hist, 'weight histograms')}"
+    if page.curves:
+        out += f"<h2>Sensitivity</h2>{_img(figures.sensitivity(page.curves), 'sensitivity')}"
+    return out
+
+
+def _speed_section(speed: dict[str, Any] | None) -> str:
+    if not speed:
+        return ""
+    rows = [
+        {"batch": b["batch"], "theoretical": speed["theoretical_speedup"],
+         "measured": b["speedup"]}
+        for b in speed["batches"]
+    ]  # fmt: skip
+    table = _table(
+        ["batch", "dense ms", "sparse ms", "measured", "theory"],
+        [[b["batch"], f"{b['dense_ms']:.3f}", f"{b['sparse_ms']:.3f}", f"{b['speedup']:.2f}x",
+          f"{speed['theoretical_speedup']:.1f}x"] for b in speed["batches"]],
+    )  # fmt: skip
+    note = (
+        f"<p>The decoded model dense against its pruned layers as CSR products "
+        f"(cnnzip.runtime.sparsify), {speed['threads']} thread; theory: MACs / MACs by "
+        "nonzero weights.</p>"
+    )
+    return (
+        f"<h2>Speed: measured and theoretical</h2>{note}{table}{_img(figures.speed(rows), 'speed')}"
+    )
+
+
+def _verdict(line: str) -> str:
+    """A verdict sentence; where int8 wins, highlighted."""
+    wins = line.startswith("int8 PTQ is ") and " is not " not in line
+    return f'<p class="{"note" if wins else ""}">{html.escape(line)}</p>'
+
+
+def _accuracy_section(page: Page) -> str:
+    points = [
+        {"name": "dense float32", "bytes": page.report.dense_bytes, "accuracy": page.baseline},
+        {"name": ".cnnz", "bytes": page.report.file_bytes, "accuracy": page.accuracy},
+    ]
+    extra = ""
+    if page.int8:
+        int8_rows = {r["key"]: r for r in page.int8["rows"]}
+        q = int8_rows["int8"]
+        points.append({"name": "int8 PTQ ONNX", "bytes": q["bytes"], "accuracy": q["accuracy"]})
+        extra = _table(
+            ["model", "bytes", "accuracy", "batch-1 ms", "vs torch dense"],
+            [[r["name"], f"{r['bytes']:,}", f"{r['accuracy']:.4f}", f"{r['latency_ms']:.4f}",
+              f"{r['speedup']:.2f}x"] for r in page.int8["rows"]],
+        )  # fmt: skip
+        extra += "".join(_verdict(v) for v in page.int8["verdict"])
+    shown = [p for p in points if p["accuracy"] is not None]
+    plot = _img(figures.accuracy_vs_bytes(shown), "accuracy vs bytes") if shown else ""
+    return f"<h2>Accuracy and bytes</h2>{plot}{extra}"
+
+
+def render(page: Page) -> str:
+    """The page as one HTML document."""
+    title = html.escape(f"cnnzip report: {page.title}")
+    body = "".join(
+        [_stage_section(page), _layers_section(page), _speed_section(page.speed),
+         _accuracy_section(page)]
+    )  # fmt: skip
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+        f"<style>{CSS}</style></head><body><h1>{title}</h1>{body}</body></html>\n"
+    )
+
+
+def write_report(page: Page, out: str | Path) -> Path:
+    """Render ``page`` to ``out`` atomically; returns the path."""
+    atomic_write_text(out, render(page))
+    return Path(out)
