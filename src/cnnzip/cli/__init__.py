@@ -5,8 +5,10 @@ from cnnzip.cli import (  # noqa: F401  (each import registers its verbs)
     binary,
     compress,
     distill,
+    export,
     profile,
     prune,
+    report,
     survey,
     train,
 )
