@@ -74,9 +74,12 @@ def test_every_verb_that_writes_declares_o_one_way() -> None:
         for name, command in main.commands.items()
         if any(p.name == "out" for p in getattr(command, "params", []))
     }
-    assert set(outs) == {"train", "distill", "prune", "binarize", "compress", "survey"}
+    assert set(outs) == {
+        "train", "distill", "prune", "binarize", "compress", "survey", "export", "report"
+    }  # fmt: skip
     assert all(p.opts == ["-o", "--out"] for p in outs.values())
-    assert {name for name, p in outs.items() if p.required} == {"prune", "binarize", "compress"}
+    required = {name for name, p in outs.items() if p.required}
+    assert required == {"prune", "binarize", "compress", "export"}
 
 
 def test_compress_writes_its_file_once_and_loads_the_run_once(
