@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import click
@@ -20,6 +21,7 @@ from cnnzip.cli.options import (
     out_option,
 )
 from cnnzip.cli.profile import recorded_input_shape
+from cnnzip.cli.report import default_out
 from cnnzip.codec import load as load_cnnz
 from cnnzip.codec.report import inspect
 from cnnzip.data import Dataset
@@ -27,6 +29,7 @@ from cnnzip.errors import CnnzipError
 from cnnzip.models import trust_factories
 from cnnzip.profiling import ProfileReport, comparison, comparison_text, profile
 from cnnzip.recipes import builtin_recipes, compress, load_recipe
+from cnnzip.report import gather, write_report
 from cnnzip.runs import Run, load_run
 from cnnzip.train import evaluate
 from cnnzip.train.checkpoint import check_writable
@@ -50,6 +53,9 @@ from cnnzip.train.checkpoint import check_writable
     help="Override a recipe option (repeatable), e.g. -s prune.sparsity=0.9.",
 )
 @out_option("The .cnnz file", file=True)
+@click.option(
+    "--report", "with_report", is_flag=True, help="Also write FILE.html, the file's HTML report."
+)
 @teacher_options
 @json_option
 def compress_cmd(
@@ -59,6 +65,7 @@ def compress_cmd(
     overrides: tuple[str, ...],
     out: str,
     teaching: Teaching,
+    with_report: bool,
     as_json: bool,
 ) -> None:
     """Compress the model of run directory RUN with a recipe and write a .cnnz file.
@@ -67,7 +74,7 @@ def compress_cmd(
     report ends with the speed of the file's model beside the dense one's: measured
     latency, and MACs in theory (all, and those by nonzero weights)."""
     check_not_sources([out], [run_dir, *teaching.teachers])
-    check_writable(out)
+    html = _check_outputs(out, with_report)
     plan = load_recipe(recipe, _overrides(overrides))
     run = load_run(run_dir)
     dense = copy.deepcopy(run.model)  # compress changes run.model in place
@@ -97,6 +104,8 @@ def compress_cmd(
         "accuracy_drop_pp": 100 * (baseline - accuracy),
         "speed": speed,
     }
+    if html:
+        click.echo(f"report: {_write_report(html, out, decoded, run)}", err=as_json)
     emit(
         summary,
         as_json,
@@ -108,6 +117,22 @@ def compress_cmd(
             f" {speed['latency_ratio']:.2f}x the dense model's speed"
         ),
     )
+
+
+def _check_outputs(out: str, with_report: bool) -> Path | None:
+    """Fail now if the .cnnz, or with ``--report`` its HTML page beside it, cannot be
+    written; the page's path, or None."""
+    check_writable(out)
+    html = default_out(out) if with_report else None
+    if html:
+        check_writable(html)
+    return html
+
+
+def _write_report(html: Path, out: str, decoded: nn.Module, run: Run) -> Path:
+    """The HTML report of the file just written (cnnzip.report), its path."""
+    shape = recorded_input_shape(run.arch, run.kwargs, run.meta, None)
+    return write_report(gather(out, decoded, shape), html)
 
 
 def _file_meta(run_dir: str, data: Dataset, baseline: float, teaching: Teaching) -> dict[str, Any]:
