@@ -218,6 +218,18 @@ typedef struct {
 static int hp_of(const cz_geom *g) { return g->h + 2 * g->pad; }
 static int wp_of(const cz_geom *g) { return g->w + 2 * g->pad; }
 
+/* Channel co's packed-output decision on the popcount of a XOR w: bit = (pop >= P) XOR
+ * flip (dot < t <=> total - 2 pop < t <=> pop >= floor((total - t) / 2) + 1), with
+ * "never" turned into "always" and the flip inverted, so that 0 <= P <= total < 2^16. */
+static uint16_t pop_threshold(const conv_ctx *cx, int co, uint32_t *flip) {
+    const cz_geom *g = cx->g;
+    long long total = (long long)g->c * g->kh * g->kw, u = total - cx->thresh[co];
+    long long p = (u >= 0 ? u / 2 : -((1 - u) / 2)) + 1; /* floor(u / 2) + 1 */
+    *flip = cx->thresh[g->cout + co] != 0;
+    if (p > total) p = 0, *flip ^= 1; /* never set: always set, flipped */
+    return (uint16_t)(p < 0 ? 0 : p);
+}
+
 /* 32-bit halves of the words of one output pixel. */
 static size_t out_halves(const cz_geom *g) { return 2 * (size_t)((g->cout + 63) / 64); }
 
@@ -228,9 +240,8 @@ static void emit_bits_row(const conv_ctx *cx, int n, int co, int oy, const int32
     int32_t t = cx->thresh[co], flip = cx->thresh[g->cout + co] != 0;
     size_t step = out_halves(g);
     uint32_t *o = cx->obits + ((size_t)n * g->ho + oy) * g->wo * step + co / 32;
-    uint32_t bit = 1u << (co % 32);
-    for (int ox = 0; ox < g->wo; ox++)
-        if ((dot[ox] < t) != flip) o[ox * step] |= bit;
+    for (int ox = 0; ox < g->wo; ox++) /* branchless: the decisions are coin flips */
+        o[ox * step] |= (uint32_t)((dot[ox] < t) != flip) << (co % 32);
 }
 
 /* The output transform of one channel's row of dots. */
@@ -547,20 +558,12 @@ __attribute__((target("avx2"))) static void emit_bits_avx2(const conv_ctx *cx, i
     }
 }
 
-/* Per vector of 32 output channels: the packed-output decision as pop >= P (dot < t
- * <=> total - 2 pop < t <=> pop >= floor((total - t) / 2) + 1), P in counter order,
- * with "never" turned into "always" and the flip inverted so that P fits 16 bits. */
+/* Per vector of 32 output channels: pop >= P in counter order (see pop_threshold). */
 static void bits_thresholds(conv_ctx *cx) {
-    const cz_geom *g = cx->g;
-    long long total = (long long)g->c * g->kh * g->kw;
-    for (int co = 0; co < g->cout; co++) {
-        long long u = total - cx->thresh[co];
-        long long p = (u >= 0 ? u / 2 : -((1 - u) / 2)) + 1; /* floor(u / 2) + 1 */
-        uint32_t flip = cx->thresh[g->cout + co] != 0;
-        if (p > total) p = 0, flip ^= 1; /* never set: always set, flipped */
-        if (p < 0) p = 0;
+    for (int co = 0; co < cx->g->cout; co++) {
+        uint32_t flip;
         int v = co / 32, j = co % 32;
-        cx->thr16[32 * v + lane_channel(j)] = (uint16_t)p; /* lane_channel is its own inverse */
+        cx->thr16[32 * v + lane_channel(j)] = pop_threshold(cx, co, &flip); /* an involution */
         cx->flip32[v] |= flip << j;
         cx->valid32[v] |= 1u << j;
     }
@@ -647,12 +650,34 @@ CZ_BLOCK512(block512_6, 6,
             CZ_ZERO4(0) CZ_ZERO4(1) CZ_ZERO4(2) CZ_ZERO4(3) CZ_ZERO4(4) CZ_ZERO4(5),
             CZ_PIXEL(0) CZ_PIXEL(1) CZ_PIXEL(2) CZ_PIXEL(3) CZ_PIXEL(4) CZ_PIXEL(5),
             CZ_STORE4(0) CZ_STORE4(1) CZ_STORE4(2) CZ_STORE4(3) CZ_STORE4(4) CZ_STORE4(5))
+CZ_BLOCK512(block512_3, 3, CZ_ZERO4(0) CZ_ZERO4(1) CZ_ZERO4(2),
+            CZ_PIXEL(0) CZ_PIXEL(1) CZ_PIXEL(2), CZ_STORE4(0) CZ_STORE4(1) CZ_STORE4(2))
+CZ_BLOCK512(block512_2, 2, CZ_ZERO4(0) CZ_ZERO4(1), CZ_PIXEL(0) CZ_PIXEL(1),
+            CZ_STORE4(0) CZ_STORE4(1))
 CZ_BLOCK512(block512_1, 1, CZ_ZERO4(0), CZ_PIXEL(0), CZ_STORE4(0))
 #undef CZ_BLOCK512
 #undef CZ_ZERO4
 #undef CZ_COUNT
 #undef CZ_PIXEL
 #undef CZ_STORE4
+
+/* Packed output of a block of 32 channels' popcounts (pop[k * wo + ox]): channel by
+ * channel into a row of words (vectorized over pixels), then one store per pixel. */
+__attribute__((target("avx2"))) static void emit_bits_block(const conv_ctx *cx, int n, int oy,
+                                                            int sb, const int32_t *pop,
+                                                            uint32_t *words) {
+    const cz_geom *g = cx->g;
+    size_t wo = (size_t)g->wo, step = out_halves(g);
+    uint32_t *o = cx->obits + ((size_t)n * g->ho + oy) * wo * step + sb;
+    memset(words, 0, sizeof(uint32_t) * wo);
+    for (int k = 0; k < BLOCK512 && sb * BLOCK512 + k < g->cout; k++) {
+        uint32_t flip;
+        int32_t p = pop_threshold(cx, sb * BLOCK512 + k, &flip);
+        const int32_t *row = pop + (size_t)k * wo;
+        for (size_t i = 0; i < wo; i++) words[i] |= ((uint32_t)(row[i] >= p) ^ flip) << k;
+    }
+    for (size_t i = 0; i < wo; i++) o[i * step] = words[i];
+}
 
 __attribute__((target("avx512f,avx512vpopcntdq"))) static void conv_avx512(void *p, int begin,
                                                                            int end, int thread) {
@@ -670,7 +695,14 @@ __attribute__((target("avx512f,avx512vpopcntdq"))) static void conv_avx512(void 
         size_t ox = 0;
         for (; ox + PIX512 <= wo; ox += PIX512)
             block512_6(a + ox * astep, astep, row, w, g->kh, len, pop + ox, wo);
-        for (; ox < wo; ox++) block512_1(a + ox * astep, astep, row, w, g->kh, len, pop + ox, wo);
+        /* the row's last pixels in blocks of 3, 2, 1: each weight load serves them all */
+        if (wo - ox >= 3) block512_3(a + ox * astep, astep, row, w, g->kh, len, pop + ox, wo), ox += 3;
+        if (wo - ox >= 2) block512_2(a + ox * astep, astep, row, w, g->kh, len, pop + ox, wo), ox += 2;
+        if (ox < wo) block512_1(a + ox * astep, astep, row, w, g->kh, len, pop + ox, wo);
+        if (cx->obits) {
+            emit_bits_block(cx, n, oy, sb, pop, (uint32_t *)(pop + BLOCK512 * wo));
+            continue;
+        }
         for (int k = 0; k < BLOCK512 && sb * BLOCK512 + k < g->cout; k++) {
             int32_t *dot = pop + (size_t)k * wo;
             for (size_t i = 0; i < wo; i++) dot[i] = total - 2 * dot[i];
@@ -726,7 +758,7 @@ static int run_avx512(conv_ctx *cx, int nthreads) {
     int32_t *bufs[256] = {0};
     cx->pop = bufs;
     for (int t = 0; t < used && t < 256; t++)
-        if (!(bufs[t] = malloc(sizeof(int32_t) * BLOCK512 * g->wo))) rc = -1;
+        if (!(bufs[t] = malloc(sizeof(int32_t) * (BLOCK512 + 1) * g->wo))) rc = -1; /* +words */
     if (rc == 0) cz_parallel(used, items, conv_avx512, cx);
     for (int t = 0; t < 256; t++) free(bufs[t]);
     return rc;

@@ -14,6 +14,7 @@ from cnnzip.runtime.xnor import (
     available_paths,
     max_pool_packed,
     pack_signs,
+    pool_packed_words,
     thresholds_from,
 )
 
@@ -152,6 +153,10 @@ def test_packed_max_pool_refuses_impossible_settings():
         max_pool_packed(x, 2, 2, 2, torch.zeros(4, dtype=torch.bool))
     with pytest.raises(CnnzipError, match=r"or_mask \(3,\) must be \(4,\)"):
         max_pool_packed(x, 2, 2, 0, torch.zeros(3, dtype=torch.bool))
+    with pytest.raises(
+        CnnzipError, match=r"or-mask words torch.uint8 \(16,\) must be uint8 \(8,\)"
+    ):
+        pool_packed_words(x, 2, 2, 0, torch.zeros(16, dtype=torch.uint8))
 
 
 def test_a_k_layer_refuses_packed_input_and_thresholds():

@@ -35,8 +35,9 @@ from cnnzip.errors import CnnzipError
 from cnnzip.runtime.xnor import (
     BinaryConvKernel,
     PackedActs,
-    max_pool_packed,
+    pack_bits,
     pack_signs,
+    pool_packed_words,
     thresholds_from,
 )
 from cnnzip.transforms import original_tensor, swap_module
@@ -115,12 +116,13 @@ class PackedMaxPool2d(nn.Module):
     def __init__(self, pool: nn.MaxPool2d, or_mask: torch.Tensor) -> None:
         super().__init__()
         self.pool = pool
-        self.register_buffer("or_mask", or_mask.bool())
+        self.register_buffer("mask_words", pack_bits(or_mask.bool()[None, :, None, None])[0, 0, 0])
         self.kernel_size, self.stride, self.padding = _square_pool(pool)
 
     def forward(self, x: torch.Tensor | PackedActs) -> torch.Tensor | PackedActs:
         if isinstance(x, PackedActs):
-            return max_pool_packed(x, self.kernel_size, self.stride, self.padding, self.or_mask)
+            pool = self.kernel_size, self.stride, self.padding
+            return pool_packed_words(x, *pool, self.mask_words)
         return self.pool(x)
 
 

@@ -22,6 +22,7 @@ same numbers, bit for bit, with ordinary torch ops.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import time
@@ -81,7 +82,9 @@ __all__ = [
     "default_path",
     "get_threads",
     "max_pool_packed",
+    "pack_bits",
     "pack_signs",
+    "pool_packed_words",
     "raced_paths",
     "set_threads",
     "thresholds_from",
@@ -100,7 +103,14 @@ RACED = ("avx512", "avx2")
 def available_paths() -> list[str]:
     """Kernel paths this machine runs, slowest first; ``"torch"`` always works."""
     ext = _extension()
-    return ["torch", *(ext.paths() if ext else [])]
+    return ["torch", *(_compiled_paths(ext) if ext else [])]
+
+
+@functools.cache
+def _compiled_paths(ext: ModuleType) -> tuple[str, ...]:
+    """What the CPU runs does not change: asked once per extension module (a layer call
+    asks on every call, and a small layer takes ~0.1 ms)."""
+    return tuple(ext.paths())
 
 
 def default_path() -> str:
@@ -118,7 +128,8 @@ def raced_paths() -> list[str]:
     ran its input fastest (BinaryConvKernel.path_for), unless $CNNZIP_KERNEL says."""
     if os.environ.get("CNNZIP_KERNEL"):
         return []
-    return [p for p in RACED if p in available_paths()]
+    here = available_paths()
+    return [p for p in RACED if p in here]
 
 
 def _check_path(path: str) -> None:
@@ -153,10 +164,10 @@ def binarize(x: torch.Tensor) -> torch.Tensor:
 def pack_signs(w: torch.Tensor) -> torch.Tensor:
     """Signs of a (cout, cin, kh, kw) weight as packed bits: uint8 (cout, kh, kw, 8 * cw).
     The same for activations (n, c, h, w): uint8 (n, h, w, 8 * cw)."""
-    return _pack_bits(w.detach() < 0)
+    return pack_bits(w.detach() < 0)
 
 
-def _pack_bits(bits: torch.Tensor) -> torch.Tensor:
+def pack_bits(bits: torch.Tensor) -> torch.Tensor:
     """bool (a, c, h, w), True = -1 -> uint8 (a, h, w, 8 * ceil(c / 64)), channels in words."""
     cin = bits.shape[1]
     cw = -(-cin // 64)
@@ -246,9 +257,28 @@ def max_pool_packed(
     """Max-pool of packed activations: per channel the AND of the window's bits, or their
     OR where ``or_mask`` (bool (c,)) is set. The pooled bit equals the sign decision on
     the pooled float value when that decision falls (AND) or rises (OR) with the value."""
+    if or_mask.shape != (x.chans,):
+        raise CnnzipError(f"packed max-pool: or_mask {tuple(or_mask.shape)} must be ({x.chans},)")
+    mask = pack_bits(or_mask.bool()[None, :, None, None])[0, 0, 0]  # (8 * cw,)
+    return pool_packed_words(x, kernel_size, stride, padding, mask, path=path)
+
+
+def pool_packed_words(
+    x: PackedActs,
+    kernel_size: int,
+    stride: int,
+    padding: int,
+    mask: torch.Tensor,
+    *,
+    path: str | None = None,
+) -> PackedActs:
+    """max_pool_packed with the or-mask already packed: uint8 (8 * ceil(c / 64),)."""
     n, c, h, w = x.shape
-    if or_mask.shape != (c,):
-        raise CnnzipError(f"packed max-pool: or_mask {tuple(or_mask.shape)} must be ({c},)")
+    if mask.dtype != torch.uint8 or mask.shape != (x.words.shape[3],):
+        raise CnnzipError(
+            f"packed max-pool: or-mask words {mask.dtype} {tuple(mask.shape)} must be uint8 "
+            f"({x.words.shape[3]},)"
+        )
     if kernel_size < 1 or stride < 1 or not 0 <= 2 * padding <= kernel_size:
         raise CnnzipError(
             f"packed max-pool: kernel {kernel_size}, stride {stride}, padding {padding}: need "
@@ -258,10 +288,9 @@ def max_pool_packed(
     ho, wo = conv_output_size("packed max-pool", (h, w), *side)
     if (path or default_path()) == "torch":
         bits = x.signs() < 0  # (n, c, h, w), True = -1
-        rise = or_mask[None, :, None, None]
+        rise = PackedActs(mask[None, None, None], c).signs()[0, :, :1, :1] < 0  # (c, 1, 1)
         pooled = F.max_pool2d(torch.where(rise, bits, ~bits).float(), *side)  # OR, or AND as ~OR~
-        return PackedActs(_pack_bits(torch.where(rise, pooled > 0, pooled == 0)), c)
-    mask = _pack_bits(or_mask[None, :, None, None])  # (1, 1, 1, 8 * cw)
+        return PackedActs(pack_bits(torch.where(rise, pooled > 0, pooled == 0)), c)
     out = torch.empty(n, ho, wo, x.words.shape[3], dtype=torch.uint8)
     geometry = (kernel_size, stride, padding)
     _xnor.pool_bits(x.words.numpy(), mask.numpy(), out.numpy(), (n, c, h, w), geometry)
@@ -414,7 +443,7 @@ class BinaryConvKernel:
         y = F.conv2d(xb, w, stride=self.stride)  # exact: integer sums far below 2**24
         if self.thresholds is not None:  # (dot < t) XOR flip, per output channel
             t, flip = (v[:, None, None] for v in self.thresholds)
-            return PackedActs(_pack_bits((y < t) ^ flip.bool()), self.out_chans)
+            return PackedActs(pack_bits((y < t) ^ flip.bool()), self.out_chans)
         if self.use_k:
             y = y * k_map(x, self.kernel_size, self.stride, p)
         return y * self.scale[:, None, None] + self.bias[:, None, None]
