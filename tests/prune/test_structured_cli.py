@@ -17,6 +17,8 @@ from cnnzip.codec import load as cz_load
 from cnnzip.data import synthetic
 from cnnzip.models import get_model
 from cnnzip.profiling import profile
+from cnnzip.prune.structured import allocate as allocate_module
+from cnnzip.prune.structured.latency import GroupSpeed
 from cnnzip.recipes import RecipeError, compress, load_recipe, parse_recipe
 from cnnzip.recipes.stages import ChannelsStage
 from cnnzip.runs import load_run, save_run
@@ -94,6 +96,25 @@ def test_prune_structured_text_report(run_dir: str, tmp_path: Path) -> None:
         run.model.fc1.out_features,
     ]
     assert all(w % 4 == 0 for w in widths if w not in (20, 50, 500)) and widths != [20, 50, 500]
+
+
+def test_prune_structured_by_latency_follows_the_table(
+    run_dir: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--by-latency reaches the same MAC target, cutting most where the (here fixed)
+    latency table says time falls most per MAC: fc1."""
+    table = {n: GroupSpeed(n, ms, 1_000_000) for n, ms in [("conv1", 1.0), ("conv2", 1.0),
+                                                           ("fc1", 8.0)]}  # fmt: skip
+    monkeypatch.setattr(allocate_module, "latency_table", lambda *a, **k: table)
+    code, text = run_cli(
+        "prune", run_dir, "--structured", "--macs", "0.5", "--uniform", "--by-latency",
+        "--epochs", "0", "-o", str(tmp_path / "p"), *DATA, "--json",
+    )  # fmt: skip
+    assert code == 0, text
+    res = last_json(text)
+    ratios = {g["name"]: g["ratio"] for g in res["groups"]}
+    assert res["macs"][1] <= res["macs"][0] / 2
+    assert ratios["fc1"] > max(ratios["conv1"], ratios["conv2"])
 
 
 @pytest.mark.slow
