@@ -15,7 +15,13 @@ from cnnzip.codec import container
 from cnnzip.codec.errors import CnnzFormatError
 from cnnzip.errors import CnnzipError, ModelError, RunError
 from cnnzip.models import get_model
-from cnnzip.models.slim import apply_slim, check_slim_plan, slim_plan_of
+from cnnzip.models.slim import (
+    apply_slim,
+    check_slim_plan,
+    record_input_shape,
+    slim_plan_of,
+    valid_input_shape,
+)
 from cnnzip.prune import Mask
 from cnnzip.prune.structured import channel_groups, plan_channels, slim
 from cnnzip.runs import load_run, save_run
@@ -23,6 +29,7 @@ from cnnzip.transforms import add_transform
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
+SHAPE = (1, 28, 28)  # LeNet-5
 KW = {"img_size": 16, "num_classes": 10, "width_mult": 0.25}  # mobilenet_v1: 0.4 MB
 
 
@@ -219,3 +226,37 @@ def test_a_slim_run_that_cannot_run_is_a_run_error(tmp_path: Path) -> None:
     save_run(tmp_path / "bad", bad, arch="lenet5", kwargs={}, input_shape=[1, 28, 28])
     with pytest.raises(RunError, match=r"field slim: the slim model does not run on one \[1, 28"):
         load_run(tmp_path / "bad")
+
+
+def test_a_slim_cnnz_records_its_input_shape_and_load_runs_it(tmp_path: Path) -> None:
+    """slim(..., input_shape) notes the shape and the .cnnz header's meta records it, so
+    load runs the rebuilt model once: a plan that fits every tensor (conv1 cut to 10,
+    conv2 still reading 20) but cannot run is a format error, from the zoo name and with
+    model= (left uncut). A file without a usable shape cannot be checked, and loads."""
+    arch = {"name": "lenet5", "kwargs": {}}
+    good = slim(get_model("lenet5"), {"conv1": {"out": [0, 1]}, "conv2": {"in": [0, 1]}}, SHAPE)
+    codec.save(tmp_path / "good.cnnz", good, arch=arch, meta={"seed": 1})
+    header = container.read(tmp_path / "good.cnnz").header
+    assert header["meta"] == {"seed": 1, "input_shape": [1, 28, 28]}
+    assert codec.load(tmp_path / "good.cnnz").conv2.in_channels == 2
+    bad = apply_slim(get_model("lenet5"), {"conv1": {"out": list(range(10))}})
+    codec.save(tmp_path / "unchecked.cnnz", bad, arch=arch, meta={"input_shape": "28x28"})
+    assert codec.load(tmp_path / "unchecked.cnnz").conv1.out_channels == 10
+    record_input_shape(bad, SHAPE)
+    codec.save(tmp_path / "bad.cnnz", bad, arch=arch)
+    match = r"header field slim: the slim model does not run on one \[1, 28, 28\] input"
+    with pytest.raises(CnnzFormatError, match=match):
+        codec.load(tmp_path / "bad.cnnz")
+    other = get_model("lenet5")
+    with pytest.raises(CnnzFormatError, match=match):
+        codec.load(tmp_path / "bad.cnnz", model=other)
+    assert other.conv1.out_channels == 20 and slim_plan_of(other) is None
+
+
+def test_input_shapes_are_checked_before_they_are_recorded() -> None:
+    assert valid_input_shape([1, 28, 28]) == (1, 28, 28)
+    assert valid_input_shape((784,)) == (784,)
+    for junk in ([], [1, 2, 3, 4], [0, 28, 28], [True], [1.0], "1,28,28", None, [1 << 21]):
+        assert valid_input_shape(junk) is None
+    with pytest.raises(ModelError, match="input shape"):
+        record_input_shape(get_model("lenet5"), (0, 28, 28))

@@ -321,7 +321,7 @@ def _structured(
         by_latency=options["by_latency"],
         **target,
     )
-    small = slim(run.model, chosen.plan)
+    small = slim(run.model, chosen.plan, shape)
     cfg: TrainConfig = options["cfg"]
     fit(small, data, cfg, loss_fn=teaching.loss(data.name, cache=data.augment is None))
     before, after = _measured(run.model, shape), _measured(small, shape)

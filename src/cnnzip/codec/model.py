@@ -51,7 +51,16 @@ from cnnzip.codec.streams import decode_streams, encode_stream
 from cnnzip.errors import CnnzipError, ModelError
 from cnnzip.fileio import atomic_write_bytes
 from cnnzip.models.registry import UntrustedFactoryError, untrusted
-from cnnzip.models.slim import SlimPlan, apply_slim, check_slim_plan, meta_copy, slim_plan_of
+from cnnzip.models.slim import (
+    SlimPlan,
+    apply_slim,
+    check_runs,
+    check_slim_plan,
+    meta_copy,
+    slim_input_shape_of,
+    slim_plan_of,
+    valid_input_shape,
+)
 from cnnzip.transforms import WeightTransform, transforms_of
 
 __all__ = [
@@ -257,7 +266,11 @@ def encode(
         if name not in params:
             entry["buffer"] = True  # not counted in the float32 parameter bytes
         tensors.append(entry)
-    header = {"format": "cnnz", "arch": arch, "meta": meta or {}, "tensors": tensors}
+    meta = dict(meta or {})
+    shape = slim_input_shape_of(model)
+    if slim_plan_of(model) is not None and shape is not None:  # for load's run check
+        meta.setdefault("input_shape", list(shape))
+    header = {"format": "cnnz", "arch": arch, "meta": meta, "tensors": tensors}
     if slim_plan_of(model) is not None:  # absent otherwise: plain files keep their bytes
         header["slim"] = slim_plan_of(model)
     return container.pack(header, sections)
@@ -452,6 +465,7 @@ def _zoo_model(
     with torch.device("meta"):  # shapes only: a lying header allocates nothing
         skeleton = _slimmed(_build(build, name, kwargs, max_params), plan)
     _check_fit(entries, skeleton)
+    _check_slim_runs(cf, skeleton)
     if len(skeleton.state_dict()) == len(list(skeleton.parameters())) + len(
         list(skeleton.buffers())
     ):  # every tensor comes from the file: assign them, skip the random initialisation
@@ -470,6 +484,20 @@ def _header_plan(cf: container.CnnzFile) -> SlimPlan | None:
         raise CnnzFormatError(str(exc)) from None
 
 
+def _check_slim_runs(cf: container.CnnzFile, skeleton: nn.Module) -> None:
+    """A slim file's meta-device model runs once on the input shape its header meta
+    records (files without one cannot be checked so): every tensor can fit a plan that
+    cuts a layer's channels but not its consumer's."""
+    meta = cf.header.get("meta")
+    shape = valid_input_shape(meta.get("input_shape") if isinstance(meta, dict) else None)
+    if cf.header.get("slim") is None or shape is None:
+        return
+    try:
+        check_runs(skeleton, shape, "header field slim")
+    except ModelError as exc:
+        raise CnnzFormatError(str(exc)) from None
+
+
 def _slimmed(model: nn.Module, plan: SlimPlan | None) -> nn.Module:
     """``model`` cut to the file's plan; a plan that does not fit it is the file's fault."""
     if plan is None:
@@ -480,10 +508,12 @@ def _slimmed(model: nn.Module, plan: SlimPlan | None) -> nn.Module:
         raise CnnzFormatError(f"header field slim does not fit its arch: {exc}") from None
 
 
-def _fit_plan(model: nn.Module, plan: SlimPlan | None, entries: list[dict[str, Any]]) -> None:
+def _fit_plan(model: nn.Module, cf: container.CnnzFile, entries: list[dict[str, Any]]) -> None:
     """The user's ``model=`` cut to the file's plan, unless it already is (a slim model
     carrying the same plan); a full-width model is cut in place, only once a meta copy
-    cut to the plan is known to fit the file's tensors (a bad file changes nothing)."""
+    cut to the plan is known to fit the file's tensors and run (a bad file changes
+    nothing)."""
+    plan = _header_plan(cf)
     if plan is None or slim_plan_of(model) == plan:
         _check_fit(entries, model)
         return
@@ -492,7 +522,9 @@ def _fit_plan(model: nn.Module, plan: SlimPlan | None, entries: list[dict[str, A
             "this model was slimmed with another channel plan than the .cnnz's: pass the "
             "full-width module (the file's plan is applied to it) or the same slim one"
         )
-    _check_fit(entries, apply_slim(meta_copy(model), plan))
+    skeleton = apply_slim(meta_copy(model), plan)
+    _check_fit(entries, skeleton)
+    _check_slim_runs(cf, skeleton)
     apply_slim(model, plan)
 
 
@@ -536,7 +568,7 @@ def load_file(
     else:
         if transforms_of(model):
             raise CnnzipError("load into a plain module: this one has weight transforms")
-        _fit_plan(model, _header_plan(cf), entries)
+        _fit_plan(model, cf, entries)
     state = decode_state(cf, max_params=max_params)
     model.load_state_dict(state, strict=True, assign=assign)
     return model.eval()

@@ -17,23 +17,29 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from cnnzip.errors import ModelError
+from cnnzip.errors import ModelError, one_line
 
 __all__ = [
     "SlimPlan",
     "apply_slim",
     "axis_sizes",
     "check_plan_fits",
+    "check_runs",
     "check_slim_plan",
     "is_depthwise",
     "is_grouped",
     "meta_copy",
+    "record_input_shape",
+    "slim_input_shape_of",
     "slim_plan_of",
+    "valid_input_shape",
 ]
 
 SlimPlan = dict[str, dict[str, list[int]]]  # module name -> {"out": kept, "in": kept}
 AXES = ("out", "in")
 ATTR = "_cnnzip_slim"  # the plan a slimmed model carries, composed over successive slims
+SHAPE_ATTR = "_cnnzip_slim_input"  # the (C, H, W) it was slimmed for, when known
+MAX_SIDE = 1 << 20  # an input dimension (on the meta device nothing is allocated)
 MAX_MODULES = 1 << 16
 MAX_INDICES = 1 << 26  # all kept indices of a plan together (a Linear's in-features count)
 MAX_INDEX = (1 << 31) - 1
@@ -44,6 +50,47 @@ def slim_plan_of(model: nn.Module) -> SlimPlan | None:
     """The plan ``model`` was slimmed with, relative to its full-width architecture (None
     for a model never slimmed): verbs record it in run.json and .cnnz files from here."""
     return getattr(model, ATTR, None)
+
+
+def valid_input_shape(value: object) -> tuple[int, ...] | None:
+    """``value`` (a file's ``input_shape``) as one sample's shape: 1 to 3 ints in
+    1..MAX_SIDE, else None (free-form metadata: what cannot be a shape is not used)."""
+    ok = isinstance(value, list | tuple) and 1 <= len(value) <= 3
+    if not ok or not all(type(v) is int and 1 <= v <= MAX_SIDE for v in value):
+        return None
+    return tuple(value)
+
+
+def record_input_shape(model: nn.Module, shape: tuple[int, ...]) -> nn.Module:
+    """Note on a slim ``model`` the input shape it was slimmed for: a .cnnz of it records
+    the shape (header meta ``input_shape``) so that loading can run the rebuilt model."""
+    checked = valid_input_shape(list(shape))
+    if checked is None:
+        raise ModelError(f"input shape {shape!r:.80} must be 1 to 3 sizes in 1..{MAX_SIDE}")
+    setattr(model, SHAPE_ATTR, checked)
+    return model
+
+
+def slim_input_shape_of(model: nn.Module) -> tuple[int, ...] | None:
+    """The input shape ``record_input_shape`` noted on ``model`` (None if none)."""
+    return getattr(model, SHAPE_ATTR, None)
+
+
+def check_runs(model: nn.Module, shape: tuple[int, ...], what: str) -> None:
+    """One no-grad forward of ``model`` (best on the meta device: no compute) on a
+    (1, *shape) zero input: a plan that cuts a layer's channels but not its consumer's
+    fits every tensor yet cannot run. One ModelError naming ``what`` otherwise."""
+    param = next(model.parameters(), None)
+    x = torch.zeros(1, *shape, device=param.device if param is not None else "cpu")
+    try:
+        with torch.no_grad():
+            model(x)
+    except Exception as exc:  # a width mismatch: torch raises anything
+        raise ModelError(
+            f"{what}: the slim model does not run on one {list(shape)} input "
+            f"({type(exc).__name__}: {one_line(str(exc))}); the plan cuts a layer's "
+            "channels without its consumers'"
+        ) from None
 
 
 def check_slim_plan(plan: object, what: str) -> SlimPlan:

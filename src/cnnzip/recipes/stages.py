@@ -40,7 +40,7 @@ import torch.nn as nn
 from cnnzip import prune
 from cnnzip.data import Dataset, steps
 from cnnzip.errors import CnnzipError
-from cnnzip.models.slim import apply_slim
+from cnnzip.models.slim import apply_slim, record_input_shape
 from cnnzip.prune.masks import PRUNABLE_TYPES, PruneError
 from cnnzip.prune.structured.allocate import allocate_channels, check_target
 from cnnzip.quantize import INITS, MAX_BITS, share_weights, unshareable
@@ -292,7 +292,7 @@ def run_channels(
         round_to=cfg.round_to,
     )
     log(chosen.table())  # the groups left whole among its rows, with their reasons
-    apply_slim(model, chosen.plan)
+    record_input_shape(apply_slim(model, chosen.plan), data.input_shape)  # for the .cnnz
     train_cfg = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size)
     fit(model, data, train_cfg, loss_fn=loss_fn)
     acc = evaluate(model, data.val)["accuracy"]

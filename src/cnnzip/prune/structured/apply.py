@@ -22,6 +22,7 @@ from cnnzip.models.slim import (
     is_depthwise,
     is_grouped,
     meta_copy,
+    record_input_shape,
 )
 from cnnzip.prune.masks import PruneError
 from cnnzip.prune.structured.groups import ChannelGroup, Member, partition
@@ -157,11 +158,13 @@ def _plan(model: nn.Module, removed: dict[tuple[str, str], set[int]]) -> SlimPla
 
 def slim(model: nn.Module, plan: SlimPlan, input_shape: tuple[int, ...] | None = None) -> nn.Module:
     """A physically smaller deep copy of ``model`` cut to ``plan``; the original untouched.
-    With ``input_shape`` (C, H, W) a shapes-only copy runs once first (``check_slim_runs``)."""
+    With ``input_shape`` (C, H, W) a shapes-only copy runs once first (``check_slim_runs``)
+    and the copy records it (``record_input_shape``: its .cnnz lets load run the check)."""
     check_plan_fits(model, plan)
-    if input_shape is not None:
-        check_slim_runs(apply_slim(meta_copy(model), plan), input_shape)
-    return apply_slim(copy.deepcopy(model), plan)
+    if input_shape is None:
+        return apply_slim(copy.deepcopy(model), plan)
+    check_slim_runs(apply_slim(meta_copy(model), plan), input_shape)
+    return record_input_shape(apply_slim(copy.deepcopy(model), plan), input_shape)
 
 
 def check_slim_runs(small: nn.Module, input_shape: tuple[int, ...]) -> None:
