@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,9 @@ from cnnzip.models import get_model
 from cnnzip.prune import (
     GradualPruning,
     Mask,
+    MaskKeeper,
     PruneError,
+    enforce_masks,
     get_mask,
     one_shot,
     prunable,
@@ -166,3 +169,83 @@ def test_prunable_layers_by_name_and_type() -> None:
 def test_prunable_errors(model: nn.Module, names: list[str] | None, message: str) -> None:
     with pytest.raises(PruneError, match=message):
         prunable(model, names)
+
+
+class EveryStep(Callback):
+    """The keeper as it was: prunes at ``step`` like ``PruneAt``, then zeroes the weights and
+    the optimizer state after every step, whether a mask changed or not."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_epoch_start(self, state: TrainState) -> None:
+        enforce_masks(state.model, state.optimizer)
+
+    def on_step_end(self, state: TrainState) -> None:
+        if state.step == self.step:
+            one_shot(state.model, RATIOS)
+        enforce_masks(state.model, state.optimizer)
+
+
+class PruneAtKept(MaskKeeper):
+    """``PruneAt`` with the keeper, which enforces only when a mask changed."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, state: TrainState) -> None:
+        if state.step == self.step:
+            one_shot(state.model, RATIOS)
+        super().on_step_end(state)
+
+
+def trained_with(data: Dataset, cfg: TrainConfig, callback: Callback) -> tuple[nn.Module, dict]:
+    """The model and its optimizer state after ``fit``, for a bit-for-bit comparison."""
+    model = small_mlp()
+    one_shot(model, dict.fromkeys(RATIOS, 0.0))
+    states: dict = {}
+
+    def optimizer(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:  # kept to read
+        opt = OPTIMIZER_CLASSES[cfg.optimizer](params, cfg)
+        states["opt"] = opt
+        return opt
+
+    fit(model, data, cfg, callbacks=[callback], optimizer=optimizer, progress=False)
+    return model, states["opt"].state_dict()["state"]
+
+
+OPTIMIZER_CLASSES = {
+    "sgd": lambda params, cfg: torch.optim.SGD(
+        params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+    ),
+    "adam": lambda params, cfg: torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_keeper_enforcing_only_on_change_trains_bit_for_bit_the_same(
+    toy_data: Dataset, name: str
+) -> None:
+    """Skipping the multiply while no mask changes gives every weight and moment the
+    per-step keeper gives, bit for bit (pruning mid-run, with momentum and weight decay)."""
+    cfg = OPTIMIZERS[name]
+    model, state = trained_with(toy_data, cfg, PruneAtKept(step=8))
+    reference, ref_state = trained_with(toy_data, cfg, EveryStep(step=8))
+    pairs = zip(model.state_dict().items(), reference.state_dict().items(), strict=True)
+    for (k, v), (_, r) in pairs:
+        assert torch.equal(v, r) and torch.equal(torch.signbit(v), torch.signbit(r)), k
+    for i in ref_state:
+        for key, value in ref_state[i].items():
+            assert torch.equal(state[i][key], value), (i, key)
+    dead = ~get_mask(model, "fc1.weight").mask
+    assert torch.all(original_tensor(model, "fc1.weight")[dead] == 0)
+
+
+def test_mask_factor_follows_the_mask() -> None:
+    """The cached 1.0 / 0.0 factor is remade when the mask changes in place."""
+    mask = Mask(torch.tensor([True, False, True]))
+    w = torch.tensor([1.5, -2.0, -0.0])
+    assert torch.equal(mask(w), w * mask.mask)
+    mask.mask.copy_(torch.tensor([False, True, True]))
+    assert torch.equal(mask(w), torch.tensor([0.0, -2.0, -0.0]))
+    assert torch.equal(mask(w.double()), w.double() * mask.mask)
