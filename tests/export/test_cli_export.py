@@ -75,3 +75,9 @@ def test_bench_int8_needs_the_dense_run(pruned_file: Path, tmp_path: Path) -> No
     (tmp_path / "run").rmdir()
     code, out = _run("bench", "int8", str(pruned_file))
     assert code == 2 and "pass --dense RUN" in out
+
+
+def test_export_never_overwrites_its_source(pruned_file: Path) -> None:
+    before = pruned_file.read_bytes()
+    code, out = _run("export", str(pruned_file), "-o", str(pruned_file))
+    assert code == 2 and "would overwrite" in out and pruned_file.read_bytes() == before

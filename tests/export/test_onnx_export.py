@@ -156,3 +156,12 @@ def test_without_onnxruntime_one_line_says_how(
         "\n" not in message and "onnxruntime" in message and "pip install 'cnnzip[onnx]'" in message
     )
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_a_model_of_several_outputs_is_refused(tmp_path: Path) -> None:
+    class Two(nn.Module):
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return x.flatten(1), 2 * x.flatten(1)
+
+    with pytest.raises(ExportError, match="returns tuple; export takes one tensor"):
+        export_onnx(Two(), SHAPE, tmp_path / "m.onnx")

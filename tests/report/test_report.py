@@ -130,3 +130,23 @@ def test_compress_report_says_where(tmp_path: Path) -> None:
     assert f"report: {tmp_path / 'm.html'}" in result.output
     text = (tmp_path / "m.html").read_text()  # no sensitivity.json in the run: no curves
     assert len(_images(text)) == 4 and "<h2>Speed: measured and theoretical</h2>" in text
+
+
+def test_report_never_overwrites_its_source(compressed) -> None:
+    path, _, _ = compressed
+    before = path.read_bytes()
+    result = CliRunner().invoke(main, ["report", str(path), "-o", str(path), "--no-speed"])
+    assert result.exit_code == 2 and "would overwrite" in result.output
+    assert path.read_bytes() == before
+
+
+@pytest.mark.slow
+def test_report_of_a_pruned_run_times_its_sparse_layers(compressed, tmp_path: Path) -> None:
+    _, _, model = compressed
+    cz.save_run(tmp_path / "pruned", model, arch="lenet300", kwargs={"hidden": [16, 8]})
+    result = CliRunner().invoke(main, ["report", str(tmp_path / "pruned"), "--runs", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.strip().splitlines()[-1])
+    assert summary["speed"]["theoretical_speedup"] > 2 and summary["stage_bytes"]["shared"] < (
+        summary["stage_bytes"]["dense"] / 4
+    )

@@ -10,7 +10,7 @@ from typing import Any
 import click
 import torch.nn as nn
 
-from cnnzip.cli.app import emit, main
+from cnnzip.cli.app import check_not_sources, emit, main
 from cnnzip.cli.bench import bench
 from cnnzip.cli.factory import load_cnnz, model_option
 from cnnzip.cli.options import (
@@ -26,6 +26,7 @@ from cnnzip.cli.profile import build_model
 from cnnzip.codec import read as read_cnnz
 from cnnzip.errors import CnnzipError
 from cnnzip.export import export_onnx
+from cnnzip.export.graph import MAX_OPSET, MIN_OPSET
 from cnnzip.export.int8 import CALIBRATION_IMAGES, bench_int8
 from cnnzip.runs import load_run
 from cnnzip.train.checkpoint import check_writable
@@ -36,7 +37,7 @@ from cnnzip.train.checkpoint import check_writable
 @out_option("The .onnx file", file=True)
 @click.option(
     "--opset",
-    type=click.IntRange(9, 20),
+    type=click.IntRange(MIN_OPSET, MAX_OPSET),
     default=None,
     help="ONNX opset [default: torch's exporter's, 20].",
 )
@@ -49,6 +50,7 @@ def export_cmd(
     """Export a run, a .cnnz file (as decoded: pruned zeros kept, shared weights as floats,
     BWN weights as alpha * sign) or a zoo model to ONNX, and check it in onnxruntime
     against torch on random inputs (a difference over 1e-4 is an error)."""
+    check_not_sources([out], [source])
     check_writable(out)
     model, shape = build_model(source, None, {}, max_params, model_spec)
     checked = export_onnx(model, shape, out, opset=opset)

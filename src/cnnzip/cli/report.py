@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from cnnzip.cli.app import emit, main
+from cnnzip.cli.app import check_not_sources, emit, main
 from cnnzip.cli.export import int8_of
 from cnnzip.cli.factory import model_option
 from cnnzip.cli.options import (
@@ -24,10 +24,16 @@ from cnnzip.report import gather, gather_run, write_report
 from cnnzip.train.checkpoint import check_writable
 
 
-def default_out(source: str) -> Path:
-    """``lenet5.cnnz`` -> ``lenet5.html``; a run directory -> ``RUN/report.html``."""
+def report_path(source: str, out: str | None = None) -> Path:
+    """Where the page of ``source`` goes, checked writable and not ``source`` itself:
+    ``out``, else ``lenet5.cnnz`` -> ``lenet5.html``, a run directory -> ``RUN/report.html``."""
     path = Path(source)
-    return path / "report.html" if path.is_dir() else path.with_suffix(".html")
+    target = (
+        Path(out) if out else path / "report.html" if path.is_dir() else path.with_suffix(".html")
+    )
+    check_not_sources([target], [source])
+    check_writable(target)
+    return target
 
 
 @main.command("report")
@@ -72,8 +78,7 @@ def report_cmd(
     layer through dense -> pruned -> shared -> coded, weight histograms before and after
     sharing with the centroids, sensitivity curves when the run has them, measured vs
     theoretical speed, and accuracy against bytes (with --compare-int8, beside int8)."""
-    target = Path(out) if out else default_out(source)
-    check_writable(target)
+    target = report_path(source, out)
     model, shape = build_model(source, None, {}, max_params, model_spec)
     int8 = _int8(source, dense, dataset, model) if compare_int8 else None
     speed = None if no_speed else runs

@@ -231,7 +231,12 @@ def _compare(sess: Any, model: nn.Module, x: torch.Tensor, tolerance: float, wha
     """max |onnxruntime - torch| on ``x``; an ExportError over ``tolerance`` (times the
     largest |output| where that is above 1: float32 sums carry relative error)."""
     with eval_mode(model), torch.no_grad():
-        want = model(x).float().numpy()  # (N, ...)
+        out = model(x)
+    if not isinstance(out, torch.Tensor):
+        raise ExportError(
+            f"{what}: the model returns {type(out).__name__}; export takes one tensor"
+        )
+    want = out.float().numpy()  # (N, ...)
     got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
     if got.shape != want.shape:
         raise ExportError(f"{what}: onnxruntime gives shape {got.shape}, torch {want.shape}")

@@ -117,6 +117,8 @@ def bench_int8(
     against), as float32 ONNX and as int8 PTQ ONNX in onnxruntime, and, given ``cnnz``
     (a .cnnz path and the model it decodes to), cnnzip's file run dense and with its
     sparse layers as CSR products. The ONNX files are written into ``workdir``."""
+    if not all(isinstance(s.x, torch.Tensor) for s in (data.train, data.test)):
+        raise ExportError(f"{data.name}: the int8 baseline needs data held in memory, not streamed")
     workdir = Path(workdir)
     float_path, int8_path = workdir / "dense.onnx", workdir / "int8.onnx"
     export_onnx(dense, data.input_shape, float_path)
