@@ -21,7 +21,7 @@ from cnnzip.cli.options import (
     out_option,
 )
 from cnnzip.cli.profile import recorded_input_shape
-from cnnzip.cli.report import default_out
+from cnnzip.cli.report import report_path
 from cnnzip.codec import load as load_cnnz
 from cnnzip.codec.report import inspect
 from cnnzip.data import Dataset
@@ -123,10 +123,7 @@ def _check_outputs(out: str, with_report: bool) -> Path | None:
     """Fail now if the .cnnz, or with ``--report`` its HTML page beside it, cannot be
     written; the page's path, or None."""
     check_writable(out)
-    html = default_out(out) if with_report else None
-    if html:
-        check_writable(html)
-    return html
+    return report_path(out) if with_report else None
 
 
 def _write_report(html: Path, out: str, decoded: nn.Module, run: Run) -> Path:
