@@ -174,3 +174,20 @@ def test_convert_then_compile_chains_a_plain_float_model():
     convert(model, "xnor", scale_k=False, log=None)
     fast = assert_same_on_every_path(model.eval(), torch.randn(2, 1, 10, 10))
     assert fast[1].kernel.thresholds is not None
+
+
+def test_a_decision_that_overflows_to_nan_keeps_float_between():
+    """dot * ~1e37 overflows to +-inf for large dots; times the next norm's zero scale that is
+    NaN (not negative) there and the shift's sign elsewhere: no threshold reproduces it."""
+    g = torch.Generator().manual_seed(5)
+    first, second = xnor(4, 3, 1, 1, g), xnor(3, 2, 1, 1, g)
+    norm = nn.BatchNorm2d(3).eval()
+    with torch.no_grad():
+        norm.weight.fill_(3e38)
+        norm.running_var.fill_(1.0)
+        second.norm.weight.zero_()
+        second.norm.bias.fill_(-1.0)
+    fast = assert_same_on_every_path(
+        nn.Sequential(first, norm, second).eval(), torch.randn(1, 4, 5, 5, generator=g)
+    )
+    assert fast[0].kernel.thresholds is None

@@ -196,7 +196,10 @@ def _link(fast: nn.Module, producer: str, between: list[str], consumer: str) -> 
         return cons.affine(y) < 0
 
     fan_in = kernel.in_chans * kernel.kernel_size[0] * kernel.kernel_size[1]
-    thresholds = thresholds_from(decide, fan_in)
+    try:
+        thresholds = thresholds_from(decide, fan_in)
+    except CnnzipError:  # e.g. 0 * inf = NaN for some dots: no threshold, float stays
+        return
     prod.kernel = dataclasses.replace(kernel, thresholds=thresholds, _fastest={})
     or_mask = cons.in_scale.flatten() < 0  # the decision rises with the value: OR
     for name, op in zip(between, ops, strict=True):
