@@ -161,20 +161,23 @@ def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 def _leaf_inputs(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Each leaf's (single tensor) input in one forward of ``x``."""
+    """Each leaf's (single tensor) input in one forward of ``x``, of the leaves that ran
+    on it in torch (one that raised is the forward's fault, not ONNX's)."""
     inputs: dict[str, torch.Tensor] = {}
 
     def keep(name: str) -> Any:
-        def hook(_m: nn.Module, args: tuple[Any, ...]) -> None:
+        def hook(_m: nn.Module, args: tuple[Any, ...], _out: Any) -> None:
             if len(args) == 1 and isinstance(args[0], torch.Tensor):
                 inputs.setdefault(name, args[0])
 
         return hook
 
-    hooks = [m.register_forward_pre_hook(keep(n)) for n, m in _leaves(model)]
+    hooks = [m.register_forward_hook(keep(n)) for n, m in _leaves(model)]
     try:
         with torch.no_grad():
             model(x)
+    except Exception:  # the forward itself fails: the leaves it reached are still recorded
+        pass
     finally:
         for hook in hooks:
             hook.remove()
@@ -182,12 +185,13 @@ def _leaf_inputs(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 def _exports_alone(module: nn.Module, x: torch.Tensor, opset: int | None, tol: float) -> bool:
-    """Whether ``module`` exports on its own and onnxruntime reproduces it on ``x``: a layer
-    computed outside torch's ops (a C kernel) traces into constants and fails the check."""
+    """Whether ``module`` exports on its own (traced on ``x``) and onnxruntime reproduces it
+    on other inputs (``x``'s rows reversed, then ``x``): a layer computed outside torch's
+    ops (a C kernel) traces into constants, right only for the traced input."""
     f = io.BytesIO()
     try:
         _export(module, x, f, opset)
-        _compare(session(f.getvalue()), module, x, tol, "layer")
+        _compare(session(f.getvalue()), module, torch.cat([x.flip(0), x]), tol, "layer")
     except Exception:  # any failure, the exporter's or the check's, rules the layer out
         return False
     return True
