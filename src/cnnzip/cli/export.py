@@ -4,8 +4,9 @@ int8 post-training-quantization baseline beside a .cnnz)."""
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import torch.nn as nn
@@ -57,6 +58,9 @@ def export_cmd(
     emit({"source": source, **checked.to_dict()}, as_json, lambda _: checked.line())
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
 def dense_source(path: str, given: str | None) -> str:
     """The dense run a .cnnz was compressed from: ``--dense``, else the run its metadata
     names, which must still be there."""
@@ -72,14 +76,16 @@ def dense_source(path: str, given: str | None) -> str:
     return source
 
 
+def dense_option(help: str) -> Callable[[F], F]:
+    """``--dense RUN``: the dense run a .cnnz was compressed from (see ``dense_source``)."""
+    where = "[default: the run the file's metadata names]"
+    path = click.Path(exists=True, file_okay=False)
+    return click.option("--dense", type=path, default=None, help=f"{help} {where}.")
+
+
 @bench.command("int8")
 @click.argument("path", metavar="FILE.cnnz", type=click.Path(exists=True, dir_okay=False))
-@click.option(
-    "--dense",
-    type=click.Path(exists=True, file_okay=False),
-    default=None,
-    help="The dense run the file was compressed from [default: the run its metadata names].",
-)
+@dense_option("The dense run the file was compressed from")
 @data_options
 @click.option(
     "--calibration",

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from cnnzip.cli.app import check_not_sources, emit, main
-from cnnzip.cli.export import int8_of
+from cnnzip.cli.export import dense_option, int8_of
 from cnnzip.cli.factory import model_option
 from cnnzip.cli.options import (
     COUNT,
@@ -52,12 +52,7 @@ def report_path(source: str, out: str | None = None) -> Path:
     is_flag=True,
     help="Add the int8 PTQ baseline (onnxruntime; needs the data and the dense run).",
 )
-@click.option(
-    "--dense",
-    type=click.Path(exists=True, file_okay=False),
-    default=None,
-    help="The dense run, for --compare-int8 [default: the run the file names].",
-)
+@dense_option("The dense run, for --compare-int8")
 @data_options
 @max_params_option
 @model_option()
