@@ -91,12 +91,7 @@ def sensitivity(curves: Sequence[dict[str, Any]]) -> str:
     fig, ax = plt.subplots(figsize=(7, 4))
     for c in curves:
         ax.plot([100 * r for r in c["ratios"]], c["accuracy"], marker=".", label=c["name"])
-    ax.set_xlabel("weights pruned (%), this layer alone")
-    ax.set_ylabel("validation accuracy")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return png(fig)
+    return _finish(fig, ax, "weights pruned (%), this layer alone", "validation accuracy")
 
 
 def speed(rows: Sequence[dict[str, Any]]) -> str:
@@ -119,9 +114,14 @@ def accuracy_vs_bytes(points: Sequence[dict[str, Any]]) -> str:
     for i, p in enumerate(points):
         ax.scatter(p["bytes"], p["accuracy"], s=60, color=f"C{i}", label=p["name"])
     ax.set_xscale("log")
-    ax.set_xlabel("bytes on disk (log)")
-    ax.set_ylabel("test accuracy")
+    return _finish(fig, ax, "bytes on disk (log)", "test accuracy")
+
+
+def _finish(fig: Figure, ax: Any, xlabel: str, ylabel: str) -> str:
+    """Labels, a light grid, the legend; the figure as base64 PNG."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return png(fig)
