@@ -17,7 +17,7 @@ from click.testing import CliRunner
 import cnnzip as cz
 from cnnzip.cli import main
 from cnnzip.quantize import shared_of
-from cnnzip.report import gather, render, write_report
+from cnnzip.report import figures, gather, render, write_report
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -150,3 +150,23 @@ def test_report_of_a_pruned_run_times_its_sparse_layers(compressed, tmp_path: Pa
     assert summary["speed"]["theoretical_speedup"] > 2 and summary["stage_bytes"]["shared"] < (
         summary["stage_bytes"]["dense"] / 4
     )
+
+
+def test_free_form_metadata_never_breaks_the_page(tmp_path: Path) -> None:
+    """A file whose meta holds text where numbers go, and names a source that is gone."""
+    torch.manual_seed(0)
+    model = cz.models.get_model("lenet300", hidden=[16, 8])
+    meta = {"source": str(tmp_path / "gone"), "test_accuracy": "high", "stages": "all",
+            "baseline_test_accuracy": True}  # fmt: skip
+    cz.codec.save(tmp_path / "m.cnnz", model, meta=meta)
+    page = gather(tmp_path / "m.cnnz", model, SHAPE, speed_runs=None)
+    assert page.accuracy is None and page.baseline is None and page.stages == []
+    assert "test accuracy - against the dense -" in render(page)
+
+
+def test_past_twelve_layers_the_smaller_ones_are_one_segment() -> None:
+    stages = ("dense", "pruned", "shared", "coded")
+    layers = [{"name": f"l{i}", "bytes": dict.fromkeys(stages, 1024 * i)} for i in range(1, 21)]
+    segments = figures._largest(layers)
+    assert [n for n, _ in segments] == [f"l{i}" for i in range(10, 21)] + ["9 others"]
+    assert segments[-1][1].tolist() == [sum(range(1, 10))] * 4  # KB of l1..l9

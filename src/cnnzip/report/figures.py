@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 __all__ = ["accuracy_vs_bytes", "histograms", "png", "sensitivity", "speed", "stage_bars"]
 
 STAGES = ("dense", "pruned", "shared", "coded")
+MAX_SEGMENTS = 12  # layers drawn apart in the stacked bars; the rest as one
 
 
 def png(fig: Figure) -> str:
@@ -37,9 +38,8 @@ def stage_bars(layers: Sequence[dict[str, Any]], overhead: int) -> str:
     tables in the last bar); each bar labelled with its total and ratio to dense."""
     fig, ax = plt.subplots(figsize=(7, 4))
     bottom = np.zeros(len(STAGES))
-    for layer in layers:
-        kb = np.array([layer["bytes"][s] for s in STAGES], dtype=float) / 1024
-        ax.bar(STAGES, kb, bottom=bottom, label=layer["name"])
+    for name, kb in _largest(layers):
+        ax.bar(STAGES, kb, bottom=bottom, label=name)
         bottom += kb
     extra = np.array([0, 0, 0, overhead], dtype=float) / 1024
     ax.bar(STAGES, extra, bottom=bottom, label="header, tables", color="0.6")
@@ -53,6 +53,18 @@ def stage_bars(layers: Sequence[dict[str, Any]], overhead: int) -> str:
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return png(fig)
+
+
+def _largest(layers: Sequence[dict[str, Any]]) -> list[tuple[str, np.ndarray]]:
+    """(name, KB per stage) of the MAX_SEGMENTS - 1 layers largest when dense, in model
+    order, and the rest summed as one segment: a ResNet's 60 layers would not read."""
+    kb = {layer["name"]: np.array([layer["bytes"][s] for s in STAGES], float) / 1024
+          for layer in layers}  # fmt: skip
+    if len(kb) <= MAX_SEGMENTS:
+        return list(kb.items())
+    top = set(sorted(kb, key=lambda n: -kb[n][0])[: MAX_SEGMENTS - 1])
+    rest = sum((v for n, v in kb.items() if n not in top), np.zeros(len(STAGES)))
+    return [(n, v) for n, v in kb.items() if n in top] + [(f"{len(kb) - len(top)} others", rest)]
 
 
 def histograms(layers: Sequence[dict[str, Any]]) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ import torch.nn as nn
 from cnnzip.codec import inspect
 from cnnzip.codec import save as save_cnnz
 from cnnzip.codec.report import Report
+from cnnzip.errors import CnnzipError
 from cnnzip.fileio import atomic_write_text
 from cnnzip.prune.sensitivity import CACHE
 from cnnzip.report import figures
@@ -36,6 +38,7 @@ from cnnzip.transforms import effective_tensor
 __all__ = ["Page", "gather", "gather_run", "render", "write_report"]
 
 MAX_HIST_VALUES = 200_000  # per layer and side: a histogram needs no more
+MAX_HISTOGRAMS = 8  # the largest compressed layers get one each (a ResNet has 60 layers)
 
 
 @dataclass
@@ -77,9 +80,13 @@ def _weights(decoded: nn.Module, report: Report, dense: nn.Module | None) -> lis
     """Per pruned/shared/binary weight: the file's nonzero values, its centroids (the
     distinct values of a shared layer), and the dense run's values of the same name."""
     dense_state = dense.state_dict() if dense is not None else {}
+    shown = [
+        layer for layer in report.layers if layer["encoding"] in ("sparse", "shared", "binary")
+    ]
+    largest = set(sorted((-layer["weights"], layer["name"]) for layer in shown)[:MAX_HISTOGRAMS])
     out = []
-    for layer in report.layers:
-        if layer["encoding"] not in ("sparse", "shared", "binary"):
+    for layer in shown:
+        if (-layer["weights"], layer["name"]) not in largest:
             continue
         name = layer["name"]
         after = effective_tensor(decoded, name).numpy()
@@ -112,6 +119,21 @@ def _speed(decoded: nn.Module, shape: tuple[int, ...], runs: int) -> dict[str, A
     return bench_sparse(decoded, shape, (1, 64), threads=1, runs=runs)
 
 
+def _number(value: Any) -> float | None:
+    """A metadata number, or None for anything else (the file's meta is free-form)."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    return float(value) if ok and math.isfinite(value) else None
+
+
+def _dense_model(run_dir: Path | None) -> nn.Module | None:
+    """The dense run's model, or None where it cannot be loaded (gone, or a factory
+    this process does not trust): the page then shows the file's weights alone."""
+    try:
+        return load_run(run_dir).model if run_dir else None
+    except CnnzipError:
+        return None
+
+
 def gather(
     path: str | Path,
     decoded: nn.Module,
@@ -127,14 +149,14 @@ def gather(
     meta = report.meta
     source = meta.get("source")
     run_dir = Path(source) if isinstance(source, str) and Path(source).is_dir() else None
-    dense = load_run(run_dir).model if run_dir else None
+    stages = meta.get("stages")
     return Page(
         title=title or str(path),
         report=report,
-        stages=[s for s in meta.get("stages", []) if isinstance(s, dict)],
-        accuracy=meta.get("file_test_accuracy", meta.get("test_accuracy")),
-        baseline=meta.get("baseline_test_accuracy"),
-        weights=_weights(decoded, report, dense),
+        stages=[s for s in stages if isinstance(s, dict)] if isinstance(stages, list) else [],
+        accuracy=_number(meta.get("file_test_accuracy", meta.get("test_accuracy"))),
+        baseline=_number(meta.get("baseline_test_accuracy")),
+        weights=_weights(decoded, report, _dense_model(run_dir)),
         curves=_curves(run_dir),
         speed=_speed(decoded, shape, speed_runs) if speed_runs else None,
         int8=int8,
@@ -147,7 +169,9 @@ def gather_run(run_dir: str | Path, shape: tuple[int, ...], **kwargs: Any) -> Pa
     run = load_run(run_dir)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "run.cnnz"
-        meta = {"source": None, "test_accuracy": run.meta.get("metrics", {}).get("test_accuracy")}
+        metrics = run.meta.get("metrics")
+        accuracy = metrics.get("test_accuracy") if isinstance(metrics, dict) else None
+        meta = {"source": None, "test_accuracy": accuracy}
         save_cnnz(path, run.model, arch={"name": run.arch, "kwargs": run.kwargs}, meta=meta)
         page = gather(path, run.model, shape, title=str(run_dir), **kwargs)
     page.curves = _curves(Path(run_dir))
@@ -175,7 +199,9 @@ def _img(b64: str, alt: str) -> str:
 
 
 def _fmt(value: Any, spec: str = ".4f") -> str:
-    return "-" if value is None else format(value, spec)
+    """A number as ``spec`` formats it; ``-`` for anything that is not one."""
+    number = _number(value)
+    return "-" if number is None else format(number, spec)
 
 
 def _stage_section(page: Page) -> str:
