@@ -7,6 +7,7 @@ import base64
 import json
 import re
 import struct
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from click.testing import CliRunner
 
 import cnnzip as cz
 from cnnzip.cli import main
+from cnnzip.prune import one_shot, prunable
 from cnnzip.quantize import shared_of
 from cnnzip.report import figures, gather, render, write_report
 
@@ -170,3 +172,15 @@ def test_past_twelve_layers_the_smaller_ones_are_one_segment() -> None:
     segments = figures._largest(layers)
     assert [n for n, _ in segments] == [f"l{i}" for i in range(10, 21)] + ["9 others"]
     assert segments[-1][1].tolist() == [sum(range(1, 10))] * 4  # KB of l1..l9
+
+
+def test_histograms_for_the_eight_largest_layers_only(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    widths = [4, 8, 5, 9, 6, 10, 7, 11, 3, 12, 2]  # ten Linear layers of mixed sizes
+    model = torch.nn.Sequential(*[torch.nn.Linear(a, b) for a, b in pairwise(widths)])
+    one_shot(model, {t: 0.5 for t in prunable(model)})
+    cz.codec.save(tmp_path / "m.cnnz", model)
+    page = gather(tmp_path / "m.cnnz", model, (4,), speed_runs=None)
+    sizes = {f"{i}.weight": a * b for i, (a, b) in enumerate(pairwise(widths))}
+    want = sorted(sorted(sizes, key=lambda n: -sizes[n])[:8], key=lambda n: int(n.split(".")[0]))
+    assert [w["name"] for w in page.weights] == want
