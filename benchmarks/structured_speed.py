@@ -5,21 +5,20 @@
         --threads 1 --rounds 1 --runs 2                                  # smoke test
 
 For each model (resnet18, mobilenet_v1, shufflenet_v1 g=3 at 224, random weights: speed
-does not depend on them): channels are removed uniformly by L1 norm until at most
-``--macs`` of the MACs remain (cnnzip.prune.structured.allocate_channels), the slim copy
-is built (real smaller tensors), and both are timed at batch 1 with 1 and 2 threads,
-interleaved in this one process (original, slim, original, ... ``--rounds`` times,
-each the median of ``--runs`` forwards) so that a load change hits both alike.
-``--round-to 8`` keeps every pruned width a multiple of 8 (whole SIMD vectors), which
-CPU kernels may reward beyond the MAC count. ``--by-latency`` keeps the same MAC budget
-but cuts more where a per-group latency table, measured once at one thread in
-``--table-layout``, saves more time per MAC (cnnzip.prune.structured.latency). Each
-pair is timed in torch's default NCHW layout and channels-last
-(``model.to(memory_format=torch.channels_last)``, the input too), where oneDNN's
-convolutions run fastest and lose less efficiency at narrow or odd widths; both models
-of a pair always share one layout. The latency ratio (original / slim) is set against
-the MAC ratio; the issue asks for at least 0.8x of it (2.0x fewer MACs -> >= 1.6x
-faster). Prints a markdown table and
+does not depend on them) and each of ``--plans``, channels are removed by L1 norm until
+at most ``--macs`` of the MACs remain (cnnzip.prune.structured.allocate_channels):
+"uniform" removes one share of every group; "latency" keeps the same MAC budget but cuts
+more where a per-group latency table, measured once at one thread in ``--table-layout``,
+saves more time per MAC (cnnzip.prune.structured.latency). ``--round-to 8`` keeps pruned
+widths multiples of 8 (whole AVX2 vectors; groups cut in whole shuffle columns or conv
+groups keep their own step). The slim copies (real smaller tensors) and the original
+are timed at batch 1 with 1 and 2 threads, interleaved in this one process (original,
+slim, slim, original, ... ``--rounds`` times, each the median of ``--runs`` forwards,
+the fastest round kept) so that a load change hits them alike, in torch's default NCHW layout and in
+channels-last (``model.to(memory_format=torch.channels_last)``, the input too), where
+oneDNN's convolutions run fastest; the models compared always share one layout. The
+latency ratio (original / slim) is set against the MAC ratio; the issue asks for at
+least 0.8x of it (2.0x fewer MACs -> >= 1.6x faster). Prints a markdown table and
 writes it as JSON to ``--json`` (default benchmarks/results/structured_speed.json).
 Run it on a quiet machine: everything else on the cores shows in the ratios.
 """
@@ -30,7 +29,6 @@ import argparse
 import copy
 import itertools
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -51,64 +49,70 @@ GOAL = 0.8  # latency ratio / MAC ratio the issue asks for
 
 
 def interleaved(
-    a: nn.Module, b: nn.Module, shape: tuple[int, ...], threads: int, rounds: int, runs: int
-) -> tuple[float, float]:
-    """Median over ``rounds`` of each model's median batch-1 latency (ms), alternating."""
-    times: dict[str, list[float]] = {"a": [], "b": []}
+    models: list[nn.Module], shape: tuple[int, ...], threads: int, rounds: int, runs: int
+) -> list[float]:
+    """Each model's batch-1 latency (ms): the median of ``runs`` forwards per round, the
+    models in turn, and of the ``rounds`` rounds the fastest: a burst of other work on
+    the cores slows some rounds, never speeds one up, so the least disturbed round is
+    the best estimate of each model alone (and the models' rounds are interleaved)."""
+    times: list[list[float]] = [[] for _ in models]
     for _ in range(rounds):
-        for key, model in (("a", a), ("b", b)):
+        for i, model in enumerate(models):
             lat = measure_latency(model, shape, runs=runs, warmup=2, threads=threads)
-            times[key].append(lat.median_ms)
-    return statistics.median(times["a"]), statistics.median(times["b"])
+            times[i].append(lat.median_ms)
+    return [min(t) for t in times]
+
+
+def planned(model: nn.Module, shape: tuple[int, ...], plan: str, args: argparse.Namespace) -> Any:
+    """The allocation of ``plan``: "uniform" (one share per group, ``--round-to``) or
+    "latency" (the per-group latency table, measured in ``--table-layout``)."""
+    start = time.perf_counter()
+    table_model = copy.deepcopy(model).to(memory_format=LAYOUTS[args.table_layout])
+    chosen = allocate_channels(table_model, shape, macs=args.macs, importance="l1",
+                               round_to=args.round_to, by_latency=plan == "latency")  # fmt: skip
+    seconds = time.perf_counter() - start
+    print(f"{plan}:\n{chosen.table()}\nplanned in {seconds:.1f}s", file=sys.stderr)
+    return chosen
 
 
 def bench(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """One model: the slim copy at ``args.macs``, timed against the original per thread count."""
+    """One model: a slim copy per ``args.plans`` at ``args.macs``, each timed against the
+    original, all interleaved in one loop per layout and thread count."""
     kwargs = {**MODELS.get(name, {}), "img_size": args.size}
     model = get_model(name, **kwargs).eval()
     shape = (3, args.size, args.size)
-    start = time.perf_counter()
-    table_model = copy.deepcopy(model).to(memory_format=LAYOUTS[args.table_layout])
-    chosen = allocate_channels(
-        table_model,
-        shape,
-        macs=args.macs,
-        importance="l1",
-        round_to=args.round_to,
-        by_latency=args.by_latency,
-    )
-    print(chosen.table(), f"\nplanned in {time.perf_counter() - start:.1f}s", file=sys.stderr)
-    small = slim(model, chosen.plan).eval()
-    seconds = time.perf_counter() - start
-    before, after = profile(model, shape), profile(small, shape)
+    chosen = {plan: planned(model, shape, plan, args) for plan in args.plans}
+    smalls = [slim(model, c.plan).eval() for c in chosen.values()]
+    before = profile(model, shape)
+    afters = [profile(small, shape) for small in smalls]
     rows = []
     for layout, threads in itertools.product(args.layouts, args.threads):
-        pair = [copy.deepcopy(m).to(memory_format=LAYOUTS[layout]) for m in (model, small)]
-        full_ms, slim_ms = interleaved(*pair, shape, threads, args.rounds, args.runs)
-        mac_ratio = before.macs / after.macs
-        latency_ratio = full_ms / slim_ms
-        rows.append({
-            "model": name, "kwargs": kwargs, "layout": layout, "threads": threads,
-            "macs": [before.macs, after.macs], "params": [before.params, after.params],
-            "latency_ms": [full_ms, slim_ms], "mac_ratio": mac_ratio,
-            "latency_ratio": latency_ratio, "efficiency": latency_ratio / mac_ratio,
-            "meets_goal": latency_ratio >= GOAL * mac_ratio,
-            "groups_left_whole": len(chosen.skipped), "plan_seconds": seconds,
-            "by_latency": args.by_latency, "round_to": args.round_to,
-            "widths": {g.name: [g.before, g.after] for g in chosen.groups},
-        })  # fmt: skip
+        moved = [copy.deepcopy(m).to(memory_format=LAYOUTS[layout]) for m in (model, *smalls)]
+        full_ms, *slim_ms = interleaved(moved, shape, threads, args.rounds, args.runs)
+        for (plan, c), after, ms in zip(chosen.items(), afters, slim_ms, strict=True):
+            mac_ratio, latency_ratio = before.macs / after.macs, full_ms / ms
+            rows.append({
+                "model": name, "kwargs": kwargs, "plan": plan, "round_to": args.round_to,
+                "layout": layout, "threads": threads,
+                "macs": [before.macs, after.macs], "params": [before.params, after.params],
+                "latency_ms": [full_ms, ms], "mac_ratio": mac_ratio,
+                "latency_ratio": latency_ratio, "efficiency": latency_ratio / mac_ratio,
+                "meets_goal": latency_ratio >= GOAL * mac_ratio,
+                "groups_left_whole": len(c.skipped),
+                "widths": {g.name: [g.before, g.after] for g in c.groups},
+            })  # fmt: skip
     return rows
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| model | layout | threads | MACs (M) orig -> slim | MAC ratio | ms orig -> slim | "
+        "| model | plan | layout | threads | MACs (M) orig -> slim | MAC ratio | ms orig -> slim | "
         f"latency ratio | latency / MAC ratio (goal >= {GOAL}) |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['model']} | {r['layout']} | {r['threads']}"
+            f"| {r['model']} | {r['plan']} | {r['layout']} | {r['threads']}"
             f" | {r['macs'][0] / 1e6:.1f} -> {r['macs'][1] / 1e6:.1f}"
             f" | {r['mac_ratio']:.2f}x | {r['latency_ms'][0]:.2f} -> {r['latency_ms'][1]:.2f}"
             f" | {r['latency_ratio']:.2f}x | {r['efficiency']:.2f}"
@@ -131,10 +135,10 @@ def main() -> None:
         help="keep channel counts multiples of this (8: whole SIMD lanes; try both)",
     )
     parser.add_argument(
-        "--by-latency",
-        action="store_true",
-        help="cut more where a per-group latency table (1 thread) saves more time per MAC",
-    )
+        "--plans", nargs="+", choices=["uniform", "latency"], default=["uniform", "latency"],
+        help="latency: cut more where a per-group latency table (1 thread) saves more "
+        "time per MAC, at the same MAC budget",
+    )  # fmt: skip
     parser.add_argument(
         "--table-layout", choices=list(LAYOUTS), default="channels-last",
         help="the layout the latency table is measured in",
