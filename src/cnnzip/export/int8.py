@@ -25,6 +25,7 @@ import torch.nn as nn
 from cnnzip.data import Dataset, Split
 from cnnzip.export.deps import require
 from cnnzip.export.graph import ExportError, export_onnx, session
+from cnnzip.fileio import atomic_path
 from cnnzip.profiling.latency import num_threads
 from cnnzip.runtime.bench import median_ms
 from cnnzip.runtime.sparse import LayerChoice, sparsify
@@ -44,8 +45,9 @@ def _batches(x: torch.Tensor, size: int) -> Iterator[np.ndarray]:
 def quantize_int8(
     float_onnx: str | Path, out: str | Path, images: torch.Tensor, *, per_channel: bool = True
 ) -> int:
-    """Quantize ``float_onnx`` to int8 at ``out`` with activation ranges calibrated on
-    ``images`` (N, ...) (normalised as the model's inputs); returns the file's bytes."""
+    """Quantize ``float_onnx`` (an ``export_onnx`` graph: its input is named ``input``) to
+    int8 at ``out`` (written atomically) with activation ranges calibrated on ``images``
+    (N, ...), normalised as the model's inputs; returns the file's bytes."""
     q = require("onnxruntime.quantization")
     if len(images) == 0:
         raise ExportError("int8 calibration needs at least one training image, got none")
@@ -57,12 +59,12 @@ def quantize_int8(
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.feeds, None)
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, atomic_path(out) as target:
         prepared = Path(tmp) / "prepared.onnx"
         q.quant_pre_process(str(float_onnx), str(prepared))  # shapes inferred, graph fused
         q.quantize_static(
             str(prepared),
-            str(out),
+            str(target),
             Reader(),
             quant_format=q.QuantFormat.QDQ,
             per_channel=per_channel,
