@@ -103,7 +103,7 @@ def compressed(path: Path, model: nn.Module, data: cz_data.Dataset, recipe: Any,
     """``model`` through ``recipe`` into the .cnnz ``path`` (skipped when it exists);
     the model decoded from the file."""
     if not path.is_file():
-        result = compress(model, data, recipe, arch=arch)
+        result = compress(model, data, recipe, arch=arch, meta=data.record())  # input shape
         result.save(path)
     return cnnzip.load(path)
 
@@ -130,6 +130,8 @@ def build(name: str, data: cz_data.Dataset, args: argparse.Namespace) -> dict[st
     models = {"base": base}
     for seed in args.seeds:
         models[f"slim-s{seed}"] = slimmed(base, data, seed, work, args, **meta)
+    if not args.dc:
+        return models
     arch = {"name": name, "kwargs": kwargs}
     dc_over = {"prune.epochs": args.dc_epochs, "finetune.epochs": max(1, args.dc_epochs // 4)}
     after_channels = load_recipe("slim-deep-compression", dc_over)
@@ -210,6 +212,8 @@ def main() -> None:
     parser.add_argument("--teacher", action=argparse.BooleanOptionalAction, default=True,
                         help="distill the retraining from the base")  # fmt: skip
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="retraining seeds")
+    parser.add_argument("--dc", action=argparse.BooleanOptionalAction, default=True,
+                        help="the .cnnz rows (--no-dc: the slim runs only)")  # fmt: skip
     parser.add_argument("--dc-epochs", type=int, default=8, help="deep compression's prune epochs")
     parser.add_argument("--limit", type=int, default=None, help="first N images (see above)")
     parser.add_argument("--time", action=argparse.BooleanOptionalAction, default=True,

@@ -241,8 +241,8 @@ def _knob(
     if data is None:
         return lambda s: dict.fromkeys((g.name for g in groups), s)
     split = _first(data, max_images)
-    if speeds is not None:  # a group weighs the microseconds its layers save
-        weights = {n: max(1, round(1e3 * v.ms_saved)) for n, v in speeds.items()}
+    if speeds is not None:  # a group weighs the nanoseconds its layers save (>= 1)
+        weights = {n: max(1, round(1e6 * v.ms_saved)) for n, v in speeds.items()}
     else:
         weights = _group_costs(model, groups, shape, "params" if target == "params" else "macs")
     curves = [_curve(model, g, split, importance, weights[g.name]) for g in groups]
