@@ -619,8 +619,7 @@ __attribute__((target("avx2"))) static void conv_avx2(void *p, int begin, int en
         __m512i av = _mm512_set1_epi64((long long)a[P * astep + j]);             \
         CZ_COUNT(P, 0) CZ_COUNT(P, 1) CZ_COUNT(P, 2) CZ_COUNT(P, 3)              \
     }
-#define CZ_STORE4(P) put8(pop, popstep, P, 0, s##P##0); put8(pop, popstep, P, 1, s##P##1); \
-    put8(pop, popstep, P, 2, s##P##2); put8(pop, popstep, P, 3, s##P##3);
+#define CZ_STORE4(P) store4(pop, popstep, P, s##P##0, s##P##1, s##P##2, s##P##3);
 
 /* Lane k of vector m (channel 8 m + k) of pixel p into pop[channel * popstep + p]. */
 __attribute__((target("avx512f"))) static inline void put8(int32_t *pop, size_t popstep, int p,
@@ -630,8 +629,28 @@ __attribute__((target("avx512f"))) static inline void put8(int32_t *pop, size_t 
     for (int k = 0; k < 8; k++) pop[(size_t)(8 * m + k) * popstep + p] = (int32_t)lanes[k];
 }
 
-/* pop[ch * popstep + p] = popcount of (activations ^ weights) over all taps and words,
- * for the block's 32 channels and pixels p (at a + p * astep; rows `row` words apart). */
+/* Pixel p's counts of the block's 32 channels: channel-major into int32 pop[ch * popstep
+ * + p], or, with popstep 0 (packed output), pixel-major as they are, int64 lanes in
+ * channel order at (int64_t *)pop + 32 p: four stores instead of 32 scattered ones. */
+__attribute__((target("avx512f"))) static inline void store4(int32_t *pop, size_t popstep, int p,
+                                                             __m512i v0, __m512i v1, __m512i v2,
+                                                             __m512i v3) {
+    if (popstep == 0) {
+        int64_t *o = (int64_t *)pop + (size_t)p * BLOCK512;
+        _mm512_storeu_si512(o, v0);
+        _mm512_storeu_si512(o + 8, v1);
+        _mm512_storeu_si512(o + 16, v2);
+        _mm512_storeu_si512(o + 24, v3);
+        return;
+    }
+    put8(pop, popstep, p, 0, v0);
+    put8(pop, popstep, p, 1, v1);
+    put8(pop, popstep, p, 2, v2);
+    put8(pop, popstep, p, 3, v3);
+}
+
+/* The popcounts of (activations ^ weights) over all taps and words, for the block's 32
+ * channels and P pixels p (at a + p * astep; rows `row` words apart), stored by store4. */
 #define CZ_BLOCK512(NAME, P, ZERO, PIXELS, STORE)                                            \
     __attribute__((target("avx512f,avx512vpopcntdq"))) static void NAME(                     \
         const uint64_t *a, size_t astep, size_t row, const uint64_t *w, int kh, size_t len,   \
@@ -661,22 +680,32 @@ CZ_BLOCK512(block512_1, 1, CZ_ZERO4(0), CZ_PIXEL(0), CZ_STORE4(0))
 #undef CZ_PIXEL
 #undef CZ_STORE4
 
-/* Packed output of a block of 32 channels' popcounts (pop[k * wo + ox]): channel by
- * channel into a row of words (vectorized over pixels), then one store per pixel. */
+/* Packed output of a block of 32 channels' popcounts, pixel-major int64 (store4 with
+ * popstep 0): per pixel, 8 compares of 4 lanes against P - 1 give the channels' bits. */
 __attribute__((target("avx2"))) static void emit_bits_block(const conv_ctx *cx, int n, int oy,
-                                                            int sb, const int32_t *pop,
-                                                            uint32_t *words) {
+                                                            int sb, const int64_t *pix) {
     const cz_geom *g = cx->g;
     size_t wo = (size_t)g->wo, step = out_halves(g);
     uint32_t *o = cx->obits + ((size_t)n * g->ho + oy) * wo * step + sb;
-    memset(words, 0, sizeof(uint32_t) * wo);
+    uint32_t flip = 0, valid = 0;
+    int64_t below[BLOCK512] = {0}; /* pop >= P <=> pop > P - 1 */
     for (int k = 0; k < BLOCK512 && sb * BLOCK512 + k < g->cout; k++) {
-        uint32_t flip;
-        int32_t p = pop_threshold(cx, sb * BLOCK512 + k, &flip);
-        const int32_t *row = pop + (size_t)k * wo;
-        for (size_t i = 0; i < wo; i++) words[i] |= ((uint32_t)(row[i] >= p) ^ flip) << k;
+        uint32_t f;
+        below[k] = (int64_t)pop_threshold(cx, sb * BLOCK512 + k, &f) - 1;
+        flip |= f << k;
+        valid |= 1u << k;
     }
-    for (size_t i = 0; i < wo; i++) o[i * step] = words[i];
+    __m256i lim[BLOCK512 / 4];
+    for (int i = 0; i < BLOCK512 / 4; i++) lim[i] = _mm256_loadu_si256((const __m256i *)(below + 4 * i));
+    for (size_t ox = 0; ox < wo; ox++) {
+        const int64_t *v = pix + ox * BLOCK512;
+        uint32_t word = 0;
+        for (int i = 0; i < BLOCK512 / 4; i++) {
+            __m256i gt = _mm256_cmpgt_epi64(_mm256_loadu_si256((const __m256i *)(v + 4 * i)), lim[i]);
+            word |= (uint32_t)_mm256_movemask_pd(_mm256_castsi256_pd(gt)) << (4 * i);
+        }
+        o[ox * step] = (word ^ flip) & valid;
+    }
 }
 
 __attribute__((target("avx512f,avx512vpopcntdq"))) static void conv_avx512(void *p, int begin,
@@ -692,15 +721,22 @@ __attribute__((target("avx512f,avx512vpopcntdq"))) static void conv_avx512(void 
         int n = item / cx->nsuper / g->ho;
         const uint64_t *a = act + ((size_t)n * hp_of(g) + (size_t)oy * g->stride) * row;
         const uint64_t *w = wt + (size_t)sb * g->kh * len * BLOCK512;
-        size_t ox = 0;
-        for (; ox + PIX512 <= wo; ox += PIX512)
-            block512_6(a + ox * astep, astep, row, w, g->kh, len, pop + ox, wo);
-        /* the row's last pixels in blocks of 3, 2, 1: each weight load serves them all */
-        if (wo - ox >= 3) block512_3(a + ox * astep, astep, row, w, g->kh, len, pop + ox, wo), ox += 3;
-        if (wo - ox >= 2) block512_2(a + ox * astep, astep, row, w, g->kh, len, pop + ox, wo), ox += 2;
-        if (ox < wo) block512_1(a + ox * astep, astep, row, w, g->kh, len, pop + ox, wo);
+        size_t popstep = cx->obits ? 0 : wo; /* packed output: pixel-major (store4) */
+        for (size_t ox = 0, take; ox < wo; ox += take) {
+            /* PIX512 pixels at a time, the row's last ones in blocks of 3, 2, 1: each
+             * weight load serves them all */
+            size_t left = wo - ox;
+            int32_t *at = popstep ? pop + ox : (int32_t *)((int64_t *)pop + ox * BLOCK512);
+            take = left >= PIX512 ? PIX512 : left >= 3 ? 3 : left >= 2 ? 2 : 1;
+            void (*block)(const uint64_t *, size_t, size_t, const uint64_t *, int, size_t,
+                          int32_t *, size_t) = take == PIX512 ? block512_6
+                                               : take == 3    ? block512_3
+                                               : take == 2    ? block512_2
+                                                              : block512_1;
+            block(a + ox * astep, astep, row, w, g->kh, len, at, popstep);
+        }
         if (cx->obits) {
-            emit_bits_block(cx, n, oy, sb, pop, (uint32_t *)(pop + BLOCK512 * wo));
+            emit_bits_block(cx, n, oy, sb, (const int64_t *)pop);
             continue;
         }
         for (int k = 0; k < BLOCK512 && sb * BLOCK512 + k < g->cout; k++) {
@@ -758,7 +794,7 @@ static int run_avx512(conv_ctx *cx, int nthreads) {
     int32_t *bufs[256] = {0};
     cx->pop = bufs;
     for (int t = 0; t < used && t < 256; t++)
-        if (!(bufs[t] = malloc(sizeof(int32_t) * (BLOCK512 + 1) * g->wo))) rc = -1; /* +words */
+        if (!(bufs[t] = malloc(sizeof(int64_t) * BLOCK512 * g->wo))) rc = -1; /* both layouts */
     if (rc == 0) cz_parallel(used, items, conv_avx512, cx);
     for (int t = 0; t < 256; t++) free(bufs[t]);
     return rc;
