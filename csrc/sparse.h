@@ -43,8 +43,9 @@ int64_t cs_check(const cs_layer *l);
 /* y[rows] = W x[fan_in]. */
 void cs_matvec(int path, const cs_layer *l, const float *x, float *y);
 
-/* yt[rows][bp] = W xt[fan_in][bp]: bp inputs side by side (bp a multiple of 8). */
-void cs_matmat(int path, const cs_layer *l, const float *xt, int64_t bp, float *yt);
+/* yt[rows][bp] = W x for bp inputs (bp a multiple of 8), given as panels of 8:
+ * xp[bp / 8][fan_in][8] (input b is xp[b / 8][.][b % 8]). */
+void cs_matmat(int path, const cs_layer *l, const float *xp, int64_t bp, float *yt);
 
 /* The baseline the layout is measured against: a plain CSR matvec as scipy's csr_matvec
  * runs it (float32 values, int32 columns, one accumulator per row, in order). */

@@ -276,7 +276,8 @@ static PyMethodDef METHODS[] = {
     {"matvec", py_matvec, METH_VARARGS,
      "matvec(layer, x, out, path): out[rows] = W x[fan_in] + bias."},
     {"matmat", py_matmat, METH_VARARGS,
-     "matmat(layer, xt, out, bp, path): out[rows][bp] = W xt[fan_in][bp] + bias, bp % 8 == 0."},
+     "matmat(layer, xp, out, bp, path): out[rows][bp] = W x + bias for bp inputs (a multiple "
+     "of 8) as panels xp[bp / 8][fan_in][8]."},
     {"csr_prepare", py_csr_prepare, METH_VARARGS,
      "csr_prepare(values, cols, rowptr, rows, fan_in) -> csr: float32 / int32 / int64 bytes, "
      "checked once (the benchmarks' CSR baseline)."},

@@ -266,24 +266,34 @@ class _CompressedTwin(nn.Module):
     def bias_tensor(self) -> torch.Tensor:
         return torch.from_numpy(np.frombuffer(self.bias_bytes, dtype="<f4").copy())
 
-    def matmul(self, xt: torch.Tensor, path: str | None = None) -> torch.Tensor:
-        """W @ xt + bias[:, None] for xt (fan_in, B) float32: (rows, B)."""
-        rows, b = self.rows, xt.shape[1]
+    def matmul(self, panels: torch.Tensor, path: str | None = None) -> torch.Tensor:
+        """W @ x + bias for the 8 * P inputs of panels (P, fan_in, 8): (rows, 8 * P)."""
         ext = kernels() if path != "torch" else None
         if ext is None:
             if self._dense is None:
-                self._dense = self.layout.dense().reshape(rows, self.fan_in)
+                self._dense = self.layout.dense().reshape(self.rows, self.fan_in)
+            xt = panels.permute(1, 0, 2).reshape(self.fan_in, -1)  # (fan_in, 8 * P)
             return torch.addmm(self.bias_tensor()[:, None], self._dense, xt)
-        path = path or _BEST
-        if b == 1:
-            y = torch.empty(rows)
-            ext.matvec(self._prepared(), xt.contiguous().numpy(), y.numpy(), path)
-            return y[:, None]
-        bp = -(-b // 8) * 8  # the kernels take inputs in groups of 8
-        padded = xt if bp == b and xt.is_contiguous() else F.pad(xt, (0, bp - b)).contiguous()
-        y = torch.empty(rows, bp)
-        ext.matmat(self._prepared(), padded.numpy(), y.numpy(), bp, path)
-        return y[:, :b]
+        bp = 8 * panels.shape[0]
+        y = torch.empty(self.rows, bp)
+        ext.matmat(self._prepared(), panels.numpy(), y.numpy(), bp, path or _BEST)
+        return y
+
+    def matvec(self, x: torch.Tensor, path: str | None) -> torch.Tensor:
+        """W @ x + bias for one input (1, fan_in) contiguous: (1, rows)."""
+        y = torch.empty(1, self.rows)
+        _ext.matvec(self._prepared(), x.numpy(), y.numpy(), path or _BEST)
+        return y
+
+
+def _panels(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """(groups, fan_in, B) -> (groups * ceil(B / 8), fan_in, 8), contiguous, one copy: the
+    batched kernel's panels of 8 inputs (inputs past B are zeros)."""
+    g, fan_in, b = x.shape
+    bp = -(-b // 8) * 8
+    if bp != b:
+        x = F.pad(x, (0, bp - b))
+    return x.reshape(g, fan_in, bp // 8, 8).transpose(1, 2).reshape(-1, fan_in, 8).contiguous()
 
 
 def _check_input(x: torch.Tensor, what: str) -> torch.Tensor:
@@ -304,14 +314,13 @@ class CompressedLinear(_CompressedTwin):
 
     def forward(self, x: torch.Tensor, path: str | None = None) -> torch.Tensor:
         x = _check_input(x, "compressed linear")
-        if x.dim() == 2 and x.shape[0] == 1 and x.is_contiguous() and _ext and path != "torch":
-            # batch 1, the case the kernels are for: no reshapes (each costs ~2 us)
-            y = torch.empty(1, self.out_features)
-            _ext.matvec(self._prepared(), x.numpy(), y.numpy(), path or _BEST)
-            return y
         flat = x.reshape(-1, self.in_features)  # (N, in)
-        y = self.matmul(flat.t(), path)  # (out, N)
-        return y.t().reshape(*x.shape[:-1], self.out_features)
+        n = flat.shape[0]
+        if n == 1 and _ext is not None and path != "torch":  # what the kernels are for
+            y = self.matvec(flat.contiguous(), path)  # (1, out)
+        else:
+            y = self.matmul(_panels(flat.t()[None], 1), path)[:, :n].t()  # (N, out)
+        return y.reshape(*x.shape[:-1], self.out_features)
 
 
 class CompressedConv2d(_CompressedTwin):
@@ -335,8 +344,8 @@ class CompressedConv2d(_CompressedTwin):
             "compressed conv", "unfolded input", (n, self.in_channels, *self.kernel_size, ho, wo)
         )
         cols = F.unfold(x, self.kernel_size, padding=self.padding, stride=self.stride)
-        cols = cols[0] if n == 1 else cols.permute(1, 0, 2).reshape(cols.shape[1], -1)
-        y = self.matmul(cols, path)  # (out, N * L)
+        y = self.matmul(_panels(cols, n), path)  # (out, N * Lp), Lp: L = ho * wo padded to 8s
+        y = y.reshape(self.out_channels, n, -1)[:, :, : ho * wo]
         return y.reshape(self.out_channels, n, ho, wo).permute(1, 0, 2, 3).contiguous()
 
 
