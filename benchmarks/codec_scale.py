@@ -1,7 +1,13 @@
 """The .cnnz codec at scale: save and load speed and peak memory, beside np.savez/np.load.
 
-    /tmp/quiet.sh .venv/bin/python benchmarks/codec_scale.py --models lenet300 alexnet
-    /tmp/quiet.sh .venv/bin/python benchmarks/codec_scale.py --models vgg16 --repeats 1
+    .venv/bin/python benchmarks/codec_scale.py --models lenet300 alexnet
+    .venv/bin/python benchmarks/codec_scale.py --models vgg16 --repeats 1
+    .venv/bin/python benchmarks/codec_scale.py --models --epochs 5
+
+``--epochs N`` also times Deep Compression's retraining epochs of LeNet-300-100
+(Fashion-MNIST's shape, 16,384 synthetic images, batch 128, Adam), N of each,
+interleaved, best of N: plain, pruned to 90% under ``MaskKeeper``, and shared
+(5-bit) fine-tuning its codebooks; the ratios to the plain epoch are reported.
 
 Each zoo model at random init is pruned to 90% per layer (magnitude) and shared
 (8-bit conv / 5-bit fc), as Deep Compression stores it; then, in this one
@@ -33,9 +39,11 @@ import numpy as np
 import torch
 
 import cnnzip
+from cnnzip.data import synthetic
 from cnnzip.models import get_model
-from cnnzip.prune import magnitude, set_mask
+from cnnzip.prune import MaskKeeper, magnitude, set_mask
 from cnnzip.quantize import share_weights
+from cnnzip.train import TrainConfig, fit
 
 try:
     import safetensors.numpy as safetensors_numpy
@@ -87,6 +95,15 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     return out, time.perf_counter() - start
 
 
+def pruned(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` with every Conv/Linear weight pruned to ``SPARSITY`` by magnitude."""
+    for module_name, module in model.named_modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+            keep = magnitude(module.weight, SPARSITY).keep
+            set_mask(model, f"{module_name}.weight", keep)
+    return model
+
+
 def compressed(name: str) -> tuple[torch.nn.Module, int, float, float]:
     """The zoo model pruned to 90% and shared; (model, its parameters, prune seconds,
     share seconds)."""
@@ -94,10 +111,7 @@ def compressed(name: str) -> tuple[torch.nn.Module, int, float, float]:
     model = get_model(name, **MODELS[name])
     params = sum(p.numel() for p in model.parameters())
     start = time.perf_counter()
-    for module_name, module in model.named_modules():
-        if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
-            keep = magnitude(module.weight, SPARSITY).keep
-            set_mask(model, f"{module_name}.weight", keep)
+    pruned(model)
     prune_s = time.perf_counter() - start
     start = time.perf_counter()
     share_weights(model, bits={"conv": 8, "linear": 5})
@@ -163,6 +177,33 @@ def run(name: str, folder: Path, repeats: int) -> dict[str, Any]:
     return row
 
 
+def epoch_ratios(repeats: int) -> dict[str, float]:
+    """Seconds of a LeNet-300-100 epoch, plain / pruned (MaskKeeper) / shared, best of
+    ``repeats`` interleaved, and the ratios to the plain one."""
+    data = synthetic(n_train=16384, n_val=256, n_test=256)
+    cfg = TrainConfig(epochs=1, batch_size=128, lr=1e-3, lr_schedule="constant")
+
+    def plain() -> torch.nn.Module:
+        torch.manual_seed(0)
+        return get_model("lenet300")
+
+    def shared() -> torch.nn.Module:
+        model = pruned(plain())
+        share_weights(model, bits={"linear": 5})
+        return model
+
+    kinds = {"plain": plain, "pruned": lambda: pruned(plain()), "shared": shared}
+    seconds: dict[str, list[float]] = {k: [] for k in kinds}
+    for _ in range(repeats):
+        for kind, make in kinds.items():
+            keeper = [MaskKeeper()] if kind == "pruned" else []
+            one = partial(fit, make(), data, cfg, callbacks=keeper, progress=False)
+            seconds[kind].append(timed(one)[1])
+    best = {k: min(v) for k, v in seconds.items()}
+    return {**best, "pruned_x": best["pruned"] / best["plain"],
+            "shared_x": best["shared"] / best["plain"]}  # fmt: skip
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     head = (
         "| model | params | file | x | save MB/s | load MB/s | np.load MB/s | load/np.load "
@@ -180,7 +221,8 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--epochs", type=int, default=0, help="time N training epochs of each")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None, help="write the rows as JSON")
     args = parser.parse_args()
@@ -190,7 +232,11 @@ def main() -> None:
         for name in args.models:
             rows.append(run(name, Path(tmp), args.repeats))
             print(json.dumps(rows[-1]), flush=True)
-    print(table(rows))
+    if rows:
+        print(table(rows))
+    if args.epochs:
+        rows.append({"lenet300_epochs": epoch_ratios(args.epochs)})
+        print(json.dumps(rows[-1]))
     if args.out:
         args.out.write_text(json.dumps(rows, indent=1) + "\n")
 

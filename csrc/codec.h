@@ -78,4 +78,8 @@ int cc_huff_encode(cc_syms in, size_t n, const int64_t *code, const int64_t *len
 int cc_expand(cc_syms gaps, size_t ngaps, int p, cc_syms codes, const float *values,
               size_t nvalues, size_t count, float *out, size_t size);
 
+/* counts[s] = how often s occurs in in[0..n) (counts has `alphabet` entries); a symbol
+ * at or past `alphabet` is an error. */
+int cc_histogram(cc_syms in, size_t n, int64_t *counts, size_t alphabet);
+
 #endif

@@ -236,7 +236,30 @@ static PyObject *py_expand(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+static PyObject *py_histogram(PyObject *self, PyObject *args) {
+    PyObject *in_o, *counts_o;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OO", &in_o, &counts_o)) return NULL;
+    Py_buffer in, counts;
+    if (get(in_o, &in, 0, "BH", -1, "symbols") < 0) return NULL;
+    if (get(counts_o, &counts, 1, I64, -1, "counts") < 0) {
+        PyBuffer_Release(&in);
+        return NULL;
+    }
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = cc_histogram(syms_of(&in), (size_t)(in.len / in.itemsize), counts.buf,
+                      (size_t)(counts.len / 8));
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&counts);
+    PyBuffer_Release(&in);
+    if (rc) return fail(rc);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef METHODS[] = {
+    {"histogram", py_histogram, METH_VARARGS,
+     "histogram(symbols uint8/uint16, counts int64[alphabet]): count each symbol"},
     {"rans_decode", py_rans_decode, METH_VARARGS,
      "rans_decode(data, n, freq int64, out uint8/uint16[n]): decode one rANS stream"},
     {"rans_encode", py_rans_encode, METH_VARARGS,

@@ -31,3 +31,13 @@ int cc_expand(cc_syms gaps, size_t ngaps, int p, cc_syms codes, const float *val
     if (k != count || (ngaps && cc_get(gaps, ngaps - 1) == skip)) return CC_GAPS;
     return CC_OK;
 }
+
+int cc_histogram(cc_syms in, size_t n, int64_t *counts, size_t alphabet) {
+    for (size_t s = 0; s < alphabet; s++) counts[s] = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t s = cc_get(in, i);
+        if (s >= alphabet) return CC_SYMBOL;
+        counts[s]++;
+    }
+    return CC_OK;
+}

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from cnnzip.codec import container, decode_state, encode, huffman, rans
 from cnnzip.codec import model as codec_model
+from cnnzip.codec.bits import histogram
 from cnnzip.codec.errors import CnnzFormatError
 from cnnzip.codec.native import extension, reference_only
 from cnnzip.codec.sizes import coder_bytes
@@ -240,3 +241,15 @@ def test_save_and_load_memory_stays_near_the_weights() -> None:
     cf = container.unpack(data)
     assert peak_bytes(lambda: encode(model)) <= 1.0 * weight_bytes
     assert peak_bytes(lambda: decode_state(cf)) <= 1.15 * weight_bytes
+
+
+@FEW
+@given(symbol_streams())
+def test_histogram_matches_the_reference(stream: tuple) -> None:
+    symbols, counts = stream
+    narrow = symbols.astype(np.uint8 if len(counts) <= 256 else np.uint16)
+    out, ref = both(lambda: histogram(narrow, len(counts)))
+    assert same(out, ref) and np.array_equal(out, counts)
+    if len(symbols) and counts[-1] > 0:  # the last symbol is outside a smaller alphabet
+        out, ref = both(lambda: histogram(narrow, len(counts) - 1))
+        assert out is ref is CnnzFormatError

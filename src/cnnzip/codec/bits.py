@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from cnnzip.codec.errors import CnnzFormatError
+from cnnzip.codec.native import extension
 
 __all__ = [
     "CHUNK",
@@ -64,6 +65,13 @@ def histogram(symbols: np.ndarray, alphabet: int) -> np.ndarray:
     """Count of each symbol (int64, (alphabet,)), a chunk at a time (bincount would copy
     the whole array to int64); a symbol outside the alphabet is a corrupt stream."""
     counts = np.zeros(alphabet, dtype=np.int64)
+    ext = extension()
+    if ext is not None and symbols.dtype in (np.uint8, np.uint16) and symbols.flags.c_contiguous:
+        try:  # one pass in C, no int64 chunks
+            ext.histogram(symbols, counts)
+        except ext.StreamError:
+            raise CnnzFormatError(f"stream symbol outside its alphabet of {alphabet}") from None
+        return counts
     for a in range(0, len(symbols), CHUNK):
         chunk = np.bincount(symbols[a : a + CHUNK], minlength=alphabet)
         if len(chunk) > alphabet:
