@@ -30,6 +30,7 @@ typedef struct {
 
 static int build_slots(const int64_t *freq, size_t nsym, slot_table *t) {
     uint64_t cum = 0;
+    if (nsym > TOTAL) return CC_RANS_TABLE; /* a symbol would not fit the uint16 slot table */
     for (size_t s = 0; s < nsym; s++) {
         if (freq[s] < 0 || freq[s] > (int64_t)TOTAL || cum + (uint64_t)freq[s] > TOTAL)
             return CC_RANS_TABLE;
