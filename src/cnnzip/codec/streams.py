@@ -21,7 +21,6 @@ import numpy as np
 
 from cnnzip.codec import huffman, rans
 from cnnzip.codec.bits import (
-    CHUNK,
     histogram,
     pack_codes,
     read_varints,
@@ -76,14 +75,11 @@ class Coded:
 
 
 def _histogram(symbols: np.ndarray, alphabet: int) -> np.ndarray:
-    """Count of each symbol, a chunk at a time (bincount copies its input to int64)."""
-    counts = np.zeros(alphabet, dtype=np.int64)
-    for a in range(0, len(symbols), CHUNK):
-        chunk = np.bincount(symbols[a : a + CHUNK], minlength=alphabet)
-        if len(chunk) > alphabet:
-            raise ValueError(f"symbol {int(symbols.max())} outside alphabet {alphabet}")
-        counts += chunk
-    return counts
+    """Count of each symbol; a symbol outside the alphabet is the caller's error here."""
+    try:
+        return histogram(symbols, alphabet)
+    except CnnzFormatError:
+        raise ValueError(f"symbol {int(symbols.max())} outside alphabet {alphabet}") from None
 
 
 def _raw(symbols: np.ndarray, alphabet: int) -> bytes:
