@@ -9,6 +9,7 @@ decoded dense weight bit for bit.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import warnings
 from pathlib import Path
@@ -18,9 +19,11 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cnnzip.cli import main
 from cnnzip.codec import container, save
 from cnnzip.codec import load as load_cnnz
 from cnnzip.errors import CnnzipError
@@ -347,3 +350,24 @@ def test_avx2_register_codebook_and_its_scalar_fallback_match_portable(extra: fl
     with torch.no_grad():
         assert_within_bound(got[0], dense(x), w, x)
     assert all(torch.equal(y, got[0]) for y in got)
+
+
+@pytest.mark.slow  # ~2-3 s: a small .cnnz built, then timed layer by layer and whole
+@needs_kernels
+def test_cli_bench_compressed_on_a_spec_and_a_file(tmp_path: Path) -> None:
+    runner = CliRunner()
+    args = ["bench", "compressed", "fc:40:16:0.2:4", "--batch", "1", "--batch", "9"]
+    out = runner.invoke(main, [*args, "--repeats", "1", "--json"])
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.output)
+    assert [row["batch"] for row in result["batches"]] == [1, 9]
+    assert set(result["batches"][0]["ms"]) == {"dense", "csr", "kernel", "c_csr"}
+    assert result["dense_bytes"] == 4 * 40 * 16 and result["kernel_bytes"] < result["dense_bytes"]
+    text = runner.invoke(main, [*args, "--repeats", "1"]).output
+    assert "fc 40->16, 20% kept, 4-bit" in text and "kernels" in text
+    path = _small_cnnz(tmp_path)
+    out = runner.invoke(main, ["bench", "compressed", str(path), "--batch", "2", "--repeats", "1"])
+    assert out.exit_code == 0, out.output
+    assert "whole model, batch 2" in out.output and "conv1 (" in out.output
+    bad = runner.invoke(main, ["bench", "compressed", "fc:1:2"])
+    assert bad.exit_code == 2 and "layer spec" in bad.output

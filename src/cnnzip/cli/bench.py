@@ -33,15 +33,15 @@ def bench() -> None:
     """Measure speed against what a user would otherwise run (torch float32)."""
 
 
+def batch_option(default: str) -> Any:
+    """--batch, repeatable, into ``batches`` (empty: the verb's ``default``)."""
+    help_text = f"Batch size (repeatable) [default: {default}]."
+    return click.option("--batch", "batches", type=COUNT, multiple=True, help=help_text)
+
+
 @bench.command("sparse")
 @click.argument("source", metavar="RUN|FILE.cnnz|NAME")
-@click.option(
-    "--batch",
-    "batches",
-    type=COUNT,
-    multiple=True,
-    help="Batch size (repeatable) [default: 1 and 64].",
-)
+@batch_option("1 and 64")
 @click.option("--threads", type=THREADS, default=None, help="[default: torch's]")
 @click.option("--runs", type=COUNT, default=50, show_default=True)
 @max_memory_option
@@ -137,13 +137,7 @@ def _table(r: dict[str, Any]) -> str:
 
 @bench.command("compressed")
 @click.argument("source", metavar="FILE.cnnz|LAYER-SPEC")
-@click.option(
-    "--batch",
-    "batches",
-    type=COUNT,
-    multiple=True,
-    help="Batch size (repeatable) [default: 1, 8, 64].",
-)
+@batch_option("1, 8, 64")
 @click.option("--threads", type=THREADS, default=1, show_default=True)
 @click.option("--repeats", type=COUNT, default=30, show_default=True)
 @max_memory_option

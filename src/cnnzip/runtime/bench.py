@@ -320,7 +320,7 @@ def _whole_model(
 ) -> dict[str, Any]:
     x = example_input(model, (batch, *input_shape))
     fast = copy.deepcopy(model)
-    choices = compile_compressed(fast, cf, x)
+    choices = compile_compressed(fast, cf, x, repeats=repeats)
     ms = {
         k: v["wall"]
         for k, v in median_ms(

@@ -38,7 +38,7 @@ from cnnzip.codec.model import positions
 from cnnzip.codec.streams import decode_streams
 from cnnzip.errors import CnnzipError
 from cnnzip.runtime.shapes import check_conv_settings, check_elements, conv_output_size
-from cnnzip.runtime.sparse import LayerChoice, plain_type, swap_if_faster
+from cnnzip.runtime.sparse import LayerChoice, lowerable, swap_if_faster
 from cnnzip.transforms import swap_module
 
 __all__ = [
@@ -351,21 +351,13 @@ class CompressedConv2d(_CompressedTwin):
 
 def _twin(layer: nn.Module, w: StoredWeight) -> nn.Module | None:
     """The compressed twin of a plain Linear or Conv2d the kernels run, else None."""
-    kind = plain_type(layer)
+    kind = lowerable(layer)
     try:
         if kind is nn.Linear:
             return CompressedLinear(layer, w)
-        if (
-            kind is nn.Conv2d
-            and layer.groups == 1
-            and layer.dilation == (1, 1)
-            and layer.padding_mode == "zeros"
-            and not isinstance(layer.padding, str)
-        ):
-            return CompressedConv2d(layer, w)
+        return None if kind is None else CompressedConv2d(layer, w)
     except CnnzipError:  # no layout for it (see build_layout): it stays dense
         return None
-    return None
 
 
 def compressed_twins(model: nn.Module, cf: container.CnnzFile) -> dict[str, nn.Module]:

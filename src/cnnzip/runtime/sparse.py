@@ -44,6 +44,7 @@ __all__ = [
     "SparseLinear",
     "bench_sparse",
     "layer_inputs",
+    "lowerable",
     "plain_type",
     "sparsify",
     "swap_if_faster",
@@ -179,12 +180,13 @@ def plain_type(layer: nn.Module) -> type:
     return cls.__bases__[0] if parametrize.is_parametrized(layer) else cls
 
 
-def _twin(layer: nn.Module) -> nn.Module | None:
-    """The sparse twin of a plain Linear or Conv2d, else None: subclasses (XNOR blocks)
-    compute something else in forward."""
+def lowerable(layer: nn.Module) -> type | None:
+    """nn.Linear or nn.Conv2d where ``layer`` is one a twin computes as a matrix product
+    (a conv of groups 1, dilation 1, zero padding, through unfold), else None:
+    subclasses (XNOR blocks) compute something else in forward."""
     kind = plain_type(layer)
     if kind is nn.Linear:
-        return SparseLinear(layer)
+        return kind
     if (
         kind is nn.Conv2d
         and layer.groups == 1
@@ -192,8 +194,14 @@ def _twin(layer: nn.Module) -> nn.Module | None:
         and layer.padding_mode == "zeros"
         and not isinstance(layer.padding, str)
     ):
-        return SparseConv2d(layer)
+        return kind
     return None
+
+
+def _twin(layer: nn.Module) -> nn.Module | None:
+    """The sparse twin of a plain Linear or Conv2d, else None."""
+    kind = lowerable(layer)
+    return None if kind is None else (SparseLinear if kind is nn.Linear else SparseConv2d)(layer)
 
 
 def layer_inputs(
