@@ -72,9 +72,10 @@ int cz_conv2d_ex(int path, const cz_geom *g, const void *x, const uint8_t *blob,
 
 /* Fill ho/wo; 0 on success, -1 when the shape is impossible. */
 int cz_pool_init(cz_pool *p);
-/* Max-pool of packed activations. A channel's bit is set where its value is negative,
- * so where the next sign decision falls as the value grows (ormask bit clear), the
- * pooled bit is the AND of the window's bits, else (ormask bit set) their OR.
+/* Max-pool of packed activations. A bit is set where the next layer's sign decision is
+ * -1. Where that decision can only fall as the value grows (ormask bit clear: the max is
+ * -1 only if every value is), the pooled bit is the AND of the window's bits; where it
+ * can only rise (ormask bit set), their OR. Padding takes no part.
  * ormask: cw words; out: [n][ho][wo][cw] words. */
 void cz_pool_bits(const cz_pool *p, const uint64_t *in, const uint64_t *ormask, uint64_t *out);
 
