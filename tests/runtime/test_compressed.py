@@ -371,3 +371,20 @@ def test_cli_bench_compressed_on_a_spec_and_a_file(tmp_path: Path) -> None:
     assert "whole model, batch 2" in out.output and "conv1 (" in out.output
     bad = runner.invoke(main, ["bench", "compressed", "fc:1:2"])
     assert bad.exit_code == 2 and "layer spec" in bad.output
+
+
+def test_stored_weights_that_lie_are_refused_and_empty_batches_pass() -> None:
+    cb = np.ones(4, "f4")
+    for pos, codes, codebook in (
+        ([3, 2], [0, 0], cb),  # not ascending
+        ([0, 12], [0, 0], cb),  # past the weight
+        ([0, 1], [0, 4], cb),  # a code past the codebook
+        ([0], [0, 0], cb),  # one code too many
+        ([0], [0], np.ones(257, "f4")),  # codes are bytes
+    ):
+        with pytest.raises(CnnzipError, match="stored weight"):
+            build_layout(StoredWeight((3, 4), np.array(pos), np.array(codes), codebook))
+    w, codebook = shared_layer((5, 6), 0.5, 2)
+    twin = CompressedLinear(linear_of(w), StoredWeight.from_dense(w, codebook))
+    assert twin(torch.zeros(0, 6)).shape == (0, 5)
+    assert twin(torch.randn(6)).shape == (5,)  # unbatched, as nn.Linear takes it

@@ -180,8 +180,11 @@ class LayerSpec:
             ) from None
         if min(spec.cin, spec.cout, spec.k, spec.hw) < 1 or not 0 <= spec.density <= 1:
             raise CnnzipError(f"layer spec {text!r}: sizes must be >= 1, density in [0, 1]")
-        if not 1 <= spec.bits <= 8 or spec.cin * spec.k * spec.k * spec.cout > 1 << 28:
-            raise CnnzipError(f"layer spec {text!r}: bits in 1..8, at most 2**28 weights")
+        weights, inputs = spec.cin * spec.k * spec.k * spec.cout, spec.cin * spec.hw * spec.hw
+        if not 1 <= spec.bits <= 8 or max(weights, inputs) > 1 << 28:
+            raise CnnzipError(
+                f"layer spec {text!r}: bits in 1..8, at most 2**28 weights and inputs"
+            )
         return spec
 
     def __str__(self) -> str:

@@ -105,7 +105,9 @@ class StoredWeight:
     def from_dense(cls, weight: torch.Tensor, codebook: torch.Tensor) -> StoredWeight:
         """The layer whose nonzero weights each equal a codebook entry (exactly)."""
         flat = weight.detach().cpu().reshape(-1).numpy()
-        cb = codebook.detach().cpu().float().numpy()
+        cb = codebook.detach().cpu().float().numpy().reshape(-1)
+        if len(cb) == 0:
+            raise CnnzipError("from_dense: the codebook is empty")
         kept = np.flatnonzero(flat)
         codes = np.searchsorted(np.sort(cb), flat[kept])
         order = np.argsort(cb, kind="stable")[np.minimum(codes, len(cb) - 1)]
@@ -186,6 +188,7 @@ class Layout:
 def build_layout(w: StoredWeight) -> Layout:
     """Per row, (delta, code) entries in column order; a gap over FILLER_GAP takes
     fillers that point at a 0.0 codebook entry (appended, or an existing +0.0)."""
+    _check_stored(w)
     rows, cols = np.divmod(w.positions, w.fan_in)  # (nnz,) each
     first = np.ones(len(cols), dtype=bool)
     first[1:] = rows[1:] != rows[:-1]
@@ -194,7 +197,7 @@ def build_layout(w: StoredWeight) -> Layout:
     codebook = w.codebook.astype(np.float32)
     zero = _zero_code(codebook) if fillers.any() else 0
     if zero == len(codebook):
-        if zero == 256:
+        if zero == 256:  # codes are bytes
             raise CnnzipError(
                 "a 256-entry codebook without +0.0 has no code left for the filler entries "
                 "of gaps over 255 columns: this layer stays dense"
@@ -209,6 +212,24 @@ def build_layout(w: StoredWeight) -> Layout:
     return Layout(
         w.shape, len(cols), stream.tobytes(), row_len.tobytes(), codebook.astype("<f4").tobytes()
     )
+
+
+def _check_stored(w: StoredWeight) -> None:
+    """Positions ascending within the weight, one code per position inside the codebook."""
+    pos, codes, k = w.positions, w.codes, len(w.codebook)
+    if not 1 <= k <= 256 or len(codes) != len(pos) or w.rows < 1 or w.fan_in < 1:
+        raise CnnzipError(
+            f"stored weight {w.shape}: {len(pos)} positions, {len(codes)} codes, {k} centroids; "
+            "the kernels take 1..256 centroids, one code per position"
+        )
+    if len(pos) and (
+        pos[0] < 0 or pos[-1] >= w.rows * w.fan_in or bool((np.diff(pos) <= 0).any())
+        or codes.min() < 0 or codes.max() >= k
+    ):  # fmt: skip
+        raise CnnzipError(
+            f"stored weight {w.shape}: positions must ascend within the weight and codes "
+            f"lie in 0..{k - 1}"
+        )
 
 
 def _zero_code(codebook: np.ndarray) -> int:
@@ -316,6 +337,8 @@ class CompressedLinear(_CompressedTwin):
         x = _check_input(x, "compressed linear")
         flat = x.reshape(-1, self.in_features)  # (N, in)
         n = flat.shape[0]
+        if n == 0:
+            return x.new_empty(*x.shape[:-1], self.out_features)
         if n == 1 and _ext is not None and path != "torch":  # what the kernels are for
             y = self.matvec(flat.contiguous(), path)  # (1, out)
         else:
@@ -343,6 +366,9 @@ class CompressedConv2d(_CompressedTwin):
         check_elements(
             "compressed conv", "unfolded input", (n, self.in_channels, *self.kernel_size, ho, wo)
         )
+        check_elements("compressed conv", "output", (n, self.out_channels, ho, wo))
+        if n == 0:
+            return x.new_empty(0, self.out_channels, ho, wo)
         cols = F.unfold(x, self.kernel_size, padding=self.padding, stride=self.stride)
         y = self.matmul(_panels(cols, n), path)  # (out, N * Lp), Lp: L = ho * wo padded to 8s
         y = y.reshape(self.out_channels, n, -1)[:, :, : ho * wo]
@@ -363,7 +389,9 @@ def _twin(layer: nn.Module, w: StoredWeight) -> nn.Module | None:
 def compressed_twins(model: nn.Module, cf: container.CnnzFile) -> dict[str, nn.Module]:
     """The twin of every layer of ``model`` whose weight the file stores shared."""
     out = {}
-    for name, w in shared_weights(cf).items():
+    # the file was decoded into ``model``: a limit its own size passes
+    limit = max(MAX_PARAMS, sum(t.numel() for t in model.state_dict().values()))
+    for name, w in shared_weights(cf, limit).items():
         module_name, _, tensor = name.rpartition(".")
         if tensor != "weight" or not module_name:
             continue
