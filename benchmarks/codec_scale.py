@@ -129,25 +129,33 @@ def _npz_load(blob: bytes) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-def baselines(arrays: dict[str, np.ndarray], repeats: int) -> dict[str, Any]:
-    """np.savez_compressed / np.load and safetensors of the decoded float32 arrays."""
+def baselines(arrays: dict[str, np.ndarray]) -> tuple[dict[str, Any], dict[str, Callable]]:
+    """(sizes and save seconds of np.savez_compressed and safetensors of the decoded
+    float32 arrays, the loads of those files by name)."""
     out: dict[str, Any] = {}
-    blob, s = timed(lambda: _npz_save(arrays))
-    out["npz_save_s"], out["npz_bytes"] = s, len(blob)
-    out["npz_load_s"] = min(timed(lambda: _npz_load(blob))[1] for _ in range(repeats))
-    if safetensors_numpy is None:
-        return out
-    st, s = timed(lambda: safetensors_numpy.save(arrays))
-    out["safetensors_save_s"], out["safetensors_bytes"] = s, len(st)
-    out["safetensors_load_s"] = min(
-        timed(lambda: safetensors_numpy.load(st))[1] for _ in range(repeats)
-    )
-    return out
+    blob, out["npz_save_s"] = timed(lambda: _npz_save(arrays))
+    out["npz_bytes"] = len(blob)
+    loads: dict[str, Callable] = {"npz": partial(_npz_load, blob)}
+    if safetensors_numpy is not None:
+        st, out["safetensors_save_s"] = timed(lambda: safetensors_numpy.save(arrays))
+        out["safetensors_bytes"] = len(st)
+        loads["safetensors"] = partial(safetensors_numpy.load, st)
+    return out, loads
 
 
 def best(first: dict[str, float], fn: Callable[[], Any], repeats: int) -> float:
     """The fastest of the measured first call and ``repeats - 1`` more."""
     return min([first["seconds"]] + [timed(fn)[1] for _ in range(repeats - 1)])
+
+
+def interleaved(loads: dict[str, Callable], repeats: int) -> dict[str, float]:
+    """Best seconds of each load, the loads taking turns ``repeats`` times (so a busy
+    moment of the machine slows all of them, not one)."""
+    seconds: dict[str, list[float]] = {name: [] for name in loads}
+    for _ in range(repeats):
+        for name, load in loads.items():
+            seconds[name].append(timed(load)[1])
+    return {f"{name}_load_s": min(s) for name, s in seconds.items()}
 
 
 def run(name: str, folder: Path, repeats: int) -> dict[str, Any]:
@@ -159,10 +167,13 @@ def run(name: str, folder: Path, repeats: int) -> dict[str, Any]:
     save_s = best(save_mem, save, repeats)
     del model, save  # the load is measured without the compressed model in memory
     loaded, load_mem = measure(lambda: cnnzip.load(path))
-    load_s = best(load_mem, lambda: cnnzip.load(path), repeats)
     arrays = {k: v.numpy() for k, v in loaded.state_dict().items()}
     del loaded
-    row = {
+    row, loads = baselines(arrays)
+    del arrays
+    row.update(interleaved({"cnnz": partial(cnnzip.load, path), **loads}, repeats))
+    load_s = row["cnnz_load_s"]
+    row.update({
         "model": name, "params": params, "file_bytes": size,
         "ratio": weight_bytes / size, "prune_s": prune_s, "share_s": share_s,
         "save_s": save_s, "load_s": load_s,
@@ -170,10 +181,9 @@ def run(name: str, folder: Path, repeats: int) -> dict[str, Any]:
         "save_peak_x": max(save_mem["traced_peak"], save_mem["rss_peak"]) / weight_bytes,
         "load_peak_x": max(load_mem["traced_peak"], load_mem["rss_peak"]) / weight_bytes,
         "save_mem": save_mem, "load_mem": load_mem,
-    }  # fmt: skip
-    row.update(baselines(arrays, repeats))
-    row["npz_load_MBps"] = weight_bytes / MB / row["npz_load_s"]
-    row["load_vs_np_load"] = row["npz_load_s"] / load_s
+        "npz_load_MBps": weight_bytes / MB / row["npz_load_s"],
+        "load_vs_np_load": row["npz_load_s"] / load_s,
+    })  # fmt: skip
     return row
 
 

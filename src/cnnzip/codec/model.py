@@ -24,7 +24,11 @@ names are unique, dtypes as the encoding allows, every stream is consumed
 exactly and decodes to the counts of its table. It is budgeted: at most
 ``max_params`` elements (default 2**28), checked before anything is allocated;
 symbols and positions in narrow dtypes, decoded a batch of tensors at a time,
-constant streams never materialised, so peak memory stays near the output's.
+constant streams never materialised, so peak memory stays near the output's. With
+cnnzip._codec built, the relative indices expand straight into the dense tensor
+(no position array) and encoding keeps every symbol stream uint8 / uint16: save and
+load each allocate about the model's float32 bytes at most beyond the model
+(benchmarks/codec_scale.py).
 """
 
 from __future__ import annotations
