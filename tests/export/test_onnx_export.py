@@ -172,3 +172,34 @@ def test_a_model_of_several_outputs_is_refused(tmp_path: Path) -> None:
 def test_an_input_the_model_cannot_take_is_an_export_error(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match=r"the model's forward fails \(RuntimeError: "):
         export_onnx(_lenet5(), (1, 20, 20), tmp_path / "m.onnx")  # fc1 wants 50 x 4 x 4
+
+
+class _Loud(nn.Module):
+    """Logits in the hundreds (an fc scaled by 400) and, with ``hidden``, one more output
+    of about 0.08 computed in NumPy: traced into a constant, wrong on any other input by
+    ~1e-3, far under 1e-4 of the largest logit but far over 1e-4 of its own value."""
+
+    def __init__(self, hidden: bool) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc, self.hidden = nn.Linear(784, 10), hidden
+        with torch.no_grad():
+            self.fc.weight.mul_(400)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.fc(x.flatten(1))  # (N, 10), |values| ~ 100s
+        if not self.hidden:
+            return logits
+        extra = torch.tensor(0.1 * np.abs(x.numpy()).mean(), dtype=torch.float32)  # ()
+        return torch.cat([logits, logits[:, :1] * 0 + extra], 1)  # (N, 11)
+
+
+def test_the_tolerance_is_per_element_relative_to_that_element(tmp_path: Path) -> None:
+    checked = export_onnx(_Loud(hidden=False), SHAPE, tmp_path / "m.onnx")
+    with torch.no_grad():
+        scale = float(_Loud(hidden=False)(torch.randn(3, *SHAPE)).abs().max())
+    assert scale > 100 and 1e-4 < checked.max_abs_diff < 1e-4 * scale  # float32 sums at 100s
+    assert "each element within 0.0001 + 0.0001 * |torch|" in checked.line()
+    with pytest.raises(ExportError, match=r"where torch gives 0\.0\d+, over the limit 0\.0001"):
+        export_onnx(_Loud(hidden=True), SHAPE, tmp_path / "h.onnx")  # 1e-4 * 100s would pass
+    assert not (tmp_path / "h.onnx").exists()
