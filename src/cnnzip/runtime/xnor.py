@@ -375,10 +375,12 @@ class BinaryConvKernel:
         if n == 0:  # an empty batch, as torch's convs accept it
             return PackedActs(out, self.out_chans) if packed_out else out
         path = path or self.path_for(x, threads)
+        packed_in = isinstance(x, PackedActs)
+        if not packed_in:
+            x = x.detach().float().contiguous()
         if path == "torch":
             return self._torch(x)
-        packed_in = isinstance(x, PackedActs)
-        data = x.words if packed_in else x.detach().float().contiguous()
+        data = x.words if packed_in else x
         kh, kw = self.kernel_size
         _xnor.conv2d(
             data.numpy(),
@@ -437,7 +439,7 @@ class BinaryConvKernel:
     def _torch(self, x: torch.Tensor | PackedActs) -> torch.Tensor | PackedActs:
         """The fallback: the same arithmetic as the C kernels, in the same order."""
         p = self.padding
-        signs = x.signs() if isinstance(x, PackedActs) else binarize(x.detach().float())
+        signs = x.signs() if isinstance(x, PackedActs) else binarize(x)
         xb = F.pad(signs, (p, p, p, p), value=1.0)  # +1 padding
         w = unpack_signs(self.words, self.in_chans)
         y = F.conv2d(xb, w, stride=self.stride)  # exact: integer sums far below 2**24
