@@ -19,7 +19,7 @@ import heapq
 
 import numpy as np
 
-from cnnzip.codec.bits import pack_codes, windows
+from cnnzip.codec.bits import histogram, pack_codes, windows
 from cnnzip.codec.errors import CnnzFormatError
 from cnnzip.codec.native import call, extension, narrow
 
@@ -90,7 +90,7 @@ def encode(symbols: np.ndarray, counts: np.ndarray) -> bytes:
     ext = extension()
     if ext is not None:  # the compiled twin: no per-symbol arrays
         symbols = narrow(symbols, len(lengths))
-        bits = np.empty(fixed_bits_bytes(symbols, lengths), dtype=np.uint8)
+        bits = np.empty(_coded_bytes(symbols, lengths), dtype=np.uint8)
         offsets = np.empty(max(-(-len(symbols) // BLOCK) - 1, 0), dtype=np.uint32)
         call(ext.huff_encode, symbols, code_of, lengths, BLOCK, bits, offsets)
         return offsets.astype("<u4").tobytes() + bits.tobytes()
@@ -100,10 +100,9 @@ def encode(symbols: np.ndarray, counts: np.ndarray) -> bytes:
     return np.asarray(block_bits, dtype="<u4").tobytes() + data
 
 
-def fixed_bits_bytes(symbols: np.ndarray, lengths: np.ndarray) -> int:
+def _coded_bytes(symbols: np.ndarray, lengths: np.ndarray) -> int:
     """Bytes of ``symbols`` coded with code ``lengths``, from their histogram."""
-    counts = np.bincount(symbols, minlength=len(lengths))[: len(lengths)]
-    return (int((counts * lengths).sum()) + 7) // 8
+    return (int((histogram(symbols, len(lengths)) * lengths).sum()) + 7) // 8
 
 
 def _decode_block(

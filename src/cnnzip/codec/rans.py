@@ -113,7 +113,7 @@ def decode(data: bytes, n: int, counts: np.ndarray, dtype: type = np.uint16) -> 
     """The ``n`` symbols ``encode`` wrote, as ``dtype`` (uint16, or uint8 for at most 256
     counts): decoded straight into it by the compiled coder where it is built."""
     ext = extension()
-    if ext is None:
+    if ext is None or dtype not in (np.uint8, np.uint16):
         return decode_many([(data, n, counts)])[0].astype(dtype, copy=False)
     out = np.empty(n, dtype=dtype)
     call(ext.rans_decode, data, n, quantize_counts(counts), out)

@@ -63,7 +63,7 @@ class Mask(WeightTransform):
     kind = "mask"
 
     _factor: torch.Tensor | None = None  # the mask as the weight's dtype (not state)
-    _factor_of: tuple[Any, ...] = ()  # (mask identity, version, dtype, device) it was made from
+    _factor_of: tuple[Any, ...] = ()  # (mask, its version, dtype, device) it was made from
 
     def __init__(self, mask: torch.Tensor) -> None:
         super().__init__()
@@ -76,14 +76,23 @@ class Mask(WeightTransform):
         """The mask as 1.0 / 0.0 in ``weight``'s dtype, made again only when the mask
         changes: the same products as the bool mask, which torch promotes element by
         element on every forward and backward (3x the time on a LeNet-300-100 layer)."""
-        key = (id(self.mask), self.mask._version, weight.dtype, weight.device)
-        if self._factor_of != key:
+        key = (self.mask, self.mask._version, weight.dtype, weight.device)
+        if not same_key(self._factor_of, key):
             self._factor, self._factor_of = self.mask.to(weight.dtype), key
         return self._factor
 
     @classmethod
     def from_spec(cls, weight: torch.Tensor, spec: dict[str, Any]) -> Mask:
         return cls(torch.ones_like(weight, dtype=torch.bool))
+
+
+def same_key(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    """Cache keys equal (here and in cnnzip.quantize.shared): tensors by identity (the key
+    holds them, so no other tensor can take their ``id``), everything else by value."""
+    return len(a) == len(b) and all(
+        x is y if torch.is_tensor(x) or torch.is_tensor(y) else x == y
+        for x, y in zip(a, b, strict=True)
+    )
 
 
 @register_layout(Mask.kind)
@@ -181,9 +190,11 @@ def enforce_masks(model: nn.Module, optimizer: torch.optim.Optimizer | None = No
                     t.mul_(mask)
 
 
-def _mask_versions(model: nn.Module) -> list[tuple[int, int]]:
-    """(identity, in-place version) of every mask buffer: changes when any mask does."""
-    return [(id(m.mask), m.mask._version) for m in model.modules() if isinstance(m, Mask)]
+def _mask_versions(model: nn.Module) -> tuple[Any, ...]:
+    """Every mask buffer and its in-place version: changes when any mask does."""
+    return tuple(
+        x for m in model.modules() if isinstance(m, Mask) for x in (m.mask, m.mask._version)
+    )
 
 
 class MaskKeeper(Callback):
@@ -197,7 +208,7 @@ class MaskKeeper(Callback):
     both moments (a third of a LeNet-300-100 step) would change no bit.
     """
 
-    _versions: list[tuple[int, int]] | None = None  # of the masks when last enforced
+    _versions: tuple[Any, ...] | None = None  # of the masks when last enforced
 
     def _enforce(self, state: TrainState) -> None:
         enforce_masks(state.model, state.optimizer)
@@ -207,7 +218,7 @@ class MaskKeeper(Callback):
         self._enforce(state)
 
     def on_step_end(self, state: TrainState) -> None:
-        if _mask_versions(state.model) != self._versions:
+        if self._versions is None or not same_key(_mask_versions(state.model), self._versions):
             self._enforce(state)
 
 

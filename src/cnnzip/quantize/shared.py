@@ -19,7 +19,7 @@ import torch.nn as nn
 
 from cnnzip.codec.layouts import Layout, register_layout
 from cnnzip.errors import CnnzipError
-from cnnzip.prune.masks import PRUNABLE_TYPES, unprunable
+from cnnzip.prune.masks import PRUNABLE_TYPES, same_key, unprunable
 from cnnzip.quantize.kmeans import kmeans_1d
 from cnnzip.transforms import (
     WeightTransform,
@@ -78,8 +78,8 @@ class SharedWeight(WeightTransform):
         """(flat positions of the kept weights, or None for all; their clusters, int64),
         made again only when the index or the mask changes."""
         mask = self.mask
-        key = (id(self.index), self.index._version, id(mask), getattr(mask, "_version", 0))
-        if not self._kept or self._kept[0] != key:
+        key = (self.index, self.index._version, mask, getattr(mask, "_version", 0))
+        if not self._kept or not same_key(self._kept[0], key):
             flat = self.index.reshape(-1).long()
             positions = None if mask is None else mask.reshape(-1).nonzero().reshape(-1)
             self._kept = (key, positions, flat if positions is None else flat[positions])
