@@ -31,7 +31,7 @@ from cnnzip.models import get_model
 from cnnzip.prune import Mask
 from cnnzip.quantize import share_weights
 from cnnzip.runtime import compressed
-from cnnzip.runtime.bench import LayerSpec
+from cnnzip.runtime.bench import LayerSpec, median_ms
 from cnnzip.runtime.compressed import (
     CompressedConv2d,
     CompressedLinear,
@@ -388,3 +388,13 @@ def test_stored_weights_that_lie_are_refused_and_empty_batches_pass() -> None:
     twin = CompressedLinear(linear_of(w), StoredWeight.from_dense(w, codebook))
     assert twin(torch.zeros(0, 6)).shape == (0, 5)
     assert twin(torch.randn(6)).shape == (5,)  # unbatched, as nn.Linear takes it
+
+
+def test_median_ms_rotates_so_each_call_follows_every_other() -> None:
+    calls: list[str] = []
+    fns = {k: (lambda k=k: calls.append(k)) for k in "abc"}
+    median_ms(fns, 3, rotate=True)
+    assert calls[3:] == list("abcbcacab")  # after one warm-up call each
+    calls.clear()
+    median_ms(fns, 2)
+    assert calls[3:] == list("abcabc")
