@@ -84,6 +84,8 @@ def test_powers_follow_the_median_rate_within_the_span() -> None:
         {"a": 2.0, "b": 1.0, "c": 0.5, "d": 1 / POWER_SPAN, "e": POWER_SPAN}
     )
     assert _powers(speeds({"a": 0.0, "b": -1.0})) == {"a": 1.0, "b": 1.0}  # nothing: uniform
+    assert GroupSpeed("narrow", 0.3, 0).ms_per_mmac == 0.0  # noise, no MAC saved
+    assert GroupSpeed("g", 0.3, 2_000_000).ms_per_mmac == pytest.approx(0.15)
 
 
 def fake_table(rates: dict[str, float]) -> object:

@@ -47,8 +47,11 @@ class GroupSpeed:
 
     @property
     def ms_per_mmac(self) -> float:
-        """Milliseconds saved per million MACs saved (0 when nothing measurable is)."""
-        return max(self.ms_saved, 0.0) / max(self.macs_saved / 1e6, 1e-9)
+        """Milliseconds saved per million MACs saved; 0 when no MAC is saved (a group
+        too narrow to cut: its timing noise must not rank it first) or no time is."""
+        if self.macs_saved <= 0:
+            return 0.0
+        return max(self.ms_saved, 0.0) / (self.macs_saved / 1e6)
 
 
 def _layer_inputs(model: nn.Module, names: set[str], shape: tuple[int, ...]) -> dict[str, tuple]:
