@@ -24,7 +24,8 @@ weights for a run), MACs, and batch-1 latency at one thread (the models timed
 interleaved, median of rounds; ``--no-time`` skips it, so training runs outside a quiet
 window and a second, resumed call only times). Every step writes its result under
 ``--work`` and is skipped when there (training resumes from its checkpoint), so an
-interrupted run continues; the table is printed and written as JSON to ``--json``.
+interrupted run continues (so give each configuration its own ``--work``: the names do
+not say the steps or epochs); the table is printed and written as JSON to ``--json``.
 ``--limit`` keeps the first N training images (a fifth of them, at most 5,000, for
 validation) and test images: 12,000 trains MobileNet on 9,600 and tests on all 10,000.
 """

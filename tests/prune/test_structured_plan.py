@@ -19,6 +19,7 @@ from cnnzip.models.slim import (
     apply_slim,
     check_slim_plan,
     record_input_shape,
+    slim_input_shape_of,
     slim_plan_of,
     valid_input_shape,
 )
@@ -260,3 +261,8 @@ def test_input_shapes_are_checked_before_they_are_recorded() -> None:
         assert valid_input_shape(junk) is None
     with pytest.raises(ModelError, match="input shape"):
         record_input_shape(get_model("lenet5"), (0, 28, 28))
+    with pytest.raises(ModelError, match="input shape"):
+        record_input_shape(get_model("lenet5"), (1.0, 28, 28))
+    noted = record_input_shape(get_model("lenet5"), torch.Size([1, 28, 28]))
+    assert slim_input_shape_of(noted) == (1, 28, 28)
+    assert slim_input_shape_of(get_model("lenet5")) is None

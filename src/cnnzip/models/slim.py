@@ -11,6 +11,7 @@ codec, below prune, can rebuild from a plan.
 from __future__ import annotations
 
 import copy
+import operator
 from itertools import chain, pairwise
 from typing import Any
 
@@ -64,7 +65,10 @@ def valid_input_shape(value: object) -> tuple[int, ...] | None:
 def record_input_shape(model: nn.Module, shape: tuple[int, ...]) -> nn.Module:
     """Note on a slim ``model`` the input shape it was slimmed for: a .cnnz of it records
     the shape (header meta ``input_shape``) so that loading can run the rebuilt model."""
-    checked = valid_input_shape(list(shape))
+    try:
+        checked = valid_input_shape([operator.index(v) for v in shape])  # numpy ints too
+    except TypeError:
+        checked = None
     if checked is None:
         raise ModelError(f"input shape {shape!r:.80} must be 1 to 3 sizes in 1..{MAX_SIDE}")
     setattr(model, SHAPE_ATTR, checked)
