@@ -388,6 +388,13 @@ def test_stored_weights_that_lie_are_refused_and_empty_batches_pass() -> None:
     twin = CompressedLinear(linear_of(w), StoredWeight.from_dense(w, codebook))
     assert twin(torch.zeros(0, 6)).shape == (0, 5)
     assert twin(torch.randn(6)).shape == (5,)  # unbatched, as nn.Linear takes it
+    w, codebook = shared_layer((4, 3, 3, 3), 0.5, 2)
+    conv = nn.Conv2d(3, 4, 3).eval()
+    with torch.no_grad():
+        conv.weight.copy_(w)
+    assert CompressedConv2d(conv, StoredWeight.from_dense(w, codebook))(
+        torch.zeros(0, 3, 6, 6)
+    ).shape == (0, 4, 4, 4)
 
 
 def test_median_ms_rotates_so_each_call_follows_every_other() -> None:

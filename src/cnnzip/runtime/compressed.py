@@ -37,8 +37,8 @@ from cnnzip.codec.header import MAX_PARAMS, check_tensors
 from cnnzip.codec.model import positions
 from cnnzip.codec.streams import decode_streams
 from cnnzip.errors import CnnzipError
-from cnnzip.runtime.shapes import check_conv_settings, check_elements, conv_output_size
-from cnnzip.runtime.sparse import LayerChoice, lowerable, swap_if_faster
+from cnnzip.runtime.shapes import check_conv_settings
+from cnnzip.runtime.sparse import LayerChoice, lowerable, swap_if_faster, unfold_checked
 from cnnzip.runtime.xnor import REBUILD
 from cnnzip.transforms import swap_module
 
@@ -368,16 +368,9 @@ class CompressedConv2d(_CompressedTwin):
         if x.dim() == 3:  # unbatched (C, H, W), as nn.Conv2d accepts
             return self.forward(x[None], path)[0]
         n = x.shape[0]
-        ho, wo = conv_output_size(
-            "compressed conv", tuple(x.shape[2:]), self.kernel_size, self.stride, self.padding
-        )
-        check_elements(
-            "compressed conv", "unfolded input", (n, self.in_channels, *self.kernel_size, ho, wo)
-        )
-        check_elements("compressed conv", "output", (n, self.out_channels, ho, wo))
+        cols, ho, wo = unfold_checked(self, "compressed conv", x)  # (N, fan_in, L)
         if n == 0:
             return x.new_empty(0, self.out_channels, ho, wo)
-        cols = F.unfold(x, self.kernel_size, padding=self.padding, stride=self.stride)
         y = self.matmul(_panels(cols, n), path)  # (out, N * Lp), Lp: L = ho * wo padded to 8s
         y = y.reshape(self.out_channels, n, -1)[:, :, : ho * wo]
         return y.reshape(self.out_channels, n, ho, wo).permute(1, 0, 2, 3).contiguous()

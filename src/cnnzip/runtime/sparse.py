@@ -48,6 +48,7 @@ __all__ = [
     "plain_type",
     "sparsify",
     "swap_if_faster",
+    "unfold_checked",
 ]
 
 
@@ -133,17 +134,20 @@ class SparseConv2d(_SparseTwin):
         if x.dim() == 3:  # unbatched (C, H, W), as nn.Conv2d accepts
             return self.forward(x[None])[0]
         n = x.shape[0]
-        ho, wo = conv_output_size(
-            "sparse conv", tuple(x.shape[2:]), self.kernel_size, self.stride, self.padding
-        )
-        check_elements(
-            "sparse conv", "unfolded input", (n, self.in_channels, *self.kernel_size, ho, wo)
-        )
-        check_elements("sparse conv", "output", (n, self.out_channels, ho, wo))
-        cols = F.unfold(x, self.kernel_size, padding=self.padding, stride=self.stride)
+        cols, ho, wo = unfold_checked(self, "sparse conv", x)
         cols = cols.permute(1, 0, 2).reshape(cols.shape[1], -1)  # (in * kh * kw, N * L)
         y = torch.addmm(self.bias[:, None], self.matrix(), cols)  # (out, N * L)
         return y.reshape(self.out_channels, n, ho, wo).permute(1, 0, 2, 3).contiguous()
+
+
+def unfold_checked(conv: nn.Module, what: str, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+    """``F.unfold(x)`` for a conv twin, (N, C * kh * kw, L), and its output's (ho, wo), the
+    sizes of both checked before anything is allocated."""
+    n = x.shape[0]
+    ho, wo = conv_output_size(what, tuple(x.shape[2:]), conv.kernel_size, conv.stride, conv.padding)
+    check_elements(what, "unfolded input", (n, conv.in_channels, *conv.kernel_size, ho, wo))
+    check_elements(what, "output", (n, conv.out_channels, ho, wo))
+    return F.unfold(x, conv.kernel_size, padding=conv.padding, stride=conv.stride), ho, wo
 
 
 def _outputs(out: Any) -> int:
