@@ -31,6 +31,7 @@ __all__ = [
     "is_grouped",
     "meta_copy",
     "record_input_shape",
+    "run_error",
     "slim_input_shape_of",
     "slim_plan_of",
     "valid_input_shape",
@@ -80,21 +81,28 @@ def slim_input_shape_of(model: nn.Module) -> tuple[int, ...] | None:
     return getattr(model, SHAPE_ATTR, None)
 
 
-def check_runs(model: nn.Module, shape: tuple[int, ...], what: str) -> None:
-    """One no-grad forward of ``model`` (best on the meta device: no compute) on a
-    (1, *shape) zero input: a plan that cuts a layer's channels but not its consumer's
-    fits every tensor yet cannot run. One ModelError naming ``what`` otherwise."""
+def run_error(model: nn.Module, shape: tuple[int, ...]) -> str | None:
+    """None if one no-grad forward of ``model`` (best on the meta device: no compute) on a
+    (1, *shape) zero input runs, else its error as one line: a plan that cuts a layer's
+    channels but not its consumer's fits every tensor yet cannot run."""
     param = next(model.parameters(), None)
     x = torch.zeros(1, *shape, device=param.device if param is not None else "cpu")
     try:
         with torch.no_grad():
             model(x)
     except Exception as exc:  # a width mismatch: torch raises anything
+        return f"{type(exc).__name__}: {one_line(str(exc))}"
+    return None
+
+
+def check_runs(model: nn.Module, shape: tuple[int, ...], what: str) -> None:
+    """``run_error`` as one ModelError naming ``what`` (a file's field)."""
+    error = run_error(model, shape)
+    if error is not None:
         raise ModelError(
-            f"{what}: the slim model does not run on one {list(shape)} input "
-            f"({type(exc).__name__}: {one_line(str(exc))}); the plan cuts a layer's "
-            "channels without its consumers'"
-        ) from None
+            f"{what}: the slim model does not run on one {list(shape)} input ({error}); "
+            "the plan cuts a layer's channels without its consumers'"
+        )
 
 
 def check_slim_plan(plan: object, what: str) -> SlimPlan:

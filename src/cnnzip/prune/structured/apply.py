@@ -13,7 +13,6 @@ import copy
 import torch
 import torch.nn as nn
 
-from cnnzip.errors import one_line
 from cnnzip.models.slim import (
     SlimPlan,
     apply_slim,
@@ -23,6 +22,7 @@ from cnnzip.models.slim import (
     is_grouped,
     meta_copy,
     record_input_shape,
+    run_error,
 )
 from cnnzip.prune.masks import PruneError
 from cnnzip.prune.structured.groups import ChannelGroup, Member, partition
@@ -171,18 +171,13 @@ def check_slim_runs(small: nn.Module, input_shape: tuple[int, ...]) -> None:
     """One forward of ``small`` (best a meta copy: no compute) on a (1, *input_shape)
     input: the safety net behind the tracer, for a forward that hard-codes a width in a
     way the trace could not see, refused as one PruneError before any training."""
-    param = next(small.parameters(), None)
-    x = torch.zeros(1, *input_shape, device=param.device if param is not None else "cpu")
-    try:
-        with torch.no_grad():
-            small(x)
-    except Exception as exc:  # a width mismatch: torch raises anything
+    error = run_error(small, input_shape)
+    if error is not None:
         raise PruneError(
             f"the slimmed {type(small).__name__} does not run on inputs of shape "
-            f"{tuple(input_shape)} ({type(exc).__name__}: {one_line(str(exc))}); its "
-            "forward likely hard-codes a channel count: read it from x.shape or use "
-            "x.flatten(1), or leave that layer unpruned"
-        ) from None
+            f"{tuple(input_shape)} ({error}); its forward likely hard-codes a channel "
+            "count: read it from x.shape or use x.flatten(1), or leave that layer unpruned"
+        )
 
 
 def _complement(kept: list[int], size: int) -> torch.Tensor:
