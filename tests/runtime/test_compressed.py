@@ -23,6 +23,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cnnzip import runtime
 from cnnzip.cli import main
 from cnnzip.codec import container, save
 from cnnzip.codec import load as load_cnnz
@@ -297,6 +298,23 @@ def test_compile_measures_each_layer_and_load_compressed_agrees(tmp_path: Path) 
     again = load_cnnz(path)
     chosen = compile_compressed(again, container.read(path), torch.randn(2, 1, 28, 28), repeats=1)
     assert sorted(c.name for c in chosen) == LENET5_LAYERS
+
+
+@needs_kernels
+def test_runtime_load_compressed_runs_the_measured_layers_on_the_kernels(tmp_path: Path) -> None:
+    path = _small_cnnz(tmp_path)
+    x = torch.randn(1, 1, 28, 28)
+    fast, decoded = runtime.load(path, compressed=True, example=x), load_cnnz(path)
+    on_kernels = [
+        n for n, m in fast.named_modules() if isinstance(m, CompressedLinear | CompressedConv2d)
+    ]
+    assert set(on_kernels) <= set(LENET5_LAYERS)
+    with torch.no_grad():
+        assert torch.allclose(fast(x), decoded(x), rtol=1e-4, atol=1e-5)
+    plain = runtime.load(path)  # without the flag: the decoded model, nothing swapped
+    assert not any(isinstance(m, CompressedLinear | CompressedConv2d) for m in plain.modules())
+    with pytest.raises(CnnzipError, match="needs an example input"):
+        runtime.load(path, compressed=True)
 
 
 def test_without_the_extension_the_twins_run_dense_and_say_so_once(

@@ -32,6 +32,7 @@ from cnnzip.binary.layers import XnorConv2d, XnorLinear
 from cnnzip.binary.scales import filter_alpha, norm_affine
 from cnnzip.codec import load as load_cnnz
 from cnnzip.errors import CnnzipError
+from cnnzip.runtime.compressed import load_compressed
 from cnnzip.runtime.xnor import (
     BinaryConvKernel,
     PackedActs,
@@ -227,7 +228,12 @@ def compile_binary(model: nn.Module, *, chain: bool = True) -> nn.Module:
     return fast
 
 
-def load(path: str | Path) -> nn.Module:
-    """A binarized .cnnz (e.g. ``cnnzip binarize --cnnz``), as ``cnnzip.load`` decodes it,
-    ready to run on the kernels."""
-    return compile_binary(load_cnnz(path))
+def load(
+    path: str | Path, *, compressed: bool = False, example: torch.Tensor | None = None
+) -> nn.Module:
+    """A .cnnz as ``cnnzip.load`` decodes it, its XNOR layers (``cnnzip binarize --cnnz``)
+    on the binary kernels; with ``compressed``, its pruned + shared layers also on the
+    compressed-domain kernels where they measured faster on ``example``, a batch of the
+    size the model will serve (``runtime.compressed.load_compressed``)."""
+    model = load_compressed(path, example)[0] if compressed else load_cnnz(path)
+    return compile_binary(model)

@@ -421,10 +421,20 @@ def swap_all(model: nn.Module, cf: container.CnnzFile) -> list[str]:
 
 
 def load_compressed(
-    path: str | Path, example: torch.Tensor, *, repeats: int = 20, max_params: int = MAX_PARAMS
+    path: str | Path,
+    example: torch.Tensor | None,
+    *,
+    repeats: int = 20,
+    max_params: int = MAX_PARAMS,
 ) -> tuple[nn.Module, list[LayerChoice]]:
     """The model of a zoo .cnnz (as ``cnnzip.load``), its pruned + shared layers on the
     compressed kernels where that measured faster on ``example``; and the choices."""
+    if not isinstance(example, torch.Tensor):
+        raise CnnzipError(
+            f"{path}: running it on the compressed kernels needs an example input (a batch "
+            "of the size the model will serve, e.g. torch.randn(1, 784)): each layer runs "
+            "where it measured faster on it"
+        )
     cf = container.read(path)
     model = load_file(cf, max_params=max_params)
     return model, compile_compressed(model, cf, example, repeats=repeats)
