@@ -1,15 +1,17 @@
 """int8 post-training quantization (onnxruntime) beside cnnzip's .cnnz, on trained runs.
 
-    OMP_NUM_THREADS=1 /tmp/quiet.sh .venv/bin/python benchmarks/int8_baseline.py \
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/int8_baseline.py \
         lenet5.cnnz lenet300.cnnz [--repeats 300] [--json results.json]
 
-For each .cnnz (written by ``cnnzip compress``, which records its dense run and data):
-the dense run as float32 ONNX and as int8 PTQ ONNX (QDQ, per-channel int8 weights, uint8
-activations, min/max calibrated on 512 training images) in onnxruntime, the file decoded
-(torch, dense tensors) and on the sparse runtime (torch CSR where measured faster), and
-the dense run in torch: bytes, test accuracy, batch-1 latency. One thread, all five timed
-interleaved in this process (``cnnzip.export.int8.bench_int8``); speedups against torch's
-dense float32. Prints one markdown table.
+For each .cnnz (written by ``cnnzip compress``, which records its dense run and data; the
+run found as ``cnnzip bench int8`` finds it, ``cnnzip.export.dense``): the dense run as
+float32 ONNX and as int8 PTQ ONNX (QDQ, per-channel int8 weights, uint8 activations,
+min/max calibrated on 512 random training images) in onnxruntime, the file decoded (torch,
+dense tensors) and on the sparse runtime (torch CSR where measured faster), and the dense
+run in torch with a copy of it as the control (~1.00x): bytes, test accuracy, batch-1
+latency. One thread, all six timed interleaved in this process, the order rotating each
+round (``cnnzip.export.int8.bench_int8``); speedups against torch's dense float32. Time
+it on an otherwise idle machine. Prints one markdown table.
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ from typing import Any
 import cnnzip
 from cnnzip import data as cz_data
 from cnnzip.codec import read as read_cnnz
+from cnnzip.export.dense import load_dense
 from cnnzip.export.int8 import bench_int8
 
 
 def run_one(path: str, repeats: int) -> dict[str, Any]:
     meta = read_cnnz(path).header["meta"]
-    run = cnnzip.load_run(meta["source"])
+    run = load_dense(path)
     data = cz_data.load(meta.get("data", "fashion-mnist"), stats=run.normalization)
     with tempfile.TemporaryDirectory() as tmp:
         result = bench_int8(run.model, data, tmp, cnnz=(path, cnnzip.load(path)), repeats=repeats)

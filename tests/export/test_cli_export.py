@@ -81,3 +81,33 @@ def test_export_never_overwrites_its_source(pruned_file: Path) -> None:
     before = pruned_file.read_bytes()
     code, out = _run("export", str(pruned_file), "-o", str(pruned_file))
     assert code == 2 and "would overwrite" in out and pruned_file.read_bytes() == before
+
+
+def test_export_never_overwrites_a_runs_files(pruned_file: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    (run / "sensitivity.json").write_text("{}")
+    for name, says in (("sensitivity.json", "sensitivity curves"), ("run.json", "would overwrite"),
+                       ("model.safetensors", "would overwrite")):  # fmt: skip
+        before = (run / name).read_bytes()
+        code, out = _run("export", str(run), "-o", str(run / name))
+        assert code == 2 and says in out and out.count("\n") == 1, out
+        assert (run / name).read_bytes() == before
+
+
+def test_export_input_sets_the_side_and_the_error_names_it(tmp_path: Path) -> None:
+    run = tmp_path / "lenet5"  # built for 28 x 28: its fc1 takes 50 x 4 x 4
+    cz.save_run(run, cz.models.get_model("lenet5"), arch="lenet5", kwargs={})
+    code, out = _run("export", str(run), "-o", str(tmp_path / "a.onnx"), "--input", "20")
+    assert code == 2 and "shape (1, 20, 20)" in out and "--input N" in out, out
+    code, out = _run("export", "lenet5", "-o", str(tmp_path / "b.onnx"), "--input", "20")
+    assert code == 0, out
+    shape = pytest.importorskip("onnx").load(tmp_path / "b.onnx").graph.input[0].type.tensor_type
+    assert [d.dim_value for d in shape.shape.dim][1:] == [1, 20, 20]
+
+
+def test_bench_int8_refuses_a_dense_run_of_another_model(pruned_file: Path, tmp_path: Path) -> None:
+    other = {"hidden": [32, 8]}
+    cz.save_run(tmp_path / "other", cz.models.get_model("lenet300", **other), arch="lenet300",
+                kwargs=other)  # fmt: skip
+    code, out = _run("bench", "int8", str(pruned_file), "--dense", str(tmp_path / "other"))
+    assert code == 2 and "hidden=[32, 8]" in out and "pass --dense RUN" in out, out

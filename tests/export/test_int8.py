@@ -11,8 +11,16 @@ import torch.nn as nn
 
 import cnnzip as cz
 from cnnzip.data import Dataset
+from cnnzip.errors import CnnzipError
 from cnnzip.export import ExportError, export_onnx, session
-from cnnzip.export.int8 import bench_int8, onnx_accuracy, quantize_int8, verdict
+from cnnzip.export.int8 import (
+    bench_int8,
+    calibration_images,
+    onnx_accuracy,
+    quantize_int8,
+    verdict,
+)
+from cnnzip.export.timing import rotated_median_ms
 from cnnzip.prune import one_shot, prunable
 from cnnzip.quantize import share_weights
 
@@ -72,9 +80,12 @@ def test_bench_rows_beside_the_cnnz(trained: nn.Module, toy_data: Dataset, tmp_p
     decoded = cz.load(tmp_path / "m.cnnz", _mlp())
     result = bench_int8(trained, toy_data, tmp_path, cnnz=(tmp_path / "m.cnnz", decoded), repeats=3)
     rows = {r["key"]: r for r in result["rows"]}
-    assert list(rows) == ["torch", "float", "int8", "cnnz", "sparse"]
+    assert list(rows) == ["torch", "control", "float", "int8", "cnnz", "sparse"]
     assert rows["cnnz"]["bytes"] == rows["sparse"]["bytes"] == (tmp_path / "m.cnnz").stat().st_size
-    assert rows["torch"]["bytes"] == 4 * (784 * 64 + 64 + 64 * 10 + 10)
+    on_disk = (tmp_path / "dense.safetensors").stat().st_size  # the bytes a run stores
+    assert rows["torch"]["bytes"] == rows["control"]["bytes"] == on_disk
+    assert 4 * (784 * 64 + 64 + 64 * 10 + 10) < on_disk < 4 * (784 * 64 + 64 + 64 * 10 + 10) + 1024
+    assert rows["control"]["accuracy"] == rows["torch"]["accuracy"]
     assert rows["cnnz"]["accuracy"] == cz.train.evaluate(decoded, toy_data.test)["accuracy"]
     assert rows["torch"]["speedup"] == 1.0 and all(r["latency_ms"] > 0 for r in rows.values())
     assert len(result["verdict"]) == 3
@@ -93,3 +104,24 @@ def test_verdict_says_where_int8_wins() -> None:
     ]
     assert verdict(rows[1:]) == []
     assert len(verdict(rows[:2])) == 3  # without the sparse row: against the dense one
+
+
+def test_calibration_is_a_fixed_random_sample() -> None:
+    """Not the first N: a class-sorted training set would calibrate on one class."""
+    train = torch.arange(1000.0).reshape(1000, 1)  # (N, 1): each image its own index
+    pick = calibration_images(train, 50)
+    assert torch.equal(pick, calibration_images(train, 50))  # the same on every call
+    idx = pick[:, 0].long()
+    assert len(set(idx.tolist())) == 50 and torch.all(idx[1:] > idx[:-1])  # distinct, ordered
+    assert idx.max() > 500 and not torch.equal(idx, torch.arange(50))
+    assert torch.equal(calibration_images(train, 5000), train)  # more than there are: all
+
+
+def test_rotated_timing_changes_the_order_every_round() -> None:
+    calls: list[str] = []
+    fns = {k: (lambda k=k: calls.append(k)) for k in "abc"}
+    ms = rotated_median_ms(fns, 3)
+    assert set(ms) == set("abc") and all(v >= 0 for v in ms.values())
+    assert calls == list("abc" + "abc" + "bca" + "cab")  # warm-up, then rotated rounds
+    with pytest.raises(CnnzipError, match="repeats >= 1"):
+        rotated_median_ms(fns, 0)

@@ -104,8 +104,6 @@ def compress_cmd(
         "accuracy_drop_pp": 100 * (baseline - accuracy),
         "speed": speed,
     }
-    if html:
-        click.echo(f"report: {_write_report(html, out, decoded, run)}", err=as_json)
     emit(
         summary,
         as_json,
@@ -117,6 +115,8 @@ def compress_cmd(
             f" {speed['latency_ratio']:.2f}x the dense model's speed"
         ),
     )
+    if html:  # after the summary: the file is written whatever the page meets
+        click.echo(f"report: {_write_report(html, out, decoded, run)}", err=as_json)
 
 
 def _check_outputs(out: str, with_report: bool) -> Path | None:

@@ -24,12 +24,12 @@ from cnnzip.cli.options import (
     out_option,
 )
 from cnnzip.cli.profile import build_model
-from cnnzip.codec import read as read_cnnz
 from cnnzip.errors import CnnzipError
 from cnnzip.export import export_onnx
+from cnnzip.export.dense import load_dense
 from cnnzip.export.graph import MAX_OPSET, MIN_OPSET
 from cnnzip.export.int8 import CALIBRATION_IMAGES, bench_int8
-from cnnzip.runs import load_run
+from cnnzip.prune.sensitivity import CACHE
 from cnnzip.train.checkpoint import check_writable
 
 
@@ -42,42 +42,56 @@ from cnnzip.train.checkpoint import check_writable
     default=None,
     help="ONNX opset [default: torch's exporter's, 20].",
 )
+@click.option(
+    "--input",
+    "size",
+    type=COUNT,
+    default=None,
+    help="Input side in pixels [default: the shape the run or file records, else the "
+    "model's img_size, else 224].",
+)
 @max_params_option
 @model_option()
 @json_option
 def export_cmd(
-    source: str, out: str, opset: int | None, max_params: int, model_spec: str | None, as_json: bool
+    source: str,
+    out: str,
+    opset: int | None,
+    size: int | None,
+    max_params: int,
+    model_spec: str | None,
+    as_json: bool,
 ) -> None:
     """Export a run, a .cnnz file (as decoded: pruned zeros kept, shared weights as floats,
     BWN weights as alpha * sign) or a zoo model to ONNX, and check it in onnxruntime
-    against torch on random inputs (a difference over 1e-4 is an error)."""
-    check_not_sources([out], [source])
+    against torch on random inputs (an element off by more than 1e-4 + 1e-4 * |torch's
+    value| is an error)."""
+    check_reads([out], [source])
     check_writable(out)
-    model, shape = build_model(source, None, {}, max_params, model_spec)
+    model, shape = build_model(source, size, {}, max_params, model_spec)
     checked = export_onnx(model, shape, out, opset=opset)
     emit({"source": source, **checked.to_dict()}, as_json, lambda _: checked.line())
+
+
+def check_reads(outputs: list[str | Path | None], runs: list[str | Path]) -> None:
+    """Fail now if an output is one of the files of a run the verb reads
+    (``check_not_sources``), its sensitivity curves included (the report reads them)."""
+    check_not_sources(outputs, runs)
+    caches = {(Path(run) / CACHE).resolve(): run for run in runs}
+    for out in outputs:
+        run = caches.get(Path(out).resolve()) if out else None
+        if run is not None:
+            raise CnnzipError(
+                f"output {out} would overwrite the sensitivity curves of run {run}, which "
+                "this command reads; write to another path"
+            )
 
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def dense_source(path: str, given: str | None) -> str:
-    """The dense run a .cnnz was compressed from: ``--dense``, else the run its metadata
-    names, which must still be there."""
-    if given:
-        return given
-    meta = read_cnnz(path).header.get("meta") or {}
-    source = meta.get("source") if isinstance(meta, dict) else None
-    if not isinstance(source, str) or not Path(source).is_dir():
-        raise CnnzipError(
-            f"{path} names no dense run that is still there (source: {source!r}); "
-            "pass --dense RUN with the run it was compressed from"
-        )
-    return source
-
-
 def dense_option(help: str) -> Callable[[F], F]:
-    """``--dense RUN``: the dense run a .cnnz was compressed from (see ``dense_source``)."""
+    """``--dense RUN``: the dense run a .cnnz was compressed from (``export.dense``)."""
     where = "[default: the run the file's metadata names]"
     path = click.Path(exists=True, file_okay=False)
     return click.option("--dense", type=path, default=None, help=f"{help} {where}.")
@@ -120,7 +134,14 @@ def bench_int8_cmd(
     bytes, test accuracy, batch-1 latency (1 thread, interleaved), speed vs torch dense."""
     decoded = load_cnnz(path, model_spec, max_params)
     result = int8_of(
-        path, decoded, dense, dataset, onnx_dir, calibration=calibration, repeats=repeats
+        path,
+        decoded,
+        dense,
+        dataset,
+        model_spec,
+        onnx_dir,
+        calibration=calibration,
+        repeats=repeats,
     )
     emit({"file": path, **result}, as_json, int8_table)
 
@@ -130,18 +151,21 @@ def int8_of(
     decoded: nn.Module,
     dense: str | None,
     dataset: DataSpec,
+    model_spec: str | None,
     onnx_dir: str | None = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
-    """``bench_int8`` of .cnnz ``path`` (decoded to ``decoded``) against its dense run, on
-    the data the file records; the ONNX files go to ``onnx_dir`` (else a temporary one)."""
-    run = load_run(dense_source(path, dense))
+    """``bench_int8`` of .cnnz ``path`` (decoded to ``decoded``) against its dense run
+    (``export.dense``; its factory trusted with ``--model``), on the data the file records;
+    the ONNX files go to ``onnx_dir`` (else a temporary one)."""
+    run = load_dense(path, dense, model_spec)
     trained = Recorded.of(path)
     data = dataset.load(trained.stats, trained=trained)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(onnx_dir or tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        return bench_int8(run.model, data, folder, cnnz=(path, decoded), **kwargs)
+        result = bench_int8(run.model, data, folder, cnnz=(path, decoded), **kwargs)
+    return {"dense": str(run.path), **result}
 
 
 def int8_table(r: dict[str, Any]) -> str:
@@ -154,8 +178,9 @@ def int8_table(r: dict[str, Any]) -> str:
             f"{row['latency_ms']:>12.4f}{row['speedup']:>9.2f}x"
         )
     lines.append(
-        f"{r['threads']} thread, median of {r['repeats']} interleaved runs; int8 calibrated on "
-        f"{r['calibration_images']} training images; sparse layers: "
+        f"dense run {r['dense']}; {r['threads']} thread, median of {r['repeats']} interleaved "
+        f"runs (order rotating); int8 calibrated on {r['calibration_images']} random training "
+        "images; sparse layers: "
         f"{', '.join(r['sparse_layers']) or 'none (dense was faster)'}"
     )
     return "\n".join([*lines, *r["verdict"]])

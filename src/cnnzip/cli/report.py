@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from cnnzip.cli.app import check_not_sources, emit, main
-from cnnzip.cli.export import dense_option, int8_of
+from cnnzip.cli.export import check_reads, dense_option, int8_of
 from cnnzip.cli.factory import model_option
 from cnnzip.cli.options import (
     COUNT,
@@ -20,6 +20,7 @@ from cnnzip.cli.options import (
 )
 from cnnzip.cli.profile import build_model
 from cnnzip.errors import CnnzipError
+from cnnzip.export.dense import dense_dir
 from cnnzip.report import gather, gather_run, write_report
 from cnnzip.train.checkpoint import check_writable
 
@@ -52,7 +53,7 @@ def report_path(source: str, out: str | None = None) -> Path:
     is_flag=True,
     help="Add the int8 PTQ baseline (onnxruntime; needs the data and the dense run).",
 )
-@dense_option("The dense run, for --compare-int8")
+@dense_option("The dense run (the histograms' weights before, --compare-int8)")
 @data_options
 @max_params_option
 @model_option()
@@ -74,19 +75,34 @@ def report_cmd(
     sharing with the centroids, sensitivity curves when the run has them, measured vs
     theoretical speed, and accuracy against bytes (with --compare-int8, beside int8)."""
     target = report_path(source, out)
+    check_reads([target], [source, *_dense_runs(source, dense)])
     model, shape = build_model(source, None, {}, max_params, model_spec)
-    int8 = _int8(source, dense, dataset, model) if compare_int8 else None
+    int8 = _int8(source, dense, dataset, model, model_spec) if compare_int8 else None
     speed = None if no_speed else runs
     if Path(source).is_dir():
-        page = gather_run(source, shape, speed_runs=speed, int8=int8)
+        page = gather_run(source, shape, speed_runs=speed, int8=int8, trust=model_spec)
     else:
-        page = gather(source, model, shape, speed_runs=speed, int8=int8)
+        page = gather(
+            source, model, shape, speed_runs=speed, int8=int8, dense=dense, trust=model_spec
+        )
     write_report(page, target)
     emit({"report": str(target), **page.to_json()}, as_json, lambda _: f"report: {target}")
 
 
-def _int8(source: str, dense: str | None, dataset: DataSpec, decoded: Any) -> dict[str, Any]:
+def _dense_runs(source: str, dense: str | None) -> list[Path]:
+    """The dense run the page reads beside .cnnz ``source`` (``export.dense``), if any."""
+    if Path(source).is_dir():
+        return []
+    try:
+        return [dense_dir(source, dense)[0]]
+    except CnnzipError:  # no dense run: the page is drawn without it
+        return []
+
+
+def _int8(
+    source: str, dense: str | None, dataset: DataSpec, decoded: Any, spec: str | None
+) -> dict[str, Any]:
     """The int8 rows of a .cnnz (``cli.export.int8_of``); a run has no file to compare."""
     if Path(source).is_dir():
         raise CnnzipError("--compare-int8 takes a .cnnz file (a run has no compressed file)")
-    return int8_of(source, decoded, dense, dataset)
+    return int8_of(source, decoded, dense, dataset, spec)

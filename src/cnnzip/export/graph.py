@@ -216,7 +216,11 @@ def _fail(
             )
     if isinstance(exc, ExportError):
         return exc
-    return ExportError(f"cannot export to ONNX: the model's forward fails ({_reason(exc)})")
+    return ExportError(
+        f"cannot export to ONNX: the model's forward fails on one sample of shape "
+        f"{tuple(x.shape[1:])} ({_reason(exc)}); pass the shape it takes (input_shape; "
+        "on the command line --input N for N x N pixels)"
+    )
 
 
 def session(model: str | Path | bytes, threads: int = 1) -> Any:

@@ -3,10 +3,12 @@
 It is what most users try first, so a compressed file is held against it: the dense
 model exported to ONNX (float32), quantized with ``onnxruntime.quantization``
 (``quantize_static``: QDQ format, per-channel int8 weights, uint8 activations, min/max
-ranges calibrated on training images), then both graphs and cnnzip's own file (decoded
-dense, and with its pruned layers as CSR products where that measured faster) are
-measured side by side: bytes on disk, test accuracy, batch-1 latency on one thread, the
-four timed interleaved in one process (``runtime.bench.median_ms``).
+ranges calibrated on a fixed-seed random sample of the training images), then both graphs
+and cnnzip's own file (decoded dense, and with its pruned layers as CSR products where
+that measured faster) are measured side by side: bytes on disk (the dense model as a
+safetensors file), test accuracy, batch-1 latency on one thread, all timed interleaved in
+one process in a rotating order (``export.timing``), with a copy of the torch model as a
+control that must read about 1.00x: where it does not, the machine was too busy.
 """
 
 from __future__ import annotations
@@ -21,19 +23,27 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
+from safetensors.torch import save_file
 
 from cnnzip.data import Dataset, Split
 from cnnzip.export.deps import require
 from cnnzip.export.graph import ExportError, export_onnx, session
+from cnnzip.export.timing import rotated_median_ms
 from cnnzip.fileio import atomic_path
 from cnnzip.profiling.latency import num_threads
-from cnnzip.runtime.bench import median_ms
 from cnnzip.runtime.sparse import LayerChoice, sparsify
 from cnnzip.train import evaluate
 
-__all__ = ["CALIBRATION_IMAGES", "bench_int8", "onnx_accuracy", "quantize_int8"]
+__all__ = [
+    "CALIBRATION_IMAGES",
+    "bench_int8",
+    "calibration_images",
+    "onnx_accuracy",
+    "quantize_int8",
+]
 
 CALIBRATION_IMAGES = 512  # training images for the activation ranges
+CALIBRATION_SEED = 0  # which training images: a fixed random sample, not the first N
 BATCH = 256  # images per onnxruntime call when measuring accuracy
 
 
@@ -85,9 +95,20 @@ def onnx_accuracy(sess: Any, split: Split) -> float:
     return correct / max(len(split), 1)
 
 
-def _state_bytes(model: nn.Module) -> int:
-    """Bytes of the model's tensors as torch holds them (float32: 4 per value)."""
-    return sum(t.numel() * t.element_size() for t in model.state_dict().values())
+def calibration_images(train: torch.Tensor, count: int) -> torch.Tensor:
+    """``count`` training images drawn at random with a fixed seed (in their stored
+    order): the first N of a sorted or class-grouped set would calibrate on few classes."""
+    generator = torch.Generator().manual_seed(CALIBRATION_SEED)
+    pick = torch.randperm(len(train), generator=generator)[:count].sort().values
+    return train[pick]
+
+
+def _safetensors_bytes(model: nn.Module, path: Path) -> int:
+    """Bytes on disk of the model's state as a safetensors file at ``path`` (how cnnzip
+    stores a dense run): the header and the tensors, as the other rows' files."""
+    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    save_file(state, str(path))
+    return os.path.getsize(path)
 
 
 def _runners(
@@ -95,7 +116,7 @@ def _runners(
 ) -> tuple[dict[str, Any], dict[str, Any], list[LayerChoice]]:
     """(onnxruntime sessions, torch models, the sparse runtime's layer choices) to time."""
     sessions = {"float": session(float_path), "int8": session(int8_path)}
-    models: dict[str, nn.Module] = {"torch": copy.deepcopy(dense).eval()}
+    models = {k: copy.deepcopy(dense).eval() for k in ("torch", "control")}
     chosen: list[LayerChoice] = []
     if compressed is not None:
         models["cnnz"] = compressed.eval()
@@ -115,25 +136,28 @@ def bench_int8(
     repeats: int = 200,
 ) -> dict[str, Any]:
     """Rows of bytes, test accuracy and batch-1 latency (1 thread, median of ``repeats``,
-    all timed interleaved) for: the dense model in torch (the reference every speedup is
-    against), as float32 ONNX and as int8 PTQ ONNX in onnxruntime, and, given ``cnnz``
-    (a .cnnz path and the model it decodes to), cnnzip's file run dense and with its
-    sparse layers as CSR products. The ONNX files are written into ``workdir``."""
+    all timed interleaved, order rotating) for: the dense model in torch (the reference
+    every speedup is against) and a copy of it (the control: ~1.00x), as float32 ONNX and
+    as int8 PTQ ONNX in onnxruntime, and, given ``cnnz`` (a .cnnz path and the model it
+    decodes to), cnnzip's file run dense and with its sparse layers as CSR products. The
+    ONNX and safetensors files are written into ``workdir``."""
     if not all(isinstance(s.x, torch.Tensor) for s in (data.train, data.test)):
         raise ExportError(f"{data.name}: the int8 baseline needs data held in memory, not streamed")
     workdir = Path(workdir)
     float_path, int8_path = workdir / "dense.onnx", workdir / "int8.onnx"
     export_onnx(dense, data.input_shape, float_path)
-    quantize_int8(float_path, int8_path, data.train.x[:calibration])
+    quantize_int8(float_path, int8_path, calibration_images(data.train.x, calibration))
     one = data.test.x[:1].float()  # (1, ...): batch-1 latency on a real image
     sessions, models, chosen = _runners(dense, float_path, int8_path, cnnz and cnnz[1], one)
     fns = {k: (lambda s=s: s.run(None, {"input": one.numpy()})) for k, s in sessions.items()}
     fns.update({k: (lambda m=m: m(one)) for k, m in models.items()})
     with num_threads(1), torch.no_grad():
-        ms = {k: v["wall"] for k, v in median_ms(fns, repeats).items()}
+        ms = rotated_median_ms(fns, repeats)
     file_bytes = os.path.getsize(cnnz[0]) if cnnz else 0
+    torch_bytes = _safetensors_bytes(dense, workdir / "dense.safetensors")
     rows = [
-        ("torch", "dense float32 (torch)", _state_bytes(dense)),
+        ("torch", "dense float32 (torch, safetensors)", torch_bytes),
+        ("control", "dense float32 (torch, a copy: control)", torch_bytes),
         ("float", "dense float32 ONNX (onnxruntime)", os.path.getsize(float_path)),
         ("int8", "int8 PTQ ONNX (onnxruntime)", os.path.getsize(int8_path)),
         ("cnnz", ".cnnz decoded (torch, dense)", file_bytes),

@@ -13,29 +13,37 @@ Images are inline base64 PNGs: the page is one file that opens anywhere.
 
 from __future__ import annotations
 
+import copy
 import html
 import json
 import math
 import tempfile
-from dataclasses import dataclass, field
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import torch.nn as nn
 
 from cnnzip.codec import inspect
 from cnnzip.codec import save as save_cnnz
 from cnnzip.codec.report import Report
 from cnnzip.errors import CnnzipError
+from cnnzip.export.dense import dense_dir
+from cnnzip.export.timing import rotated_median_ms
 from cnnzip.fileio import atomic_write_text
+from cnnzip.models.registry import trust_factories
+from cnnzip.profiling import profile
+from cnnzip.profiling.latency import eval_mode, example_input, num_threads
 from cnnzip.prune.sensitivity import CACHE
 from cnnzip.report import figures
 from cnnzip.runs import load_run
-from cnnzip.runtime.sparse import bench_sparse
+from cnnzip.runtime.sparse import sparsify
 from cnnzip.transforms import effective_tensor
 
-__all__ = ["Page", "gather", "gather_run", "render", "write_report"]
+__all__ = ["Page", "bar_segments", "gather", "gather_run", "render", "write_report"]
 
 MAX_HIST_VALUES = 200_000  # per layer and side: a histogram needs no more
 MAX_HISTOGRAMS = 8  # the largest compressed layers get one each (a ResNet has 60 layers)
@@ -103,20 +111,56 @@ def _weights(decoded: nn.Module, report: Report, dense: nn.Module | None) -> lis
 
 
 def _curves(run_dir: Path | None) -> list[dict[str, Any]]:
-    """The sensitivity curves cached in ``run_dir`` (none when absent or unreadable)."""
+    """The sensitivity curves cached in ``run_dir``: those with a name and as many finite
+    accuracies as ratios (none when the file is absent or unreadable)."""
     path = run_dir / CACHE if run_dir else None
     if path is None or not path.is_file():
         return []
     try:
         curves = json.loads(path.read_text())["curves"]
-        return [c for c in curves if {"name", "ratios", "accuracy"} <= set(c)]
-    except (json.JSONDecodeError, KeyError, TypeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, OSError):
         return []
+    return [c for c in curves if _curve_ok(c)] if isinstance(curves, list) else []
+
+
+def _curve_ok(curve: Any) -> bool:
+    """A plottable curve: a name, and ratios and accuracies as equally long lists of
+    finite numbers."""
+    if not isinstance(curve, dict) or not isinstance(curve.get("name"), str):
+        return False
+    ratios, accuracy = curve.get("ratios"), curve.get("accuracy")
+    if not (isinstance(ratios, list) and isinstance(accuracy, list)):
+        return False
+    values = ratios + accuracy
+    return len(ratios) == len(accuracy) > 0 and all(_number(v) is not None for v in values)
 
 
 def _speed(decoded: nn.Module, shape: tuple[int, ...], runs: int) -> dict[str, Any]:
-    """bench_sparse at batch 1 and 64 on one thread: measured beside the MAC theory."""
-    return bench_sparse(decoded, shape, (1, 64), threads=1, runs=runs)
+    """The decoded model dense and with its pruned layers as CSR products
+    (``runtime.sparsify``) at batch 1 and 64 on one thread, beside the theory: MACs /
+    nonzero MACs."""
+    report = profile(decoded, shape)
+    with num_threads(1) as used, eval_mode(decoded), torch.no_grad():
+        rows = [_speed_row(decoded, (batch, *shape), runs) for batch in (1, 64)]
+    return {
+        "threads": used,
+        "macs": report.macs,
+        "nonzero_macs": report.nonzero_macs,
+        "theoretical_speedup": report.macs / max(report.nonzero_macs, 1),
+        "batches": rows,
+    }
+
+
+def _speed_row(decoded: nn.Module, shape: tuple[int, ...], runs: int) -> dict[str, Any]:
+    """One batch (``shape``: (B, ...)): dense and sparsified timed interleaved, in an order
+    rotating each round (``export.timing``), and each layer's choice."""
+    fast = copy.deepcopy(decoded)
+    x = example_input(decoded, shape)  # (B, ...)
+    choices = sparsify(fast, x)
+    ms = rotated_median_ms({"dense": lambda: decoded(x), "sparse": lambda: fast(x)}, runs)
+    layers = [asdict(c) for c in choices]
+    return {"batch": shape[0], "dense_ms": ms["dense"], "sparse_ms": ms["sparse"],
+            "speedup": ms["dense"] / ms["sparse"], "layers": layers}  # fmt: skip
 
 
 def _number(value: Any) -> float | None:
@@ -125,11 +169,30 @@ def _number(value: Any) -> float | None:
     return float(value) if ok and math.isfinite(value) else None
 
 
-def _dense_model(run_dir: Path | None) -> nn.Module | None:
+def _dense_model(run_dir: Path | None, trust: str | None) -> nn.Module | None:
     """The dense run's model, or None where it cannot be loaded (gone, or a factory
     this process does not trust): the page then shows the file's weights alone."""
     try:
-        return load_run(run_dir).model if run_dir else None
+        with trust_factories(trust) if trust else nullcontext():
+            return load_run(run_dir).model if run_dir else None
+    except CnnzipError:
+        return None
+
+
+def _accuracy(recorded: Any, int8: dict[str, Any] | None, key: str) -> float | None:
+    """The test accuracy the file's metadata records, else the one ``bench_int8``
+    measured for row ``key`` (``cnnz``: the file, ``torch``: the dense run), else None."""
+    rows = {r["key"]: r for r in int8["rows"]} if int8 else {}
+    if _number(recorded) is not None or key not in rows:
+        return _number(recorded)
+    return _number(rows[key]["accuracy"])
+
+
+def _dense_dir(path: str | Path, given: str | None) -> Path | None:
+    """The dense run of ``path`` (``export.dense``: beside the file or in the working
+    folder, of the file's architecture), or None: the page is drawn without it."""
+    try:
+        return dense_dir(path, given)[0]
     except CnnzipError:
         return None
 
@@ -142,21 +205,23 @@ def gather(
     title: str | None = None,
     speed_runs: int | None = 20,
     int8: dict[str, Any] | None = None,
+    dense: str | None = None,
+    trust: str | None = None,
 ) -> Page:
     """The page of .cnnz ``path`` whose decoded model is ``decoded`` (one sample's input
-    ``shape``); ``speed_runs=None`` skips the timing."""
+    ``shape``); ``speed_runs=None`` skips the timing; ``dense``: the dense run (else the
+    one the file names, ``export.dense``); ``trust``: a factory spec it may be built with."""
     report = inspect(path)
     meta = report.meta
-    source = meta.get("source")
-    run_dir = Path(source) if isinstance(source, str) and Path(source).is_dir() else None
+    run_dir = _dense_dir(path, dense)
     stages = meta.get("stages")
     return Page(
         title=title or str(path),
         report=report,
         stages=[s for s in stages if isinstance(s, dict)] if isinstance(stages, list) else [],
-        accuracy=_number(meta.get("file_test_accuracy", meta.get("test_accuracy"))),
-        baseline=_number(meta.get("baseline_test_accuracy")),
-        weights=_weights(decoded, report, _dense_model(run_dir)),
+        accuracy=_accuracy(meta.get("file_test_accuracy", meta.get("test_accuracy")), int8, "cnnz"),
+        baseline=_accuracy(meta.get("baseline_test_accuracy"), int8, "torch"),
+        weights=_weights(decoded, report, _dense_model(run_dir, trust)),
         curves=_curves(run_dir),
         speed=_speed(decoded, shape, speed_runs) if speed_runs else None,
         int8=int8,
@@ -226,10 +291,21 @@ def _stage_section(page: Page) -> str:
     return f"<h2>Stages</h2>{summary}{tables}"
 
 
+def bar_segments(report: Report) -> tuple[list[dict[str, Any]], int]:
+    """(the stacked bars' segments, the file's header and tables bytes): each weight
+    layer, the buffers (BatchNorm statistics) as one segment, so each bar sums to the
+    stage table's bytes and the coded one to the file's size."""
+    layers = [layer for layer in report.layers if not layer["buffer"]]
+    buffers = [layer["bytes"] for layer in report.layers if layer["buffer"]]
+    if buffers:
+        stages = figures.STAGES
+        layers.append({"name": "buffers", "bytes": {s: sum(b[s] for b in buffers) for s in stages}})
+    coded = sum(layer["bytes"]["coded"] for layer in report.layers)
+    return layers, report.file_bytes - coded
+
+
 def _layers_section(page: Page) -> str:
-    layers = [layer for layer in page.report.layers if not layer["buffer"]]
-    coded = sum(layer["bytes"]["coded"] for layer in page.report.layers)
-    bars = figures.stage_bars(layers, page.report.file_bytes - coded)
+    bars = figures.stage_bars(*bar_segments(page.report))
     out = f"<h2>Bytes per layer</h2>{_img(bars, 'bytes per layer through the stages')}"
     if page.weights:
         hist = figures.histograms(page.weights)
