@@ -1,8 +1,9 @@
 """The optional ONNX packages: imported on first use, never by ``import cnnzip``.
 
-``onnx``, ``onnxruntime`` and ``onnxscript`` (torch's exporter translates with it) are
-an extra (``pip install 'cnnzip[onnx]'``; ``make install`` installs them), so a user who
-never exports pays nothing; one who does without them gets one line saying how.
+``onnx`` and ``onnxruntime`` are an extra (``pip install 'cnnzip[onnx]'``; ``make
+install`` installs them), so a user who never exports pays nothing; one who does without
+them gets one line saying how. ``onnxscript`` is not needed: the TorchScript-based
+exporter (``export.graph``) does not use it.
 """
 
 from __future__ import annotations
