@@ -9,7 +9,7 @@ float32 ONNX and as int8 PTQ ONNX (QDQ, per-channel int8 weights, uint8 activati
 min/max calibrated on 512 random training images) in onnxruntime, the file decoded (torch,
 dense tensors) and on the sparse runtime (torch CSR where measured faster), and the dense
 run in torch with a copy of it as the control (~1.00x): bytes, test accuracy, batch-1
-latency. One thread, all six timed interleaved in this process, the order rotating each
+latency. One thread, all six timed interleaved in this process, the order shuffled each
 round (``cnnzip.export.int8.bench_int8``); speedups against torch's dense float32. Time
 it on an otherwise idle machine. Prints one markdown table.
 """

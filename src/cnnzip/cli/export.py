@@ -179,7 +179,7 @@ def int8_table(r: dict[str, Any]) -> str:
         )
     lines.append(
         f"dense run {r['dense']}; {r['threads']} thread, median of {r['repeats']} interleaved "
-        f"runs (order rotating); int8 calibrated on {r['calibration_images']} random training "
+        f"runs (order shuffled); int8 calibrated on {r['calibration_images']} random training "
         "images; sparse layers: "
         f"{', '.join(r['sparse_layers']) or 'none (dense was faster)'}"
     )

@@ -7,8 +7,8 @@ ranges calibrated on a fixed-seed random sample of the training images), then bo
 and cnnzip's own file (decoded dense, and with its pruned layers as CSR products where
 that measured faster) are measured side by side: bytes on disk (the dense model as a
 safetensors file), test accuracy, batch-1 latency on one thread, all timed interleaved in
-one process in a rotating order (``export.timing``), with a copy of the torch model as a
-control that must read about 1.00x: where it does not, the machine was too busy.
+one process, the order shuffled each round (``export.timing``), with a copy of the torch
+model as a control that must read about 1.00x: how far it is off is the noise.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from safetensors.torch import save_file
 from cnnzip.data import Dataset, Split
 from cnnzip.export.deps import require
 from cnnzip.export.graph import ExportError, export_onnx, session
-from cnnzip.export.timing import rotated_median_ms
+from cnnzip.export.timing import shuffled_median_ms
 from cnnzip.fileio import atomic_path
 from cnnzip.profiling.latency import num_threads
 from cnnzip.runtime.sparse import LayerChoice, sparsify
@@ -136,11 +136,11 @@ def bench_int8(
     repeats: int = 200,
 ) -> dict[str, Any]:
     """Rows of bytes, test accuracy and batch-1 latency (1 thread, median of ``repeats``,
-    all timed interleaved, order rotating) for: the dense model in torch (the reference
-    every speedup is against) and a copy of it (the control: ~1.00x), as float32 ONNX and
-    as int8 PTQ ONNX in onnxruntime, and, given ``cnnz`` (a .cnnz path and the model it
-    decodes to), cnnzip's file run dense and with its sparse layers as CSR products. The
-    ONNX and safetensors files are written into ``workdir``."""
+    all timed interleaved, the order shuffled each round) for: the dense model in torch
+    (the reference every speedup is against) and a copy of it (the control: ~1.00x), as
+    float32 ONNX and as int8 PTQ ONNX in onnxruntime, and, given ``cnnz`` (a .cnnz path
+    and the model it decodes to), cnnzip's file run dense and with its sparse layers as
+    CSR products. The ONNX and safetensors files are written into ``workdir``."""
     if not all(isinstance(s.x, torch.Tensor) for s in (data.train, data.test)):
         raise ExportError(f"{data.name}: the int8 baseline needs data held in memory, not streamed")
     workdir = Path(workdir)
@@ -152,7 +152,7 @@ def bench_int8(
     fns = {k: (lambda s=s: s.run(None, {"input": one.numpy()})) for k, s in sessions.items()}
     fns.update({k: (lambda m=m: m(one)) for k, m in models.items()})
     with num_threads(1), torch.no_grad():
-        ms = rotated_median_ms(fns, repeats)
+        ms = shuffled_median_ms(fns, repeats)
     file_bytes = os.path.getsize(cnnz[0]) if cnnz else 0
     torch_bytes = _safetensors_bytes(dense, workdir / "dense.safetensors")
     rows = [

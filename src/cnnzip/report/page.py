@@ -32,7 +32,7 @@ from cnnzip.codec import save as save_cnnz
 from cnnzip.codec.report import Report
 from cnnzip.errors import CnnzipError
 from cnnzip.export.dense import dense_dir
-from cnnzip.export.timing import rotated_median_ms
+from cnnzip.export.timing import shuffled_median_ms
 from cnnzip.fileio import atomic_write_text
 from cnnzip.models.registry import trust_factories
 from cnnzip.profiling import profile
@@ -153,11 +153,11 @@ def _speed(decoded: nn.Module, shape: tuple[int, ...], runs: int) -> dict[str, A
 
 def _speed_row(decoded: nn.Module, shape: tuple[int, ...], runs: int) -> dict[str, Any]:
     """One batch (``shape``: (B, ...)): dense and sparsified timed interleaved, in an order
-    rotating each round (``export.timing``), and each layer's choice."""
+    shuffled each round (``export.timing``), and each layer's choice."""
     fast = copy.deepcopy(decoded)
     x = example_input(decoded, shape)  # (B, ...)
     choices = sparsify(fast, x)
-    ms = rotated_median_ms({"dense": lambda: decoded(x), "sparse": lambda: fast(x)}, runs)
+    ms = shuffled_median_ms({"dense": lambda: decoded(x), "sparse": lambda: fast(x)}, runs)
     layers = [asdict(c) for c in choices]
     return {"batch": shape[0], "dense_ms": ms["dense"], "sparse_ms": ms["sparse"],
             "speedup": ms["dense"] / ms["sparse"], "layers": layers}  # fmt: skip
