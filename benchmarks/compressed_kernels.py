@@ -15,7 +15,10 @@ by call (cnnzip.runtime.bench.median_ms), as:
 - torch CSR: ``cnnzip.runtime.sparsify``'s twin (torch.addmm with a CSR matrix);
 - C CSR (batch 1, fc): scipy's csr_matvec loop in C (float32 values, int32 columns);
   scipy itself cannot be installed here (scipy 1.18.1 needs Python >= 3.12);
-- kernels: cnnzip.runtime.compressed (2 bytes per kept weight + the codebook).
+- kernels: cnnzip.runtime.compressed (2 bytes per kept weight + the codebook), as
+  the nn.Module a model runs; "kernels call" (batch 1, fc): the same C kernel as a
+  bare call wrapped exactly like the C CSR one, so those two columns compare like for
+  like (a module's Python costs ~5 us warm, ~50 us after a cache-sweeping call).
 
 Beside each speed-up over dense: its bytes-moved bound (dense bytes / the form's
 bytes; what it could reach if only memory traffic counted). With ``--cnnz`` the file's
@@ -42,7 +45,10 @@ LAYERS = [
     "fc:4096:4096:0.09:5", "fc:4096:4096:0.04:5", "fc:4096:4096:0.02:5",
     "conv:256:256:3:14:0.2:8", "conv:256:256:3:14:0.1:8",
 ]  # fmt: skip
-FORMS = (("csr", "torch CSR"), ("c_csr", "C CSR"), ("kernel", "kernels"))
+FORMS = (
+    ("csr", "torch CSR"), ("kernel", "kernels"), ("c_csr", "C CSR call"),
+    ("kernel_call", "kernels call"),
+)  # fmt: skip
 
 
 def _cell(row: dict[str, Any], key: str) -> str:

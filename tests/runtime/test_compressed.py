@@ -9,9 +9,11 @@ decoded dense weight bit for bit.
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import math
 import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -211,7 +213,7 @@ def test_inputs_of_other_dtypes_and_bad_layouts_are_refused() -> None:
                     lay.codebook, twin.bias_bytes, 4, 10)  # fmt: skip
     with pytest.raises(TypeError, match="must be bytes"):
         ext.prepare(bytearray(lay.stream), lay.row_len, lay.codebook, twin.bias_bytes, 4, 10)
-    handle = twin._prepared()
+    handle = twin.prepared()
     with pytest.raises(ValueError, match="expected 10"):
         ext.matvec(handle, np.zeros(9, "f4"), np.zeros(4, "f4"), "portable")
     with pytest.raises(ValueError, match="multiple of 8"):
@@ -379,7 +381,7 @@ def test_cli_bench_compressed_on_a_spec_and_a_file(tmp_path: Path) -> None:
     assert out.exit_code == 0, out.output
     result = json.loads(out.output)
     assert [row["batch"] for row in result["batches"]] == [1, 9]
-    assert set(result["batches"][0]["ms"]) == {"dense", "csr", "kernel", "c_csr"}
+    assert set(result["batches"][0]["ms"]) == {"dense", "csr", "kernel", "c_csr", "kernel_call"}
     assert result["dense_bytes"] == 4 * 40 * 16 and result["kernel_bytes"] < result["dense_bytes"]
     text = runner.invoke(main, [*args, "--repeats", "1"]).output
     assert "fc 40->16, 20% kept, 4-bit" in text and "kernels" in text
@@ -415,11 +417,14 @@ def test_stored_weights_that_lie_are_refused_and_empty_batches_pass() -> None:
     ).shape == (0, 4, 4, 4)
 
 
-def test_median_ms_rotates_so_each_call_follows_every_other() -> None:
+def test_median_ms_rotates_so_each_call_follows_every_other_equally_often() -> None:
     calls: list[str] = []
     fns = {k: (lambda k=k: calls.append(k)) for k in "abc"}
-    median_ms(fns, 3, rotate=True)
-    assert calls[3:] == list("abcbcacab")  # after one warm-up call each
+    median_ms(fns, 6, rotate=True)  # all 6 orders of 3, after one warm-up call each
+    rounds = [calls[i : i + 3] for i in range(3, len(calls), 3)]
+    assert sorted(map(tuple, rounds)) == sorted(itertools.permutations("abc"))
+    follows = Counter((r[j], r[j + 1]) for r in rounds for j in range(2))
+    assert follows == {(a, b): 2 for a in "abc" for b in "abc" if a != b}
     calls.clear()
     median_ms(fns, 2)
     assert calls[3:] == list("abcabc")

@@ -176,7 +176,12 @@ def _batch_lines(rows: list[dict[str, Any]]) -> list[str]:
     lines = []
     for row in rows:
         ms, up, bound = row["ms"], row["speedup"], row["bound"]
-        c_csr = f"   C CSR {ms['c_csr']:.3f} ms ({up['c_csr']:.1f}x)" if "c_csr" in ms else ""
+        c_csr = (
+            f"   bare C calls: CSR {ms['c_csr']:.3f} ms ({up['c_csr']:.1f}x), kernels "
+            f"{ms['kernel_call']:.3f} ms ({up['kernel_call']:.1f}x)"
+            if "c_csr" in ms
+            else ""
+        )
         lines.append(
             f"  batch {row['batch']:>4}: dense {ms['dense']:.3f} ms | torch CSR {ms['csr']:.3f} ms "
             f"({up['csr']:.2f}x, bound {bound['csr']:.1f}x) | kernels {ms['kernel']:.3f} ms "

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import copy
 import ctypes
+import itertools
 import math
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -80,23 +82,32 @@ def keep_freed_memory() -> None:
     libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: heap, not fresh mmaps, up to 32 MB
 
 
+def _orders(keys: list[str]) -> list[list[str]]:
+    """Call orders in which each key follows every other equally often: all permutations
+    (up to 6 keys), else seeded shuffles."""
+    if len(keys) <= 6:
+        return [list(p) for p in itertools.permutations(keys)]
+    return [random.Random(i).sample(keys, len(keys)) for i in range(720)]
+
+
 def median_ms(
     fns: dict[str, Callable[[], Any]], repeats: int, *, rotate: bool = False
 ) -> dict[str, dict[str, float]]:
     """Median wall and calling-thread CPU time of each function, calls interleaved.
 
-    ``rotate``: start each round one function later, so that each follows every other
-    equally often: a call right after a large one pays for the state it leaves (measured:
-    ~0.13 ms more for a 0.2 ms sparse matvec right after a 67 MB dense one or torch's
-    CSR addmm), which a fixed order would charge to one function only."""
+    ``rotate``: each round in another order (the permutations in turn), so that each
+    function follows every other equally often: a call right after a large one pays for
+    the state it leaves (measured: ~0.1 ms more for a 0.13 ms sparse matvec right after
+    a 67 MB dense one), which a fixed order, or one merely rotated (the same neighbours
+    each round), charges to one function only."""
     for fn in fns.values():  # warm up: caches, lazily prepared weights, oneDNN primitives
         fn()
     wall: dict[str, list[float]] = {k: [] for k in fns}
     cpu: dict[str, list[float]] = {k: [] for k in fns}
     keys = list(fns)
+    orders = _orders(keys) if rotate else [keys]
     for i in range(repeats):
-        start = i % len(keys) if rotate else 0
-        for key in keys[start:] + keys[:start]:
+        for key in orders[i % len(orders)]:
             fn = fns[key]
             w0, c0 = time.perf_counter(), time.thread_time()
             fn()
@@ -249,6 +260,23 @@ def _csr_baseline(weight: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor
     return run
 
 
+def _kernel_call(twin: nn.Module) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The kernels' batch-1 product as one C call wrapped like ``_csr_baseline``'s (no
+    nn.Module around it): the like-for-like twin of the C CSR column, since a module's
+    Python costs ~5 us warm but ~50 us after a cache-sweeping call (measured)."""
+    ext = kernels()
+    if ext is None or not isinstance(twin, CompressedLinear):
+        return None
+    handle = twin.prepared()
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        y = torch.empty(twin.rows)
+        ext.matvec(handle, x.reshape(-1).numpy(), y.numpy(), available_paths()[-1])
+        return y
+
+    return run
+
+
 def _torch_csr(layer: nn.Module) -> nn.Module:
     return SparseLinear(layer) if isinstance(layer, nn.Linear) else SparseConv2d(layer)
 
@@ -266,15 +294,16 @@ def bench_compressed_layer(
     nnz = int(torch.count_nonzero(weight))
     dense_bytes = 4 * weight.numel()
     bounds = {"csr": dense_bytes / max(8 * nnz, 1), "kernel": dense_bytes / twin.weight_nbytes}
-    sparse, c_csr = _torch_csr(layer), _csr_baseline(weight)
+    sparse, c_csr, call = _torch_csr(layer), _csr_baseline(weight), _kernel_call(twin)
     rows = []
     with torch.no_grad():
         for batch in batches:
             x = example(batch)
             fns = {"dense": lambda x=x: layer(x), "csr": lambda x=x: sparse(x)}
             fns["kernel"] = lambda x=x: twin(x)
-            if batch == 1 and c_csr is not None and isinstance(layer, nn.Linear):
+            if batch == 1 and c_csr is not None and call is not None:
                 fns["c_csr"] = lambda x=x: c_csr(x)
+                fns["kernel_call"] = lambda x=x: call(x)
             ms = {k: v["wall"] for k, v in median_ms(fns, repeats, rotate=True).items()}
             rows.append({
                 "batch": batch, "ms": ms,

@@ -271,7 +271,8 @@ class _CompressedTwin(nn.Module):
         """Resident bytes of the layer's weights in the kernels' layout."""
         return self.layout.nbytes
 
-    def _prepared(self) -> Any:
+    def prepared(self) -> Any:
+        """The C handle of the layout (cnnzip._sparse.prepare), built on first use."""
         if self._kernel is None:
             lay = self.layout
             self._kernel = _ext.prepare(
@@ -300,13 +301,13 @@ class _CompressedTwin(nn.Module):
             return torch.addmm(self.bias_tensor()[:, None], self._dense, xt)
         bp = 8 * panels.shape[0]
         y = torch.empty(self.rows, bp)
-        ext.matmat(self._prepared(), panels.numpy(), y.numpy(), bp, path or _BEST)
+        ext.matmat(self.prepared(), panels.numpy(), y.numpy(), bp, path or _BEST)
         return y
 
     def matvec(self, x: torch.Tensor, path: str | None) -> torch.Tensor:
         """W @ x + bias for one input (1, fan_in) contiguous: (1, rows)."""
         y = torch.empty(1, self.rows)
-        _ext.matvec(self._kernel or self._prepared(), x.numpy(), y.numpy(), path or _BEST)
+        _ext.matvec(self._kernel or self.prepared(), x.numpy(), y.numpy(), path or _BEST)
         return y
 
 
@@ -337,11 +338,14 @@ class CompressedLinear(_CompressedTwin):
         self.in_features, self.out_features = layer.in_features, layer.out_features
 
     def forward(self, x: torch.Tensor, path: str | None = None) -> torch.Tensor:
-        if (  # batch 1, what the kernels are for: nothing but the call (each op ~1 us)
-            x.dtype == torch.float32 and x.device.type == "cpu" and x.dim() == 2
-            and x.shape[0] == 1 and x.is_contiguous() and path is None and _ext is not None
+        if (  # batch 1, what the kernels are for: nothing but the call (each Python op
+            # ~0.1-0.5 us warm, 10x that when a previous layer swept the caches)
+            path is None and _ext is not None and x.is_cpu and x.dtype is torch.float32
+            and x.dim() == 2 and x.shape[0] == 1 and x.is_contiguous()
         ):  # fmt: skip
-            return self.matvec(x.detach(), path)  # (1, out)
+            y = torch.empty(1, self.rows)
+            _ext.matvec(self._kernel or self.prepared(), x.detach().numpy(), y.numpy(), _BEST)
+            return y  # (1, out)
         x = _check_input(x, "compressed linear")
         flat = x.reshape(-1, self.in_features)  # (N, in)
         n = flat.shape[0]
