@@ -113,7 +113,7 @@ def dense_option(help: str) -> Callable[[F], F]:
     "--onnx-dir",
     type=click.Path(file_okay=False),
     default=None,
-    help="Keep the two ONNX files here [default: a temporary folder].",
+    help="Keep the two ONNX files and the dense safetensors here [default: a temporary folder].",
 )
 @max_params_option
 @model_option()

@@ -93,6 +93,8 @@ def _dense_runs(source: str, dense: str | None) -> list[Path]:
     """The dense run the page reads beside .cnnz ``source`` (``export.dense``), if any."""
     if Path(source).is_dir():
         return []
+    if dense:  # given: never written over, whether or not it turns out to match
+        return [Path(dense)]
     try:
         return [dense_dir(source, dense)[0]]
     except CnnzipError:  # no dense run: the page is drawn without it

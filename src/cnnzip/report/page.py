@@ -18,7 +18,7 @@ import html
 import json
 import math
 import tempfile
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,12 +35,11 @@ from cnnzip.export.dense import dense_dir
 from cnnzip.export.timing import shuffled_median_ms
 from cnnzip.fileio import atomic_write_text
 from cnnzip.models.registry import trust_factories
-from cnnzip.profiling import profile
 from cnnzip.profiling.latency import eval_mode, example_input, num_threads
 from cnnzip.prune.sensitivity import CACHE
 from cnnzip.report import figures
 from cnnzip.runs import load_run
-from cnnzip.runtime.sparse import sparsify
+from cnnzip.runtime.sparse import bench_sparse, sparsify
 from cnnzip.transforms import effective_tensor
 
 __all__ = ["Page", "bar_segments", "gather", "gather_run", "render", "write_report"]
@@ -137,18 +136,13 @@ def _curve_ok(curve: Any) -> bool:
 
 def _speed(decoded: nn.Module, shape: tuple[int, ...], runs: int) -> dict[str, Any]:
     """The decoded model dense and with its pruned layers as CSR products
-    (``runtime.sparsify``) at batch 1 and 64 on one thread, beside the theory: MACs /
-    nonzero MACs."""
-    report = profile(decoded, shape)
-    with num_threads(1) as used, eval_mode(decoded), torch.no_grad():
-        rows = [_speed_row(decoded, (batch, *shape), runs) for batch in (1, 64)]
-    return {
-        "threads": used,
-        "macs": report.macs,
-        "nonzero_macs": report.nonzero_macs,
-        "theoretical_speedup": report.macs / max(report.nonzero_macs, 1),
-        "batches": rows,
-    }
+    (``runtime.sparsify``) at batch 1 and 64 on one thread, beside the theory
+    (``runtime.bench_sparse``'s MACs / nonzero MACs; its own timing runs the two one
+    after the other, so the rows are timed here, interleaved)."""
+    speed = bench_sparse(decoded, shape, (), threads=1)  # the theory, no timing
+    with num_threads(1), eval_mode(decoded), torch.no_grad():
+        speed["batches"] = [_speed_row(decoded, (batch, *shape), runs) for batch in (1, 64)]
+    return speed
 
 
 def _speed_row(decoded: nn.Module, shape: tuple[int, ...], runs: int) -> dict[str, Any]:
@@ -173,10 +167,16 @@ def _dense_model(run_dir: Path | None, trust: str | None) -> nn.Module | None:
     """The dense run's model, or None where it cannot be loaded (gone, or a factory
     this process does not trust): the page then shows the file's weights alone."""
     try:
-        with trust_factories(trust) if trust else nullcontext():
+        with _trusting(trust):
             return load_run(run_dir).model if run_dir else None
     except CnnzipError:
         return None
+
+
+def _trusting(trust: str | None) -> AbstractContextManager[Any]:
+    """Within the block the factory ``trust`` (``--model``) may be built, besides
+    $CNNZIP_TRUST's."""
+    return trust_factories(trust) if trust else nullcontext()
 
 
 def _accuracy(recorded: Any, int8: dict[str, Any] | None, key: str) -> float | None:
@@ -231,7 +231,8 @@ def gather(
 def gather_run(run_dir: str | Path, shape: tuple[int, ...], **kwargs: Any) -> Page:
     """The page of a run directory: its model encoded to a temporary .cnnz (the bytes it
     would take), its own sensitivity curves, its metrics' test accuracy."""
-    run = load_run(run_dir)
+    with _trusting(kwargs.get("trust")):
+        run = load_run(run_dir)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "run.cnnz"
         metrics = run.meta.get("metrics")
