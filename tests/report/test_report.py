@@ -124,13 +124,16 @@ def test_compress_report_says_where(tmp_path: Path) -> None:
     cz.save_run(tmp_path / "run", cz.models.get_model("lenet300", **kwargs), arch="lenet300",
                 kwargs=kwargs)  # fmt: skip
     path = tmp_path / "m.cnnz"
+    bad = {"curves": [{"name": "fc1.weight", "ratios": [0.1, 0.5], "accuracy": [0.9]}]}
+    (tmp_path / "run" / "sensitivity.json").write_text(json.dumps(bad))  # unequal lengths
     result = CliRunner().invoke(main, [
         "compress", str(tmp_path / "run"), "--data", "synthetic", "-o", str(path), "--report",
         "-s", "prune.steps=1", "-s", "prune.epochs=1", "-s", "finetune.epochs=1",
     ])  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert f"report: {tmp_path / 'm.html'}" in result.output
-    text = (tmp_path / "m.html").read_text()  # no sensitivity.json in the run: no curves
+    summary, where = result.output.strip().splitlines()[-2:]  # the summary, then the page
+    assert f"{path}: " in summary and where == f"report: {tmp_path / 'm.html'}"
+    text = (tmp_path / "m.html").read_text()  # no well-formed curve in the run: no curves
     assert len(_images(text)) == 4 and "<h2>Speed: measured and theoretical</h2>" in text
 
 
