@@ -106,7 +106,7 @@ def dense_option(help: str) -> Callable[[F], F]:
     type=COUNT,
     default=CALIBRATION_IMAGES,
     show_default=True,
-    help="Training images that calibrate the int8 activation ranges.",
+    help="Training images (a fixed-seed random sample) that calibrate the int8 activation ranges.",
 )
 @click.option("--repeats", type=COUNT, default=200, show_default=True, help="Timed runs.")
 @click.option(
