@@ -56,6 +56,13 @@ from cnnzip.train.checkpoint import check_writable
 @click.option(
     "--report", "with_report", is_flag=True, help="Also write FILE.html, the file's HTML report."
 )
+@click.option(
+    "--work",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Checkpoint every retraining epoch in this folder; after a kill, the same "
+    "command continues where the last epoch ended.",
+)
 @teacher_options
 @json_option
 def compress_cmd(
@@ -66,6 +73,7 @@ def compress_cmd(
     out: str,
     teaching: Teaching,
     with_report: bool,
+    work: str | None,
     as_json: bool,
 ) -> None:
     """Compress the model of run directory RUN with a recipe and write a .cnnz file.
@@ -88,6 +96,7 @@ def compress_cmd(
         meta=_file_meta(run_dir, data, baseline, teaching),
         log=lambda line: click.echo(line, err=as_json),
         loss_fn=teaching.loss(data.name, cache=data.augment is None),
+        work_dir=work,
     )
     # the model holds exactly what its file holds, so its accuracy is the file's
     accuracy = result.meta["file_test_accuracy"] = result.meta["test_accuracy"]

@@ -6,6 +6,7 @@ result.save("lenet5.cnnz")
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,8 +20,9 @@ from cnnzip.codec import decode_state, encode
 from cnnzip.codec import save as save_cnnz
 from cnnzip.codec.container import unpack
 from cnnzip.data import Dataset
+from cnnzip.fileio import atomic_write_text
 from cnnzip.recipes.loader import Recipe, load_recipe
-from cnnzip.recipes.stages import RECIPE_STAGES, EncodeStage, check_layer_names
+from cnnzip.recipes.stages import RECIPE_STAGES, EncodeStage, RecipeError, check_layer_names
 from cnnzip.train import cross_entropy, evaluate
 from cnnzip.train.loop import LossFn
 
@@ -74,6 +76,7 @@ def compress(
     meta: dict[str, Any] | None = None,
     log: Callable[[str], None] = print,
     loss_fn: LossFn = cross_entropy,
+    work_dir: str | Path | None = None,
 ) -> Compressed:
     """Apply ``recipe``'s stages to ``model`` in place (it ends up pruned and shared).
 
@@ -81,23 +84,53 @@ def compress(
     model from the file alone; ``meta`` is stored in the file (e.g. accuracies).
     ``loss_fn`` is the loss of every stage that retrains: one
     ``cnnzip.distill.make_loss`` makes the whole recipe distillation-aware.
+
+    ``work_dir``: a folder where every retraining stage checkpoints each epoch, so a
+    killed compression of a large model, called again with the same model, data,
+    recipe and folder, redoes the cheap deterministic steps (sweep, masks, k-means) and
+    continues training where its last epoch ended, ending with the same weights as an
+    uninterrupted run (the iterative prune schedule restarts its stage). The folder is
+    bound to one recipe: another is refused.
     """
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
     check_layer_names(model, recipe.stages)
+    work = _claim_work_dir(work_dir, recipe)
     result = Compressed(model=model, recipe=recipe, arch=arch, meta=dict(meta or {}))
     for i, (name, cfg) in enumerate(recipe.stages, start=1):
         # each stage announced before it runs: its own progress (the sweep's layers, the
         # training bar) follows on a terminal with an ETA
         log(f"stage {i}/{len(recipe.stages)}: {name}")
         start = time.perf_counter()
-        info = RECIPE_STAGES[name][1](model, data, cfg, log, loss_fn)
+        checkpoint = work / f"stage{i}-{name}.pt" if work else None
+        info = RECIPE_STAGES[name][1](model, data, cfg, log, loss_fn, checkpoint)
         seconds = time.perf_counter() - start
         result.log.append({"stage": name, "seconds": seconds, **info})
         log(f"stage {i}/{len(recipe.stages)}: {name} done in {seconds:.1f}s")
     _hold_the_file(model, result.encoding)
     result.meta["test_accuracy"] = evaluate(model, data.test)["accuracy"]  # the file's
     return result
+
+
+def _claim_work_dir(work_dir: str | Path | None, recipe: Recipe) -> Path | None:
+    """The checkpoint folder, made and bound to ``recipe`` (its recipe.json); a folder
+    holding another recipe's checkpoints would resume the wrong training."""
+    if work_dir is None:
+        return None
+    work = Path(work_dir)
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+        bound = work / "recipe.json"
+        wanted = json.dumps(recipe.to_dict(), sort_keys=True)
+        if bound.exists() and bound.read_text() != wanted:
+            raise RecipeError(
+                f"{work} holds the checkpoints of another recipe ({bound}); remove the "
+                "folder or pick another work folder"
+            )
+        atomic_write_text(bound, wanted)
+    except OSError as exc:
+        raise RecipeError(f"cannot use {work} as the work folder: {exc}") from None
+    return work
 
 
 @torch.no_grad()

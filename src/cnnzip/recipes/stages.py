@@ -33,6 +33,7 @@ import difflib
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch.nn as nn
@@ -237,8 +238,19 @@ def _skipped(log: Log, stage: str, skipped: list[tuple[str, str]]) -> list[list[
     return [[name, reason] for name, reason in skipped]
 
 
+def _resumable(checkpoint: Path | None) -> dict[str, Any]:
+    """``fit``'s options for a stage that retrains: with a checkpoint file it saves each
+    epoch there and continues from it (``compress(work_dir=...)``), else neither."""
+    return {"checkpoint": checkpoint, "resume": checkpoint is not None}
+
+
 def run_prune(
-    model: nn.Module, data: Dataset, cfg: PruneStage, log: Log, loss_fn: LossFn = cross_entropy
+    model: nn.Module,
+    data: Dataset,
+    cfg: PruneStage,
+    log: Log,
+    loss_fn: LossFn = cross_entropy,
+    checkpoint: Path | None = None,
 ) -> dict[str, Any]:
     targets = prune.prunable(model)
     skipped = _skipped(log, "prune", prune.unprunable(model))
@@ -263,7 +275,7 @@ def run_prune(
     total = cfg.epochs * steps(data.train, cfg.batch_size)
     interval = max(1, int(cfg.prune_until * total) // cfg.steps)
     gradual = prune.GradualPruning(ratios, n=cfg.steps, interval=interval).prepare(model)
-    fit(model, data, train_cfg, loss_fn=loss_fn, callbacks=[gradual])
+    fit(model, data, train_cfg, loss_fn=loss_fn, callbacks=[gradual], **_resumable(checkpoint))
     stats = prune.layer_stats(model, targets)
     kept = sum(s.kept for s in stats) / sum(s.weights for s in stats)
     acc = evaluate(model, data.val)["accuracy"]
@@ -276,7 +288,12 @@ def run_prune(
 
 
 def run_channels(
-    model: nn.Module, data: Dataset, cfg: ChannelsStage, log: Log, loss_fn: LossFn = cross_entropy
+    model: nn.Module,
+    data: Dataset,
+    cfg: ChannelsStage,
+    log: Log,
+    loss_fn: LossFn = cross_entropy,
+    checkpoint: Path | None = None,
 ) -> dict[str, Any]:
     """Slim ``model`` in place (its modules' tensors replaced by the kept slices; the plan
     rides on the model into the .cnnz) and retrain it."""
@@ -294,14 +311,19 @@ def run_channels(
     log(chosen.table())  # the groups left whole among its rows, with their reasons
     record_input_shape(apply_slim(model, chosen.plan), data.input_shape)  # for the .cnnz
     train_cfg = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size)
-    fit(model, data, train_cfg, loss_fn=loss_fn)
+    fit(model, data, train_cfg, loss_fn=loss_fn, **_resumable(checkpoint))
     acc = evaluate(model, data.val)["accuracy"]
     log(f"channels: val accuracy {acc:.4f} after retraining")
     return {**chosen.to_dict(), "val_accuracy": acc}
 
 
 def run_share(
-    model: nn.Module, data: Dataset, cfg: ShareStage, log: Log, loss_fn: LossFn = cross_entropy
+    model: nn.Module,
+    data: Dataset,
+    cfg: ShareStage,
+    log: Log,
+    loss_fn: LossFn = cross_entropy,
+    checkpoint: Path | None = None,
 ) -> dict[str, Any]:
     bits = cfg.bits if isinstance(cfg.bits, dict) else {"conv": cfg.bits, "linear": cfg.bits}
     shared = share_weights(model, bits=bits, init=cfg.init)
@@ -313,17 +335,27 @@ def run_share(
 
 
 def run_finetune(
-    model: nn.Module, data: Dataset, cfg: FinetuneStage, log: Log, loss_fn: LossFn = cross_entropy
+    model: nn.Module,
+    data: Dataset,
+    cfg: FinetuneStage,
+    log: Log,
+    loss_fn: LossFn = cross_entropy,
+    checkpoint: Path | None = None,
 ) -> dict[str, Any]:
     train_cfg = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size)
-    fit(model, data, train_cfg, loss_fn=loss_fn)
+    fit(model, data, train_cfg, loss_fn=loss_fn, **_resumable(checkpoint))
     acc = evaluate(model, data.val)["accuracy"]
     log(f"finetune: val accuracy {acc:.4f}")
     return {"val_accuracy": acc}
 
 
 def run_encode(
-    model: nn.Module, data: Dataset, cfg: EncodeStage, log: Log, loss_fn: LossFn = cross_entropy
+    model: nn.Module,
+    data: Dataset,
+    cfg: EncodeStage,
+    log: Log,
+    loss_fn: LossFn = cross_entropy,
+    checkpoint: Path | None = None,
 ) -> dict[str, Any]:
     return {}  # the options are read when the result is saved
 

@@ -186,6 +186,7 @@ class Survey:
             arch={"name": run.arch, "kwargs": run.kwargs},
             meta={"source": str(run.path), "baseline_test_accuracy": before},
             log=self.log,
+            work_dir=self.run_dir(f"{row.name}-compress"),  # a killed survey resumes here
         )
         path = self.cnnz_path(row.name)
         result.save(path)
