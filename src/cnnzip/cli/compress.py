@@ -104,6 +104,15 @@ def compress_cmd(
     with trust_factories(*factories_of(run.arch, run.kwargs)):  # the user's own run
         decoded = load_cnnz(out)
     speed = comparison((out, run_dir), *_speed_profiles(decoded, dense, run))
+    _summarize(out, speed, accuracy, baseline, as_json)
+    if html:  # after the summary: the file is written whatever the page meets
+        click.echo(f"report: {_write_report(html, out, decoded, run)}", err=as_json)
+
+
+def _summarize(
+    out: str, speed: dict[str, Any], accuracy: float, baseline: float, as_json: bool
+) -> None:
+    """Print the file's stage table, speed and gains (or them as JSON)."""
     report = inspect(out)
     summary = {
         **{k: v for k, v in report.to_dict().items() if k != "layers"},
@@ -124,8 +133,6 @@ def compress_cmd(
             f" {speed['latency_ratio']:.2f}x the dense model's speed"
         ),
     )
-    if html:  # after the summary: the file is written whatever the page meets
-        click.echo(f"report: {_write_report(html, out, decoded, run)}", err=as_json)
 
 
 def _check_outputs(out: str, with_report: bool) -> Path | None:
