@@ -200,7 +200,8 @@ typedef struct {
     const int32_t *thresh; /* packed output: t[cout], flip[cout] */
     uint32_t *obits;       /* packed output as 32-bit halves of its words, or NULL */
     uint16_t *thr16;       /* AVX2 packed output: per vector, pop >= thr16 in counter order */
-    uint32_t *flip32, *valid32; /* AVX2 packed output: per vector, channel order */
+    int64_t *below64;      /* AVX-512 packed output: per channel, pop > below64 */
+    uint32_t *flip32, *valid32; /* packed output: per 32 channels, in channel order */
     const uint8_t *blob;
     const float *scale, *bias, *kmap; /* kmap: [n][ho][wo] or NULL */
     float *out;
@@ -558,12 +559,16 @@ __attribute__((target("avx2"))) static void emit_bits_avx2(const conv_ctx *cx, i
     }
 }
 
-/* Per vector of 32 output channels: pop >= P in counter order (see pop_threshold). */
+/* Per 32 output channels, once per call: pop >= P (see pop_threshold) as AVX2's 16-bit
+ * thr16 in counter order, or AVX-512's 64-bit below64 = P - 1 in channel order; the
+ * flips and the channels that exist. The arrays are zeroed, 32 entries per block. */
 static void bits_thresholds(conv_ctx *cx) {
     for (int co = 0; co < cx->g->cout; co++) {
         uint32_t flip;
         int v = co / 32, j = co % 32;
-        cx->thr16[32 * v + lane_channel(j)] = pop_threshold(cx, co, &flip); /* an involution */
+        uint16_t p = pop_threshold(cx, co, &flip);
+        if (cx->thr16) cx->thr16[32 * v + lane_channel(j)] = p; /* lane_channel: an involution */
+        else cx->below64[co] = (int64_t)p - 1;
         cx->flip32[v] |= flip << j;
         cx->valid32[v] |= 1u << j;
     }
@@ -687,14 +692,8 @@ __attribute__((target("avx2"))) static void emit_bits_block(const conv_ctx *cx, 
     const cz_geom *g = cx->g;
     size_t wo = (size_t)g->wo, step = out_halves(g);
     uint32_t *o = cx->obits + ((size_t)n * g->ho + oy) * wo * step + sb;
-    uint32_t flip = 0, valid = 0;
-    int64_t below[BLOCK512] = {0}; /* pop >= P <=> pop > P - 1 */
-    for (int k = 0; k < BLOCK512 && sb * BLOCK512 + k < g->cout; k++) {
-        uint32_t f;
-        below[k] = (int64_t)pop_threshold(cx, sb * BLOCK512 + k, &f) - 1;
-        flip |= f << k;
-        valid |= 1u << k;
-    }
+    uint32_t flip = cx->flip32[sb], valid = cx->valid32[sb];
+    const int64_t *below = cx->below64 + (size_t)sb * BLOCK512; /* pop >= P <=> pop > P - 1 */
     __m256i lim[BLOCK512 / 4];
     for (int i = 0; i < BLOCK512 / 4; i++) lim[i] = _mm256_loadu_si256((const __m256i *)(below + 4 * i));
     for (size_t ox = 0; ox < wo; ox++) {
@@ -758,6 +757,26 @@ int cz_conv2d(int path, const cz_geom *g, const float *x, const uint8_t *blob,
 }
 
 #ifdef CZ_X86
+/* Packed output's thresholds for `blocks` blocks of 32 channels: AVX2's 16-bit ones
+ * (avx2) or AVX-512's 64-bit ones, made once per call; -1 when out of memory. */
+static int make_thresholds(conv_ctx *cx, int blocks, int avx2) {
+    size_t nb = (size_t)blocks;
+    if (avx2) cx->thr16 = calloc(nb * 32, sizeof(uint16_t));
+    else cx->below64 = calloc(nb * 32, sizeof(int64_t));
+    cx->flip32 = calloc(nb, sizeof(uint32_t));
+    cx->valid32 = calloc(nb, sizeof(uint32_t));
+    if (!(cx->thr16 || cx->below64) || !cx->flip32 || !cx->valid32) return -1;
+    bits_thresholds(cx);
+    return 0;
+}
+
+static void free_thresholds(conv_ctx *cx) {
+    free(cx->thr16);
+    free(cx->below64);
+    free(cx->flip32);
+    free(cx->valid32);
+}
+
 /* The AVX2 run: pair offsets, per-thread counters, packed-output thresholds. */
 static int run_avx2(conv_ctx *cx, int nthreads, size_t act_bytes) {
     const cz_geom *g = cx->g;
@@ -769,21 +788,13 @@ static int run_avx2(conv_ctx *cx, int nthreads, size_t act_bytes) {
     pthread_once(&lut2_once, fill_lut2);
     if (!(cx->pairs = malloc(sizeof(uint16_t) * act_bytes))) rc = -1;
     else pair_offsets(g, cx->act, cx->pb, cx->pairs);
-    if (cx->obits) {
-        cx->thr16 = calloc((size_t)nvec * 32, sizeof(uint16_t));
-        cx->flip32 = calloc((size_t)nvec, sizeof(uint32_t));
-        cx->valid32 = calloc((size_t)nvec, sizeof(uint32_t));
-        if (!cx->thr16 || !cx->flip32 || !cx->valid32) rc = -1;
-        else bits_thresholds(cx);
-    }
+    if (cx->obits && make_thresholds(cx, nvec, 1) < 0) rc = -1;
     for (int t = 0; t < used && t < 256; t++)
         if (!(bufs[t] = malloc(sizeof(uint16_t) * wo8(g) * SUPER * WIDTH))) rc = -1;
     if (rc == 0) cz_parallel(used, items, conv_avx2, cx);
     for (int t = 0; t < 256; t++) free(bufs[t]);
     free(cx->pairs);
-    free(cx->thr16);
-    free(cx->flip32);
-    free(cx->valid32);
+    free_thresholds(cx);
     return rc;
 }
 
@@ -793,10 +804,12 @@ static int run_avx512(conv_ctx *cx, int nthreads) {
     int items = g->n * g->ho * cx->nsuper, used = nthreads < items ? nthreads : items, rc = 0;
     int32_t *bufs[256] = {0};
     cx->pop = bufs;
+    if (cx->obits && make_thresholds(cx, cx->nsuper, 0) < 0) rc = -1;
     for (int t = 0; t < used && t < 256; t++)
         if (!(bufs[t] = malloc(sizeof(int64_t) * BLOCK512 * g->wo))) rc = -1; /* both layouts */
     if (rc == 0) cz_parallel(used, items, conv_avx512, cx);
     for (int t = 0; t < 256; t++) free(bufs[t]);
+    free_thresholds(cx);
     return rc;
 }
 #endif

@@ -3,10 +3,13 @@
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from cnnzip.cli import main
 from cnnzip.runtime import available_paths
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run_cli(*args: str) -> tuple[int, str]:
@@ -15,15 +18,19 @@ def run_cli(*args: str) -> tuple[int, str]:
 
 
 def test_bench_xnor_json_has_the_documented_fields():
-    code, out = run_cli("bench", "xnor", "--repeats", "1", "--json")
+    code, out = run_cli("bench", "xnor", "--threads", "1", "--repeats", "3", "--json")
     assert code == 0, out
     result = json.loads(out.strip().splitlines()[-1])
     assert [(r["cin"], r["hw"]) for r in result["layers"]] == [(256, 56), (128, 28), (512, 7)]
     for row in result["layers"]:
         assert row["cout"] == row["cin"] and row["float_ms"] > 0 and row["binary_ms"] > 0
         assert abs(row["speedup"] - row["float_ms"] / row["binary_ms"]) < 1e-9
-        if len(available_paths()) > 1:  # compiled kernels: far faster than float32
-            assert row["speedup"] > 1
+        assert abs(row["cpu_speedup"] - row["float_cpu_ms"] / row["binary_cpu_ms"]) < 1e-9
+        if len(available_paths()) > 1:  # compiled kernels: 6-12x faster than float32
+            # in the calling thread's CPU time, median of 3: other processes on the
+            # machine stretch wall times (a 1-repeat wall ratio fell below 1 under load)
+            # but not the CPU time this thread spends in each conv
+            assert row["cpu_speedup"] > 1
     # the paper's formula by hand: 64 c N_W / (c N_W + 64) with N_W = 9
     theory = [row["theoretical_speedup"] for row in result["layers"]]
     assert theory == [64 * 2304 / 2368, 64 * 1152 / 1216, 64 * 4608 / 4672]

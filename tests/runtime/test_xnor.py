@@ -324,3 +324,64 @@ def test_a_k_layer_refuses_packed_input_and_thresholds():
         kernel(PackedActs.of(torch.randn(1, 8, 5, 5)))
     with pytest.raises(CnnzipError, match="without K"):
         BinaryConvKernel(words, 8, torch.ones(4), torch.zeros(4), 1, 1, True, torch.zeros(2, 4))
+
+
+# ---- the per-call fast path: a C handle per input shape, thread count and path ----
+
+
+@pytest.mark.skipif(not COMPILED, reason="C kernels not built")
+def test_a_kept_handle_follows_new_and_changed_scales_and_thresholds():
+    """Later calls reuse the first call's C handle, which reads the layer's tensors: an
+    in-place change shows at once, a new tensor makes a new handle, a copy has its own."""
+    import copy
+
+    w, x = torch.randn(6, 10, 3, 3), torch.randn(2, 10, 7, 7)
+    scale, bias = torch.randn(6), torch.randn(6)
+    kernel = BinaryConvKernel(pack_signs(w), 10, scale.clone(), bias, 2, 1)
+    path = COMPILED[-1]
+    assert torch.equal(kernel(x, path=path), reference(x, w, scale, bias, 2, 1))
+    kernel.scale.mul_(-3.0)  # in place: the kept handle reads the same memory
+    assert torch.equal(kernel(x, path=path), reference(x, w, -3.0 * scale, bias, 2, 1))
+    kernel.bias = torch.ones(6)  # a new tensor: a new handle
+    assert torch.equal(kernel(x, path=path), reference(x, w, -3.0 * scale, torch.ones(6), 2, 1))
+    twin = copy.deepcopy(kernel)  # the handle stays behind; the copy makes its own
+    twin.scale.fill_(1.0)
+    assert torch.equal(twin(x, path=path), reference(x, w, torch.ones(6), torch.ones(6), 2, 1))
+    assert torch.equal(kernel(x, path=path), reference(x, w, -3.0 * scale, torch.ones(6), 2, 1))
+    with pytest.raises(CnnzipError, match="expects input"):  # a new shape is checked again
+        kernel(torch.randn(2, 11, 7, 7), path=path)
+    d = reference(x, w, torch.ones(6), torch.zeros(6), 2, 1)  # the dots
+    kernel.thresholds = torch.stack([torch.full((6,), 3), torch.zeros(6)]).int()
+    assert torch.equal(kernel(x, path=path).words, pack_signs(torch.where(d < 3, -1.0, 1.0)))
+    kernel.thresholds[1] = 1  # in place: every decision flips
+    assert torch.equal(kernel(x, path=path).words, pack_signs(torch.where(d < 3, 1.0, -1.0)))
+
+
+@pytest.mark.skipif(not COMPILED, reason="C kernels not built")
+def test_the_lean_binding_checks_its_handle_and_buffers():
+    from cnnzip import _xnor
+
+    w = torch.randn(4, 8, 3, 3)
+    blob = _xnor.prepare(pack_signs(w).numpy(), 4, 8, 3, 3, "portable")
+    one, zero, geometry = torch.ones(4).numpy(), torch.zeros(4).numpy(), (4, 8, 3, 3, 1, 1)
+    with pytest.raises(ValueError, match="prepared weights has 280 bytes, expected 288"):
+        _xnor.layer(blob[:-8], one, zero, None, geometry, False, "portable")
+    with pytest.raises(ValueError, match="scale has 12 bytes, expected 16"):
+        _xnor.layer(blob, one[:3], zero, None, geometry, False, "portable")
+    with pytest.raises(ValueError, match="K needs float input and gives float output"):
+        _xnor.layer(blob, one, zero, torch.zeros(2, 4).int().numpy(), geometry, True, "portable")
+    handle = _xnor.layer(blob, one, zero, None, geometry, False, "portable")
+    x, out = torch.randn(1, 8, 5, 5), torch.empty(1, 4, 5, 5)
+    _xnor.run(handle, x.numpy(), out.numpy(), (1, 5, 5), 1, False)
+    assert torch.equal(out, reference(x, w, torch.ones(4), torch.zeros(4), 1, 1))
+    with pytest.raises(ValueError, match="output has 64 bytes, expected 400"):
+        _xnor.run(handle, x.numpy(), out.flatten()[:16].numpy(), (1, 5, 5), 1, False)
+    with pytest.raises(ValueError, match="input has 800 bytes, expected 512"):
+        _xnor.run(handle, x.numpy(), out.numpy(), (1, 4, 4), 1, False)
+    with pytest.raises(ValueError, match="impossible shape"):
+        _xnor.run(handle, x.numpy(), out.numpy(), (0, 5, 5), 1, False)
+    same = torch.empty(1, 8, 5, 5)  # the output over the input
+    with pytest.raises(ValueError, match="must not share memory"):
+        _xnor.run(handle, same.numpy(), same[:, :4].numpy(), (1, 5, 5), 1, False)
+    with pytest.raises(ValueError):  # not a layer handle
+        _xnor.run(blob, x.numpy(), out.numpy(), (1, 5, 5), 1, False)
