@@ -2,12 +2,16 @@
 
     .venv/bin/python benchmarks/codec_scale.py --models lenet300 alexnet
     .venv/bin/python benchmarks/codec_scale.py --models vgg16 --repeats 1
-    .venv/bin/python benchmarks/codec_scale.py --models --epochs 5
+    .venv/bin/python benchmarks/codec_scale.py --models --epochs 5 --steps 30
 
 ``--epochs N`` also times Deep Compression's retraining epochs of LeNet-300-100
 (Fashion-MNIST's shape, 16,384 synthetic images, batch 128, Adam), N of each,
 interleaved, best of N: plain, pruned to 90% under ``MaskKeeper``, and shared
-(5-bit) fine-tuning its codebooks; the ratios to the plain epoch are reported.
+(5-bit) fine-tuning its codebooks; the ratios to the plain epoch are reported, best
+over best and the median and range of each repeat's ratio to the plain epoch
+timed just before it. ``--steps N`` times N interleaved blocks of 20 Adam steps of
+each on one batch (``Stepper``), the pruned ones also under the keeper as it was
+before it filled Adam's second moment (zeros there: torch's sqrt is slow on zeros).
 
 Each zoo model at random init is pruned to 90% per layer (magnitude) and shared
 (8-bit conv / 5-bit fc), as Deep Compression stores it; then, in this one
@@ -41,9 +45,9 @@ import torch
 import cnnzip
 from cnnzip.data import synthetic
 from cnnzip.models import get_model
-from cnnzip.prune import MaskKeeper, magnitude, set_mask
+from cnnzip.prune import MaskKeeper, enforce_masks, magnitude, set_mask
 from cnnzip.quantize import share_weights
-from cnnzip.train import TrainConfig, fit
+from cnnzip.train import TrainConfig, TrainState, fit
 
 try:
     import safetensors.numpy as safetensors_numpy
@@ -210,8 +214,61 @@ def epoch_ratios(repeats: int) -> dict[str, float]:
             one = partial(fit, make(), data, cfg, callbacks=keeper, progress=False)
             seconds[kind].append(timed(one)[1])
     best = {k: min(v) for k, v in seconds.items()}
-    return {**best, "pruned_x": best["pruned"] / best["plain"],
-            "shared_x": best["shared"] / best["plain"]}  # fmt: skip
+    out: dict[str, Any] = dict(best)
+    for kind in ("pruned", "shared"):  # best / best, and each repeat's ratio to its own plain
+        pairs = sorted(t / p for t, p in zip(seconds[kind], seconds["plain"], strict=True))
+        out[f"{kind}_x"] = best[kind] / best["plain"]
+        out[f"{kind}_x_median"] = float(np.median(pairs))
+        out[f"{kind}_x_range"] = [pairs[0], pairs[-1]]
+    return out
+
+
+class Stepper:
+    """LeNet-300-100 Adam steps on one fixed batch of 128, as ``fit`` takes them (zero_grad,
+    backward, step, the keeper's on_step_end): ``kind`` is plain, pruned (90%, MaskKeeper)
+    or pruned_zero_state (the keeper before it filled Adam's second moment: the state
+    zeroed once, after the first step, and nothing per step, which it then needed)."""
+
+    def __init__(self, kind: str) -> None:
+        torch.manual_seed(0)
+        self.model = get_model("lenet300")
+        if kind != "plain":
+            pruned(self.model)
+        self.x, self.y = torch.randn(128, 1, 28, 28), torch.randint(0, 10, (128,))  # (N, C, H, W)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+        self.state = TrainState(model=self.model, optimizer=self.opt, config=TrainConfig())
+        self.keeper = MaskKeeper() if kind == "pruned" else None
+        if self.keeper:
+            self.keeper.on_epoch_start(self.state)
+        self(1)
+        if kind == "pruned_zero_state":
+            enforce_masks(self.model, self.opt)
+
+    def __call__(self, n: int) -> None:
+        for _ in range(n):
+            loss = torch.nn.functional.cross_entropy(self.model(self.x), self.y)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            if self.keeper:
+                self.keeper.on_step_end(self.state)
+
+
+def step_ratios(rounds: int, steps: int = 20) -> dict[str, Any]:
+    """Per kind of ``Stepper``: the median seconds of a step over ``rounds`` interleaved
+    blocks of ``steps``, and the median and range of each block's ratio to the plain
+    block timed just before it."""
+    kinds = {k: Stepper(k) for k in ("plain", "pruned", "pruned_zero_state")}
+    seconds: dict[str, list[float]] = {k: [] for k in kinds}
+    for _ in range(rounds):
+        for kind, stepper in kinds.items():
+            seconds[kind].append(timed(partial(stepper, steps))[1] / steps)
+    out: dict[str, Any] = {f"{k}_step_s": float(np.median(v)) for k, v in seconds.items()}
+    for kind in ("pruned", "pruned_zero_state"):
+        pairs = sorted(t / p for t, p in zip(seconds[kind], seconds["plain"], strict=True))
+        out[f"{kind}_x_median"] = float(np.median(pairs))
+        out[f"{kind}_x_range"] = [pairs[0], pairs[-1]]
+    return out
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -233,6 +290,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--epochs", type=int, default=0, help="time N training epochs of each")
+    parser.add_argument("--steps", type=int, default=0, help="time N blocks of 20 steps of each")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None, help="write the rows as JSON")
     args = parser.parse_args()
@@ -246,6 +304,9 @@ def main() -> None:
         print(table(rows))
     if args.epochs:
         rows.append({"lenet300_epochs": epoch_ratios(args.epochs)})
+        print(json.dumps(rows[-1]))
+    if args.steps:
+        rows.append({"lenet300_steps": step_ratios(args.steps)})
         print(json.dumps(rows[-1]))
     if args.out:
         args.out.write_text(json.dumps(rows, indent=1) + "\n")
