@@ -33,7 +33,7 @@ from cnnzip.errors import CnnzipError
 from cnnzip.models import get_model
 from cnnzip.prune import Mask
 from cnnzip.quantize import share_weights
-from cnnzip.runtime import compressed
+from cnnzip.runtime import bench, compressed, sparse
 from cnnzip.runtime.bench import LayerSpec, median_ms
 from cnnzip.runtime.compressed import (
     CompressedConv2d,
@@ -303,20 +303,32 @@ def test_compile_measures_each_layer_and_load_compressed_agrees(tmp_path: Path) 
 
 
 @needs_kernels
-def test_runtime_load_compressed_runs_the_measured_layers_on_the_kernels(tmp_path: Path) -> None:
+def test_runtime_load_compressed_runs_the_measured_layers_on_the_kernels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = _small_cnnz(tmp_path)
     x = torch.randn(1, 1, 28, 28)
-    fast, decoded = runtime.load(path, compressed=True, example=x), load_cnnz(path)
-    on_kernels = [
-        n for n, m in fast.named_modules() if isinstance(m, CompressedLinear | CompressedConv2d)
-    ]
-    assert set(on_kernels) <= set(LENET5_LAYERS)
-    with torch.no_grad():
-        assert torch.allclose(fast(x), decoded(x), rtol=1e-4, atol=1e-5)
+    twins = CompressedLinear | CompressedConv2d
+    for twin_ms, want in ((0.0, LENET5_LAYERS), (2.0, [])):  # the timing decides, per layer
+        monkeypatch.setattr(
+            sparse, "_best_ms", lambda m, _x, _r, t=twin_ms: t if isinstance(m, twins) else 1.0
+        )
+        fast = runtime.load(path, compressed=True, example=x)
+        assert sorted(n for n, m in fast.named_modules() if isinstance(m, twins)) == want
+        with torch.no_grad():
+            assert torch.allclose(fast(x), load_cnnz(path)(x), rtol=1e-4, atol=1e-5)
     plain = runtime.load(path)  # without the flag: the decoded model, nothing swapped
-    assert not any(isinstance(m, CompressedLinear | CompressedConv2d) for m in plain.modules())
+    assert not any(isinstance(m, twins) for m in plain.modules())
     with pytest.raises(CnnzipError, match="needs an example input"):
         runtime.load(path, compressed=True)
+
+
+def test_median_ms_orders_beyond_six_functions_still_pair_every_two() -> None:
+    keys = list("abcdefg")
+    orders = bench._orders(keys)
+    assert all(sorted(o) == keys for o in orders)
+    follows = {(o[j], o[j + 1]) for o in orders for j in range(len(o) - 1)}
+    assert follows == {(a, b) for a in keys for b in keys if a != b}
 
 
 def test_without_the_extension_the_twins_run_dense_and_say_so_once(
