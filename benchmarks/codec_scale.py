@@ -7,12 +7,12 @@
 ``--epochs N`` also times Deep Compression's retraining epochs of LeNet-300-100
 (Fashion-MNIST's shape, 16,384 synthetic images, batch 128, Adam), N of each,
 interleaved after an untimed warm-up round, best of N: plain, pruned to 90% under
-``MaskKeeper``, and shared
-(5-bit) fine-tuning its codebooks; the ratios to the plain epoch are reported, best
-over best and the median and range of each repeat's ratio to the plain epoch
-timed just before it. ``--steps N`` times N interleaved blocks of 20 Adam steps of
-each on one batch (``Stepper``), the pruned ones also under the keeper as it was
-before it filled Adam's second moment (zeros there: torch's sqrt is slow on zeros).
+``MaskKeeper``, and shared (5-bit) fine-tuning its codebooks; the ratios to the
+plain epoch are reported, best over best and the median and range of each repeat's
+ratio to the plain epoch timed just before it. ``--steps N`` times N interleaved
+blocks of 20 Adam steps of each on one batch (``Stepper``), the pruned ones also
+under the keeper as it was before it filled Adam's second moment (zeros there:
+torch's sqrt is slow on zeros).
 
 Each zoo model at random init is pruned to 90% per layer (magnitude) and shared
 (8-bit conv / 5-bit fc), as Deep Compression stores it; then, in this one
