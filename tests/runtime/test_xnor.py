@@ -350,6 +350,12 @@ def test_a_kept_handle_follows_new_and_changed_scales_and_thresholds():
     assert torch.equal(kernel(x, path=path), reference(x, w, -3.0 * scale, torch.ones(6), 2, 1))
     with pytest.raises(CnnzipError, match="expects input"):  # a new shape is checked again
         kernel(torch.randn(2, 11, 7, 7), path=path)
+    with pytest.raises(CnnzipError, match="thread count"):  # so is a new thread count
+        kernel(x, path=path, threads=0)
+    words = PackedActs.of(x).words
+    assert torch.equal(kernel(PackedActs(words, 10), path=path), kernel(x, path=path))
+    with pytest.raises(CnnzipError, match=r"expects input \(N, 10, H, W\), got \(2, 9, 7, 7\)"):
+        kernel(PackedActs(words, 9), path=path)  # the same words said to hold 9 channels
     d = reference(x, w, torch.ones(6), torch.zeros(6), 2, 1)  # the dots
     kernel.thresholds = torch.stack([torch.full((6,), 3), torch.zeros(6)]).int()
     assert torch.equal(kernel(x, path=path).words, pack_signs(torch.where(d < 3, -1.0, 1.0)))
