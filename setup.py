@@ -35,7 +35,7 @@ GCC_TUNING = ["-fsched-pressure", "-fschedule-insns"]
 xnor = Extension(
     "cnnzip._xnor",
     sources=["csrc/xnor_module.c", "csrc/xnor_conv.c", "csrc/xnor_pack.c"],
-    depends=["csrc/xnor.h"],
+    depends=["csrc/xnor.h", "csrc/paths.h"],
     extra_compile_args=["-O3", "-ffp-contract=off", "-std=c11", "-pthread", *GCC_TUNING]
     if unix
     else [],
@@ -46,7 +46,7 @@ xnor = Extension(
 sparse = Extension(
     "cnnzip._sparse",
     sources=["csrc/sparse_module.c", "csrc/sparse_kernels.c"],
-    depends=["csrc/sparse.h"],
+    depends=["csrc/sparse.h", "csrc/paths.h"],
     extra_compile_args=["-O3", "-ffp-contract=off", "-std=c11"] if unix else [],
 )
 

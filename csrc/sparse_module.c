@@ -9,6 +9,7 @@
 #include <Python.h>
 #include <string.h>
 
+#include "paths.h"
 #include "sparse.h"
 
 static const char *PATH_NAMES[CS_NPATHS] = {"portable", "avx2"};
@@ -22,31 +23,13 @@ typedef struct {
 } prepared;
 
 static int path_of(const char *name) {
-    for (int p = 0; p < CS_NPATHS; p++)
-        if (strcmp(name, PATH_NAMES[p]) == 0) {
-            if (cs_path_supported(p)) return p;
-            PyErr_Format(PyExc_ValueError, "kernel path %s is not supported by this CPU", name);
-            return -1;
-        }
-    PyErr_Format(PyExc_ValueError, "unknown kernel path %s (portable, avx2)", name);
-    return -1;
+    return path_index(name, PATH_NAMES, CS_NPATHS, cs_path_supported, "portable, avx2");
 }
 
 static PyObject *py_paths(PyObject *self, PyObject *args) {
     (void)self;
     (void)args;
-    PyObject *out = PyList_New(0);
-    for (int p = 0; out && p < CS_NPATHS; p++)
-        if (cs_path_supported(p)) {
-            PyObject *s = PyUnicode_FromString(PATH_NAMES[p]);
-            if (!s || PyList_Append(out, s) < 0) {
-                Py_XDECREF(s);
-                Py_DECREF(out);
-                return NULL;
-            }
-            Py_DECREF(s);
-        }
-    return out;
+    return path_list(PATH_NAMES, CS_NPATHS, cs_path_supported);
 }
 
 static PyObject *py_best_path(PyObject *self, PyObject *args) {
