@@ -11,7 +11,6 @@ import torch.nn as nn
 
 import cnnzip as cz
 from cnnzip.data import Dataset
-from cnnzip.errors import CnnzipError
 from cnnzip.export import ExportError, export_onnx, session
 from cnnzip.export.int8 import (
     bench_int8,
@@ -20,7 +19,6 @@ from cnnzip.export.int8 import (
     quantize_int8,
     verdict,
 )
-from cnnzip.export.timing import shuffled_median_ms
 from cnnzip.prune import one_shot, prunable
 from cnnzip.quantize import share_weights
 
@@ -115,22 +113,3 @@ def test_calibration_is_a_fixed_random_sample() -> None:
     assert len(set(idx.tolist())) == 50 and torch.all(idx[1:] > idx[:-1])  # distinct, ordered
     assert idx.max() > 500 and not torch.equal(idx, torch.arange(50))
     assert torch.equal(calibration_images(train, 5000), train)  # more than there are: all
-
-
-def test_shuffled_timing_changes_the_order_and_the_neighbours() -> None:
-    calls: list[str] = []
-    fns = {k: (lambda k=k: calls.append(k)) for k in "abcd"}
-    ms = shuffled_median_ms(fns, 40)
-    assert set(ms) == set("abcd") and all(v >= 0 for v in ms.values())
-    assert calls[:4] == list("abcd")  # the warm-up, then 40 rounds of each once
-    rounds = ["".join(calls[i : i + 4]) for i in range(4, len(calls), 4)]
-    assert len(rounds) == 40 and all(sorted(r) == list("abcd") for r in rounds)
-    assert {r[0] for r in rounds} == set("abcd")  # every one sometimes first
-    assert {r[r.index("b") - 1] for r in rounds if r[0] != "b"} == set(
-        "acd"
-    )  # b's predecessor varies
-    calls.clear()
-    shuffled_median_ms(fns, 40)
-    assert ["".join(calls[i : i + 4]) for i in range(4, len(calls), 4)] == rounds  # seeded
-    with pytest.raises(CnnzipError, match="repeats >= 1"):
-        shuffled_median_ms(fns, 0)

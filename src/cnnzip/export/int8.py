@@ -7,8 +7,9 @@ ranges calibrated on a fixed-seed random sample of the training images), then bo
 and cnnzip's own file (decoded dense, and with its pruned layers as CSR products where
 that measured faster) are measured side by side: bytes on disk (the dense model as a
 safetensors file), test accuracy, batch-1 latency on one thread, all timed interleaved in
-one process, the order shuffled each round (``export.timing``), with a copy of the torch
-model as a control that must read about 1.00x: how far it is off is the noise.
+one process, each after every other equally often (``runtime.bench.median_ms``), with a
+copy of the torch model as a control that must read about 1.00x: how far it is off is
+the noise.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ from safetensors.torch import save_file
 from cnnzip.data import Dataset, Split
 from cnnzip.export.deps import require
 from cnnzip.export.graph import ExportError, export_onnx, session
-from cnnzip.export.timing import shuffled_median_ms
 from cnnzip.fileio import atomic_path
 from cnnzip.profiling.latency import num_threads
+from cnnzip.runtime.bench import median_ms
 from cnnzip.runtime.sparse import LayerChoice, sparsify
 from cnnzip.train import evaluate
 
@@ -152,7 +153,7 @@ def bench_int8(
     fns = {k: (lambda s=s: s.run(None, {"input": one.numpy()})) for k, s in sessions.items()}
     fns.update({k: (lambda m=m: m(one)) for k, m in models.items()})
     with num_threads(1), torch.no_grad():
-        ms = shuffled_median_ms(fns, repeats)
+        ms = {k: v["wall"] for k, v in median_ms(fns, repeats, rotate=True).items()}
     file_bytes = os.path.getsize(cnnz[0]) if cnnz else 0
     torch_bytes = _safetensors_bytes(dense, workdir / "dense.safetensors")
     rows = [

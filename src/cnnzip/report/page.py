@@ -32,13 +32,13 @@ from cnnzip.codec import save as save_cnnz
 from cnnzip.codec.report import Report
 from cnnzip.errors import CnnzipError
 from cnnzip.export.dense import dense_dir
-from cnnzip.export.timing import shuffled_median_ms
 from cnnzip.fileio import atomic_write_text
 from cnnzip.models.registry import trust_factories
 from cnnzip.profiling.latency import eval_mode, example_input, num_threads
 from cnnzip.prune.sensitivity import CACHE
 from cnnzip.report import figures
 from cnnzip.runs import load_run
+from cnnzip.runtime.bench import median_ms
 from cnnzip.runtime.sparse import bench_sparse, sparsify
 from cnnzip.transforms import effective_tensor
 
@@ -146,12 +146,13 @@ def _speed(decoded: nn.Module, shape: tuple[int, ...], runs: int) -> dict[str, A
 
 
 def _speed_row(decoded: nn.Module, shape: tuple[int, ...], runs: int) -> dict[str, Any]:
-    """One batch (``shape``: (B, ...)): dense and sparsified timed interleaved, in an order
-    shuffled each round (``export.timing``), and each layer's choice."""
+    """One batch (``shape``: (B, ...)): dense and sparsified timed interleaved, each after
+    the other equally often (``runtime.bench.median_ms``), and each layer's choice."""
     fast = copy.deepcopy(decoded)
     x = example_input(decoded, shape)  # (B, ...)
     choices = sparsify(fast, x)
-    ms = shuffled_median_ms({"dense": lambda: decoded(x), "sparse": lambda: fast(x)}, runs)
+    calls = {"dense": lambda: decoded(x), "sparse": lambda: fast(x)}
+    ms = {k: v["wall"] for k, v in median_ms(calls, runs, rotate=True).items()}
     layers = [asdict(c) for c in choices]
     return {"batch": shape[0], "dense_ms": ms["dense"], "sparse_ms": ms["sparse"],
             "speedup": ms["dense"] / ms["sparse"], "layers": layers}  # fmt: skip
