@@ -22,7 +22,13 @@ from cnnzip.codec.container import unpack
 from cnnzip.data import Dataset
 from cnnzip.fileio import atomic_write_text
 from cnnzip.recipes.loader import Recipe, load_recipe
-from cnnzip.recipes.stages import RECIPE_STAGES, EncodeStage, RecipeError, check_layer_names
+from cnnzip.recipes.stages import (
+    RECIPE_STAGES,
+    EncodeStage,
+    RecipeError,
+    StageRun,
+    check_layer_names,
+)
 from cnnzip.train import cross_entropy, evaluate
 from cnnzip.train.loop import LossFn
 
@@ -103,7 +109,7 @@ def compress(
         log(f"stage {i}/{len(recipe.stages)}: {name}")
         start = time.perf_counter()
         checkpoint = work / f"stage{i}-{name}.pt" if work else None
-        info = RECIPE_STAGES[name][1](model, data, cfg, log, loss_fn, checkpoint)
+        info = RECIPE_STAGES[name][1](model, cfg, StageRun(data, log, loss_fn, checkpoint))
         seconds = time.perf_counter() - start
         result.log.append({"stage": name, "seconds": seconds, **info})
         log(f"stage {i}/{len(recipe.stages)}: {name} done in {seconds:.1f}s")

@@ -22,16 +22,17 @@ finetune  retrain (the codebooks, biases...) through cnnzip.train.fit: 3 epochs 
 encode    how the .cnnz is written (read by ``Compressed.save``): dense tensors float16
           by default (``cnnzip.codec.save`` defaults to float32), index bits chosen per layer
 
-Every stage function takes the same ``loss_fn``; the stages that retrain
-(channels, prune, finetune) train with it, so one teacher (``cnnzip.distill.make_loss``)
-serves the whole recipe.
+Every stage function takes ``(model, options, StageRun)``: the stages that retrain
+(channels, prune, finetune) train through ``StageRun.train`` with its one ``loss_fn``, so
+one teacher (``cnnzip.distill.make_loss``) serves the whole recipe, and with its
+checkpoint file, so a killed compression resumes (``compress(work_dir=...)``).
 """
 
 from __future__ import annotations
 
 import difflib
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ from cnnzip.models.slim import apply_slim, record_input_shape
 from cnnzip.prune.masks import PRUNABLE_TYPES, PruneError
 from cnnzip.prune.structured.allocate import allocate_channels, check_target
 from cnnzip.quantize import INITS, MAX_BITS, share_weights, unshareable
-from cnnzip.train import TrainConfig, cross_entropy, evaluate, fit
+from cnnzip.train import Callback, TrainConfig, cross_entropy, evaluate, fit
 from cnnzip.train.loop import MAX_EPOCHS, MAX_LR, LossFn
 
 __all__ = [
@@ -238,48 +239,64 @@ def _skipped(log: Log, stage: str, skipped: list[tuple[str, str]]) -> list[list[
     return [[name, reason] for name, reason in skipped]
 
 
-def _resumable(checkpoint: Path | None) -> dict[str, Any]:
-    """``fit``'s options for a stage that retrains: with a checkpoint file it saves each
-    epoch there and continues from it (``compress(work_dir=...)``), else neither."""
-    return {"checkpoint": checkpoint, "resume": checkpoint is not None}
+@dataclass(frozen=True)
+class StageRun:
+    """What every stage runner gets beside the model and its options: the data, where to
+    log, the loss of every stage that retrains, and the file its training checkpoints
+    each epoch in and resumes from (``compress(work_dir=...)``; None: no checkpoints)."""
+
+    data: Dataset
+    log: Log
+    loss_fn: LossFn = cross_entropy
+    checkpoint: Path | None = None
+
+    def train(self, model: nn.Module, cfg: Any, callbacks: Sequence[Callback] = ()) -> None:
+        """``fit`` for ``cfg.epochs`` at ``cfg.lr`` and ``cfg.batch_size``."""
+        fit(
+            model,
+            self.data,
+            _train_config(cfg),
+            loss_fn=self.loss_fn,
+            callbacks=callbacks,
+            checkpoint=self.checkpoint,
+            resume=self.checkpoint is not None,
+        )
 
 
-def run_prune(
-    model: nn.Module,
-    data: Dataset,
-    cfg: PruneStage,
-    log: Log,
-    loss_fn: LossFn = cross_entropy,
-    checkpoint: Path | None = None,
-) -> dict[str, Any]:
+def _train_config(cfg: Any) -> TrainConfig:
+    return TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size)
+
+
+def run_prune(model: nn.Module, cfg: PruneStage, run: StageRun) -> dict[str, Any]:
     targets = prune.prunable(model)
-    skipped = _skipped(log, "prune", prune.unprunable(model))
+    skipped = _skipped(run.log, "prune", prune.unprunable(model))
     if cfg.ratios is not None:
         ratios = {prune.prunable(model, [t])[0]: r for t, r in cfg.ratios.items()}
     else:
         sens = prune.analyze(
             model,
-            data.val,
+            run.data.val,
             targets,
             cfg.sweep_ratios or prune.DEFAULT_RATIOS,
             max_images=cfg.sweep_images,
         )
         ratios = prune.allocate(sens.curves, cfg.sparsity)
-    log("prune: per-layer ratios " + ", ".join(f"{t} {r:.3f}" for t, r in ratios.items()))
-    train_cfg = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size)
+    run.log("prune: per-layer ratios " + ", ".join(f"{t} {r:.3f}" for t, r in ratios.items()))
     if cfg.schedule == "iterative":
         plan = prune.growing_plan(ratios, cfg.steps)
-        report = prune.iterative(model, data, plan, config=train_cfg, loss_fn=loss_fn)
-        log(report.table())
+        report = prune.iterative(
+            model, run.data, plan, config=_train_config(cfg), loss_fn=run.loss_fn
+        )
+        run.log(report.table())
         return {"ratios": ratios, "kept_fraction": report.kept_fraction, "skipped": skipped}
-    total = cfg.epochs * steps(data.train, cfg.batch_size)
+    total = cfg.epochs * steps(run.data.train, cfg.batch_size)
     interval = max(1, int(cfg.prune_until * total) // cfg.steps)
     gradual = prune.GradualPruning(ratios, n=cfg.steps, interval=interval).prepare(model)
-    fit(model, data, train_cfg, loss_fn=loss_fn, callbacks=[gradual], **_resumable(checkpoint))
+    run.train(model, cfg, callbacks=[gradual])
     stats = prune.layer_stats(model, targets)
     kept = sum(s.kept for s in stats) / sum(s.weights for s in stats)
-    acc = evaluate(model, data.val)["accuracy"]
-    log(
+    acc = evaluate(model, run.data.val)["accuracy"]
+    run.log(
         f"prune: {100 * kept:.2f}% kept ("
         + ", ".join(f"{s.name} {100 * s.kept_fraction:.1f}%" for s in stats)
         + f"), val accuracy {acc:.4f}"
@@ -287,20 +304,13 @@ def run_prune(
     return {"ratios": ratios, "kept_fraction": kept, "val_accuracy": acc, "skipped": skipped}
 
 
-def run_channels(
-    model: nn.Module,
-    data: Dataset,
-    cfg: ChannelsStage,
-    log: Log,
-    loss_fn: LossFn = cross_entropy,
-    checkpoint: Path | None = None,
-) -> dict[str, Any]:
+def run_channels(model: nn.Module, cfg: ChannelsStage, run: StageRun) -> dict[str, Any]:
     """Slim ``model`` in place (its modules' tensors replaced by the kept slices; the plan
     rides on the model into the .cnnz) and retrain it."""
     chosen = allocate_channels(
         model,
-        data.input_shape,
-        data.val if cfg.sensitivity else None,
+        run.data.input_shape,
+        run.data.val if cfg.sensitivity else None,
         macs=cfg.macs,
         params=cfg.params,
         latency_ms=cfg.latency_ms,
@@ -308,55 +318,32 @@ def run_channels(
         max_images=cfg.sweep_images,
         round_to=cfg.round_to,
     )
-    log(chosen.table())  # the groups left whole among its rows, with their reasons
-    record_input_shape(apply_slim(model, chosen.plan), data.input_shape)  # for the .cnnz
-    train_cfg = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size)
-    fit(model, data, train_cfg, loss_fn=loss_fn, **_resumable(checkpoint))
-    acc = evaluate(model, data.val)["accuracy"]
-    log(f"channels: val accuracy {acc:.4f} after retraining")
+    run.log(chosen.table())  # the groups left whole among its rows, with their reasons
+    record_input_shape(apply_slim(model, chosen.plan), run.data.input_shape)  # for the .cnnz
+    run.train(model, cfg)
+    acc = evaluate(model, run.data.val)["accuracy"]
+    run.log(f"channels: val accuracy {acc:.4f} after retraining")
     return {**chosen.to_dict(), "val_accuracy": acc}
 
 
-def run_share(
-    model: nn.Module,
-    data: Dataset,
-    cfg: ShareStage,
-    log: Log,
-    loss_fn: LossFn = cross_entropy,
-    checkpoint: Path | None = None,
-) -> dict[str, Any]:
+def run_share(model: nn.Module, cfg: ShareStage, run: StageRun) -> dict[str, Any]:
     bits = cfg.bits if isinstance(cfg.bits, dict) else {"conv": cfg.bits, "linear": cfg.bits}
     shared = share_weights(model, bits=bits, init=cfg.init)
-    skipped = _skipped(log, "share", unshareable(model))
-    acc = evaluate(model, data.val)["accuracy"]
-    log(f"share: {len(shared)} layers clustered, val accuracy {acc:.4f} before fine-tuning")
+    skipped = _skipped(run.log, "share", unshareable(model))
+    acc = evaluate(model, run.data.val)["accuracy"]
+    run.log(f"share: {len(shared)} layers clustered, val accuracy {acc:.4f} before fine-tuning")
     bits_used = {t: s.bits for t, s in shared.items()}
     return {"bits": bits_used, "val_accuracy": acc, "skipped": skipped}
 
 
-def run_finetune(
-    model: nn.Module,
-    data: Dataset,
-    cfg: FinetuneStage,
-    log: Log,
-    loss_fn: LossFn = cross_entropy,
-    checkpoint: Path | None = None,
-) -> dict[str, Any]:
-    train_cfg = TrainConfig(epochs=cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size)
-    fit(model, data, train_cfg, loss_fn=loss_fn, **_resumable(checkpoint))
-    acc = evaluate(model, data.val)["accuracy"]
-    log(f"finetune: val accuracy {acc:.4f}")
+def run_finetune(model: nn.Module, cfg: FinetuneStage, run: StageRun) -> dict[str, Any]:
+    run.train(model, cfg)
+    acc = evaluate(model, run.data.val)["accuracy"]
+    run.log(f"finetune: val accuracy {acc:.4f}")
     return {"val_accuracy": acc}
 
 
-def run_encode(
-    model: nn.Module,
-    data: Dataset,
-    cfg: EncodeStage,
-    log: Log,
-    loss_fn: LossFn = cross_entropy,
-    checkpoint: Path | None = None,
-) -> dict[str, Any]:
+def run_encode(model: nn.Module, cfg: EncodeStage, run: StageRun) -> dict[str, Any]:
     return {}  # the options are read when the result is saved
 
 
