@@ -251,7 +251,18 @@ def remove_transforms(
         plist = _plist(module, tensor_name)
         if plist is None:
             continue  # a tied name whose transforms went with an earlier one
+        _own_class(module)
         parametrize.remove_parametrizations(module, tensor_name, leave_parametrized=keep_values)
         for _, other, other_name, _ in list(_tensors(model)):
             if _plist(other, other_name) is plist:  # original holds the values: put it back
+                _own_class(other)
                 parametrize.remove_parametrizations(other, other_name, leave_parametrized=False)
+
+
+def _own_class(module: nn.Module) -> None:
+    """Give ``module`` a parametrized class of its own before a removal changes it: torch's
+    parametrize shares the generated ``Parametrized*`` class between a module and its deep
+    copies, and removal deletes the tensor's property from that class, so a copy (the
+    dense model kept beside one being compressed, say) would lose its weight."""
+    cls = module.__class__
+    module.__class__ = type(cls.__name__, cls.__bases__, dict(cls.__dict__))

@@ -37,14 +37,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
-from torch.nn.utils import parametrize
 
 from cnnzip.binary.layers import BinActiv
 from cnnzip.errors import CnnzipError, one_line
 from cnnzip.export.deps import MissingDependencyError, require
 from cnnzip.fileio import atomic_path
 from cnnzip.profiling.latency import eval_mode
-from cnnzip.transforms import swap_module
+from cnnzip.transforms import remove_transforms, swap_module
 
 __all__ = ["ATOL", "RTOL", "Checked", "ExportError", "check_onnx", "export_onnx", "session"]
 
@@ -93,15 +92,10 @@ class _ExactSign(nn.Module):
 
 def plain_copy(model: nn.Module) -> nn.Module:
     """An eval-mode copy whose weights are plain tensors (the values forward uses, every
-    transform applied) and whose binary activations are exact signs: what the graph holds.
-
-    Not ``remove_transforms`` on a deep copy: torch's parametrize shares the generated
-    ``Parametrized*`` class between a module and its copy and removal deletes the weight
-    property from that class, which would break the caller's model."""
+    transform applied) and whose binary activations are exact signs: what the graph holds
+    (``remove_transforms`` leaves the caller's model as it is)."""
     plain = copy.deepcopy(model).eval()
-    for module in list(plain.modules()):
-        if parametrize.is_parametrized(module):
-            _unparametrize(module)
+    remove_transforms(plain)
     for name, module in list(plain.named_modules()):
         if isinstance(module, BinActiv):
             swap_module(plain, name, _ExactSign())
@@ -109,16 +103,6 @@ def plain_copy(model: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def _unparametrize(module: nn.Module) -> None:
-    """Give ``module`` (a copy) its original class back with each parametrized tensor as
-    a plain Parameter holding its effective value, touching no shared class."""
-    values = {name: getattr(module, name).clone() for name in module.parametrizations}
-    del module._modules["parametrizations"]
-    module.__class__ = module.__class__.__bases__[0]  # the class before parametrize
-    for name, value in values.items():
-        module.register_parameter(name, nn.Parameter(value, requires_grad=False))
-
-
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
     """torch.onnx's progress lines, its warnings about absent torchvision ops and its
