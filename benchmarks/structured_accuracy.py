@@ -1,7 +1,7 @@
 """Structured pruning's accuracy on Fashion-MNIST, and slim + Deep Compression vs Deep Compression.
 
     .venv/bin/python benchmarks/structured_accuracy.py --nets lenet5 --no-time  # train
-    /tmp/quiet.sh .venv/bin/python benchmarks/structured_accuracy.py --nets lenet5  # then time
+    .venv/bin/python benchmarks/structured_accuracy.py --nets lenet5  # then time
     .venv/bin/python benchmarks/structured_accuracy.py --nets mobilenet_v1 --limit 12000 \\
         --epochs 15 --retrain 8 --dc-epochs 4 --seeds 0                     # the compact net
     .venv/bin/python benchmarks/structured_accuracy.py --nets lenet5 --limit 600 \\
