@@ -154,8 +154,21 @@ class Survey:
             )
         return load_run(path)
 
+    def float_run(self, row: Row) -> Run:
+        """The row's trained model. Run folders are not committed (only their numbers
+        are): where the row's train step is done but its folder is missing (a new
+        checkout), the row is trained again from its seed and its train numbers replaced
+        by the new run's, so that what follows reads the model it compresses or times."""
+        path = self.run_dir(row.name)
+        if not (path / META).exists() and self.results.get(row.name, "train") is not None:
+            self.log(f"survey: {row.name}'s trained model is not in {path}: training it again")
+            start = time.perf_counter()
+            values = self.train(row)
+            self.results.put(row.name, "train", {**values, "seconds": time.perf_counter() - start})
+        return load_run(path)
+
     def profile(self, row: Row) -> dict[str, Any]:
-        model = load_run(self.run_dir(row.name)).model
+        model = self.float_run(row).model
         report = profile(model, SHAPE)
         return {
             "params": report.params,
@@ -176,7 +189,7 @@ class Survey:
         return report.latency.median_ms
 
     def compress(self, row: Row) -> dict[str, Any]:
-        run = load_run(self.run_dir(row.name))
+        run = self.float_run(row)
         before = self.need(row.name, "train")["test_accuracy"]
         float_bytes = self.need(row.name, "profile")["float32_bytes"]
         result = compress(
@@ -229,13 +242,11 @@ class Survey:
     def binary(self, row: Row, mode: str) -> dict[str, Any]:
         """BWN or XNOR from the row's float run, fine-tuned, saved as a run and a .cnnz;
         XNOR also timed on the runtime's kernels against the float model."""
-        source = self.run_dir(row.name)
+        source = self.float_run(row)
         path = self.run_dir(f"{row.name}-{mode}")
         if not (path / META).exists():
             cfg = self.config(row, self.budget.binary_epochs)
-            binarize_run(
-                load_run(source), self.data, path, mode=mode, config=cfg, log=self.log, resume=True
-            )
+            binarize_run(source, self.data, path, mode=mode, config=cfg, log=self.log, resume=True)
         run = load_run(path)
         file = self.cnnz_path(f"{row.name}-{mode}")
         codec.save(file, run.model, arch={"name": run.arch, "kwargs": run.kwargs})
@@ -243,7 +254,7 @@ class Survey:
         float_bytes = self.need(row.name, "profile")["float32_bytes"]
         values.update(memory_ratio=float_bytes / values["bytes"], run=str(path))
         if mode == "xnor":
-            values.update(self.xnor_speed(load_run(source).model, compile_binary(run.model)))
+            values.update(self.xnor_speed(source.model, compile_binary(run.model)))
         return values
 
     @torch.no_grad()
@@ -267,7 +278,7 @@ class Survey:
         teacher = max(TEACHERS, key=lambda t: trained[t]["val_accuracy"] or 0.0)
         alone = self.need(STUDENT, "train")
         student = row_named(STUDENT)
-        loss_fn = make_loss([self.run_dir(teacher)], T=TEMPERATURE, cache=True)
+        loss_fn = make_loss([self.float_run(row_named(teacher)).path], T=TEMPERATURE, cache=True)
         kwargs, cfg = model_kwargs(student, self.budget), self.config(student)
         path = self.run_dir(f"{DISTILL}-{STUDENT}")
         run = self.trained(path, student.arch, kwargs, cfg, loss_fn)
@@ -290,10 +301,15 @@ class Survey:
         again in one pass with all calls interleaved (``median_ms``), so that one quiet
         window times every row alike; the survey's own timings ran beside training and
         other jobs (their ``load_avg_1min`` says how much). Replaces the rows' latency
-        numbers and records the pass; returns the names timed."""
+        numbers and records the pass; returns the names timed. Rows whose trained model is
+        not here (a new checkout) keep the study's numbers, and are named in the log."""
         x = torch.randn(1, *SHAPE)
         calls: dict[str, Callable[[], Any]] = {}
-        for name in (n for n in self.results.data["rows"] if self.results.get(n, "profile")):
+        profiled = [n for n in self.results.data["rows"] if self.results.get(n, "profile")]
+        missing = [n for n in profiled if not (self.run_dir(n) / META).exists()]
+        if missing:
+            self.log(f"survey: no trained model here for {', '.join(missing)}: not timed again")
+        for name in (n for n in profiled if n not in missing):
             calls[name] = _forward(load_run(self.run_dir(name)).model, x)
             if self.results.get(name, "xnor"):
                 run = load_run(self.run_dir(f"{name}-xnor"))

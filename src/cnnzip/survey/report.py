@@ -174,16 +174,24 @@ def zoo_section(rows: Rows) -> str:
 def _timing_note(rows: Rows) -> str | None:
     """Where the latencies come from: one quiet interleaved pass (``survey --latency``)
     or the study's own steps, beside other work (the load average says how much)."""
-    profiles = [p for n in _names() if (p := _get(rows, n, "profile"))]
+    named = {n: p for n in _names() if (p := _get(rows, n, "profile"))}
+    profiles = list(named.values())
     if not profiles:
         return None
     passes = sorted({p["latency_pass"] for p in profiles if p.get("latency_pass")})
     loads = [p["load_avg_1min"] for p in profiles if p.get("load_avg_1min") is not None]
     load = f"1-minute load average {min(loads):.2f}-{max(loads):.2f}" if loads else "load unknown"
-    if len(passes) == 1 and all(p.get("latency_pass") for p in profiles):
+    study = [n for n, p in named.items() if not p.get("latency_pass")]
+    if len(passes) == 1 and not study:
         return (
             f"Latencies: every model timed in one interleaved pass (`cnnzip survey --latency`), "
             f"{passes[0]}, {load} at its start."
+        )
+    if len(passes) == 1:  # the others' trained models were not there to time
+        return (
+            f"Latencies: {len(profiles) - len(study)} of {len(profiles)} models timed in one "
+            f"interleaved pass (`cnnzip survey --latency`), {passes[0]}; "
+            f"{', '.join(study)} timed during the study, beside other work ({load})."
         )
     return (
         "Latencies: timed during the study, each model after its training, with other work "
