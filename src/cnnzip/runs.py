@@ -27,7 +27,14 @@ from cnnzip.errors import DataError, ModelError, RunError, one_line
 from cnnzip.fileio import atomic_path, atomic_write_text
 from cnnzip.models import get_model
 from cnnzip.models.registry import untrusted
-from cnnzip.models.slim import apply_slim, check_slim_plan, slim_plan_of
+from cnnzip.models.slim import (
+    apply_slim,
+    check_slim_plan,
+    record_input_shape,
+    slim_input_shape_of,
+    slim_plan_of,
+    valid_input_shape,
+)
 from cnnzip.transforms import describe, rebuild
 
 __all__ = ["Run", "load_run", "save_run", "stored_normalization"]
@@ -77,7 +84,8 @@ def save_run(
     path: str | Path, model: nn.Module, *, arch: str, kwargs: dict[str, Any], **meta: Any
 ) -> Path:
     """Write weights and metadata atomically; ``meta`` holds metrics, config, history.
-    A slim model's plan (``slim_plan_of``) is recorded as ``slim`` unless ``meta`` gives one."""
+    A slim model's plan (``slim_plan_of``) is recorded as ``slim`` unless ``meta`` gives one,
+    with the input shape it was slimmed for (``record_input_shape``) as ``input_shape``."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
@@ -93,6 +101,8 @@ def save_run(
     }
     if "slim" not in body and slim_plan_of(model) is not None:
         body["slim"] = slim_plan_of(model)
+    if "input_shape" not in body and slim_input_shape_of(model) is not None:
+        body["input_shape"] = list(slim_input_shape_of(model))
     atomic_write_text(path / META, json.dumps(body, indent=2, sort_keys=True) + "\n")
     return path
 
@@ -273,4 +283,7 @@ def load_run(path: str | Path) -> Run:
         model.load_state_dict(load_file(str(path / WEIGHTS)))
     except (SafetensorError, FileNotFoundError, RuntimeError, OSError) as exc:
         raise RunError(f"cannot load the weights of {path}: {exc}") from None
+    shape = valid_input_shape(meta.get("input_shape"))  # None: unusable, as in a .cnnz
+    if meta.get("slim") is not None and shape is not None:
+        record_input_shape(model, shape)  # so that a .cnnz of it records the shape too
     return Run(path=path, model=model, meta=meta)

@@ -5,6 +5,8 @@ MAC budget."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn as nn
@@ -22,6 +24,8 @@ from cnnzip.prune.structured.latency import (
     _layer_inputs,
     latency_table,
 )
+from cnnzip.recipes import load_recipe
+from cnnzip.recipes.stages import StageRun, run_channels
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -120,3 +124,28 @@ def test_by_latency_with_data_weighs_groups_by_time(
     chosen = allocate_channels(lenet, SHAPE, data.val, macs=0.6, by_latency=True)
     assert chosen.macs[1] <= 0.6 * chosen.macs[0]
     assert chosen.ratios["conv1"] == 0.0 < min(chosen.ratios["conv2"], chosen.ratios["fc1"])
+
+
+def test_a_channels_stage_with_by_latency_follows_the_table(
+    lenet: nn.Module, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``by_latency: true`` in a recipe's channels stage reaches the table as the API's
+    flag does: at the same MAC target fc1, where time falls most per MAC, loses most;
+    without it the uniform plan cuts every group alike (to whole channels)."""
+    monkeypatch.setattr(
+        allocate_module, "latency_table", fake_table({"conv1": 1.0, "conv2": 1.0, "fc1": 8.0})
+    )
+    g = torch.Generator().manual_seed(0)
+    split = Split(torch.randn(16, *SHAPE, generator=g), torch.randint(0, 10, (16,), generator=g))
+    run = StageRun(Dataset("synthetic", split, split, split, 10), log=lambda line: None)
+    ratios = {}
+    for flag in (False, True):
+        model = copy.deepcopy(lenet)
+        options = {"sensitivity": False, "epochs": 0, "by_latency": flag}
+        recipe = load_recipe(
+            "slim-deep-compression", {f"channels.{k}": v for k, v in options.items()}
+        )
+        done = run_channels(model, recipe.stage("channels"), run)
+        ratios[flag] = {group["name"]: group["ratio"] for group in done["groups"]}
+    assert max(ratios[False].values()) - min(ratios[False].values()) < 0.05  # whole channels
+    assert ratios[True]["fc1"] > max(ratios[True]["conv1"], ratios[True]["conv2"])

@@ -254,6 +254,23 @@ def test_a_slim_cnnz_records_its_input_shape_and_load_runs_it(tmp_path: Path) ->
     assert other.conv1.out_channels == 20 and slim_plan_of(other) is None
 
 
+def test_a_slim_run_keeps_its_input_shape_into_its_cnnz(tmp_path: Path) -> None:
+    """save_run records the shape a model was slimmed for and load_run notes it on the
+    model again, so a .cnnz written from a reloaded slim run still records it; an
+    unusable shape in run.json is left out, as in a .cnnz."""
+    good = slim(get_model("lenet5"), {"conv1": {"out": [0, 1]}, "conv2": {"in": [0, 1]}}, SHAPE)
+    save_run(tmp_path / "run", good, arch="lenet5", kwargs={})
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["input_shape"] == [1, 28, 28]
+    model = load_run(tmp_path / "run").model
+    assert slim_input_shape_of(model) == SHAPE
+    codec.save(tmp_path / "slim.cnnz", model, arch={"name": "lenet5", "kwargs": {}})
+    assert container.read(tmp_path / "slim.cnnz").header["meta"]["input_shape"] == [1, 28, 28]
+    save_run(tmp_path / "odd", good, arch="lenet5", kwargs={}, input_shape="28x28")
+    assert slim_input_shape_of(load_run(tmp_path / "odd").model) is None
+    dense = save_run(tmp_path / "dense", get_model("lenet5"), arch="lenet5", kwargs={})
+    assert "input_shape" not in json.loads((dense / "run.json").read_text())
+
+
 def test_input_shapes_are_checked_before_they_are_recorded() -> None:
     assert valid_input_shape([1, 28, 28]) == (1, 28, 28)
     assert valid_input_shape((784,)) == (784,)

@@ -8,8 +8,10 @@ channels  structured pruning (issue 15): whole channels removed so the model is 
           0.5) or ``latency_ms`` (measured, batch 1); per-group ratios from each group's
           sensitivity (``sensitivity: true``, on ``sweep_images`` validation images) or
           uniform; channels ranked by ``importance`` l1, l2 or bn (network slimming),
-          widths a multiple of ``round_to`` (1); then ``epochs`` (3) of retraining at
-          lr 1e-3. Later stages see the slim model, and its .cnnz rebuilds it slim
+          widths a multiple of ``round_to`` (1); ``by_latency`` (false): a MAC or
+          params target cut where measured batch-1 time falls most per MAC (a latency
+          table timed once); then ``epochs`` (3) of retraining at lr 1e-3. Later
+          stages see the slim model, and its .cnnz rebuilds it slim
 prune     per-layer ratios reaching ``sparsity`` (0.94) overall, automatic from the
           sensitivity curves (cnnzip.prune: analyze -> allocate) unless ``ratios`` fixes
           them; then ``schedule`` "iterative" (default: 3 rounds of prune -> retrain,
@@ -152,6 +154,7 @@ class ChannelsStage:
     batch_size: int = 128
     sweep_images: int | None = prune.MAX_IMAGES
     round_to: int = 1  # kept channel counts a multiple of this (e.g. 8: whole SIMD vectors)
+    by_latency: bool = False  # cut where measured time falls most per MAC (a timed table)
 
     def __post_init__(self) -> None:
         try:
@@ -317,6 +320,7 @@ def run_channels(model: nn.Module, cfg: ChannelsStage, run: StageRun) -> dict[st
         importance=cfg.importance,
         max_images=cfg.sweep_images,
         round_to=cfg.round_to,
+        by_latency=cfg.by_latency,
     )
     run.log(chosen.table())  # the groups left whole among its rows, with their reasons
     record_input_shape(apply_slim(model, chosen.plan), run.data.input_shape)  # for the .cnnz
