@@ -20,6 +20,12 @@
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
+/* Batch 1: the entries 1 KiB ahead are asked for while these are summed. The dense layer
+ * timed beside it sweeps the caches, and the hardware prefetcher restarts at every 4 KiB
+ * page of the stream: fc6 at 9% / 4% kept ran 1.29 / 0.61 ms without, 1.06 / 0.49 ms with
+ * (standalone harness, caches swept before each call; 512 B and 2 KiB no better). */
+#define STREAM_AHEAD 1024
+
 int cs_path_supported(int path) {
 #ifdef CS_X86
     __builtin_cpu_init();
@@ -68,6 +74,7 @@ ALWAYS_INLINE float row_dot(const uint8_t *s, int64_t n, const float *cb, const 
     float a[8] = {0.0f};
     int64_t pos = 0, i = 0;
     for (; i + 8 <= n; i += 8) {
+        __builtin_prefetch(s + STREAM_AHEAD);
         for (int h = 0; h < 2; h++, s += 8) { /* four entries per 8-byte load: fewer loads */
             uint64_t e;
             memcpy(&e, s, 8);
@@ -109,6 +116,7 @@ __attribute__((target("avx2"))) static float row_dot_avx2(const uint8_t *s, int6
     for (; i + 8 <= n; i += 8, s += 16) {
         uint64_t e[2];
         float v[8];
+        _mm_prefetch((const char *)s + STREAM_AHEAD, _MM_HINT_T0);
         memcpy(e, s, 16);
         for (int q = 0; q < 8; q++) { /* a chain of adds: measured faster than prefix sums */
             pos += (e[q / 4] >> (16 * (q % 4))) & 255;
