@@ -212,6 +212,24 @@ def test_the_tables_compute_ratios_and_say_pending() -> None:
     assert "| alexnet | BWN | 90.00% | 88.00% | 8,000,000 | 30.0x |" in text
 
 
+@pytest.mark.parametrize(
+    ("size", "acc", "verdict"),
+    [
+        (98_448, 0.70, "falls short of (accuracy lost) the paper's 510x"),  # 2438x, -16 pp
+        (257_528, 0.8692, "agrees with the paper's 510x"),  # 932x, +0.79 pp
+        (257_528, 0.8500, "falls short of (accuracy lost) the paper's 510x"),  # -1.13 pp
+        (480_000, 0.8613, "falls short of the paper's 510x"),  # 500x at AlexNet's accuracy
+    ],
+)
+def test_the_squeezenet_verdict_needs_the_size_and_the_accuracy(
+    size: int, acc: float, verdict: str
+) -> None:
+    results = _hand_made()
+    results["rows"]["squeezenet1_1"]["compress"] = {"bytes": size, "test_accuracy": acc}
+    results["rows"]["alexnet"]["train"]["test_accuracy"] = 0.8613
+    assert f"; this {verdict} at AlexNet's accuracy." in render(results)
+
+
 def test_the_zoo_table_names_fewer_macs_running_slower() -> None:
     results = _hand_made()
     results["rows"]["shufflenet_g3"] = {
