@@ -122,17 +122,19 @@ def test_the_latency_pass_times_every_finished_row_again(
     shutil.copytree(quick[0], out)
     before = _results(out)["rows"]
     (out / REPORT).unlink()
-    gone = "squeezenet1_1"  # its folder lost (a new checkout): its numbers stay the study's
+    gone = "squeezenet1_1"  # its folder lost (a new checkout): timed freshly built
     shutil.rmtree(out / "runs" / gone)
+    shutil.rmtree(out / "runs" / "alexnet-xnor")  # its XNOR numbers stay the study's
     result = cli("survey", "--latency", "-o", str(out))
     assert result.exit_code == 0, result.output
     binary = [r.name for r in ROWS if r.binary]
-    assert f"timed {len(ROWS) - 1 + len(binary)} model(s) again" in result.output
-    assert f"no trained model here for {gone}: not timed again" in result.output
+    assert f"timed {len(ROWS) + len(binary) - 1} model(s) again" in result.output
+    assert f"no trained model here for {gone}: timed freshly built" in result.output
     assert "epoch" not in result.output
     after = _results(out)["rows"]
-    assert after[gone] == before[gone]
-    for row in (r for r in ROWS if r.name != gone):
+    assert after[gone]["profile"]["fresh_weights"] is True
+    assert not any(after[r.name]["profile"].get("fresh_weights") for r in ROWS if r.name != gone)
+    for row in ROWS:
         old, new = before[row.name]["profile"], after[row.name]["profile"]
         assert new["latency_ms"] != old["latency_ms"] and all(
             v > 0 for v in new["latency_ms"].values()
@@ -141,14 +143,15 @@ def test_the_latency_pass_times_every_finished_row_again(
             k: old[k] for k in old if k not in STAMPED
         }
         assert after[row.name]["compress"] == before[row.name]["compress"]
-    for name in binary:
+    assert after["alexnet"]["xnor"] == before["alexnet"]["xnor"]
+    for name in (n for n in binary if n != "alexnet"):
         xnor = after[name]["xnor"]
         assert xnor["float_ms"] != before[name]["xnor"]["float_ms"]
         assert xnor["speedup"]["2"] == pytest.approx(xnor["float_ms"]["2"] / xnor["xnor_ms"]["2"])
         assert xnor["bytes"] == before[name]["xnor"]["bytes"]
     text = (out / REPORT).read_text()
-    assert f"{len(ROWS) - 1} of {len(ROWS)} models timed in one interleaved pass" in text
-    assert f"{gone} timed during the study" in text
+    assert "every model timed in one interleaved pass" in text
+    assert f"{gone} timed on freshly built weights" in text
     assert "timed during the study" in (quick[0] / REPORT).read_text()
 
 

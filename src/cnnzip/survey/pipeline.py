@@ -301,17 +301,19 @@ class Survey:
         again in one pass with all calls interleaved (``median_ms``), so that one quiet
         window times every row alike; the survey's own timings ran beside training and
         other jobs (their ``load_avg_1min`` says how much). Replaces the rows' latency
-        numbers and records the pass; returns the names timed. Rows whose trained model is
-        not here (a new checkout) keep the study's numbers, and are named in the log."""
+        numbers and records the pass; returns the names timed. A row whose trained model
+        is not here (a new checkout) is timed on the same architecture freshly built (a
+        dense float32 model's speed does not depend on its weights' values) and marked
+        ``fresh_weights``; an XNOR twin whose run is not here keeps the study's numbers."""
         x = torch.randn(1, *SHAPE)
         calls: dict[str, Callable[[], Any]] = {}
         profiled = [n for n in self.results.data["rows"] if self.results.get(n, "profile")]
-        missing = [n for n in profiled if not (self.run_dir(n) / META).exists()]
-        if missing:
-            self.log(f"survey: no trained model here for {', '.join(missing)}: not timed again")
-        for name in (n for n in profiled if n not in missing):
-            calls[name] = _forward(load_run(self.run_dir(name)).model, x)
-            if self.results.get(name, "xnor"):
+        fresh = [n for n in profiled if not (self.run_dir(n) / META).exists()]
+        if fresh:
+            self.log(f"survey: no trained model here for {', '.join(fresh)}: timed freshly built")
+        for name in profiled:
+            calls[name] = _forward(self.timing_model(name, name in fresh), x)
+            if self.results.get(name, "xnor") and (self.run_dir(f"{name}-xnor") / META).exists():
                 run = load_run(self.run_dir(f"{name}-xnor"))
                 calls[f"{name}-xnor"] = _forward(compile_binary(run.model), x)
         load, ms = os.getloadavg()[0], {}
@@ -319,16 +321,26 @@ class Survey:
             with num_threads(t):
                 ms[str(t)] = median_ms(calls, 3 * self.budget.latency_runs)
         stamp = {"load_avg_1min": load, "latency_pass": _now()}
-        for name in (n for n in calls if not n.endswith("-xnor")):
+        for name in profiled:
             lat = {t: ms[t][name]["wall"] for t in ms}
+            values = {**self.need(name, "profile"), "latency_ms": lat, **stamp}
+            values.pop("fresh_weights", None)
             self.results.put(
-                name, "profile", {**self.need(name, "profile"), "latency_ms": lat, **stamp}
+                name, "profile", values | ({"fresh_weights": True} if name in fresh else {})
             )
             if f"{name}-xnor" in calls:
                 self.results.put(
                     name, "xnor", {**self.need(name, "xnor"), **_xnor_times(ms, name), **stamp}
                 )
         return list(calls)
+
+    def timing_model(self, name: str, fresh: bool) -> nn.Module:
+        """The row's trained model, or (``fresh``) its architecture built from its seed."""
+        if not fresh:
+            return load_run(self.run_dir(name)).model
+        row = row_named(name)
+        torch.manual_seed(SEED)
+        return get_model(row.arch, **model_kwargs(row, self.budget))
 
     def need(self, row: str, step: str) -> dict[str, Any]:
         """A step's numbers that a later step reads (the plan runs it first)."""

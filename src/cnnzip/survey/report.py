@@ -185,10 +185,17 @@ def _timing_note(rows: Rows) -> str | None:
     loads = [p["load_avg_1min"] for p in profiles if p.get("load_avg_1min") is not None]
     load = f"1-minute load average {min(loads):.2f}-{max(loads):.2f}" if loads else "load unknown"
     study = [n for n, p in named.items() if not p.get("latency_pass")]
+    fresh = [n for n, p in named.items() if p.get("fresh_weights")]
+    fresh_note = (
+        f" {', '.join(fresh)} timed on freshly built weights (the trained ones were not in "
+        "this checkout; a dense float32 model's speed does not depend on their values)."
+        if fresh
+        else ""
+    )
     if len(passes) == 1 and not study:
         return (
             f"Latencies: every model timed in one interleaved pass (`cnnzip survey --latency`), "
-            f"{passes[0]}, {load} at its start."
+            f"{passes[0]}, {load} at its start.{fresh_note}"
         )
     if len(passes) == 1:  # the others' trained models were not there to time
         return (
