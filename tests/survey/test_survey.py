@@ -463,3 +463,29 @@ def test_alexnet_compresses_at_its_own_lr_and_sparsity(tmp_path: Path) -> None:
         alexnet, model
     )
     assert "prune.sparsity" not in quick and set(quick["prune.ratios"].values()) == {0.8}
+
+
+def test_the_trade_off_sentences_follow_each_papers_direction() -> None:
+    """MobileNet's alpha: the thinner net is less accurate in the paper; ShuffleNet g=3
+    against MobileNet 0.5: ShuffleNet is the more accurate one. Slower is said as such."""
+    results = _hand_made()
+
+    def row(macs: int, ms: float, acc: float) -> dict:
+        return {"profile": {"macs": macs, "latency_ms": {"1": ms}}, "train": {"test_accuracy": acc}}
+
+    results["rows"] |= {
+        "mobilenet_1.0": row(40_000_000, 4.0, 0.85),
+        "mobilenet_0.5": row(10_000_000, 2.0, 0.82),
+        "shufflenet_g3": row(8_000_000, 5.0, 0.87),
+    }
+    text = render(results)
+    assert (
+        "Here alpha 0.5 has 4.0x fewer MACs than alpha 1.0 and runs 2.0x faster at 1 thread, "
+        "at -3.00 pp accuracy (as in the paper)." in text
+    )
+    assert (
+        "Here ShuffleNet g=3 has 1.2x fewer MACs than MobileNet 0.5 and takes 2.5x as long at "
+        "1 thread, at +5.00 pp accuracy (as in the paper)." in text
+    )
+    results["rows"]["shufflenet_g3"]["train"]["test_accuracy"] = 0.80
+    assert "(unlike the paper, ShuffleNet g=3 is less accurate)" in render(results)
