@@ -19,6 +19,9 @@ For each net (LeNet-5, and MobileNet v1 at width 0.5 trained on 28x28 inputs):
 3. ``slim-dc.cnnz``: the first seed's slim run through slim-deep-compression's stages
    after its ``channels`` stage (prune, share, fine-tune, encode);
 4. ``dc.cnnz``: the base run through the unstructured ``deep-compression`` recipe.
+With ``--dc-teacher`` both compressions retrain distilled from the base too (one loss
+for every stage, as ``cnnzip compress --teacher`` does), into ``slim-dc-kd.cnnz`` and
+``dc-kd.cnnz``.
 Each row: test accuracy (of the decoded file for the .cnnz), bytes (the file; fp32
 weights for a run), MACs, and batch-1 latency at one thread (the models timed
 interleaved, median of rounds; ``--no-time`` skips it, so training runs outside a quiet
@@ -100,11 +103,12 @@ def slimmed(base: nn.Module, dataset: cz_data.Dataset, seed: int, work: Path,
 
 
 def compressed(path: Path, model: nn.Module, data: cz_data.Dataset, recipe: Any,
-               arch: dict[str, Any]) -> nn.Module:  # fmt: skip
-    """``model`` through ``recipe`` into the .cnnz ``path`` (skipped when it exists);
-    the model decoded from the file."""
+               arch: dict[str, Any], loss_fn: LossFn = cross_entropy) -> nn.Module:  # fmt: skip
+    """``model`` through ``recipe`` (retraining with ``loss_fn``) into the .cnnz ``path``
+    (skipped when it exists); the model decoded from the file."""
     if not path.is_file():
-        result = compress(model, data, recipe, arch=arch, meta=data.record())  # input shape
+        result = compress(model, data, recipe, arch=arch, meta=data.record(),  # input shape
+                          loss_fn=loss_fn)  # fmt: skip
         result.save(path)
     return cnnzip.load(path)
 
@@ -138,9 +142,13 @@ def build(name: str, data: cz_data.Dataset, args: argparse.Namespace) -> dict[st
     after_channels = load_recipe("slim-deep-compression", dc_over)
     after_channels.stages = [s for s in after_channels.stages if s[0] != "channels"]
     first = load_run(work / f"slim-s{args.seeds[0]}").model
-    models["slim-dc.cnnz"] = compressed(work / "slim-dc.cnnz", first, data, after_channels, arch)
-    models["dc.cnnz"] = compressed(work / "dc.cnnz", load_run(work / "base").model, data,
-                                   load_recipe("deep-compression", dc_over), arch)  # fmt: skip
+    kd, loss_fn = ("-kd", KDLoss(load_run(work / "base").model, cache=True)) if args.dc_teacher \
+        else ("", cross_entropy)  # fmt: skip
+    models[f"slim-dc{kd}.cnnz"] = compressed(work / f"slim-dc{kd}.cnnz", first, data,
+                                             after_channels, arch, loss_fn)  # fmt: skip
+    models[f"dc{kd}.cnnz"] = compressed(work / f"dc{kd}.cnnz", load_run(work / "base").model,
+                                        data, load_recipe("deep-compression", dc_over), arch,
+                                        loss_fn)  # fmt: skip
     return models
 
 
@@ -216,6 +224,11 @@ def main() -> None:
     parser.add_argument("--dc", action=argparse.BooleanOptionalAction, default=True,
                         help="the .cnnz rows (--no-dc: the slim runs only)")  # fmt: skip
     parser.add_argument("--dc-epochs", type=int, default=8, help="deep compression's prune epochs")
+    parser.add_argument(
+        "--dc-teacher",
+        action="store_true",
+        help="both compressions distilled from the base (files *-kd.cnnz)",
+    )
     parser.add_argument("--limit", type=int, default=None, help="first N images (see above)")
     parser.add_argument("--time", action=argparse.BooleanOptionalAction, default=True,
                         help="time the models (run it in a quiet window)")  # fmt: skip
