@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from click.testing import CliRunner, Result
 from safetensors.torch import load_file
@@ -25,6 +26,7 @@ from cnnzip.survey.pipeline import Survey
 from cnnzip.survey.plan import Row, model_kwargs
 from cnnzip.survey.report import PENDING, PLOT_BYTES, PLOT_LATENCY, REPORT, points_bytes
 from cnnzip.train import Callback, TrainState
+from cnnzip.transforms import transforms_of
 
 PNG = b"\x89PNG\r\n\x1a\n"
 STAMPED = ("latency_ms", "load_avg_1min", "latency_pass")  # what a latency pass sets
@@ -489,3 +491,24 @@ def test_the_trade_off_sentences_follow_each_papers_direction() -> None:
     )
     results["rows"]["shufflenet_g3"]["train"]["test_accuracy"] = 0.80
     assert "(unlike the paper, ShuffleNet g=3 is less accurate)" in render(results)
+
+
+def test_xnor_is_timed_against_the_float_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """binarize_run converts the float run's model in place: the XNOR step must time a
+    freshly loaded float model, not the converted one (ResNet-18 once measured 32.9x
+    against its own torch-emulated XNOR twin)."""
+    row = next(r for r in ROWS if r.name == "resnet18")
+    survey = Survey(tmp_path, replace(QUICK, batch_size=8), log=lambda line: None)
+    survey.data = synthetic(n_train=16, n_val=8, n_test=8, shape=(1, 64, 64))
+    survey.results.put(row.name, "train", survey.train(row))
+    survey.results.put(row.name, "profile", {"float32_bytes": 1})
+    timed: list[nn.Module] = []
+    monkeypatch.setattr(Survey, "xnor_speed", lambda self, dense, fast: timed.append(dense) or {})
+    survey.binary(row, "xnor")
+    assert len(timed) == 1
+    assert not [
+        n for n, m in timed[0].named_modules() if type(m).__module__.startswith("cnnzip.binary")
+    ]
+    assert not transforms_of(timed[0])

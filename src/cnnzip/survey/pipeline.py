@@ -242,10 +242,10 @@ class Survey:
     def binary(self, row: Row, mode: str) -> dict[str, Any]:
         """BWN or XNOR from the row's float run, fine-tuned, saved as a run and a .cnnz;
         XNOR also timed on the runtime's kernels against the float model."""
-        source = self.float_run(row)
         path = self.run_dir(f"{row.name}-{mode}")
-        if not (path / META).exists():
+        if not (path / META).exists():  # binarize_run converts the float run's model in place
             cfg = self.config(row, self.budget.binary_epochs)
+            source = self.float_run(row)
             binarize_run(source, self.data, path, mode=mode, config=cfg, log=self.log, resume=True)
         run = load_run(path)
         file = self.cnnz_path(f"{row.name}-{mode}")
@@ -254,7 +254,7 @@ class Survey:
         float_bytes = self.need(row.name, "profile")["float32_bytes"]
         values.update(memory_ratio=float_bytes / values["bytes"], run=str(path))
         if mode == "xnor":
-            values.update(self.xnor_speed(source.model, compile_binary(run.model)))
+            values.update(self.xnor_speed(self.float_run(row).model, compile_binary(run.model)))
         return values
 
     @torch.no_grad()
