@@ -139,6 +139,10 @@ def build(name: str, data: cz_data.Dataset, args: argparse.Namespace) -> dict[st
         return models
     arch = {"name": name, "kwargs": kwargs}
     dc_over = {"prune.epochs": args.dc_epochs, "finetune.epochs": max(1, args.dc_epochs // 4)}
+    if args.dc_sparsity is not None:  # both recipes: the compact nets need less than 0.9-0.94
+        dc_over["prune.sparsity"] = args.dc_sparsity
+    if args.dc_bits is not None:
+        dc_over["share.bits"] = args.dc_bits
     after_channels = load_recipe("slim-deep-compression", dc_over)
     after_channels.stages = [s for s in after_channels.stages if s[0] != "channels"]
     first = load_run(work / f"slim-s{args.seeds[0]}").model
@@ -224,6 +228,13 @@ def main() -> None:
     parser.add_argument("--dc", action=argparse.BooleanOptionalAction, default=True,
                         help="the .cnnz rows (--no-dc: the slim runs only)")  # fmt: skip
     parser.add_argument("--dc-epochs", type=int, default=8, help="deep compression's prune epochs")
+    parser.add_argument(
+        "--dc-sparsity",
+        type=float,
+        default=None,
+        help="both compressions' pruned share (default: the recipes')",
+    )
+    parser.add_argument("--dc-bits", type=int, default=None, help="both compressions' bits")
     parser.add_argument(
         "--dc-teacher",
         action="store_true",
