@@ -29,7 +29,7 @@ from cnnzip.train import Callback, TrainState
 from cnnzip.transforms import transforms_of
 
 PNG = b"\x89PNG\r\n\x1a\n"
-STAMPED = ("latency_ms", "load_avg_1min", "latency_pass")  # what a latency pass sets
+STAMPED = ("latency_ms", "load_avg_1min", "latency_pass", "fresh_weights")  # a pass sets
 STEPS = 3 * len(ROWS) + 2 * 2 + 1  # train/profile/compress, BWN/XNOR of two, distillation
 
 
@@ -233,6 +233,19 @@ def test_the_squeezenet_verdict_needs_the_size_and_the_accuracy(
     results["rows"]["squeezenet1_1"]["compress"] = {"bytes": size, "test_accuracy": acc}
     results["rows"]["alexnet"]["train"]["test_accuracy"] = 0.8613
     assert f"; this {verdict} at AlexNet's accuracy." in render(results)
+
+
+def test_the_timing_note_names_rows_timed_after_the_pass() -> None:
+    """A row profiled after a latency pass (a later survey added it) is named as timed
+    during the study, beside the pass's count."""
+    results = _hand_made()
+    results["rows"]["alexnet"]["profile"] |= {"latency_pass": "noon", "load_avg_1min": 0.1}
+    results["rows"]["resnet18"] = {"profile": {"latency_ms": {"1": 9.0}, "load_avg_1min": 1.5}}
+    assert (
+        "Latencies: 1 of 2 models timed in one interleaved pass (`cnnzip survey --latency`), "
+        "noon; resnet18 timed during the study, beside other work (1-minute load average "
+        "0.10-1.50)." in render(results)
+    )
 
 
 def test_the_zoo_table_names_fewer_macs_running_slower() -> None:

@@ -245,8 +245,15 @@ class Survey:
         path = self.run_dir(f"{row.name}-{mode}")
         if not (path / META).exists():  # binarize_run converts the float run's model in place
             cfg = self.config(row, self.budget.binary_epochs)
-            source = self.float_run(row)
-            binarize_run(source, self.data, path, mode=mode, config=cfg, log=self.log, resume=True)
+            binarize_run(
+                self.float_run(row),
+                self.data,
+                path,
+                mode=mode,
+                config=cfg,
+                log=self.log,
+                resume=True,
+            )
         run = load_run(path)
         file = self.cnnz_path(f"{row.name}-{mode}")
         codec.save(file, run.model, arch={"name": run.arch, "kwargs": run.kwargs})
@@ -323,11 +330,8 @@ class Survey:
         stamp = {"load_avg_1min": load, "latency_pass": _now()}
         for name in profiled:
             lat = {t: ms[t][name]["wall"] for t in ms}
-            values = {**self.need(name, "profile"), "latency_ms": lat, **stamp}
-            values.pop("fresh_weights", None)
-            self.results.put(
-                name, "profile", values | ({"fresh_weights": True} if name in fresh else {})
-            )
+            values = {"latency_ms": lat, **stamp, "fresh_weights": name in fresh}
+            self.results.put(name, "profile", {**self.need(name, "profile"), **values})
             if f"{name}-xnor" in calls:
                 self.results.put(
                     name, "xnor", {**self.need(name, "xnor"), **_xnor_times(ms, name), **stamp}
