@@ -207,7 +207,8 @@ def test_round_to_keeps_widths_in_whole_steps(lenet: nn.Module) -> None:
 
 def test_grouped_shuffled_groups_report_their_real_widths() -> None:
     """ShuffleNet v1 g=3: each group's reported width is its first conv's out_channels in
-    the slim model (shuffled, grouped members counted at their positions)."""
+    the slim model (shuffled, grouped members counted at their positions); the linked
+    stage widths', the sum of its parts' producers'."""
     torch.manual_seed(0)
     model = get_model("shufflenet_v1", groups=3, img_size=32, num_classes=10)
     shape = (3, 32, 32)
@@ -215,8 +216,11 @@ def test_grouped_shuffled_groups_report_their_real_widths() -> None:
     small = slim(model, chosen.plan)
     assert profile(small, shape).macs == chosen.macs[1] <= chosen.macs[0] / 2
     assert any(g.after < g.before for g in chosen.groups)
+    linked = [g for g in chosen.groups if "+" in g.name]
+    assert len(linked) == 1 and linked[0].after < linked[0].before
     for group in chosen.groups:
-        assert small.get_submodule(group.name).out_channels == group.after, group
+        parts = group.name.split("+")
+        assert sum(small.get_submodule(n).out_channels for n in parts) == group.after, group
 
 
 def test_a_model_with_weight_transforms_is_refused() -> None:

@@ -144,10 +144,10 @@ def test_slim_counts_equal_the_zoo_narrower_model(name: str) -> None:
 def test_grouped_shufflenet_prunes_its_bottlenecks_evenly(groups: int) -> None:
     """The bottleneck channels (grouped conv1 -> shuffle -> depthwise -> grouped conv2) are
     cut by whole shuffle columns, as many from each of conv2's groups; the stage channels
-    (a concatenation of the pooled input and the branch, summed with the next branch) split
-    at the concatenation, so the next grouped conv1 could not keep equal groups: they stay
-    whole, saying so."""
-    _, small, found = _pruned("shufflenet_v1", {**SMALL, "groups": groups, "scale": 0.5})
+    (the stem and each stage's first branch, concatenated with the pooled input, so the
+    next grouped conv1's groups straddle them) are one linked group, cut by the same
+    fraction everywhere: every stage width keeps equal conv groups."""
+    model, small, found = _pruned("shufflenet_v1", {**SMALL, "groups": groups, "scale": 0.5})
     mids = [g for g in found if g.name.endswith("conv1.conv") and g.prunable]
     assert any(g.shuffle == groups for g in mids)
     for g in mids:  # whole shuffle columns, as many from each of conv2's groups
@@ -157,9 +157,14 @@ def test_grouped_shufflenet_prunes_its_bottlenecks_evenly(groups: int) -> None:
         if g.shuffle == groups:
             assert {i % per for i in kept[: len(kept) // groups]} == {i % per for i in kept}
     assert sum(g.name in slim_plan_of(small) for g in mids) >= len(mids) // 2
-    refused = [g for g in found if not g.prunable and g.name != "input"]
-    assert refused and all("split differently" in g.reason or "output" in g.reason
-                           or "grouped conv" in g.reason for g in refused)  # fmt: skip
+    (stages,) = [g for g in found if g.parts]
+    assert stages.prunable and stages.parts[0] == "stem.conv"
+    assert [p.rpartition(".0.")[0] for p in stages.parts[1:]] == ["stage2", "stage3", "stage4"]
+    refused = [g for g in found if not g.prunable and g.name not in ("input", "fc")]
+    assert all(g.name.endswith("conv1.conv") and "grouped conv" in g.reason for g in refused)
+    for stage in ("stage2", "stage3", "stage4"):
+        full, cut = (getattr(m, stage)[1].conv1.conv.in_channels for m in (model, small))
+        assert cut % groups == 0 and cut <= round(0.7 * full)  # 40% asked, in steps
     for unit in (small.stage3[1], small.stage4[2]):
         mid = unit.dw.conv.out_channels
         assert mid % groups == 0 and unit.conv2.conv.in_channels == mid

@@ -275,7 +275,9 @@ def _group_costs(
     allocation (at least 1, so every curve counts)."""
     report = profile(model, shape)
     cost = {row.name: row.macs if what == "macs" else row.params for row in report.layers}
-    return {g.name: max(1, sum(cost.get(m.module, 0) for m in g.members)) for g in groups}
+    return {
+        g.name: max(1, sum(cost.get(n, 0) for n in {m.module for m in g.members})) for g in groups
+    }
 
 
 @torch.no_grad()
@@ -377,14 +379,16 @@ _TOP = 1.0 - 1e-9  # the knob's top: every group down to its last channel(s)
 
 
 def _choice(group: ChannelGroup, plan: SlimPlan) -> GroupChoice:
-    """Channels the group keeps under ``plan``: its channels' positions (shuffled or
-    offset) found among the kept indices of its first producer (an "out" member)."""
-    member = next((m for m in group.members if m.axis == "out"), group.members[0])
-    kept = plan.get(member.module, {}).get(member.axis)
-    if kept is None:
-        return GroupChoice(group.name, group.size, group.size)
-    kept_set = set(kept)
-    return GroupChoice(group.name, group.size, sum(p in kept_set for p in member.positions()))
+    """Channels the group keeps under ``plan``: each channel's position (shuffled, offset
+    or in one part of a link) found among the kept indices of a producer holding it (an
+    "out" member)."""
+    where: dict[int, tuple[str, int]] = {}
+    for member in (m for m in group.members if m.axis == "out"):
+        for c, p in zip(member.channels(), member.positions(), strict=True):
+            where.setdefault(c, (member.module, p))
+    kept = {name: set(axes["out"]) for name, axes in plan.items() if "out" in axes}
+    after = sum(name not in kept or p in kept[name] for name, p in where.values())
+    return GroupChoice(group.name, group.size, after)
 
 
 def _median_ms(shape: tuple[int, ...]) -> Timer:

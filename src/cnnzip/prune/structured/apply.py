@@ -61,9 +61,9 @@ def channel_scores(model: nn.Module, group: ChannelGroup, importance: str = "l1"
         is_bn = isinstance(module, nn.modules.batchnorm._BatchNorm)
         if (importance == "bn") != is_bn or (is_bn and module.weight is None):
             continue
-        rows = _rows(module.weight, member).float().cpu()  # (size, fan_in)
+        rows = _rows(module.weight, member).float().cpu()  # (held, fan_in)
         p = {"l1": 1, "l2": 2, "bn": 1}[importance]
-        scores += rows.norm(p=p, dim=1)
+        scores[member.first : member.first + len(rows)] += rows.norm(p=p, dim=1)
         found = True
     if not found:
         raise PruneError(
@@ -120,9 +120,9 @@ def plan_channels(
         channels = _removed(group, scores, ratio, round_to)
         for member in group.members:
             gone = removed.setdefault((member.module, member.axis), set())
-            positions = member.positions()
-            for c in channels:  # a channel spans ``repeat`` features
-                gone.update(range(positions[c], positions[c] + member.repeat))
+            at = dict(zip(member.channels(), member.positions(), strict=True))
+            for p in (at[c] for c in channels if c in at):  # a channel: ``repeat`` features
+                gone.update(range(p, p + member.repeat))
     return _plan(model, removed)
 
 
@@ -133,14 +133,18 @@ def _removed(group: ChannelGroup, scores: list[float], ratio: float, round_to: i
     assert not isinstance(part, str)  # prunable groups have a partition
     width = len(part.units[0])
     if len(part.buckets) == 1 and width == 1 and len(part.buckets[0]) == group.size:
-        count = group.size - _keep_count(group.size, ratio, round_to)
-    else:  # a grouped conv's groups or a shuffle: round_to does not apply
-        wanted = round(ratio * group.size / (len(part.buckets) * width))
-        straddling = sum(map(len, part.buckets)) < len(part.units)  # units always kept
-        count = min(wanted, min(len(b) for b in part.buckets) - (not straddling))
+        k, shares = group.size - _keep_count(group.size, ratio, round_to), (1,)
+    else:  # a grouped conv's groups, a shuffle or a link: round_to does not apply
+        wanted = round(ratio * group.size / (sum(part.shares) * width))
+        keep = sum(map(len, part.buckets)) == len(part.units)  # else straddlers stay
+        k = min(
+            wanted, *((len(b) - keep) // n for b, n in zip(part.buckets, part.shares, strict=True))
+        )
+        shares = part.shares
     out = []
-    for bucket in part.buckets:  # the best first; ties: the earlier unit stays
+    for bucket, share in zip(part.buckets, shares, strict=True):  # best first; ties: earlier
         order = sorted(bucket, key=lambda u: (-sum(scores[i] for i in part.units[u]), u))
+        count = k * share
         out += [i for u in order[len(order) - count :] if count for i in part.units[u]]
     return sorted(out)
 

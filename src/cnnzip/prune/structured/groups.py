@@ -58,18 +58,32 @@ class Member:
     index: tuple[int, ...] | None = None  # channel i at position offset + index[i] (shuffled)
     block: int = 0  # a grouped conv's channels per group on this axis (0: not grouped)
     groups: int = 1  # and its number of groups
+    first: int = 0  # the group channel of its first one (a linked group's parts follow on)
+
+    def channels(self) -> range:
+        """The group's channels this member holds: all of them, or one part's of a link."""
+        return range(self.first, self.first + self.length // self.repeat)
 
     def positions(self) -> list[int]:
-        """The module position (first feature) of each of the group's channels."""
+        """The module position (first feature) of each of ``channels()``, in that order."""
         order = self.index if self.index is not None else range(self.length // self.repeat)
         return [self.offset + i * self.repeat for i in order]
+
+    @property
+    def partial(self) -> bool:
+        """A grouped conv's axis that this member's channels fill only in part: the
+        groups holding the rest must be cut with it (``link``)."""
+        return self.block > 0 and self.length < self.block * self.groups
 
 
 @dataclass(frozen=True)
 class ChannelGroup:
     """``size`` channels pruned together in every member; unprunable ones say why. After a
     channel shuffle of ``shuffle`` groups, channels ``i`` with equal ``i % (size //
-    shuffle)`` are kept or removed together (see ``partition``)."""
+    shuffle)`` are kept or removed together (see ``partition``). A linked group joins
+    ``parts``, groups that fill one grouped conv's input together (ShuffleNet's stage
+    widths: pooled shortcut and branch concatenated): their channels one after the
+    other, each member holding its part's (``Member.first``)."""
 
     name: str
     size: int
@@ -77,6 +91,7 @@ class ChannelGroup:
     prunable: bool
     reason: str | None
     shuffle: int = 1
+    parts: tuple[str, ...] = ()
 
 
 Perm = tuple[int, ...] | None  # position p of a segment holds its group's channel perm[p]
@@ -507,43 +522,101 @@ class _Walk:
         return [s for t in tensors for s in self.segs[t]]
 
     def result(self) -> list[ChannelGroup]:
-        out = []
-        for gid in sorted({self.groups.find(g) for g in range(len(self.groups.parent))}):
-            members = tuple(self.groups.members[gid])
-            reasons = list(dict.fromkeys(self.groups.reasons[gid]))
-            if not any(m.axis == "out" and self._is_layer(m.module) for m in members):
-                reasons.append("no conv or Linear produces these channels")
-            shared = sorted({p for m in members for p in self.tied.get(m.module, ())})
-            if shared:
-                reasons.append(f"shares parameters ({'; '.join(shared)}): cut, one holder breaks")
-            shuffles = self.groups.shuffles[gid] or {1}
-            if len(shuffles) > 1:
-                reasons.append(f"shuffled into {sorted(shuffles)} groups at once")
-            group = ChannelGroup(
-                name=self.groups.names[gid],
-                size=self.groups.sizes[gid],
-                members=members,
-                prunable=not reasons,
-                reason="; ".join(reasons) or None,
-                shuffle=max(shuffles),
-            )
+        roots = sorted({self.groups.find(g) for g in range(len(self.groups.parent))})
+        out = link([self.group(gid) for gid in roots])
+        for i, group in enumerate(out):
             if group.prunable and isinstance(partition(group), str):
-                group = replace(group, prunable=False, reason=partition(group))
-            out.append(group)
+                out[i] = replace(group, prunable=False, reason=partition(group))
         return out
+
+    def group(self, gid: int) -> ChannelGroup:
+        """Root ``gid`` as a ChannelGroup, with every reason it may not be cut."""
+        members = tuple(self.groups.members[gid])
+        reasons = list(dict.fromkeys(self.groups.reasons[gid]))
+        if not any(m.axis == "out" and self._is_layer(m.module) for m in members):
+            reasons.append("no conv or Linear produces these channels")
+        shared = sorted({p for m in members for p in self.tied.get(m.module, ())})
+        if shared:
+            reasons.append(f"shares parameters ({'; '.join(shared)}): cut, one holder breaks")
+        shuffles = self.groups.shuffles[gid] or {1}
+        if len(shuffles) > 1:
+            reasons.append(f"shuffled into {sorted(shuffles)} groups at once")
+        return ChannelGroup(
+            name=self.groups.names[gid],
+            size=self.groups.sizes[gid],
+            members=members,
+            prunable=not reasons,
+            reason="; ".join(reasons) or None,
+            shuffle=max(shuffles),
+        )
 
     def _is_layer(self, name: str) -> bool:
         return isinstance(self.modules[name], nn.Conv2d | nn.Linear)
 
 
+def link(groups: list[ChannelGroup]) -> list[ChannelGroup]:
+    """Groups that fill one grouped conv's axis together (each a ``partial`` member
+    there) joined into one linked group per connected set, in its first part's place.
+    A set with a part that may not be cut, or a shuffled one, stays whole: every part
+    is refused, naming the convs and the part that holds it back."""
+    holders: dict[tuple[str, str], set[int]] = {}
+    for i, group in enumerate(groups):
+        for m in (m for m in group.members if m.partial):
+            holders.setdefault((m.module, m.axis), set()).add(i)
+    parent = list(range(len(groups)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for held in holders.values():
+        for j in held:
+            parent[root(j)] = root(min(held))
+    sets: dict[int, list[int]] = {}
+    for i in sorted(set().union(*holders.values())):
+        sets.setdefault(root(i), []).append(i)
+    out: dict[int, ChannelGroup] = dict(enumerate(groups))
+    for parts in (p for p in sets.values() if len(p) > 1):
+        for i, group in zip(parts, _joined([groups[i] for i in parts]), strict=True):
+            out[i] = group
+    return list({id(g): g for g in out.values()}.values())  # a linked group once
+
+
+def _joined(parts: list[ChannelGroup]) -> list[ChannelGroup]:
+    """Per part, what it becomes: the one linked group, or itself refused with why."""
+    names = tuple(p.name for p in parts)
+    convs = sorted({m.module for p in parts for m in p.members if m.partial})
+    held = next((p for p in parts if not p.prunable or p.shuffle > 1), None)
+    if held is not None:
+        why = held.reason or f"is shuffled into {held.shuffle} groups"
+        reason = (
+            f"grouped conv {', '.join(map(repr, convs))} takes these channels together "
+            f"with {', '.join(repr(n) for n in names if n != held.name) or 'themselves'}, "
+            f"and {held.name!r} cannot be cut ({why})"
+        )
+        return [p if not p.prunable or p is held else replace(p, prunable=False, reason=reason)
+                for p in parts]  # fmt: skip
+    starts = accumulate((p.size for p in parts), initial=0)
+    members = tuple(
+        replace(m, first=start) for p, start in zip(parts, starts, strict=False) for m in p.members
+    )
+    size = sum(p.size for p in parts)
+    joined = ChannelGroup("+".join(names), size, members, True, None, 1, names)
+    return [joined] * len(parts)
+
+
 @dataclass(frozen=True)
 class Partition:
     """How a group's channels may go: ``units`` are kept or removed whole (one channel,
-    or one per shuffle group), and every bucket (unit indices) must lose as many units,
-    so that each grouped conv keeps equal groups; units in no bucket always stay."""
+    or one per shuffle group), and bucket b must lose ``k * shares[b]`` units for one
+    common k, so that each grouped conv keeps equal groups; units in no bucket always
+    stay. A plain group's buckets lose as many each (shares of 1); a linked group's
+    lose the same fraction of their channels."""
 
     units: tuple[tuple[int, ...], ...]
     buckets: tuple[tuple[int, ...], ...]
+    shares: tuple[int, ...]
 
 
 def _blocks(member: Member, units: tuple[tuple[int, ...], ...]) -> list[int | None] | None:
@@ -558,6 +631,8 @@ def _blocks(member: Member, units: tuple[tuple[int, ...], ...]) -> list[int | No
 
 def partition(group: ChannelGroup) -> Partition | str:
     """The units and buckets of ``group``, or why its grouped convs and shuffles admit none."""
+    if group.parts:
+        return _linked(group)
     g = group.shuffle
     if group.size % g:
         return f"{group.size} channels do not split into {g} shuffle groups"
@@ -590,7 +665,31 @@ def partition(group: ChannelGroup) -> Partition | str:
     if len(buckets) > 1 and not straddling and min(map(len, buckets.values())) < 2:
         convs = sorted({m.module for m in group.members if m.block})
         return f"grouped convs {convs} hold one of these channels per group: none can go"
-    return Partition(units, tuple(tuple(b) for b in buckets.values()))
+    return Partition(units, tuple(tuple(b) for b in buckets.values()), (1,) * len(buckets))
+
+
+def _linked(group: ChannelGroup) -> Partition | str:
+    """A linked group's buckets: its channels by the conv group each grouped member puts
+    them in (-1: a member of another part). Every conv group of every grouped axis is a
+    union of buckets, the axis is filled by the parts together, and its conv groups are
+    equal: so each bucket losing the same fraction k / step of its channels (step: the
+    buckets' greatest common size) keeps them equal, k < step keeping one in each."""
+    keys: list[tuple[int, ...]] = [() for _ in range(group.size)]
+    for member in (m for m in group.members if m.block):
+        at = dict(zip(member.channels(), member.positions(), strict=True))
+        keys = [(*k, at[c] // member.block if c in at else -1) for c, k in enumerate(keys)]
+    buckets: dict[tuple[int, ...], list[int]] = {}
+    for c, key in enumerate(keys):
+        buckets.setdefault(key, []).append(c)
+    step = math.gcd(*map(len, buckets.values()))
+    if step < 2:
+        return (
+            f"grouped convs split the linked channels of {', '.join(group.parts)} into "
+            "pieces with no common size: none can go without unequal groups"
+        )
+    units = tuple((c,) for c in range(group.size))
+    shares = tuple(len(b) // step for b in buckets.values())
+    return Partition(units, tuple(tuple(b) for b in buckets.values()), shares)
 
 
 def channel_groups(model: nn.Module, input_shape: tuple[int, int, int]) -> list[ChannelGroup]:
