@@ -2,12 +2,17 @@
  *
  * Both paths do the same float operations in the same order, so they give identical
  * bits. Batched: one body for both, on GCC vectors of 8 floats (two SSE registers in
- * the portable build, one AVX register in the AVX2 one). Batch 1: eight lanes; the
+ * the portable build, one AVX register in the AVX2 one). Batch 1: sixteen lanes; the
  * portable path loads each weight from the codebook (L1), the AVX2 path keeps a
  * codebook of up to 32 entries in four registers and picks the weights of 8 entries
- * with permutes, so per kept weight only x is loaded (plus 2 bytes of entry): ~25%
- * faster than the scalar loop on Zen 2, where a ymm gather of x was ~50% slower than
- * eight scalar loads (measured in a standalone harness on fc6/fc7-sized layers).
+ * with permutes, so per kept weight only x is loaded (plus its 3 bytes of entry).
+ * Absolute 16-bit columns, not deltas: no chain of adds from one entry to the next and
+ * two integer operations per entry instead of three; with sixteen entries a step this
+ * ran fc6 / fc7-sized layers 1.3-1.4x faster than (delta, code) byte pairs, whose
+ * integer work bounded them at ~1.1 cycles per kept weight. Rows padded to whole groups
+ * of 16 (zero products: column fan_in of a zeroed copy of x) have no tail loop and no
+ * mispredicted exits from it: 5-18% faster again (standalone harness, caches swept
+ * before each call). A ymm gather of x was ~50% slower than eight scalar loads.
  */
 #include <string.h>
 
@@ -20,139 +25,155 @@
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
-/* Batch 1: the entries 1 KiB ahead are asked for while these are summed. The dense layer
- * timed beside it sweeps the caches, and the hardware prefetcher restarts at every 4 KiB
- * page of the stream: fc6 at 9% / 4% kept ran 1.29 / 0.61 ms without, 1.06 / 0.49 ms with
- * (standalone harness, caches swept before each call; 512 B and 2 KiB no better). */
+/* Batch 1: the columns 1 KiB ahead (and their codes) are asked for while these are
+ * summed. The dense layer timed beside it sweeps the caches, and the hardware
+ * prefetcher restarts at every 4 KiB page of the stream: fc6 at 9% / 4% kept ran 1.29 /
+ * 0.61 ms without, 1.06 / 0.49 ms with (the earlier byte-pair layout, same harness). */
 #define STREAM_AHEAD 1024
 
 int cs_path_supported(int path) {
 #ifdef CS_X86
     __builtin_cpu_init();
-    if (path == CS_AVX2) return __builtin_cpu_supports("avx2");
+    if (path == CS_AVX2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2");
 #endif
     return path == CS_PORTABLE;
 }
 
 int cs_best_path(void) { return cs_path_supported(CS_AVX2) ? CS_AVX2 : CS_PORTABLE; }
 
+/* Column i of the layer's entries (little-endian 16 bits; the stream is bytes). */
+ALWAYS_INLINE unsigned col_at(const uint8_t *cols, int64_t i) {
+    uint16_t v;
+    memcpy(&v, cols + 2 * i, 2);
+    return v;
+}
+
 int64_t cs_check(const cs_layer *l) {
-    const uint8_t *s = l->stream;
+    const uint8_t *cols = l->stream, *codes = l->stream + 2 * l->entries;
     int64_t seen = 0;
+    if (l->fan_in > CS_MAX_FAN_IN) return 0;
+    for (int64_t q = 0; q < l->k; q++) /* a padding product is cb * 0: finite centroids only */
+        if (!(l->codebook[q] - l->codebook[q] == 0.0f)) return 0;
     for (int64_t r = 0; r < l->rows; r++) {
-        int64_t n = l->row_len[r], pos = 0;
-        if (n > l->entries - seen) return r;
-        for (int64_t i = 0; i < n; i++, s += 2) {
-            pos += s[0];
-            if (pos >= l->fan_in || s[1] >= l->k) return r;
+        int64_t n = l->row_len[r], m = cs_padded(n);
+        if (m > l->entries - seen) return r;
+        for (int64_t i = seen; i < seen + m; i++) {
+            unsigned c = col_at(cols, i);
+            int ok = i < seen + n ? c < l->fan_in && (i == seen || c > col_at(cols, i - 1))
+                                  : c == l->fan_in;
+            if (!ok || codes[i] >= l->k) return r;
         }
-        seen += n;
+        seen += m;
     }
     return seen == l->entries ? -1 : l->rows - 1;
 }
 
-/* One entry: (delta, code) as a little-endian 16-bit load. */
-ALWAYS_INLINE unsigned entry(const uint8_t *s) {
-    uint16_t v;
-    memcpy(&v, s, 2);
-    return v;
-}
-
-/* The end of a row, shared by both paths: the entries past the last group of 8 go to
- * lanes 0.. in order, then the lanes are summed in one fixed tree. */
-ALWAYS_INLINE float row_finish(float a[8], const uint8_t *s, int64_t left, int64_t pos,
-                               const float *cb, const float *x) {
-    for (int64_t j = 0; j < left; j++, s += 2) {
-        pos += s[0];
-        a[j] += cb[s[1]] * x[pos];
-    }
+/* The lanes summed in one fixed tree. */
+ALWAYS_INLINE float tree(const float a[8]) {
     return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
 }
 
-/* Entry i of a row adds codebook[code] * x[col] to lane i % 8 (eight accumulators). */
-ALWAYS_INLINE float row_dot(const uint8_t *s, int64_t n, const float *cb, const float *x) {
-    float a[8] = {0.0f};
-    int64_t pos = 0, i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __builtin_prefetch(s + STREAM_AHEAD);
-        for (int h = 0; h < 2; h++, s += 8) { /* four entries per 8-byte load: fewer loads */
+/* Entry i of each group of 16 adds codebook[code] * x[col] to lane i; lanes j and
+ * j + 8 are then added (j < 8). `m`: the row's entries with its padding. */
+ALWAYS_INLINE float row_dot(const uint8_t *cols, const uint8_t *codes, int64_t m,
+                            const float *cb, const float *x) {
+    float a[16] = {0.0f};
+    for (int64_t i = 0; i < m; i += 16, cols += 32, codes += 16) {
+        __builtin_prefetch(cols + STREAM_AHEAD);
+        __builtin_prefetch(codes + STREAM_AHEAD / 2);
+        for (int h = 0; h < 4; h++) { /* four columns per 8-byte load: fewer loads */
             uint64_t e;
-            memcpy(&e, s, 8);
-            for (int q = 0; q < 4; q++, e >>= 16) {
-                pos += e & 255;
-                a[4 * h + q] += cb[(e >> 8) & 255] * x[pos];
-            }
+            memcpy(&e, cols + 8 * h, 8);
+            for (int q = 0; q < 4; q++, e >>= 16)
+                a[4 * h + q] += cb[codes[4 * h + q]] * x[e & 0xffff];
         }
     }
-    return row_finish(a, s, n - i, pos, cb, x);
+    for (int j = 0; j < 8; j++) a[j] += a[j + 8];
+    return tree(a);
 }
 
-static void matvec_portable(const cs_layer *l, const float *x, float *y) {
-    const uint8_t *s = l->stream;
+/* x with a 0.0 at column fan_in, where padding entries point. */
+static const float *zero_padded(const cs_layer *l, const float *x, float *xz) {
+    memcpy(xz, x, 4 * l->fan_in);
+    xz[l->fan_in] = 0.0f;
+    return xz;
+}
+
+static void matvec_portable(const cs_layer *l, const float *x, float *y, float *xz) {
+    const uint8_t *cols = l->stream, *codes = l->stream + 2 * l->entries;
+    x = zero_padded(l, x, xz);
     for (int64_t r = 0; r < l->rows; r++) {
-        int64_t n = l->row_len[r];
-        y[r] = l->bias[r] + row_dot(s, n, l->codebook, x);
-        s += 2 * n;
+        int64_t m = cs_padded(l->row_len[r]);
+        y[r] = l->bias[r] + row_dot(cols, codes, m, l->codebook, x);
+        cols += 2 * m;
+        codes += m;
     }
 }
 
 #ifdef CS_X86
-/* The codebook in four registers (32 entries) when it fits: at most 32 entries, or 33
- * whose last is the +0.0 of the fillers (codes >= 32 then select 0.0). */
-static int fits_registers(const cs_layer *l) {
-    uint32_t last = 0;
-    if (l->k == 33) memcpy(&last, l->codebook + 32, 4);
-    return l->k <= 32 || (l->k == 33 && last == 0);
+/* The weights of 8 entries from the codebook in four registers (codes < 32). */
+__attribute__((target("avx2"))) static inline __m256 pick(const __m256 cbv[4], __m256i c) {
+    __m256 bit3 = _mm256_castsi256_ps(_mm256_slli_epi32(c, 28));
+    __m256 bit4 = _mm256_castsi256_ps(_mm256_slli_epi32(c, 27));
+    __m256 lo = _mm256_blendv_ps(_mm256_permutevar8x32_ps(cbv[0], c),
+                                 _mm256_permutevar8x32_ps(cbv[1], c), bit3);
+    __m256 hi = _mm256_blendv_ps(_mm256_permutevar8x32_ps(cbv[2], c),
+                                 _mm256_permutevar8x32_ps(cbv[3], c), bit3);
+    return _mm256_blendv_ps(lo, hi, bit4);
 }
 
-/* row_dot with the eight lanes in one register: x by scalar loads (AVX2 gathers are
- * slower on Zen 2), the weights by permutes of the codebook registers, not loads. */
-__attribute__((target("avx2"))) static float row_dot_avx2(const uint8_t *s, int64_t n,
-                                                          const __m256 cbv[4], const float *cb,
-                                                          const float *x) {
-    const __m128i odd = _mm_setr_epi8(1, 3, 5, 7, 9, 11, 13, 15, -1, -1, -1, -1, -1, -1, -1, -1);
-    __m256 acc = _mm256_setzero_ps();
-    int64_t pos = 0, i = 0;
-    for (; i + 8 <= n; i += 8, s += 16) {
-        uint64_t e[2];
-        float v[8];
-        _mm_prefetch((const char *)s + STREAM_AHEAD, _MM_HINT_T0);
-        memcpy(e, s, 16);
-        for (int q = 0; q < 8; q++) { /* a chain of adds: measured faster than prefix sums */
-            pos += (e[q / 4] >> (16 * (q % 4))) & 255;
-            v[q] = x[pos];
-        }
-        __m256i c = _mm256_cvtepu8_epi32(_mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)s), odd));
-        __m256 bit3 = _mm256_castsi256_ps(_mm256_slli_epi32(c, 28));
-        __m256 bit4 = _mm256_castsi256_ps(_mm256_slli_epi32(c, 27));
-        __m256 bit5 = _mm256_castsi256_ps(_mm256_slli_epi32(c, 26));
-        __m256 lo = _mm256_blendv_ps(_mm256_permutevar8x32_ps(cbv[0], c),
-                                     _mm256_permutevar8x32_ps(cbv[1], c), bit3);
-        __m256 hi = _mm256_blendv_ps(_mm256_permutevar8x32_ps(cbv[2], c),
-                                     _mm256_permutevar8x32_ps(cbv[3], c), bit3);
-        __m256 w = _mm256_blendv_ps(_mm256_blendv_ps(lo, hi, bit4), _mm256_setzero_ps(), bit5);
-        acc = _mm256_add_ps(acc, _mm256_mul_ps(w, _mm256_loadu_ps(v)));
+/* x at the four columns packed in `e`, as lanes 0..3 (BMI2's shrx: no register copies). */
+__attribute__((target("avx2,bmi2"))) static inline __m128 four(const float *x, uint64_t e) {
+    return _mm_set_ps(x[e >> 48], x[(uint16_t)(e >> 32)], x[(uint16_t)(e >> 16)], x[(uint16_t)e]);
+}
+
+/* Four columns from the stream: one 8-byte load (not a 32-byte copy through the stack). */
+ALWAYS_INLINE uint64_t cols4(const uint8_t *cols) {
+    uint64_t e;
+    memcpy(&e, cols, 8);
+    return e;
+}
+
+/* row_dot with lanes 0..7 and 8..15 in two registers: x by scalar loads (AVX2 gathers
+ * are slower on Zen 2), the weights by permutes of the codebook registers, not loads. */
+__attribute__((target("avx2,bmi2"))) static float row_dot_avx2(const uint8_t *cols,
+                                                               const uint8_t *codes, int64_t m,
+                                                               const __m256 cbv[4],
+                                                               const float *x) {
+    __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+    for (int64_t i = 0; i < m; i += 16, cols += 32, codes += 16) {
+        _mm_prefetch((const char *)cols + STREAM_AHEAD, _MM_HINT_T0);
+        _mm_prefetch((const char *)codes + STREAM_AHEAD / 2, _MM_HINT_T0);
+        __m128i k = _mm_loadu_si128((const __m128i *)codes);
+        __m256 w0 = pick(cbv, _mm256_cvtepu8_epi32(k));
+        __m256 w1 = pick(cbv, _mm256_cvtepu8_epi32(_mm_srli_si128(k, 8)));
+        __m256 x0 = _mm256_set_m128(four(x, cols4(cols + 8)), four(x, cols4(cols)));
+        __m256 x1 = _mm256_set_m128(four(x, cols4(cols + 24)), four(x, cols4(cols + 16)));
+        lo = _mm256_add_ps(lo, _mm256_mul_ps(w0, x0));
+        hi = _mm256_add_ps(hi, _mm256_mul_ps(w1, x1));
     }
     float a[8];
-    _mm256_storeu_ps(a, acc);
-    return row_finish(a, s, n - i, pos, cb, x);
+    _mm256_storeu_ps(a, _mm256_add_ps(lo, hi));
+    return tree(a);
 }
 
-__attribute__((target("avx2"))) static void matvec_avx2(const cs_layer *l, const float *x,
-                                                        float *y) {
-    if (!fits_registers(l)) { /* the same arithmetic, scalar */
-        matvec_portable(l, x, y);
+__attribute__((target("avx2,bmi2"))) static void matvec_avx2(const cs_layer *l, const float *x,
+                                                             float *y, float *xz) {
+    if (l->k > 32) { /* the same arithmetic, weights loaded */
+        matvec_portable(l, x, y, xz);
         return;
     }
     float padded[32] = {0.0f};
-    memcpy(padded, l->codebook, 4 * (l->k < 32 ? l->k : 32));
+    memcpy(padded, l->codebook, 4 * l->k);
     __m256 cbv[4];
     for (int q = 0; q < 4; q++) cbv[q] = _mm256_loadu_ps(padded + 8 * q);
-    const uint8_t *s = l->stream;
+    const uint8_t *cols = l->stream, *codes = l->stream + 2 * l->entries;
+    x = zero_padded(l, x, xz);
     for (int64_t r = 0; r < l->rows; r++) {
-        int64_t n = l->row_len[r];
-        y[r] = l->bias[r] + row_dot_avx2(s, n, cbv, l->codebook, x);
-        s += 2 * n;
+        int64_t m = cs_padded(l->row_len[r]);
+        y[r] = l->bias[r] + row_dot_avx2(cols, codes, m, cbv, x);
+        cols += 2 * m;
+        codes += m;
     }
 }
 #endif
@@ -163,14 +184,12 @@ typedef float v8f __attribute__((vector_size(32)));
 
 /* 8 * nv inputs of one row: acc[b] += codebook[code] * x[b][col], entry by entry, from
  * nv consecutive panels (each fan_in x 8 floats, `pstride` floats apart). */
-ALWAYS_INLINE void row_block(const uint8_t *s, int64_t n, const float *cb, const float *panel,
-                             int64_t pstride, float bias, float *y, const int nv) {
+ALWAYS_INLINE void row_block(const uint8_t *cols, const uint8_t *codes, int64_t n,
+                             const float *cb, const float *panel, int64_t pstride, float bias,
+                             float *y, const int nv) {
     v8f acc[4] = {{0.0f}};
-    int64_t pos = 0;
-    for (int64_t i = 0; i < n; i++, s += 2) {
-        unsigned e = entry(s);
-        pos += e & 255;
-        const float c = cb[e >> 8], *xr = panel + 8 * pos;
+    for (int64_t i = 0; i < n; i++) {
+        const float c = cb[codes[i]], *xr = panel + 8 * (int64_t)col_at(cols, i);
         for (int v = 0; v < nv; v++) {
             v8f xv;
             memcpy(&xv, xr + v * pstride, sizeof xv);
@@ -191,15 +210,17 @@ ALWAYS_INLINE void matmat_body(const cs_layer *l, const float *xp, int64_t bp, f
     const int64_t pstride = 8 * l->fan_in;
     for (int64_t b = 0; b < bp;) {
         const int nv = bp - b >= 32 ? 4 : 1;
-        const uint8_t *s = l->stream;
-        const float *panel = xp + (b / 8) * pstride;
+        const uint8_t *cols = l->stream, *codes = l->stream + 2 * l->entries;
+        const float *panel = xp + (b / 8) * pstride, *cb = l->codebook;
         for (int64_t r = 0; r < l->rows; r++) {
             int64_t n = l->row_len[r];
+            float *out = yt + r * bp + b;
             if (nv == 4)
-                row_block(s, n, l->codebook, panel, pstride, l->bias[r], yt + r * bp + b, 4);
+                row_block(cols, codes, n, cb, panel, pstride, l->bias[r], out, 4);
             else
-                row_block(s, n, l->codebook, panel, pstride, l->bias[r], yt + r * bp + b, 1);
-            s += 2 * n;
+                row_block(cols, codes, n, cb, panel, pstride, l->bias[r], out, 1);
+            cols += 2 * cs_padded(n); /* the padding is skipped: it adds nothing */
+            codes += cs_padded(n);
         }
         b += 8 * nv;
     }
@@ -216,15 +237,15 @@ __attribute__((target("avx2"))) static void matmat_avx2(const cs_layer *l, const
 }
 #endif
 
-void cs_matvec(int path, const cs_layer *l, const float *x, float *y) {
+void cs_matvec(int path, const cs_layer *l, const float *x, float *y, float *xz) {
 #ifdef CS_X86
     if (path == CS_AVX2) {
-        matvec_avx2(l, x, y);
+        matvec_avx2(l, x, y, xz);
         return;
     }
 #endif
     (void)path;
-    matvec_portable(l, x, y);
+    matvec_portable(l, x, y, xz);
 }
 
 void cs_matmat(int path, const cs_layer *l, const float *xp, int64_t bp, float *yt) {

@@ -74,7 +74,7 @@ static PyObject *py_prepare(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "prepare: rows and fan_in must be in 1..2**40");
         return NULL;
     }
-    if (check_bytes(stream, -1, 2, "stream") < 0 ||
+    if (check_bytes(stream, -1, 3, "stream") < 0 ||
         check_bytes(row_len, (Py_ssize_t)rows * 4, 0, "row_len") < 0 ||
         check_bytes(codebook, -1, 4, "codebook") < 0 ||
         check_bytes(bias, (Py_ssize_t)rows * 4, 0, "bias") < 0)
@@ -89,7 +89,7 @@ static PyObject *py_prepare(PyObject *self, PyObject *args) {
     p->layer = (cs_layer){rows,
                           fan_in,
                           k,
-                          PyBytes_GET_SIZE(stream) / 2,
+                          PyBytes_GET_SIZE(stream) / 3,
                           (const uint8_t *)PyBytes_AS_STRING(stream),
                           (const uint32_t *)PyBytes_AS_STRING(row_len),
                           (const float *)PyBytes_AS_STRING(codebook),
@@ -100,8 +100,9 @@ static PyObject *py_prepare(PyObject *self, PyObject *args) {
     if (bad >= 0) {
         PyMem_Free(p);
         PyErr_Format(PyExc_ValueError,
-                     "row %lld of the layout is inconsistent (entries past the stream, a column "
-                     ">= fan_in %lld, or a code >= %zd codebook entries)",
+                     "row %lld of the layout is inconsistent (entries past the stream, columns "
+                     "not ascending or >= fan_in %lld (at most 65535), padding other than "
+                     "column fan_in, a code >= %zd codebook entries, or a non-finite centroid)",
                      (long long)bad, fan_in, k);
         return NULL;
     }
@@ -222,8 +223,15 @@ static PyObject *py_matvec(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOOs", &cap, &x_obj, &out_obj, &name)) return NULL;
     const cs_layer *l = parse_call(cap, name, 1, x_obj, out_obj, &x, &out, &path);
     if (!l) return NULL;
-    Py_BEGIN_ALLOW_THREADS cs_matvec(path, l, (const float *)x.buf, (float *)out.buf);
+    float *xz = PyMem_RawMalloc(4 * (size_t)(l->fan_in + 1)); /* fan_in < 65536 */
+    if (!xz) {
+        PyBuffer_Release(&out);
+        PyBuffer_Release(&x);
+        return PyErr_NoMemory();
+    }
+    Py_BEGIN_ALLOW_THREADS cs_matvec(path, l, (const float *)x.buf, (float *)out.buf, xz);
     Py_END_ALLOW_THREADS
+    PyMem_RawFree(xz);
     PyBuffer_Release(&out);
     PyBuffer_Release(&x);
     Py_RETURN_NONE;

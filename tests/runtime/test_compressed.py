@@ -143,32 +143,37 @@ def test_conv_equals_dense_within_the_summation_bound(
     assert torch.equal(twin(x[0]), got[0][0])  # unbatched (C, H, W) as nn.Conv2d takes it
 
 
-def test_layout_by_hand_fillers_bridge_gaps_over_255() -> None:
-    # one row of 600: kept columns 0, 300, 599 with codes 2, 0, 1 of a 3-entry codebook
-    w = StoredWeight((1, 600), np.array([0, 300, 599]), np.array([2, 0, 1]), np.ones(3, "f4"))
+def _padded_stream(cols: list[int], codes: list[int], fan_in: int, pad_col: int = -1) -> bytes:
+    """One row's entries as the kernels take them: padded to 16 with column fan_in
+    (or ``pad_col``), code 0; 16-bit columns, then the codes."""
+    pad = 16 - len(cols) % 16 if len(cols) % 16 else 0
+    col = cols + [fan_in if pad_col < 0 else pad_col] * pad
+    return np.array(col, "<u2").tobytes() + bytes(codes + [0] * pad)
+
+
+def test_layout_by_hand_columns_then_codes() -> None:
+    # rows of 600: kept columns 0, 300 (row 0) and 599 (row 1), codes 2, 0, 1; each row
+    # padded to 16 entries with column 600 (a zero the kernel appends to x), code 0
+    w = StoredWeight((2, 600), np.array([0, 300, 1199]), np.array([2, 0, 1]), np.ones(3, "f4"))
     lay = build_layout(w)
-    # 300 = 255 (filler, code 3: the appended 0.0) + 45; 299 = 255 + 44
-    assert lay.stream == bytes([0, 2, 255, 3, 45, 0, 255, 3, 44, 1])
-    assert np.frombuffer(lay.row_len, "<u4").tolist() == [5]
-    assert np.frombuffer(lay.codebook, "<f4").tolist() == [1.0, 1.0, 1.0, 0.0]
-    assert lay.nnz == 3 and lay.nbytes == 10 + 4 + 16
+    cols = [0, 300] + [600] * 14 + [599] + [600] * 15
+    assert lay.stream == np.array(cols, "<u2").tobytes() + bytes([2, 0] + [0] * 14 + [1] + [0] * 15)
+    assert np.frombuffer(lay.row_len, "<u4").tolist() == [2, 1]
+    assert lay.nnz == 3 and lay.nbytes == 3 * 32 + 8 + 12
+    want = torch.zeros(2, 600)
+    want[0, 0] = want[0, 300] = want[1, 599] = 1.0
+    assert torch.equal(lay.dense(), want)
 
 
-def test_layout_reuses_a_positive_zero_centroid_and_never_a_negative_one() -> None:
-    positions, codes = np.array([400]), np.array([0])
-    plus = build_layout(StoredWeight((1, 500), positions, codes, np.array([1.0, 0.0], "f4")))
-    assert plus.stream == bytes([255, 1, 145, 0]) and len(plus.codebook) == 8
-    minus = build_layout(StoredWeight((1, 500), positions, codes, np.array([1.0, -0.0], "f4")))
-    assert minus.stream == bytes([255, 2, 145, 0]) and len(minus.codebook) == 12
-    assert torch.equal(minus.dense(), plus.dense())  # +0.0 at the filler's pruned position
-
-
-def test_a_full_codebook_without_zero_cannot_bridge_a_gap() -> None:
-    w = StoredWeight((1, 300), np.array([299]), np.array([0]), np.ones(256, "f4"))
-    with pytest.raises(CnnzipError, match="no code left"):
-        build_layout(w)
-    near = StoredWeight((1, 300), np.array([255]), np.array([7]), np.ones(256, "f4"))
-    assert build_layout(near).stream == bytes([255, 7])  # a gap of 255 needs no filler
+def test_wide_layers_and_non_finite_centroids_stay_dense() -> None:
+    ok = StoredWeight((1, 65535), np.array([65534]), np.array([0]), np.ones(1, "f4"))
+    assert build_layout(ok).stream == _padded_stream([65534], [0], 65535)
+    wide = StoredWeight((1, 65536), np.array([3]), np.array([0]), np.ones(1, "f4"))
+    with pytest.raises(CnnzipError, match="16-bit columns"):
+        build_layout(wide)
+    inf = StoredWeight((1, 8), np.array([3]), np.array([0]), np.array([1.0, np.inf], "f4"))
+    with pytest.raises(CnnzipError, match="finite centroids"):
+        build_layout(inf)
 
 
 def test_from_dense_refuses_a_weight_off_the_codebook() -> None:
@@ -206,11 +211,24 @@ def test_inputs_of_other_dtypes_and_bad_layouts_are_refused() -> None:
     row_len[0] += 1  # one entry more than the stream holds
     with pytest.raises(ValueError, match="inconsistent"):
         ext.prepare(lay.stream, row_len.tobytes(), lay.codebook, twin.bias_bytes, 4, 10)
-    with pytest.raises(ValueError, match="inconsistent"):  # a column past fan_in
-        ext.prepare(bytes([255, 0]), bytes(4 * 4), lay.codebook, twin.bias_bytes, 4, 10)
-    with pytest.raises(ValueError, match="inconsistent"):  # a code past the codebook
-        ext.prepare(bytes([1, 9]), np.array([1, 0, 0, 0], "<u4").tobytes(),
-                    lay.codebook, twin.bias_bytes, 4, 10)  # fmt: skip
+    one, two = (np.array([n, 0, 0, 0], "<u4").tobytes() for n in (1, 2))
+    cb, bias = lay.codebook, twin.bias_bytes
+    for stream, rows in (
+        (_padded_stream([10], [0], 10), one),  # a column past fan_in
+        (_padded_stream([1], [9], 10), one),  # a code past the codebook
+        (_padded_stream([3, 1], [0, 0], 10), two),  # columns 3 then 1: not ascending
+        (_padded_stream([1], [0], 10, pad_col=9), one),  # padding at a real column
+        (_padded_stream([1], [0], 10)[:3], one),  # a row without its padding
+    ):
+        with pytest.raises(ValueError, match="inconsistent"):
+            ext.prepare(stream, rows, cb, bias, 4, 10)
+    ext.prepare(_padded_stream([1], [0], 10), one, cb, bias, 4, 10)  # the same, well formed
+    with pytest.raises(ValueError, match="inconsistent"):  # a non-finite centroid
+        ext.prepare(
+            _padded_stream([1], [0], 10), one, np.array([np.nan], "<f4").tobytes(), bias, 4, 10
+        )
+    with pytest.raises(ValueError, match="expected 3"):  # not whole entries
+        ext.prepare(bytes([3, 0]), one, cb, bias, 4, 10)
     with pytest.raises(TypeError, match="must be bytes"):
         ext.prepare(bytearray(lay.stream), lay.row_len, lay.codebook, twin.bias_bytes, 4, 10)
     handle = twin.prepared()
@@ -366,17 +384,56 @@ def test_layer_specs_parse_build_and_refuse() -> None:
             LayerSpec.parse(bad)
 
 
+def _documented_matvec(w: StoredWeight, x: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """csrc/sparse.h's batch-1 arithmetic, in float32 step by step: entry i of each
+    row's groups of 16 (padding: + 0.0) into lane i, lanes j + 8 folded into j, a fixed
+    tree, then the bias."""
+    rows, cols = np.divmod(w.positions, w.fan_in)
+    f = np.float32
+    out = np.empty(w.rows, dtype=f)
+    for r in range(w.rows):
+        lanes = [f(0.0)] * 16
+        kept = rows == r
+        for i, (c, code) in enumerate(zip(cols[kept], w.codes[kept], strict=True)):
+            lanes[i % 16] = f(lanes[i % 16] + f(w.codebook[code] * x[c]))
+        a = [f(lanes[j] + lanes[j + 8]) for j in range(8)]
+        total = f(f(f(a[0] + a[4]) + f(a[2] + a[6])) + f(f(a[1] + a[5]) + f(a[3] + a[7])))
+        out[r] = f(bias[r] + total)
+    return out
+
+
 @needs_kernels
-@pytest.mark.parametrize("extra", [0.0, 0.5])
-def test_avx2_register_codebook_and_its_scalar_fallback_match_portable(extra: float) -> None:
-    # 5-bit sharing with gaps over 255: 32 centroids + the fillers' 0.0 fit the AVX2 registers;
-    # a 33rd centroid that is not +0.0 does not, and the AVX2 path runs the scalar lanes
+def test_batch_1_follows_the_documented_arithmetic_bit_for_bit() -> None:
+    """Rows of 0, 1, 15, 16, 17, 31, 32 and 33 kept weights: every path gives exactly
+    the documented sums (the padding adds nothing), not merely something close."""
+    lengths = [0, 1, 15, 16, 17, 31, 32, 33]
+    gen = np.random.default_rng(5)
+    fan_in = 40
+    positions = np.concatenate(
+        [r * fan_in + np.sort(gen.choice(fan_in, n, replace=False)) for r, n in enumerate(lengths)]
+    )
+    codebook = gen.standard_normal(32).astype("f4")
+    w = StoredWeight(
+        (len(lengths), fan_in), positions, gen.integers(0, 32, len(positions)), codebook
+    )
+    layer = linear_of(torch.zeros(len(lengths), fan_in))
+    twin = CompressedLinear(layer, w)
+    x = torch.randn(1, fan_in)
+    want = _documented_matvec(w, x[0].numpy(), layer.bias.detach().numpy())
+    for path in PATHS:
+        assert twin(x, path)[0].numpy().tobytes() == want.tobytes(), path
+
+
+@needs_kernels
+@pytest.mark.parametrize("k", [32, 33])
+def test_avx2_register_codebook_and_its_scalar_fallback_match_portable(k: int) -> None:
+    # 5-bit sharing fits the AVX2 registers (32 centroids); a 33rd centroid does not, and
+    # the AVX2 path runs the scalar lanes. Rows of ~30 entries: groups of 16 and tails.
     w, codebook = shared_layer((6, 3000), 0.01, 5, seed=3)
-    codebook = torch.cat([codebook, torch.tensor([extra])])
+    codebook = torch.cat([codebook, torch.tensor([0.5] * (k - 32))])
     dense = linear_of(w)
     twin = CompressedLinear(dense, StoredWeight.from_dense(w, codebook))
-    fillers = np.frombuffer(twin.layout.stream, np.uint8)[0::2] == 255
-    assert fillers.any() and len(twin.layout.codebook) == 4 * (33 if extra == 0.0 else 34)
+    assert len(twin.layout.codebook) == 4 * k
     x = torch.randn(1, 3000)
     got = [twin(x, path) for path in PATHS]
     with torch.no_grad():

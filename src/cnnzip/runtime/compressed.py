@@ -4,9 +4,10 @@ A pruned + shared layer is stored as relative indices (gaps between kept weights
 a cluster index per kept weight and a codebook. Decoding it to dense float32 makes
 batch 1 move 4 bytes per weight, kept or not; here each such Linear / Conv2d
 (groups 1, dilation 1, zero padding) gets a twin that keeps the layer in the C
-kernels' layout (csrc/sparse.h): per output row, 2 bytes per kept weight (column
-delta, cluster index; gaps over 255 bridged by filler entries of a 0.0 centroid)
-and the codebook, so fc6 of AlexNet at 9% kept is ~7 MB resident instead of 151 MB.
+kernels' layout (csrc/sparse.h): row by row, 3 bytes per kept weight (its 16-bit
+column, its cluster index; each row padded to a multiple of 16 entries) and the
+codebook, so fc6 of AlexNet at 9% kept is ~10 MB resident instead of 151 MB. Layers
+of 65,535 inputs or more, or with a non-finite centroid, stay dense.
 A conv runs through im2col (``F.unfold``), then the same kernel on all its columns.
 
 Results equal the decoded dense layer's up to float summation order: within
@@ -60,7 +61,8 @@ __all__ = [
 ]
 
 SUM_RTOL = 1e-6  # per sqrt(fan-in), of sum |w_j x_j|: float32 reassociation error, generously
-FILLER_GAP = 255  # the widest delta of one entry; wider gaps take filler entries
+MAX_FAN_IN = 65535  # columns are 16 bits in the kernels' layout; fan_in marks padding
+ROW_STEP = 16  # rows are padded to whole groups of this many entries
 
 
 def _import_extension() -> tuple[ModuleType | None, str]:
@@ -161,10 +163,10 @@ class Layout:
     once checked; nothing else of the layer stays in memory."""
 
     shape: tuple[int, ...]  # the dense weight's
-    nnz: int  # kept weights (entries less fillers)
-    stream: bytes  # (entries, 2) uint8: column delta, code
-    row_len: bytes  # (rows,) uint32: entries per row
-    codebook: bytes  # (k,) float32, with a 0.0 for fillers when needed
+    nnz: int  # kept weights (entries less the rows' padding)
+    stream: bytes  # (entries,) uint16 LE columns, then (entries,) uint8 codes
+    row_len: bytes  # (rows,) uint32: kept weights per row (padding not counted)
+    codebook: bytes  # (k,) float32
 
     @property
     def nbytes(self) -> int:
@@ -175,45 +177,46 @@ class Layout:
         return self.nnz / max(math.prod(self.shape), 1)
 
     def dense(self) -> torch.Tensor:
-        """The weight as the codec decodes it (fillers write the +0.0 of pruned weights)."""
+        """The weight as the codec decodes it (pruned weights +0.0)."""
         rows, fan_in = self.shape[0], math.prod(self.shape[1:])
-        entries = np.frombuffer(self.stream, dtype=np.uint8).reshape(-1, 2)
-        row_len = np.frombuffer(self.row_len, dtype="<u4").astype(np.int64)
-        row = np.repeat(np.arange(rows), row_len)  # (entries,)
-        advance = np.cumsum(entries[:, 0], dtype=np.int64)  # (entries,)
-        starts = np.cumsum(row_len) - row_len  # (rows,) first entry of each row
-        col = advance - np.repeat(np.concatenate(([0], advance))[starts], row_len)
+        entries = len(self.stream) // 3
+        col = np.frombuffer(self.stream, dtype="<u2", count=entries).astype(np.int64)
+        code = np.frombuffer(self.stream, dtype=np.uint8, offset=2 * entries)
+        kept = col < fan_in  # the padding points at column fan_in
+        row = np.repeat(np.arange(rows), _padded(np.frombuffer(self.row_len, dtype="<u4")))
         flat = np.zeros(rows * fan_in, dtype=np.float32)
-        flat[row * fan_in + col] = np.frombuffer(self.codebook, dtype="<f4")[entries[:, 1]]
+        flat[row[kept] * fan_in + col[kept]] = np.frombuffer(self.codebook, "<f4")[code[kept]]
         return torch.from_numpy(flat).reshape(self.shape)
 
 
+def _padded(row_len: np.ndarray) -> np.ndarray:
+    """Entries each row takes in the stream: its kept weights, up to a multiple of 16."""
+    return -(-row_len.astype(np.int64) // ROW_STEP) * ROW_STEP
+
+
 def build_layout(w: StoredWeight) -> Layout:
-    """Per row, (delta, code) entries in column order; a gap over FILLER_GAP takes
-    fillers that point at a 0.0 codebook entry (appended, or an existing +0.0)."""
+    """Per row, the kept weights' columns (16 bits) and codes in column order, then
+    padding entries (column fan_in, code 0) up to a multiple of 16."""
     _check_stored(w)
+    if w.fan_in > MAX_FAN_IN or not np.isfinite(w.codebook).all():
+        raise CnnzipError(
+            f"stored weight {w.shape}: the kernels take at most {MAX_FAN_IN} inputs per "
+            "output (16-bit columns) and finite centroids: this layer stays dense"
+        )
     rows, cols = np.divmod(w.positions, w.fan_in)  # (nnz,) each
-    first = np.ones(len(cols), dtype=bool)
-    first[1:] = rows[1:] != rows[:-1]
-    delta = cols - np.where(first, 0, np.roll(cols, 1))  # first of a row: its column
-    fillers = np.maximum(delta - 1, 0) // FILLER_GAP  # (nnz,)
-    codebook = w.codebook.astype(np.float32)
-    zero = _zero_code(codebook) if fillers.any() else 0
-    if zero == len(codebook):
-        if zero == 256:  # codes are bytes
-            raise CnnzipError(
-                "a 256-entry codebook without +0.0 has no code left for the filler entries "
-                "of gaps over 255 columns: this layer stays dense"
-            )
-        codebook = np.append(codebook, np.float32(0.0))
-    stream = np.empty((len(cols) + int(fillers.sum()), 2), dtype=np.uint8)
-    stream[:, 0], stream[:, 1] = FILLER_GAP, zero
-    kept = np.cumsum(fillers + 1) - 1  # (nnz,) entry of each kept weight
-    stream[kept, 0] = delta - FILLER_GAP * fillers
-    stream[kept, 1] = w.codes
-    row_len = np.bincount(rows, weights=fillers + 1, minlength=w.rows).astype("<u4")
+    row_len = np.bincount(rows, minlength=w.rows)  # (rows,)
+    padded = _padded(row_len)
+    starts = np.cumsum(padded) - padded  # (rows,) first entry of each row
+    at = starts[rows] + np.arange(len(cols)) - (np.cumsum(row_len) - row_len)[rows]  # (nnz,)
+    stream_cols = np.full(int(padded.sum()), w.fan_in, dtype="<u2")
+    stream_codes = np.zeros(int(padded.sum()), dtype=np.uint8)
+    stream_cols[at], stream_codes[at] = cols, w.codes
     return Layout(
-        w.shape, len(cols), stream.tobytes(), row_len.tobytes(), codebook.astype("<f4").tobytes()
+        w.shape,
+        len(cols),
+        stream_cols.tobytes() + stream_codes.tobytes(),
+        row_len.astype("<u4").tobytes(),
+        w.codebook.astype("<f4").tobytes(),
     )
 
 
@@ -233,12 +236,6 @@ def _check_stored(w: StoredWeight) -> None:
             f"stored weight {w.shape}: positions must ascend within the weight and codes "
             f"lie in 0..{k - 1}"
         )
-
-
-def _zero_code(codebook: np.ndarray) -> int:
-    """An existing +0.0 entry (bitwise: -0.0 would decode differently), else a new one."""
-    hits = np.flatnonzero(codebook.view(np.uint32) == 0)
-    return int(hits[0]) if len(hits) else len(codebook)
 
 
 def summation_bound(weight: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
