@@ -15,7 +15,7 @@ by call (cnnzip.runtime.bench.median_ms), as:
 - torch CSR: ``cnnzip.runtime.sparsify``'s twin (torch.addmm with a CSR matrix);
 - C CSR (batch 1, fc): scipy's csr_matvec loop in C (float32 values, int32 columns);
   scipy itself cannot be installed here (scipy 1.18.1 needs Python >= 3.12);
-- kernels: cnnzip.runtime.compressed (2 bytes per kept weight + the codebook), as
+- kernels: cnnzip.runtime.compressed (3 bytes per kept weight + the codebook), as
   the nn.Module a model runs; "kernels call" (batch 1, fc): the same C kernel as a
   bare call wrapped exactly like the C CSR one, so those two columns compare like for
   like (a module's Python costs ~5 us warm, ~50 us after a cache-sweeping call).
