@@ -634,32 +634,45 @@ __attribute__((target("avx512f"))) static inline void put8(int32_t *pop, size_t 
     for (int k = 0; k < 8; k++) pop[(size_t)(8 * m + k) * popstep + p] = (int32_t)lanes[k];
 }
 
-/* Pixel p's counts of the block's 32 channels: channel-major into int32 pop[ch * popstep
- * + p], or, with popstep 0 (packed output), pixel-major as they are, int64 lanes in
- * channel order at (int64_t *)pop + 32 p: four stores instead of 32 scattered ones. */
+/* Pixel p's counts of the block's 32 channels, channel-major into int32 pop[ch * popstep
+ * + p]. */
 __attribute__((target("avx512f"))) static inline void store4(int32_t *pop, size_t popstep, int p,
                                                              __m512i v0, __m512i v1, __m512i v2,
                                                              __m512i v3) {
-    if (popstep == 0) {
-        int64_t *o = (int64_t *)pop + (size_t)p * BLOCK512;
-        _mm512_storeu_si512(o, v0);
-        _mm512_storeu_si512(o + 8, v1);
-        _mm512_storeu_si512(o + 16, v2);
-        _mm512_storeu_si512(o + 24, v3);
-        return;
-    }
     put8(pop, popstep, p, 0, v0);
     put8(pop, popstep, p, 1, v1);
     put8(pop, popstep, p, 2, v2);
     put8(pop, popstep, p, 3, v3);
 }
 
+/* Packed output straight from the accumulators: where pixel p's 32-bit word of the
+ * block's channels goes (out + p * step), and per channel pop > below (P - 1). */
+typedef struct {
+    uint32_t *out;
+    size_t step;
+    const int64_t *below; /* [BLOCK512], channel order */
+    uint32_t flip, valid;
+} bits_block;
+
+/* Pixel p's packed word: four compares give the 32 channels' bits in channel order, so
+ * the counts never leave the registers (they were stored, reloaded and compared). */
+__attribute__((target("avx512f"))) static inline void put_bits(const bits_block *b, int p,
+                                                               __m512i v0, __m512i v1,
+                                                               __m512i v2, __m512i v3) {
+    uint32_t word = (uint32_t)_mm512_cmpgt_epi64_mask(v0, _mm512_loadu_si512(b->below)) |
+                    (uint32_t)_mm512_cmpgt_epi64_mask(v1, _mm512_loadu_si512(b->below + 8)) << 8 |
+                    (uint32_t)_mm512_cmpgt_epi64_mask(v2, _mm512_loadu_si512(b->below + 16)) << 16 |
+                    (uint32_t)_mm512_cmpgt_epi64_mask(v3, _mm512_loadu_si512(b->below + 24)) << 24;
+    b->out[(size_t)p * b->step] = (word ^ b->flip) & b->valid;
+}
+
 /* The popcounts of (activations ^ weights) over all taps and words, for the block's 32
- * channels and P pixels p (at a + p * astep; rows `row` words apart), stored by store4. */
-#define CZ_BLOCK512(NAME, P, ZERO, PIXELS, STORE)                                            \
+ * channels and P pixels p (at a + p * astep; rows `row` words apart), stored by store4,
+ * or with `bits` as packed output words (put_bits). */
+#define CZ_BLOCK512(NAME, P, ZERO, PIXELS, STORE, BITS)                                      \
     __attribute__((target("avx512f,avx512vpopcntdq"))) static void NAME(                     \
         const uint64_t *a, size_t astep, size_t row, const uint64_t *w, int kh, size_t len,   \
-        int32_t *pop, size_t popstep) {                                                       \
+        int32_t *pop, size_t popstep, const bits_block *bits) {                               \
         const __m512i z = _mm512_setzero_si512();                                             \
         ZERO                                                                                  \
         for (int ky = 0; ky < kh; ky++, a += row)                                             \
@@ -668,44 +681,30 @@ __attribute__((target("avx512f"))) static inline void store4(int32_t *pop, size_
                 __m512i w2 = _mm512_loadu_si512(w + 16), w3 = _mm512_loadu_si512(w + 24);     \
                 PIXELS                                                                        \
             }                                                                                 \
-        STORE                                                                                 \
+        if (bits) {                                                                           \
+            BITS                                                                              \
+        } else {                                                                              \
+            STORE                                                                             \
+        }                                                                                     \
     }
+#define CZ_BITS4(P) put_bits(bits, P, s##P##0, s##P##1, s##P##2, s##P##3);
 CZ_BLOCK512(block512_6, 6,
             CZ_ZERO4(0) CZ_ZERO4(1) CZ_ZERO4(2) CZ_ZERO4(3) CZ_ZERO4(4) CZ_ZERO4(5),
             CZ_PIXEL(0) CZ_PIXEL(1) CZ_PIXEL(2) CZ_PIXEL(3) CZ_PIXEL(4) CZ_PIXEL(5),
-            CZ_STORE4(0) CZ_STORE4(1) CZ_STORE4(2) CZ_STORE4(3) CZ_STORE4(4) CZ_STORE4(5))
+            CZ_STORE4(0) CZ_STORE4(1) CZ_STORE4(2) CZ_STORE4(3) CZ_STORE4(4) CZ_STORE4(5),
+            CZ_BITS4(0) CZ_BITS4(1) CZ_BITS4(2) CZ_BITS4(3) CZ_BITS4(4) CZ_BITS4(5))
 CZ_BLOCK512(block512_3, 3, CZ_ZERO4(0) CZ_ZERO4(1) CZ_ZERO4(2),
-            CZ_PIXEL(0) CZ_PIXEL(1) CZ_PIXEL(2), CZ_STORE4(0) CZ_STORE4(1) CZ_STORE4(2))
+            CZ_PIXEL(0) CZ_PIXEL(1) CZ_PIXEL(2), CZ_STORE4(0) CZ_STORE4(1) CZ_STORE4(2),
+            CZ_BITS4(0) CZ_BITS4(1) CZ_BITS4(2))
 CZ_BLOCK512(block512_2, 2, CZ_ZERO4(0) CZ_ZERO4(1), CZ_PIXEL(0) CZ_PIXEL(1),
-            CZ_STORE4(0) CZ_STORE4(1))
-CZ_BLOCK512(block512_1, 1, CZ_ZERO4(0), CZ_PIXEL(0), CZ_STORE4(0))
+            CZ_STORE4(0) CZ_STORE4(1), CZ_BITS4(0) CZ_BITS4(1))
+CZ_BLOCK512(block512_1, 1, CZ_ZERO4(0), CZ_PIXEL(0), CZ_STORE4(0), CZ_BITS4(0))
 #undef CZ_BLOCK512
+#undef CZ_BITS4
 #undef CZ_ZERO4
 #undef CZ_COUNT
 #undef CZ_PIXEL
 #undef CZ_STORE4
-
-/* Packed output of a block of 32 channels' popcounts, pixel-major int64 (store4 with
- * popstep 0): per pixel, 8 compares of 4 lanes against P - 1 give the channels' bits. */
-__attribute__((target("avx2"))) static void emit_bits_block(const conv_ctx *cx, int n, int oy,
-                                                            int sb, const int64_t *pix) {
-    const cz_geom *g = cx->g;
-    size_t wo = (size_t)g->wo, step = out_halves(g);
-    uint32_t *o = cx->obits + ((size_t)n * g->ho + oy) * wo * step + sb;
-    uint32_t flip = cx->flip32[sb], valid = cx->valid32[sb];
-    const int64_t *below = cx->below64 + (size_t)sb * BLOCK512; /* pop >= P <=> pop > P - 1 */
-    __m256i lim[BLOCK512 / 4];
-    for (int i = 0; i < BLOCK512 / 4; i++) lim[i] = _mm256_loadu_si256((const __m256i *)(below + 4 * i));
-    for (size_t ox = 0; ox < wo; ox++) {
-        const int64_t *v = pix + ox * BLOCK512;
-        uint32_t word = 0;
-        for (int i = 0; i < BLOCK512 / 4; i++) {
-            __m256i gt = _mm256_cmpgt_epi64(_mm256_loadu_si256((const __m256i *)(v + 4 * i)), lim[i]);
-            word |= (uint32_t)_mm256_movemask_pd(_mm256_castsi256_pd(gt)) << (4 * i);
-        }
-        o[ox * step] = (word ^ flip) & valid;
-    }
-}
 
 __attribute__((target("avx512f,avx512vpopcntdq"))) static void conv_avx512(void *p, int begin,
                                                                            int end, int thread) {
@@ -720,24 +719,29 @@ __attribute__((target("avx512f,avx512vpopcntdq"))) static void conv_avx512(void 
         int n = item / cx->nsuper / g->ho;
         const uint64_t *a = act + ((size_t)n * hp_of(g) + (size_t)oy * g->stride) * row;
         const uint64_t *w = wt + (size_t)sb * g->kh * len * BLOCK512;
-        size_t popstep = cx->obits ? 0 : wo; /* packed output: pixel-major (store4) */
+        bits_block bits = {0};
+        if (cx->obits) { /* this row's words of the block's 32 channels */
+            bits.step = out_halves(g);
+            bits.out = cx->obits + ((size_t)n * g->ho + oy) * wo * bits.step + sb;
+            bits.below = cx->below64 + (size_t)sb * BLOCK512; /* pop >= P <=> pop > P - 1 */
+            bits.flip = cx->flip32[sb];
+            bits.valid = cx->valid32[sb];
+        }
         for (size_t ox = 0, take; ox < wo; ox += take) {
             /* PIX512 pixels at a time, the row's last ones in blocks of 3, 2, 1: each
              * weight load serves them all */
             size_t left = wo - ox;
-            int32_t *at = popstep ? pop + ox : (int32_t *)((int64_t *)pop + ox * BLOCK512);
             take = left >= PIX512 ? PIX512 : left >= 3 ? 3 : left >= 2 ? 2 : 1;
             void (*block)(const uint64_t *, size_t, size_t, const uint64_t *, int, size_t,
-                          int32_t *, size_t) = take == PIX512 ? block512_6
-                                               : take == 3    ? block512_3
-                                               : take == 2    ? block512_2
-                                                              : block512_1;
-            block(a + ox * astep, astep, row, w, g->kh, len, at, popstep);
+                          int32_t *, size_t, const bits_block *) = take == PIX512 ? block512_6
+                                                                   : take == 3    ? block512_3
+                                                                   : take == 2    ? block512_2
+                                                                                  : block512_1;
+            bits_block at = bits;
+            at.out += ox * bits.step;
+            block(a + ox * astep, astep, row, w, g->kh, len, pop + ox, wo, cx->obits ? &at : NULL);
         }
-        if (cx->obits) {
-            emit_bits_block(cx, n, oy, sb, (const int64_t *)pop);
-            continue;
-        }
+        if (cx->obits) continue;
         for (int k = 0; k < BLOCK512 && sb * BLOCK512 + k < g->cout; k++) {
             int32_t *dot = pop + (size_t)k * wo;
             for (size_t i = 0; i < wo; i++) dot[i] = total - 2 * dot[i];
@@ -806,7 +810,7 @@ static int run_avx512(conv_ctx *cx, int nthreads) {
     cx->pop = bufs;
     if (cx->obits && make_thresholds(cx, cx->nsuper, 0) < 0) rc = -1;
     for (int t = 0; t < used && t < 256; t++)
-        if (!(bufs[t] = malloc(sizeof(int64_t) * BLOCK512 * g->wo))) rc = -1; /* both layouts */
+        if (!(bufs[t] = malloc(sizeof(int32_t) * BLOCK512 * g->wo))) rc = -1; /* counts */
     if (rc == 0) cz_parallel(used, items, conv_avx512, cx);
     for (int t = 0; t < 256; t++) free(bufs[t]);
     free_thresholds(cx);

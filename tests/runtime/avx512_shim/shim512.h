@@ -23,6 +23,11 @@ static inline shim_m512i shim_popcnt(shim_m512i a) {
     for (int i = 0; i < 8; i++) a.v[i] = (uint64_t)__builtin_popcountll(a.v[i]);
     return a;
 }
+static inline uint8_t shim_cmpgt_mask(shim_m512i a, shim_m512i b) { /* signed lanes */
+    uint8_t m = 0;
+    for (int i = 0; i < 8; i++) m |= (uint8_t)((int64_t)a.v[i] > (int64_t)b.v[i]) << i;
+    return m;
+}
 #define __m512i shim_m512i
 #define _mm512_setzero_si512 shim_setzero
 #define _mm512_loadu_si512 shim_loadu
@@ -31,4 +36,5 @@ static inline shim_m512i shim_popcnt(shim_m512i a) {
 #define _mm512_xor_si512 shim_xor
 #define _mm512_add_epi64 shim_add
 #define _mm512_popcnt_epi64 shim_popcnt
+#define _mm512_cmpgt_epi64_mask shim_cmpgt_mask
 #define target(x) target("avx2")
