@@ -15,6 +15,7 @@ from cnnzip.models import get_model
 from cnnzip.models.slim import SlimPlan
 from cnnzip.profiling import profile
 from cnnzip.prune import PruneError, one_shot
+from cnnzip.prune.structured import allocate as allocate_module
 from cnnzip.prune.structured import channel_groups, slim
 from cnnzip.prune.structured.allocate import (
     LATENCY_TRIES,
@@ -205,22 +206,47 @@ def test_round_to_keeps_widths_in_whole_steps(lenet: nn.Module) -> None:
     assert lenet_macs(*wider) / base > 0.5
 
 
-def test_grouped_shuffled_groups_report_their_real_widths() -> None:
+SHUFFLE_SHAPE = (3, 32, 32)
+
+
+@pytest.fixture(scope="module")
+def shufflenet_half() -> tuple[nn.Module, Allocation]:
+    """ShuffleNet v1 g=3 at 32x32 and its plan for half the MACs (~10 s: made once)."""
+    torch.manual_seed(0)
+    model = get_model("shufflenet_v1", groups=3, img_size=32, num_classes=10).eval()
+    return model, allocate_channels(model, SHUFFLE_SHAPE, macs=0.5)
+
+
+def test_grouped_shuffled_groups_report_their_real_widths(
+    shufflenet_half: tuple[nn.Module, Allocation],
+) -> None:
     """ShuffleNet v1 g=3: each group's reported width is its first conv's out_channels in
     the slim model (shuffled, grouped members counted at their positions); the linked
     stage widths', the sum of its parts' producers'."""
-    torch.manual_seed(0)
-    model = get_model("shufflenet_v1", groups=3, img_size=32, num_classes=10)
-    shape = (3, 32, 32)
-    chosen = allocate_channels(model, shape, macs=0.5)
+    model, chosen = shufflenet_half
     small = slim(model, chosen.plan)
-    assert profile(small, shape).macs == chosen.macs[1] <= chosen.macs[0] / 2
+    assert profile(small, SHUFFLE_SHAPE).macs == chosen.macs[1] <= chosen.macs[0] / 2
     assert any(g.after < g.before for g in chosen.groups)
     linked = [g for g in chosen.groups if "+" in g.name]
     assert len(linked) == 1 and linked[0].after < linked[0].before
     for group in chosen.groups:
         parts = group.name.split("+")
         assert sum(small.get_submodule(n).out_channels for n in parts) == group.after, group
+
+
+def test_a_linked_groups_jump_is_given_back_by_the_others(
+    shufflenet_half: tuple[nn.Module, Allocation], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ShuffleNet v1 g=3: the linked stage widths move an eighth at a time, so the knob's
+    last step overshoots half the MACs; the other groups, bisected again with the link
+    held, give some of it back: closer to the target, never past it."""
+    model, refined = shufflenet_half
+    monkeypatch.setattr(allocate_module._Planner, "refine", lambda self, lo, hi, plan, *a: plan)
+    plain = allocate_channels(model, SHUFFLE_SHAPE, macs=0.5)
+    link = [g for g in refined.groups if "+" in g.name]
+    assert link == [g for g in plain.groups if "+" in g.name]  # the same eighths kept
+    assert (link[0].before - link[0].after) % (link[0].before // 8) == 0
+    assert plain.macs[1] < refined.macs[1] <= 0.5 * refined.macs[0]
 
 
 def test_a_model_with_weight_transforms_is_refused() -> None:

@@ -17,6 +17,7 @@ from cnnzip.profiling import profile
 from cnnzip.prune import PruneError
 from cnnzip.prune.structured import allocate as allocate_module
 from cnnzip.prune.structured import channel_groups
+from cnnzip.prune.structured import latency as latency_module
 from cnnzip.prune.structured.allocate import POWER_SPAN, _powers, allocate_channels
 from cnnzip.prune.structured.latency import (
     TABLE_RATIO,
@@ -75,6 +76,22 @@ def test_layers_are_timed_on_the_inputs_they_get_channels_last() -> None:
     table = latency_table(model, channel_groups(model, (3, 10, 10)), (3, 10, 10), runs=2)
     full = profile(model, (3, 10, 10)).macs
     assert table["0"].macs_saved == full - (8 * 8 * 27 * 8 + 8 * 8 * 8 * 8)  # 16 -> 8 channels
+
+
+def test_the_table_times_the_modules_channels_flow_through(
+    lenet: nn.Module, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A group's pooling and activation modules shrink with it (LeNet-5's conv1 channels
+    flow through pool1 and act1): the table times them beside the cut layers."""
+    groups = {g.name: g for g in channel_groups(lenet, SHAPE)}
+    assert groups["conv1"].passes == ("pool1", "act1")
+    assert groups["conv2"].passes == ("pool2", "act2")
+    timed: list[set[str]] = []
+    monkeypatch.setattr(
+        latency_module, "_members_ms", lambda m, names, *a: timed.append(names) or 0.0
+    )
+    latency_table(lenet, [groups["conv1"]], SHAPE, runs=1)
+    assert timed == [{"conv1", "pool1", "act1", "conv2"}] * 2  # full, then cut
 
 
 def speeds(rates: dict[str, float]) -> dict[str, GroupSpeed]:

@@ -321,9 +321,11 @@ class _Planner:
         self.meta = meta_copy(model)
         self.base = self.counts({})
 
-    def plan(self, s: float) -> SlimPlan:
+    def plan(self, s: float, held: dict[str, float] | None = None) -> SlimPlan:
+        """The plan at knob ``s``, the groups in ``held`` at their given ratios."""
+        ratios = {**self.ratios_at(s), **(held or {})}
         return plan_channels(
-            self.model, self.groups, self.ratios_at(s), self.importance, round_to=self.round_to
+            self.model, self.groups, ratios, self.importance, round_to=self.round_to
         )
 
     def counts(self, plan: SlimPlan) -> tuple[int, int]:
@@ -350,15 +352,46 @@ class _Planner:
                 f"sensitivity) the model keeps {reachable:.3f} of its {target}; "
                 "ask for a larger fraction"
             )
-        lo, hi = 0.0, _TOP
+        lo, hi, hi_plan = self.bisect(0.0, _TOP, hi_plan, target, value)
+        return self.refine(lo, hi, hi_plan, target, value)
+
+    def bisect(
+        self,
+        lo: float,
+        hi: float,
+        hi_plan: SlimPlan,
+        target: str,
+        value: float,
+        held: dict[str, float] | None = None,
+    ) -> tuple[float, float, SlimPlan]:
+        """The smallest knob in (lo, hi] whose plan meets the target, to BISECT_STEPS."""
         for _ in range(BISECT_STEPS):
             mid = (lo + hi) / 2
-            plan = self.plan(mid)
+            plan = self.plan(mid, held)
             if self.fraction(plan, target) <= value:
                 hi, hi_plan = mid, plan
             else:
                 lo = mid
-        return hi_plan
+        return lo, hi, hi_plan
+
+    def refine(
+        self, lo: float, hi: float, hi_plan: SlimPlan, target: str, value: float
+    ) -> SlimPlan:
+        """Where the knob's last step moved a linked group, it moved by a whole step of
+        its pieces (ShuffleNet's stage widths: an eighth of their channels at once) and
+        the plan lands well past the target: hold the linked groups that moved at their
+        ratios and bisect the others again from 0, so that they give back what the jump
+        overshot. Plans without a linked group are left as found."""
+        lo_plan = self.plan(lo)
+        moved = {
+            g.name
+            for g in self.groups
+            if g.parts and _choice(g, lo_plan).after != _choice(g, hi_plan).after
+        }
+        if not moved:
+            return hi_plan
+        held = {n: r for n, r in self.ratios_at(hi).items() if n in moved}
+        return self.bisect(0.0, hi, hi_plan, target, value, held)[2]
 
     def allocation(
         self, plan: SlimPlan, target: str, value: float, skipped: list[tuple[str, str]]

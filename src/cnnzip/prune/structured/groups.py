@@ -92,6 +92,7 @@ class ChannelGroup:
     reason: str | None
     shuffle: int = 1
     parts: tuple[str, ...] = ()
+    passes: tuple[str, ...] = ()  # parameterless modules it flows through (ReLU, pooling)
 
 
 Perm = tuple[int, ...] | None  # position p of a segment holds its group's channel perm[p]
@@ -138,6 +139,7 @@ class _Groups:
     members: dict[int, list[Member]] = field(default_factory=dict)
     reasons: dict[int, list[str]] = field(default_factory=dict)
     shuffles: dict[int, set[int]] = field(default_factory=dict)
+    passes: dict[int, list[str]] = field(default_factory=dict)
 
     def new(self, name: str, size: int, reason: str | None = None) -> int:
         gid = len(self.parent)
@@ -146,6 +148,7 @@ class _Groups:
         self.sizes.append(size)
         self.members[gid], self.reasons[gid] = [], [reason] if reason else []
         self.shuffles[gid] = set()
+        self.passes[gid] = []
         return gid
 
     def find(self, gid: int) -> int:
@@ -161,6 +164,13 @@ class _Groups:
             self.members[a] += self.members.pop(b)
             self.reasons[a] += self.reasons.pop(b)
             self.shuffles[a] |= self.shuffles.pop(b)
+            self.passes[a] += self.passes.pop(b)
+
+    def flow(self, segments: list[Segment], module: str) -> None:
+        """These segments' channels pass through ``module`` (an activation, a pooling):
+        its time shrinks with them, which the latency table measures."""
+        for gid, *_ in segments:
+            self.passes[self.find(gid)].append(module)
 
     def refuse(self, segments: list[Segment], reason: str) -> None:
         for gid, *_ in segments:
@@ -318,6 +328,7 @@ class _Walk:
             self.groups.add(first, name, "out")
             return first
         if isinstance(m, PASS_MODULES):
+            self.groups.flow(first, name)
             return first
         if isinstance(m, nn.Flatten) and m.start_dim == 1 and m.end_dim == -1:
             return self.flatten(node.args[0], first)
@@ -493,6 +504,7 @@ class _Walk:
         rest = self.groups.new(f"{self.groups.names[root]}[{at}:]", size - at)
         self.groups.sizes[root] = at
         self.groups.reasons[rest] = list(self.groups.reasons[root])
+        self.groups.passes[rest] = list(self.groups.passes[root])
         self.groups.members[root] = [replace(m, length=at * m.repeat) for m in members]
         self.groups.members[rest] = [
             replace(m, offset=m.offset + at * m.repeat, length=(size - at) * m.repeat)
@@ -548,6 +560,7 @@ class _Walk:
             prunable=not reasons,
             reason="; ".join(reasons) or None,
             shuffle=max(shuffles),
+            passes=tuple(dict.fromkeys(self.groups.passes[gid])),
         )
 
     def _is_layer(self, name: str) -> bool:
@@ -602,7 +615,8 @@ def _joined(parts: list[ChannelGroup]) -> list[ChannelGroup]:
         replace(m, first=start) for p, start in zip(parts, starts, strict=False) for m in p.members
     )
     size = sum(p.size for p in parts)
-    joined = ChannelGroup("+".join(names), size, members, True, None, 1, names)
+    passes = tuple(dict.fromkeys(m for p in parts for m in p.passes))
+    joined = ChannelGroup("+".join(names), size, members, True, None, 1, names, passes)
     return [joined] * len(parts)
 
 

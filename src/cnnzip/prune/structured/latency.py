@@ -5,7 +5,10 @@ BatchNorm is memory-bound, a narrow layer loses its kernel's blocking, and some 
 barely shrink in time. ``latency_table`` measures, once, what cutting each prunable
 group alone saves: the group loses ``TABLE_RATIO`` of its channels (the plan's own
 rounding), and its member layers (the convs, Linears and BatchNorms that lose channels)
-are timed alone, full width and cut, each on the very tensor it receives in the model
+and the parameterless modules its channels flow through (activations, pooling: their
+time shrinks with the group, though no weight of theirs is cut; a module called more
+than once is timed on its first call's input) are timed alone, full width and cut, each
+on the very tensor it receives in the model
 (same shape and memory format, so a channels-last model is measured channels-last), at
 batch 1 and one thread. Timing layers alone rather than the whole model twice keeps a
 small group's saving above the noise of a 40 ms forward. The allocation
@@ -111,7 +114,7 @@ def latency_table(
     table: dict[str, GroupSpeed] = {}
     with num_threads(1):
         for group in (g for g in groups if g.prunable):
-            names = {m.module for m in group.members}
+            names = {m.module for m in group.members} | set(group.passes)
             plan = plan_channels(
                 model, [group], {group.name: TABLE_RATIO}, importance, round_to=round_to
             )
