@@ -16,7 +16,10 @@ are timed at batch 1 with 1 and 2 threads, interleaved in this one process (orig
 slim, slim, original, ... ``--rounds`` times, each the median of ``--runs`` forwards,
 the fastest round kept) so that a load change hits them alike, in torch's default NCHW layout and in
 channels-last (``model.to(memory_format=torch.channels_last)``, the input too), where
-oneDNN's convolutions run fastest; the models compared always share one layout. The
+oneDNN's convolutions run fastest; the models compared always share one layout.
+``--layouts onnxruntime`` times both instead as ONNX exports (cnnzip.export.export_onnx,
+checked against torch) in onnxruntime CPU sessions of that many intra-op threads: a
+deployment runtime that fuses BatchNorm and activations into the convs. The
 latency ratio (original / slim) is set against the MAC ratio; the issue asks for at
 least 0.8x of it (2.0x fewer MACs -> >= 1.6x faster). Prints a markdown table and
 writes it as JSON to ``--json`` (default benchmarks/results/structured_speed.json).
@@ -30,6 +33,7 @@ import copy
 import itertools
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -37,6 +41,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from cnnzip.export import export_onnx
+from cnnzip.export.graph import session
 from cnnzip.models import get_model
 from cnnzip.profiling import measure_latency, profile
 from cnnzip.prune import PruneError
@@ -45,7 +51,30 @@ from cnnzip.prune.structured.allocate import allocate_channels
 
 MODELS = {"resnet18": {}, "mobilenet_v1": {}, "shufflenet_v1": {"groups": 3}}
 LAYOUTS = {"nchw": torch.contiguous_format, "channels-last": torch.channels_last}
+RUNTIMES = ("onnxruntime",)  # --layouts beyond torch's memory formats
 GOAL = 0.8  # latency ratio / MAC ratio the issue asks for
+
+
+class OnnxSession(nn.Module):
+    """A model's ONNX export in an onnxruntime session, called like the model (batch 1)."""
+
+    def __init__(self, model: nn.Module, shape: tuple[int, ...], threads: int, folder: str):
+        super().__init__()
+        path = Path(folder) / f"model{len(list(Path(folder).iterdir()))}.onnx"
+        export_onnx(model, shape, path)
+        self.session = session(path, threads)
+        self.input = self.session.get_inputs()[0].name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.session.run(None, {self.input: x.numpy()})[0])
+
+
+def placed(models: list[nn.Module], shape: tuple[int, ...], layout: str, threads: int,
+           folder: str) -> list[nn.Module]:  # fmt: skip
+    """The models as timed in ``layout``: copies in a torch memory format, or sessions."""
+    if layout == "onnxruntime":
+        return [OnnxSession(m, shape, threads, folder) for m in models]
+    return [copy.deepcopy(m).to(memory_format=LAYOUTS[layout]) for m in models]
 
 
 def interleaved(
@@ -86,21 +115,33 @@ def bench(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     before = profile(model, shape)
     afters = [profile(small, shape) for small in smalls]
     rows = []
-    for layout, threads in itertools.product(args.layouts, args.threads):
-        moved = [copy.deepcopy(m).to(memory_format=LAYOUTS[layout]) for m in (model, *smalls)]
-        full_ms, *slim_ms = interleaved(moved, shape, threads, args.rounds, args.runs)
-        for (plan, c), after, ms in zip(chosen.items(), afters, slim_ms, strict=True):
-            mac_ratio, latency_ratio = before.macs / after.macs, full_ms / ms
-            rows.append({
-                "model": name, "kwargs": kwargs, "plan": plan, "round_to": args.round_to,
-                "layout": layout, "threads": threads,
-                "macs": [before.macs, after.macs], "params": [before.params, after.params],
-                "latency_ms": [full_ms, ms], "mac_ratio": mac_ratio,
-                "latency_ratio": latency_ratio, "efficiency": latency_ratio / mac_ratio,
-                "meets_goal": latency_ratio >= GOAL * mac_ratio,
-                "groups_left_whole": len(c.skipped),
-                "widths": {g.name: [g.before, g.after] for g in c.groups},
-            })  # fmt: skip
+    with tempfile.TemporaryDirectory() as folder:
+        for layout, threads in itertools.product(args.layouts, args.threads):
+            moved = placed([model, *smalls], shape, layout, threads, folder)
+            times = interleaved(moved, shape, threads, args.rounds, args.runs)
+            rows += _rows(name, kwargs, chosen, before, afters, times, layout, threads, args)
+    return rows
+
+
+def _rows(
+    name: str, kwargs: dict[str, Any], chosen: dict[str, Any], before: Any, afters: list[Any],
+    times: list[float], layout: str, threads: int, args: argparse.Namespace,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """One row per plan: the original's and the slim model's times beside their MACs."""
+    full_ms, *slim_ms = times
+    rows = []
+    for (plan, c), after, ms in zip(chosen.items(), afters, slim_ms, strict=True):
+        mac_ratio, latency_ratio = before.macs / after.macs, full_ms / ms
+        rows.append({
+            "model": name, "kwargs": kwargs, "plan": plan, "round_to": args.round_to,
+            "layout": layout, "threads": threads,
+            "macs": [before.macs, after.macs], "params": [before.params, after.params],
+            "latency_ms": [full_ms, ms], "mac_ratio": mac_ratio,
+            "latency_ratio": latency_ratio, "efficiency": latency_ratio / mac_ratio,
+            "meets_goal": latency_ratio >= GOAL * mac_ratio,
+            "groups_left_whole": len(c.skipped),
+            "widths": {g.name: [g.before, g.after] for g in c.groups},
+        })  # fmt: skip
     return rows
 
 
@@ -127,7 +168,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224, help="input side in pixels")
     parser.add_argument("--macs", type=float, default=0.5, help="fraction of the MACs kept")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--layouts", nargs="+", choices=list(LAYOUTS), default=list(LAYOUTS))
+    parser.add_argument(
+        "--layouts", nargs="+", choices=[*LAYOUTS, *RUNTIMES], default=list(LAYOUTS),
+        help="torch memory formats, or onnxruntime (the ONNX exports in its CPU sessions)",
+    )  # fmt: skip
     parser.add_argument(
         "--round-to",
         type=int,
