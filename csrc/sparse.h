@@ -6,7 +6,7 @@
  *   - cols[entries]: each entry's column, 16-bit little-endian (so fan_in < 65536; wider
  *     layers stay dense); padding: fan_in;
  *   - codes[entries]: each entry's index into the layer's codebook (float32, finite, at
- *     most 256 entries); padding: any code;
+ *     most 256 entries); padding: any code < k (the portable path reads its weight);
  * and row_len[r] kept weights in row r (its padding not counted). A kept weight moves 3
  * bytes instead of 4 dense bytes per weight (or 8 of CSR), plus 0-15 padding entries a row.
  *

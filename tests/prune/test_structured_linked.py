@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from cnnzip import codec, profile
+from cnnzip.models.shufflenet import channel_shuffle
 from cnnzip.models.slim import slim_plan_of
 from cnnzip.prune.structured import channel_groups, mask_channels, plan_channels, slim
 from cnnzip.prune.structured.groups import partition
@@ -51,6 +52,20 @@ class FromInput(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.g(torch.cat([x, self.c(x)], dim=1)).mean((2, 3))  # (N, 4)
+
+
+class ShuffledPart(nn.Module):
+    """c (1x1, 6) shuffled in 3 groups | b (1x1, 3) concatenated -> g (1x1, 9 -> 3, 3
+    groups): g's groups 0 and 1 read c's shuffled channels, group 2 b's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c, self.b = nn.Conv2d(3, 6, 1), nn.Conv2d(3, 3, 1)
+        self.g = nn.Conv2d(9, 3, 1, groups=3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.cat([channel_shuffle(self.c(x), 3), self.b(x)], dim=1)  # (N, 9, H, W)
+        return self.g(y).mean((2, 3))  # (N, 3)
 
 
 def _randomized(model: nn.Module) -> nn.Module:
@@ -118,3 +133,10 @@ def test_a_link_to_the_input_stays_whole_and_says_why() -> None:
     assert not c.prunable
     assert "grouped conv 'g'" in c.reason and "'input' cannot be cut" in c.reason
     assert not groups["input"].prunable and "input channels" in groups["input"].reason
+
+
+def test_a_link_with_a_shuffled_part_stays_whole_every_part_saying_why() -> None:
+    groups = {g.name: g for g in channel_groups(ShuffledPart(), SHAPE)}
+    for name in ("c", "b"):
+        assert not groups[name].prunable, name
+        assert "'c' cannot be cut (shuffled into 3 groups" in groups[name].reason

@@ -7,7 +7,7 @@ batch 1 move 4 bytes per weight, kept or not; here each such Linear / Conv2d
 kernels' layout (csrc/sparse.h): row by row, 3 bytes per kept weight (its 16-bit
 column, its cluster index; each row padded to a multiple of 16 entries) and the
 codebook, so fc6 of AlexNet at 9% kept is ~10 MB resident instead of 151 MB. Layers
-of 65,535 inputs or more, or with a non-finite centroid, stay dense.
+of more than 65,535 inputs, or with a non-finite centroid, stay dense.
 A conv runs through im2col (``F.unfold``), then the same kernel on all its columns.
 
 Results equal the decoded dense layer's up to float summation order: within

@@ -601,15 +601,13 @@ def _joined(parts: list[ChannelGroup]) -> list[ChannelGroup]:
     names = tuple(p.name for p in parts)
     convs = sorted({m.module for p in parts for m in p.members if m.partial})
     held = next((p for p in parts if not p.prunable or p.shuffle > 1), None)
-    if held is not None:
-        why = held.reason or f"is shuffled into {held.shuffle} groups"
+    if held is not None:  # a shuffled part is refused too: links take plain parts only
+        why = held.reason or f"shuffled into {held.shuffle} groups, which links do not take"
         reason = (
-            f"grouped conv {', '.join(map(repr, convs))} takes these channels together "
-            f"with {', '.join(repr(n) for n in names if n != held.name) or 'themselves'}, "
-            f"and {held.name!r} cannot be cut ({why})"
+            f"grouped conv {', '.join(map(repr, convs))} takes the channels of "
+            f"{', '.join(map(repr, names))} together, and {held.name!r} cannot be cut ({why})"
         )
-        return [p if not p.prunable or p is held else replace(p, prunable=False, reason=reason)
-                for p in parts]  # fmt: skip
+        return [replace(p, prunable=False, reason=reason) if p.prunable else p for p in parts]
     starts = accumulate((p.size for p in parts), initial=0)
     members = tuple(
         replace(m, first=start) for p, start in zip(parts, starts, strict=False) for m in p.members
