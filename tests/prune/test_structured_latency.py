@@ -94,6 +94,26 @@ def test_the_table_times_the_modules_channels_flow_through(
     assert timed == [{"conv1", "pool1", "act1", "conv2"}] * 2  # full, then cut
 
 
+class SharedRelu(nn.Module):
+    """conv1 -> relu -> conv2 -> relu -> pool: one ReLU module called twice."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(1, 6, 3), nn.Conv2d(6, 4, 3)
+        self.relu, self.pool = nn.ReLU(), nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.relu(self.conv2(self.relu(self.conv1(x))))).flatten(1)
+
+
+def test_a_module_called_twice_is_no_groups_pass() -> None:
+    """The shared ReLU carries conv1's channels in one call and conv2's in the other:
+    timing its first call would credit conv1's group with both, so neither lists it."""
+    groups = {g.name: g for g in channel_groups(SharedRelu(), SHAPE)}
+    assert groups["conv1"].passes == ()
+    assert groups["conv2"].passes == ("pool",)
+
+
 def speeds(rates: dict[str, float]) -> dict[str, GroupSpeed]:
     """A table whose ms per million MACs saved are ``rates`` (1 MMAC saved each)."""
     return {n: GroupSpeed(n, r, 1_000_000) for n, r in rates.items()}

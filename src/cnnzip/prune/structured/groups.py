@@ -328,7 +328,8 @@ class _Walk:
             self.groups.add(first, name, "out")
             return first
         if isinstance(m, PASS_MODULES):
-            self.groups.flow(first, name)
+            if self.calls[name] == 1:  # a module called twice carries other groups too
+                self.groups.flow(first, name)
             return first
         if isinstance(m, nn.Flatten) and m.start_dim == 1 and m.end_dim == -1:
             return self.flatten(node.args[0], first)

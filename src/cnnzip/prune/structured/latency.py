@@ -7,7 +7,8 @@ group alone saves: the group loses ``TABLE_RATIO`` of its channels (the plan's o
 rounding), and its member layers (the convs, Linears and BatchNorms that lose channels)
 and the parameterless modules its channels flow through (activations, pooling: their
 time shrinks with the group, though no weight of theirs is cut; a module called more
-than once is timed on its first call's input) are timed alone, full width and cut, each
+than once, like torchvision's shared ``relu``, is left out: its calls carry other
+groups, and timing one would credit the wrong group) are timed alone, full width and cut, each
 on the very tensor it receives in the model
 (same shape and memory format, so a channels-last model is measured channels-last), at
 batch 1 and one thread. Timing layers alone rather than the whole model twice keeps a
