@@ -49,6 +49,13 @@ ALWAYS_INLINE unsigned col_at(const uint8_t *cols, int64_t i) {
     return v;
 }
 
+/* Four columns from the stream: one 8-byte load (not a 32-byte copy through the stack). */
+ALWAYS_INLINE uint64_t cols4(const uint8_t *cols) {
+    uint64_t e;
+    memcpy(&e, cols, 8);
+    return e;
+}
+
 int64_t cs_check(const cs_layer *l) {
     const uint8_t *cols = l->stream, *codes = l->stream + 2 * l->entries;
     int64_t seen = 0;
@@ -83,8 +90,7 @@ ALWAYS_INLINE float row_dot(const uint8_t *cols, const uint8_t *codes, int64_t m
         __builtin_prefetch(cols + STREAM_AHEAD);
         __builtin_prefetch(codes + STREAM_AHEAD / 2);
         for (int h = 0; h < 4; h++) { /* four columns per 8-byte load: fewer loads */
-            uint64_t e;
-            memcpy(&e, cols + 8 * h, 8);
+            uint64_t e = cols4(cols + 8 * h);
             for (int q = 0; q < 4; q++, e >>= 16)
                 a[4 * h + q] += cb[codes[4 * h + q]] * x[e & 0xffff];
         }
@@ -126,13 +132,6 @@ __attribute__((target("avx2"))) static inline __m256 pick(const __m256 cbv[4], _
 /* x at the four columns packed in `e`, as lanes 0..3 (BMI2's shrx: no register copies). */
 __attribute__((target("avx2,bmi2"))) static inline __m128 four(const float *x, uint64_t e) {
     return _mm_set_ps(x[e >> 48], x[(uint16_t)(e >> 32)], x[(uint16_t)(e >> 16)], x[(uint16_t)e]);
-}
-
-/* Four columns from the stream: one 8-byte load (not a 32-byte copy through the stack). */
-ALWAYS_INLINE uint64_t cols4(const uint8_t *cols) {
-    uint64_t e;
-    memcpy(&e, cols, 8);
-    return e;
 }
 
 /* row_dot with lanes 0..7 and 8..15 in two registers: x by scalar loads (AVX2 gathers

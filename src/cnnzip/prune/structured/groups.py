@@ -577,21 +577,12 @@ def link(groups: list[ChannelGroup]) -> list[ChannelGroup]:
     for i, group in enumerate(groups):
         for m in (m for m in group.members if m.partial):
             holders.setdefault((m.module, m.axis), set()).add(i)
-    parent = list(range(len(groups)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            i = parent[i]
-        return i
-
+    sets: list[set[int]] = []  # connected: groups sharing a grouped axis, transitively
     for held in holders.values():
-        for j in held:
-            parent[root(j)] = root(min(held))
-    sets: dict[int, list[int]] = {}
-    for i in sorted(set().union(*holders.values())):
-        sets.setdefault(root(i), []).append(i)
+        touching = [s for s in sets if s & held]
+        sets = [s for s in sets if not s & held] + [held.union(*touching)]
     out: dict[int, ChannelGroup] = dict(enumerate(groups))
-    for parts in (p for p in sets.values() if len(p) > 1):
+    for parts in (sorted(s) for s in sets if len(s) > 1):
         for i, group in zip(parts, _joined([groups[i] for i in parts]), strict=True):
             out[i] = group
     return list({id(g): g for g in out.values()}.values())  # a linked group once

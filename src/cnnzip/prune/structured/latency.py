@@ -8,9 +8,9 @@ rounding), and its member layers (the convs, Linears and BatchNorms that lose ch
 and the parameterless modules its channels flow through (activations, pooling: their
 time shrinks with the group, though no weight of theirs is cut; a module called more
 than once, like torchvision's shared ``relu``, is left out: its calls carry other
-groups, and timing one would credit the wrong group) are timed alone, full width and cut, each
-on the very tensor it receives in the model
-(same shape and memory format, so a channels-last model is measured channels-last), at
+groups, and timing one would credit the wrong group) are timed alone, full width and
+cut, each on the very tensor it receives in the model (same shape and memory format,
+so a channels-last model is measured channels-last), at
 batch 1 and one thread. Timing layers alone rather than the whole model twice keeps a
 small group's saving above the noise of a 40 ms forward. The allocation
 (``allocate_channels(..., by_latency=True)``) then cuts more where the ratio ms saved /
