@@ -19,7 +19,9 @@ channels-last (``model.to(memory_format=torch.channels_last)``, the input too), 
 oneDNN's convolutions run fastest; the models compared always share one layout.
 ``--layouts onnxruntime`` times both instead as ONNX exports (cnnzip.export.export_onnx,
 checked against torch) in onnxruntime CPU sessions of that many intra-op threads: a
-deployment runtime that fuses BatchNorm and activations into the convs. The
+deployment runtime that fuses BatchNorm and activations into the convs;
+``--layouts torchscript`` as torch's own inference path (``Frozen``: traced, frozen,
+``torch.jit.optimize_for_inference``). The
 latency ratio (original / slim) is set against the MAC ratio; the issue asks for at
 least 0.8x of it (2.0x fewer MACs -> >= 1.6x faster). Prints a markdown table and
 writes it as JSON to ``--json`` (default benchmarks/results/structured_speed.json).
@@ -51,7 +53,7 @@ from cnnzip.prune.structured.allocate import allocate_channels
 
 MODELS = {"resnet18": {}, "mobilenet_v1": {}, "shufflenet_v1": {"groups": 3}}
 LAYOUTS = {"nchw": torch.contiguous_format, "channels-last": torch.channels_last}
-RUNTIMES = ("onnxruntime",)  # --layouts beyond torch's memory formats
+RUNTIMES = ("onnxruntime", "torchscript")  # --layouts beyond torch's memory formats
 GOAL = 0.8  # latency ratio / MAC ratio the issue asks for
 
 
@@ -69,11 +71,33 @@ class OnnxSession(nn.Module):
         return torch.from_numpy(self.session.run(None, {self.input: x.numpy()})[0])
 
 
+class Frozen(nn.Module):
+    """A model as torch's own inference path runs it: traced, frozen (BatchNorm folded into
+    the convs) and ``torch.jit.optimize_for_inference`` (convs fused with their ReLUs on
+    oneDNN's blocked layout, kept between ops instead of reordered at each one), checked
+    against the model on one input."""
+
+    def __init__(self, model: nn.Module, shape: tuple[int, ...]):
+        super().__init__()
+        x = torch.randn(1, *shape)
+        with torch.no_grad():
+            traced = torch.jit.trace(model.eval(), x)
+            frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
+            torch.testing.assert_close(frozen(x), model(x), rtol=1e-3, atol=1e-4)  # same maths
+        self.frozen = [frozen]  # in a list: not a submodule, so eval() never reaches it
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.frozen[0](x)
+
+
 def placed(models: list[nn.Module], shape: tuple[int, ...], layout: str, threads: int,
            folder: str) -> list[nn.Module]:  # fmt: skip
-    """The models as timed in ``layout``: copies in a torch memory format, or sessions."""
+    """The models as timed in ``layout``: copies in a torch memory format, onnxruntime
+    sessions or frozen TorchScript."""
     if layout == "onnxruntime":
         return [OnnxSession(m, shape, threads, folder) for m in models]
+    if layout == "torchscript":
+        return [Frozen(m, shape) for m in models]
     return [copy.deepcopy(m).to(memory_format=LAYOUTS[layout]) for m in models]
 
 
@@ -170,7 +194,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument(
         "--layouts", nargs="+", choices=[*LAYOUTS, *RUNTIMES], default=list(LAYOUTS),
-        help="torch memory formats, or onnxruntime (the ONNX exports in its CPU sessions)",
+        help="torch memory formats, onnxruntime (the ONNX exports in its CPU sessions) or "
+        "torchscript (traced, frozen, optimize_for_inference)",
     )  # fmt: skip
     parser.add_argument(
         "--round-to",
