@@ -60,7 +60,7 @@ GOAL = 0.8  # latency ratio / MAC ratio the issue asks for
 class OnnxSession(nn.Module):
     """A model's ONNX export in an onnxruntime session, called like the model (batch 1)."""
 
-    def __init__(self, model: nn.Module, shape: tuple[int, ...], threads: int, folder: str):
+    def __init__(self, model: nn.Module, shape: tuple[int, ...], threads: int, folder: str) -> None:
         super().__init__()
         path = Path(folder) / f"model{len(list(Path(folder).iterdir()))}.onnx"
         export_onnx(model, shape, path)
@@ -77,11 +77,12 @@ class Frozen(nn.Module):
     oneDNN's blocked layout, kept between ops instead of reordered at each one), checked
     against the model on one input."""
 
-    def __init__(self, model: nn.Module, shape: tuple[int, ...]):
+    def __init__(self, model: nn.Module, shape: tuple[int, ...]) -> None:
         super().__init__()
-        x = torch.randn(1, *shape)
+        x = torch.randn(1, *shape, generator=torch.Generator().manual_seed(0))
+        model = copy.deepcopy(model).eval()  # the caller's model keeps its mode
         with torch.no_grad():
-            traced = torch.jit.trace(model.eval(), x)
+            traced = torch.jit.trace(model, x)
             frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
             torch.testing.assert_close(frozen(x), model(x), rtol=1e-3, atol=1e-4)  # same maths
         self.frozen = [frozen]  # in a list: not a submodule, so eval() never reaches it

@@ -23,7 +23,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from cnnzip.data import Normalization
-from cnnzip.errors import DataError, ModelError, RunError, one_line
+from cnnzip.errors import DataError, ModelError, RunError
 from cnnzip.fileio import atomic_path, atomic_write_text
 from cnnzip.models import get_model
 from cnnzip.models.registry import untrusted
@@ -31,6 +31,7 @@ from cnnzip.models.slim import (
     apply_slim,
     check_slim_plan,
     record_input_shape,
+    run_error,
     slim_input_shape_of,
     slim_plan_of,
     valid_input_shape,
@@ -250,19 +251,13 @@ def _check_weights(path: Path, skeleton: nn.Module) -> None:
 def _check_slim_runs(skeleton: nn.Module, meta: dict[str, Any], where: Path) -> None:
     """A slim run's meta-device model runs once on its recorded input shape: a plan that
     cuts a layer's channels but not its consumer's fits every tensor yet cannot run."""
-    shape = meta.get("input_shape")
-    ok = isinstance(shape, list) and 1 <= len(shape) <= 4
-    if meta.get("slim") is None or not ok or not all(type(s) is int and s > 0 for s in shape):
-        return
-    try:
-        with torch.no_grad():
-            skeleton(torch.zeros(1, *shape, device="meta"))
-    except Exception as exc:  # a width mismatch: torch raises anything
+    shape = valid_input_shape(meta.get("input_shape"))
+    error = run_error(skeleton, shape) if meta.get("slim") is not None and shape else None
+    if error is not None:
         raise RunError(
-            f"{where}: field slim: the slim model does not run on one {shape} input "
-            f"({type(exc).__name__}: {one_line(str(exc))}); the plan cuts a layer's channels "
-            "without its consumers'"
-        ) from None
+            f"{where}: field slim: the slim model does not run on one {list(shape)} input "
+            f"({error}); the plan cuts a layer's channels without its consumers'"
+        )
 
 
 def load_run(path: str | Path) -> Run:

@@ -9,8 +9,8 @@ import torch.nn as nn
 
 import cnnzip
 from cnnzip.errors import CnnzipError
+from cnnzip.models.running import example_input, is_channels_last
 from cnnzip.profiling import Latency, measure_latency
-from cnnzip.profiling.latency import example_input, is_channels_last
 
 
 def _tiny() -> nn.Module:

@@ -210,8 +210,14 @@ def test_plan_ratios_are_checked() -> None:
     groups = channel_groups(model, (3, 6, 6))
     with pytest.raises(PruneError, match="no channel group 'zz'"):
         plan_channels(model, groups, {"zz": 0.5})
-    with pytest.raises(PruneError, match=r"ratio 1.0 must be in \[0, 1\)"):
+    with pytest.raises(PruneError, match=r"ratio 1.0 must be a number in \[0, 1\)"):
         plan_channels(model, groups, {"a": 1.0})
+    for bad in ("0.5", None, True):
+        with pytest.raises(PruneError, match=r"ratio .* must be a number in \[0, 1\)"):
+            plan_channels(model, groups, {"a": bad})
+    for bad in (2.5, 0, True, "8"):
+        with pytest.raises(PruneError, match="round_to must be a positive whole channel count"):
+            plan_channels(model, groups, {"a": 0.5}, round_to=bad)
     assert plan_channels(model, groups, {"a": 0.99})["a"]["out"] != []  # one channel kept
     assert len(plan_channels(model, groups, {"b": 0.5}, round_to=2)["b"]["out"]) == 4  # 3 rounded
     assert plan_channels(model, groups, {"head": 0.5}) == {}  # unprunable: ignored

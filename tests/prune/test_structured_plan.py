@@ -283,3 +283,32 @@ def test_input_shapes_are_checked_before_they_are_recorded() -> None:
     noted = record_input_shape(get_model("lenet5"), torch.Size([1, 28, 28]))
     assert slim_input_shape_of(noted) == (1, 28, 28)
     assert slim_input_shape_of(get_model("lenet5")) is None
+
+
+class _Grouped(nn.Module):
+    """a (3 -> 8) -> g (8 -> 12, 4 groups) -> h (12 -> 6) -> head: g cut to one in and one
+    out channel per group has the shape of a depthwise conv, though it was not one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.g = nn.Conv2d(3, 8, 1), nn.Conv2d(8, 12, 3, padding=1, groups=4)
+        self.h, self.head = nn.Conv2d(12, 6, 1), nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.h(self.g(self.a(x))).mean((2, 3)))  # (N, 3)
+
+
+def test_a_grouped_conv_cut_to_depthwise_shape_then_slimmed_again_reloads(tmp_path: Path) -> None:
+    """The second cut (h only) must not rewrite g's recorded full-width in list with its
+    out list: the composed plan rebuilds a fresh model to the same shapes and outputs."""
+    torch.manual_seed(0)
+    model = _Grouped().eval()
+    once = slim(model, plan_channels(model, channel_groups(model, (3, 4, 4)), {"a": 0.5, "g": 0.7}))
+    assert (once.g.in_channels, once.g.out_channels, once.g.groups) == (4, 4, 4)
+    twice = slim(once, plan_channels(once, channel_groups(once, (3, 4, 4)), {"h": 0.5}))
+    assert slim_plan_of(twice)["g"] == slim_plan_of(once)["g"]
+    codec.save(tmp_path / "g.cnnz", twice)
+    loaded = codec.load(tmp_path / "g.cnnz", model=_Grouped())
+    x = torch.randn(2, 3, 4, 4)
+    with torch.no_grad():
+        assert torch.equal(loaded.eval()(x), twice(x))

@@ -1,7 +1,8 @@
-"""Nets the channel-group tracer once got wrong (review of issue 15): keyword tensor
+"""Nets the channel-group tracer once got wrong (reviews of issue 15): keyword tensor
 operands, hard-coded view widths, a shuffled tensor summed with an unshuffled one, a
-buffer-only module called twice, and tied parameters. Each is tied correctly or refused
-by name, never cut wrongly and never a raw Python error."""
+buffer-only module called twice, tied parameters, a shuffle's group count read from the
+width, a train-mode BatchNorm1d, a float64 model and impossible input shapes. Each is
+tied correctly or refused by name, never cut wrongly and never a raw Python error."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from cnnzip import codec
 from cnnzip.prune.masks import PruneError
 from cnnzip.prune.structured import (
     channel_groups,
@@ -18,6 +20,7 @@ from cnnzip.prune.structured import (
     plan_channels,
     slim,
 )
+from cnnzip.prune.structured.allocate import allocate_channels
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -216,3 +219,70 @@ def test_bn_importance_after_flatten_sums_every_feature_of_a_channel() -> None:
         model.bn.weight.copy_(torch.tensor([3.0, 0, 0, 0, 1, 1, 1, 1]))
     group = _groups(model, (3, 2, 2))["conv"]
     assert channel_scores(model, group, "bn").tolist() == [3.0, 4.0]
+
+
+class CountedGroups(nn.Module):
+    """A shuffle whose group count is read from the width: ``view(n, c // 4, -1, h, w)``
+    (4 groups at 16 channels, 2 once cut to 8: the slim model would shuffle otherwise)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 16, 1), nn.Conv2d(16, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.a(x)  # (N, 16, H, W)
+        n, c, h, w = y.shape
+        y = y.view(n, c // 4, -1, h, w).transpose(1, 2).reshape(n, c, h, w)
+        return self.b(y).mean((2, 3))  # (N, 2)
+
+
+def test_a_shuffle_whose_group_count_follows_the_width_is_refused() -> None:
+    group = _groups(CountedGroups(), (3, 2, 2))["a"]
+    assert not group.prunable
+    assert "group count read from the width" in group.reason and "node 'view'" in group.reason
+
+
+class TrainBatchNorm1d(nn.Module):
+    """conv -> mean -> Linear -> BatchNorm1d -> Linear, left in train mode as after fit():
+    at batch 1 train-mode BatchNorm1d refuses to run, so every check must run in eval."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(3, 16, 3, padding=1), nn.Linear(16, 32)
+        self.bn, self.out = nn.BatchNorm1d(32), nn.Linear(32, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.conv(x)).mean((2, 3))  # (N, 16)
+        return self.out(F.relu(self.bn(self.fc(y))))  # (N, 4)
+
+
+def test_a_train_mode_model_with_batchnorm1d_slims_and_stays_in_train_mode(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = TrainBatchNorm1d()
+    model.bn.running_mean.normal_()
+    plan = plan_channels(model, channel_groups(model, (3, 4, 4)), {"conv": 0.5, "fc": 0.5})
+    small = slim(model, plan, (3, 4, 4))
+    assert model.training and model.bn.training  # the user's modes are left as they were
+    assert (small.conv.out_channels, small.bn.num_features) == (8, 16)
+    codec.save(tmp_path / "t.cnnz", small.eval())
+    loaded = codec.load(tmp_path / "t.cnnz", model=TrainBatchNorm1d())  # a fresh, train-mode one
+    x = torch.randn(3, 3, 4, 4)
+    with torch.no_grad():
+        assert torch.equal(loaded.eval()(x), small(x))
+
+
+def test_trace_errors_name_torchs_own_cause_and_print_nothing(capsys) -> None:
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 3))
+    assert [g.size for g in channel_groups(net.double(), (3, 8, 8))] == [3, 8, 4]  # its dtype
+    with pytest.raises(PruneError, match=r"shape \(2, 8, 8\) \(RuntimeError: Given groups=1"):
+        channel_groups(net, (2, 8, 8))
+    assert capsys.readouterr().err == ""  # torch's ShapeProp traceback is not printed
+
+
+@pytest.mark.parametrize("shape", [(3, -1, 8), "abc", (3, 8.5, 8), (1, 3, 8, 8), 3])
+def test_impossible_input_shapes_are_one_prune_error(shape: object) -> None:
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 3))
+    with pytest.raises(PruneError, match="must be the \\(C, H, W\\) of one input"):
+        channel_groups(net, shape)
+    with pytest.raises(PruneError, match="must be the \\(C, H, W\\) of one input"):
+        allocate_channels(net, shape, macs=0.5)

@@ -42,7 +42,7 @@ from cnnzip.binary.layers import BinActiv
 from cnnzip.errors import CnnzipError, one_line
 from cnnzip.export.deps import MissingDependencyError, require
 from cnnzip.fileio import atomic_path
-from cnnzip.profiling.latency import eval_mode
+from cnnzip.models.running import eval_mode
 from cnnzip.transforms import remove_transforms, swap_module
 
 __all__ = ["ATOL", "RTOL", "Checked", "ExportError", "check_onnx", "export_onnx", "session"]

@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 
 from cnnzip.errors import ModelError, one_line
+from cnnzip.models.running import eval_mode, example_input
 
 __all__ = [
     "SlimPlan",
@@ -83,12 +84,11 @@ def slim_input_shape_of(model: nn.Module) -> tuple[int, ...] | None:
 
 def run_error(model: nn.Module, shape: tuple[int, ...]) -> str | None:
     """None if one no-grad forward of ``model`` (best on the meta device: no compute) on a
-    (1, *shape) zero input runs, else its error as one line: a plan that cuts a layer's
-    channels but not its consumer's fits every tensor yet cannot run."""
-    param = next(model.parameters(), None)
-    x = torch.zeros(1, *shape, device=param.device if param is not None else "cpu")
+    (1, *shape) input runs in eval mode, else its error as one line: a plan that cuts a
+    layer's channels but not its consumer's fits every tensor yet cannot run."""
+    x = example_input(model, (1, *shape))  # (1, C, H, W) on its device, in its dtype
     try:
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():  # train-mode BatchNorm refuses a batch of 1
             model(x)
     except Exception as exc:  # a width mismatch: torch raises anything
         return f"{type(exc).__name__}: {one_line(str(exc))}"
@@ -315,7 +315,7 @@ def apply_slim(model: nn.Module, plan: SlimPlan) -> nn.Module:
     module: unknown, out of range, unsorted or empty), so a bad plan changes nothing. The
     model then carries the plan, composed with any earlier one (``slim_plan_of``)."""
     modules = check_plan_fits(model, plan)
-    old = _depthwise_both(modules, slim_plan_of(model) or {})
+    old = slim_plan_of(model) or {}  # indices into the full model, made whole when applied
     plan = _depthwise_both(modules, plan)
     for name, axes in plan.items():
         _cut(modules[name], axes)

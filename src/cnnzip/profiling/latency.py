@@ -10,9 +10,10 @@ import torch
 import torch.nn as nn
 
 from cnnzip.errors import CnnzipError
+from cnnzip.models.running import eval_mode, example_input
 from cnnzip.profiling.report import Latency
 
-__all__ = ["eval_mode", "example_input", "is_channels_last", "measure_latency", "num_threads"]
+__all__ = ["measure_latency", "num_threads"]
 
 
 @contextmanager
@@ -27,44 +28,6 @@ def num_threads(threads: int | None) -> Iterator[int]:
         yield torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Inference behaviour (dropout off, batch-norm running stats) for the block, then each
-    module's own mode back."""
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, training in modes.items():
-            m.training = training
-
-
-def is_channels_last(model: nn.Module) -> bool:
-    """Whether the model's conv weights are laid out channels-last (after
-    ``model.to(memory_format=torch.channels_last)``), where oneDNN's kernels run fastest
-    on the CPU; 1x1 kernels are contiguous either way, so a larger one decides."""
-    return any(
-        p.dim() == 4
-        and not p.is_contiguous()
-        and p.is_contiguous(memory_format=torch.channels_last)
-        for p in model.parameters()
-    )
-
-
-def example_input(model: nn.Module, shape: tuple[int, ...]) -> torch.Tensor:
-    """Random normal input on the model's device, in its floating dtype (float32 if none),
-    channels-last when the model is (else every conv would convert it first)."""
-    tensors = [*model.parameters(), *model.buffers()]
-    device = tensors[0].device if tensors else torch.device("cpu")
-    dtype = next((t.dtype for t in tensors if t.is_floating_point()), torch.float32)
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(shape, generator=generator, dtype=dtype).to(device)  # (N, C, H, W)
-    if x.dim() == 4 and is_channels_last(model):
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x
 
 
 def measure_latency(

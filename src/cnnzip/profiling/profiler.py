@@ -29,6 +29,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils.hooks import RemovableHandle
 
 from cnnzip.errors import CnnzipError
+from cnnzip.models.running import eval_mode, example_input
 from cnnzip.models.slim import meta_copy
 from cnnzip.profiling import latency
 from cnnzip.profiling.counters import (
@@ -38,7 +39,6 @@ from cnnzip.profiling.counters import (
     functional_cost,
     module_counter,
 )
-from cnnzip.profiling.latency import eval_mode, example_input
 from cnnzip.profiling.report import LayerProfile, ProfileReport
 from cnnzip.profiling.storage import nonzero_fraction, owned_counts
 

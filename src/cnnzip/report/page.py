@@ -34,7 +34,8 @@ from cnnzip.errors import CnnzipError
 from cnnzip.export.dense import dense_dir
 from cnnzip.fileio import atomic_write_text
 from cnnzip.models.registry import trust_factories
-from cnnzip.profiling.latency import eval_mode, example_input, num_threads
+from cnnzip.models.running import eval_mode, example_input
+from cnnzip.profiling.latency import num_threads
 from cnnzip.prune.sensitivity import CACHE
 from cnnzip.report import figures
 from cnnzip.runs import load_run

@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from cnnzip.binary.scales import filter_alpha
 from cnnzip.codec.container import CnnzFile
 from cnnzip.errors import CnnzipError
-from cnnzip.profiling.latency import eval_mode, example_input, num_threads
+from cnnzip.models.running import eval_mode, example_input
+from cnnzip.profiling.latency import num_threads
 from cnnzip.runtime.compressed import (
     CompressedConv2d,
     CompressedLinear,

@@ -32,9 +32,10 @@ import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
 from cnnzip.errors import CnnzipError
+from cnnzip.models.running import eval_mode, example_input
 from cnnzip.profiling import Cost, conv_kind, measure_latency, profile, register_counter
 from cnnzip.profiling.counters import first_tensor
-from cnnzip.profiling.latency import eval_mode, example_input, num_threads
+from cnnzip.profiling.latency import num_threads
 from cnnzip.runtime.shapes import check_conv_settings, check_elements, conv_output_size
 from cnnzip.transforms import swap_module
 

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from cnnzip.data import Dataset, Split, StreamSplit, as_split, batches, first_input, steps
 from cnnzip.errors import CnnzipError
+from cnnzip.models.running import eval_mode
 from cnnzip.train import checkpoint as ckpt
 from cnnzip.train.distributed import DistInfo, all_reduce_sum, setup
 
@@ -146,18 +147,6 @@ def _lr_factor(cfg: TrainConfig, step: int, total: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
 
 
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Eval mode inside the block (batch norm reads its running statistics, dropout is
-    off), the model's own mode restored after it."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
-
-
 _MODEL_HINT = "build the model with num_classes set to the data's class count"
 _STREAM_HINT = (
     "pass the true class count as from_loaders(num_classes=...) (it was inferred from "
@@ -197,7 +186,7 @@ def _check_model_fits(model: nn.Module, data: Dataset, device: torch.device) -> 
             _check_labels(split.y, data.num_classes)
     x = first_input(data.train).to(device)
     shape = f"the model cannot take {data.name}'s inputs of shape {data.input_shape}"
-    with _shape_errors(shape), _eval_mode(model):
+    with _shape_errors(shape), eval_mode(model):
         out = model(x)
     if isinstance(out, torch.Tensor) and tuple(out.shape) != (1, data.num_classes):
         raise CnnzipError(
@@ -220,7 +209,7 @@ def evaluate(
     device = torch.device(device) if device else next(model.parameters()).device
     split = as_split(split)
     loss_sum, correct, seen = 0.0, 0, 0
-    with _eval_mode(model):
+    with eval_mode(model):
         for x, y in batches(split, batch_size):
             x, y = x.to(device), y.to(device)
             with _shape_errors(f"the model cannot take inputs of shape {tuple(x.shape[1:])}"):

@@ -51,6 +51,7 @@ from cnnzip.prune.structured import (
     slim,
 )
 from cnnzip.prune.structured.apply import check_slim_runs
+from cnnzip.prune.structured.groups import checked_shape
 from cnnzip.prune.structured.latency import GroupSpeed, latency_table
 from cnnzip.train import evaluate
 from cnnzip.transforms import transforms_of
@@ -189,7 +190,7 @@ def allocate_channels(
     median ms-per-MAC saving over g's, within [1/4, 4]. ``model`` is left as it was."""
     target, value = check_target(macs, params, latency_ms, importance)
     _check_dense(model)
-    shape = tuple(int(s) for s in input_shape)
+    shape = checked_shape(input_shape)
     groups = channel_groups(model, shape)
     prunable = [g for g in groups if g.prunable]
     skipped = [(g.name, g.reason or "not prunable") for g in groups if not g.prunable]

@@ -21,11 +21,11 @@ weights): never silently wrong. Tensor operands are read from keyword arguments 
 
 from __future__ import annotations
 
+import io
 import math
 import operator
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import redirect_stderr
 from dataclasses import dataclass, field, replace
 from functools import reduce
 from itertools import accumulate, chain
@@ -38,6 +38,8 @@ import torch.nn.functional as F
 from torch.fx.passes.shape_prop import ShapeProp
 
 from cnnzip.errors import one_line
+from cnnzip.models.running import eval_mode, example_input
+from cnnzip.models.slim import valid_input_shape
 from cnnzip.prune.masks import PruneError
 
 __all__ = ["ChannelGroup", "Member", "channel_groups", "trace"]
@@ -189,16 +191,19 @@ class _Groups:
             offset += chs * repeat
 
 
-@contextmanager
-def _eval(model: nn.Module) -> Iterator[None]:
-    """Eval mode for the shape pass (BatchNorm statistics untouched), restored after."""
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
+def checked_shape(input_shape: Any) -> tuple[int, ...]:
+    """``input_shape`` as a tuple of 1 to 3 positive sizes (C, H, W), or one PruneError
+    saying what it must be (torch would fail on it with less to go on)."""
     try:
-        yield
-    finally:
-        for m, mode in modes.items():
-            m.train(mode)
+        shape = valid_input_shape([operator.index(v) for v in input_shape])  # numpy ints too
+    except TypeError:  # not a sequence of integers
+        shape = None
+    if shape is None:
+        raise PruneError(
+            f"input shape {input_shape!r:.80} must be the (C, H, W) of one input: "
+            "1 to 3 positive integer sizes"
+        )
+    return shape
 
 
 def trace(model: nn.Module, input_shape: tuple[int, ...]) -> fx.GraphModule:
@@ -212,15 +217,17 @@ def trace(model: nn.Module, input_shape: tuple[int, ...]) -> fx.GraphModule:
             f"({type(exc).__name__}: {exc}); its forward must be traceable by torch.fx "
             "(no Python branches on tensor values)"
         ) from None
-    param = next(model.parameters(), None)
-    x = torch.zeros(1, *input_shape, device=param.device if param is not None else "cpu")
+    x = example_input(model, (1, *checked_shape(input_shape)))  # its device, dtype, layout
     try:
-        with _eval(model), torch.no_grad():
+        # ShapeProp prints the traceback of a failing node before raising: the cause is
+        # in the one error below instead
+        with eval_mode(model), torch.no_grad(), redirect_stderr(io.StringIO()):
             ShapeProp(gm).propagate(x)
     except Exception as exc:  # a wrong input shape: torch raises anything
+        cause = exc.__cause__ or exc  # ShapeProp wraps the failing node's error
         raise PruneError(
             f"{type(model).__name__} does not run on one input of shape "
-            f"{tuple(input_shape)} ({type(exc).__name__}: {one_line(str(exc))}); "
+            f"{tuple(input_shape)} ({type(cause).__name__}: {one_line(str(cause))}); "
             "pass the (C, H, W) of its images"
         ) from None
     return gm
@@ -335,7 +342,9 @@ class _Walk:
             return self.flatten(node.args[0], first)
         return self.unknown(node)
 
-    def layer(self, node: fx.Node, name: str, m: nn.Module, first: list[Segment]):
+    def layer(
+        self, node: fx.Node, name: str, m: nn.Module, first: list[Segment]
+    ) -> list[Segment] | None:
         """A conv or Linear: consumes its input's groups, starts one of its own (a
         depthwise conv passes its input's through)."""
         shape = _shape(node.args[0])
@@ -407,7 +416,7 @@ class _Walk:
             return self.unknown(node, "reduces over the batch or channel dim")
         return first
 
-    def flattened(self, node: fx.Node, first: list[Segment], default: int):
+    def flattened(self, node: fx.Node, first: list[Segment], default: int) -> list[Segment] | None:
         """``flatten(x, 1)`` (to the last dim) only: batch-flattening mixes samples."""
         start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", default)
         end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
@@ -429,6 +438,9 @@ class _Walk:
             return self.flatten(node.args[0], first)
         one = len(first) == 1 and first[0][2] == 1 and first[0][3] is None
         if one and len(before) == 4 and after[:1] + after[3:] == before[:1] + before[2:]:
+            if not _literal_width(node, 1):  # g read from the width (C // 4) changes once cut
+                why = "splits channels into a group count read from the width; write it as a number"
+                return self.unknown(node, why)
             self.split[node] = (first[0][0], after[1], after[2], False)  # (N, g, C/g, H, W)
             return None
         return self.unknown(node, f"reshapes {list(before)} to {list(after)}")

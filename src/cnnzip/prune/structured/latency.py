@@ -28,9 +28,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from cnnzip.models.running import eval_mode, example_input, is_channels_last
 from cnnzip.models.slim import apply_slim
 from cnnzip.profiling import profile
-from cnnzip.profiling.latency import eval_mode, example_input, is_channels_last, num_threads
+from cnnzip.profiling.latency import num_threads
 from cnnzip.prune.masks import PruneError
 from cnnzip.prune.structured.apply import plan_channels
 from cnnzip.prune.structured.groups import ChannelGroup
