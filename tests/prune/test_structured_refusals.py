@@ -200,6 +200,15 @@ def test_round_to_keeps_at_least_one_multiple() -> None:
     assert len(plan_channels(model, groups, {"c1": 0.9})["c1"]["out"]) == 1
 
 
+def test_round_to_rounds_halves_up_not_to_even() -> None:
+    """20 channels at round_to 8: 20 / 8 = 2.5 rounds up to 24, so a ratio of 0.01 keeps
+    all 20 (round-half-to-even gave 16, a fifth gone); 0.3 keeps 14 -> 16."""
+    model = nn.Sequential(nn.Conv2d(3, 20, 1), nn.ReLU(), nn.Conv2d(20, 2, 1))
+    groups = channel_groups(model, (3, 2, 2))
+    assert plan_channels(model, groups, {"0": 0.01}, round_to=8) == {}
+    assert len(plan_channels(model, groups, {"0": 0.3}, round_to=8)["0"]["out"]) == 16
+
+
 class FlatNorm(nn.Module):
     """conv (2 channels) -> Flatten (2 x 4 features) -> BatchNorm1d(8) -> Linear."""
 
@@ -286,3 +295,28 @@ def test_impossible_input_shapes_are_one_prune_error(shape: object) -> None:
         channel_groups(net, shape)
     with pytest.raises(PruneError, match="must be the \\(C, H, W\\) of one input"):
         allocate_channels(net, shape, macs=0.5)
+
+
+def test_a_spectral_norm_conv_is_left_whole_by_name() -> None:
+    """spectral_norm's pre-hook rebuilds ``weight`` from weight_orig, u and v, which a cut
+    of ``weight`` alone would not reach: the conv's groups stay whole, the others not."""
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3),
+        nn.ReLU(),
+        nn.utils.spectral_norm(nn.Conv2d(8, 6, 3)),
+        nn.ReLU(),
+        nn.Conv2d(6, 4, 1),
+    )
+    groups = _groups(net, (3, 8, 8))
+    assert not groups["0"].prunable and "forward pre-hooks (spectral_norm?)" in groups["0"].reason
+    assert not any(g.prunable for g in groups.values())  # its output group too
+
+
+def test_slim_and_allocate_check_their_arguments_before_running() -> None:
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 3))
+    plan = plan_channels(net, channel_groups(net, (3, 8, 8)), {"0": 0.5})
+    with pytest.raises(PruneError, match=r"\(1, 3, 8, 8\) must be the \(C, H, W\) of one input"):
+        slim(net, plan, (1, 3, 8, 8))
+    for bad in (0, -5, 2.5, True):
+        with pytest.raises(PruneError, match="max_images must be a positive image count"):
+            allocate_channels(net, (3, 8, 8), macs=0.5, max_images=bad)

@@ -189,6 +189,9 @@ def allocate_channels(
     time instead of their MACs; without, group g's ratio is s ** k_g with k_g the
     median ms-per-MAC saving over g's, within [1/4, 4]. ``model`` is left as it was."""
     target, value = check_target(macs, params, latency_ms, importance)
+    bad = isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1
+    if max_images is not None and bad:
+        raise PruneError(f"max_images must be a positive image count or None, got {max_images!r}")
     _check_dense(model)
     shape = checked_shape(input_shape)
     groups = channel_groups(model, shape)

@@ -9,6 +9,7 @@ a slim model must equal.
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 import torch.nn as nn
@@ -25,7 +26,7 @@ from cnnzip.models.slim import (
     run_error,
 )
 from cnnzip.prune.masks import PruneError
-from cnnzip.prune.structured.groups import ChannelGroup, Member, partition
+from cnnzip.prune.structured.groups import ChannelGroup, Member, checked_shape, partition
 
 __all__ = [
     "IMPORTANCES",
@@ -76,10 +77,11 @@ def channel_scores(model: nn.Module, group: ChannelGroup, importance: str = "l1"
 def _keep_count(size: int, ratio: float, round_to: int) -> int:
     """Channels kept of ``size`` when removing ``ratio`` of them: a multiple of
     ``round_to``, at least one such multiple (a group narrower than ``round_to`` stays
-    whole)."""
+    whole). Halves round up, never to even: 20 channels at round_to 8 keep 24 -> all 20,
+    not 16 (a fifth gone for a ratio of 0.01)."""
     keep = size - round(ratio * size)
     if round_to > 1:
-        keep = round(keep / round_to) * round_to
+        keep = math.floor(keep / round_to + 0.5) * round_to
     return min(size, max(min(round_to, size), keep))
 
 
@@ -167,6 +169,7 @@ def slim(model: nn.Module, plan: SlimPlan, input_shape: tuple[int, ...] | None =
     check_plan_fits(model, plan)
     if input_shape is None:
         return apply_slim(copy.deepcopy(model), plan)
+    input_shape = checked_shape(input_shape)
     check_slim_runs(apply_slim(meta_copy(model), plan), input_shape)
     return record_input_shape(apply_slim(copy.deepcopy(model), plan), input_shape)
 

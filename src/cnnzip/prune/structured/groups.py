@@ -326,6 +326,9 @@ class _Walk:
         name, m = str(node.target), self.modules[str(node.target)]
         if self.calls[name] > 1 and any(True for _ in chain(m.parameters(), m.buffers())):
             return self.unknown(node, f"calls {name!r} {self.calls[name]} times")
+        if m._forward_pre_hooks:  # spectral_norm: the weight is rebuilt from u, v, weight_orig
+            why = "has forward pre-hooks (spectral_norm?) that rebuild its inputs or weight"
+            return self.unknown(node, why)
         first = self.segs.get(node.args[0]) if node.args else None
         if first is None:
             return self.unknown(node)
