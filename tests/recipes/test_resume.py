@@ -102,3 +102,17 @@ def test_a_work_folder_of_another_recipe_is_refused(toy_data, tmp_path) -> None:
     other = parse_recipe({"stages": [{"finetune": {"epochs": 0, "lr": 1e-3}}]})
     with pytest.raises(RecipeError, match="another recipe"):
         compress(model, toy_data, other, log=lambda _: None, work_dir=tmp_path)
+
+
+def test_a_work_folder_of_another_starting_model_is_refused(toy_data, tmp_path) -> None:
+    """Same recipe, other weights (a retrained base): resuming would continue the other
+    model's training and write its weights into this file, so the folder is refused."""
+    quick = parse_recipe({"stages": [{"finetune": {"epochs": 0}}]})
+    torch.manual_seed(0)
+    first = get_model("lenet300", hidden=(32, 16))
+    retrained = copy.deepcopy(first)
+    compress(first, toy_data, quick, log=lambda _: None, work_dir=tmp_path)
+    with torch.no_grad():
+        retrained.fc1.weight.mul_(3.0)
+    with pytest.raises(RecipeError, match="checkpoints of a model of other weights"):
+        compress(retrained, toy_data, quick, log=lambda _: None, work_dir=tmp_path)

@@ -1,4 +1,5 @@
-"""Running a model for a measurement or a check: inference mode, an example input.
+"""Running a model for a measurement or a check: inference mode, an example input, and
+a digest of its weights (what a cache or a work folder was made from).
 
 Every place that runs a user's model once to learn something (a shape trace, a slim
 model's check, a profile, a latency) runs it the same way: BatchNorm on its running
@@ -7,13 +8,25 @@ mode restored after, on an input of the model's device, dtype and memory format.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
 
-__all__ = ["eval_mode", "example_input", "is_channels_last"]
+__all__ = ["eval_mode", "example_input", "is_channels_last", "state_digest"]
+
+
+def state_digest(model: nn.Module) -> str:
+    """SHA-256 (hex) of ``model``'s state dict: every name, dtype, shape and value, so
+    two models digest alike only if they would compute alike from their weights."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        flat = tensor.detach().cpu().contiguous().reshape(-1)  # (numel,)
+        h.update(flat.view(torch.uint8).numpy().tobytes())  # any dtype's raw bytes
+    return h.hexdigest()
 
 
 @contextmanager

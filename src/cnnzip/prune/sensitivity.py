@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from cnnzip.data import Split, StreamSplit
 from cnnzip.fileio import atomic_path, atomic_write_text
+from cnnzip.models.running import state_digest
 from cnnzip.prune.rules import magnitude
 from cnnzip.train import evaluate
 from cnnzip.train.loop import _eta
@@ -236,10 +237,7 @@ def _key(
     stop_below: float | None,
     flat: float | None,
 ) -> str:
-    h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    h = hashlib.sha256(state_digest(model).encode())
     h.update(split.x.contiguous().numpy().tobytes())
     h.update(split.y.contiguous().numpy().tobytes())
     h.update(json.dumps([list(targets), [float(r) for r in ratios], stop_below, flat]).encode())

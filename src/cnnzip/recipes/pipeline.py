@@ -21,6 +21,7 @@ from cnnzip.codec import save as save_cnnz
 from cnnzip.codec.container import unpack
 from cnnzip.data import Dataset
 from cnnzip.fileio import atomic_write_text
+from cnnzip.models.running import state_digest
 from cnnzip.recipes.loader import Recipe, load_recipe
 from cnnzip.recipes.stages import (
     RECIPE_STAGES,
@@ -96,12 +97,13 @@ def compress(
     recipe and folder, redoes the cheap deterministic steps (sweep, masks, k-means) and
     continues training where its last epoch ended, ending with the same weights as an
     uninterrupted run (the iterative prune schedule restarts its stage). The folder is
-    bound to one recipe: another is refused.
+    bound to one recipe and one starting model (a digest of its weights): another of
+    either is refused.
     """
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
     check_layer_names(model, recipe.stages)
-    work = _claim_work_dir(work_dir, recipe)
+    work = _claim_work_dir(work_dir, recipe, model)
     result = Compressed(model=model, recipe=recipe, arch=arch, meta=dict(meta or {}))
     for i, (name, cfg) in enumerate(recipe.stages, start=1):
         # each stage announced before it runs: its own progress (the sweep's layers, the
@@ -118,22 +120,27 @@ def compress(
     return result
 
 
-def _claim_work_dir(work_dir: str | Path | None, recipe: Recipe) -> Path | None:
-    """The checkpoint folder, made and bound to ``recipe`` (its recipe.json); a folder
-    holding another recipe's checkpoints would resume the wrong training."""
+def _claim_work_dir(work_dir: str | Path | None, recipe: Recipe, model: nn.Module) -> Path | None:
+    """The checkpoint folder, made and bound to ``recipe`` (its recipe.json) and to the
+    weights it starts from (source.json): a folder holding another recipe's or another
+    model's checkpoints would resume the wrong training, silently."""
     if work_dir is None:
         return None
     work = Path(work_dir)
+    bindings = {
+        "recipe.json": ("another recipe", json.dumps(recipe.to_dict(), sort_keys=True)),
+        "source.json": ("a model of other weights", json.dumps({"sha256": state_digest(model)})),
+    }
     try:
         work.mkdir(parents=True, exist_ok=True)
-        bound = work / "recipe.json"
-        wanted = json.dumps(recipe.to_dict(), sort_keys=True)
-        if bound.exists() and bound.read_text() != wanted:
-            raise RecipeError(
-                f"{work} holds the checkpoints of another recipe ({bound}); remove the "
-                "folder or pick another work folder"
-            )
-        atomic_write_text(bound, wanted)
+        for name, (what, wanted) in bindings.items():
+            if (work / name).exists() and (work / name).read_text() != wanted:
+                raise RecipeError(
+                    f"{work} holds the checkpoints of {what} ({work / name}); remove the "
+                    "folder or pick another work folder"
+                )
+        for name, (_, wanted) in bindings.items():
+            atomic_write_text(work / name, wanted)
     except OSError as exc:
         raise RecipeError(f"cannot use {work} as the work folder: {exc}") from None
     return work
