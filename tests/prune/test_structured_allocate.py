@@ -16,7 +16,7 @@ from cnnzip.models.slim import SlimPlan
 from cnnzip.profiling import profile
 from cnnzip.prune import PruneError, one_shot
 from cnnzip.prune.structured import allocate as allocate_module
-from cnnzip.prune.structured import channel_groups, slim
+from cnnzip.prune.structured import channel_groups, plan_channels, slim
 from cnnzip.prune.structured.allocate import (
     LATENCY_TRIES,
     Allocation,
@@ -241,7 +241,10 @@ def test_a_linked_groups_jump_is_given_back_by_the_others(
     last step overshoots half the MACs; the other groups, bisected again with the link
     held, give some of it back: closer to the target, never past it."""
     model, refined = shufflenet_half
-    monkeypatch.setattr(allocate_module._Planner, "refine", lambda self, lo, hi, plan, *a: plan)
+    monkeypatch.setattr(
+        allocate_module._Planner, "refine", lambda self, lo, hi, plan, *a: ({}, plan)
+    )
+    monkeypatch.setattr(allocate_module._Planner, "give_back", lambda self, r, plan, *a: plan)
     plain = allocate_channels(model, SHUFFLE_SHAPE, macs=0.5)
     link = [g for g in refined.groups if "+" in g.name]
     assert link == [g for g in plain.groups if "+" in g.name]  # the same eighths kept
@@ -255,3 +258,41 @@ def test_a_model_with_weight_transforms_is_refused() -> None:
     one_shot(model, {"conv2.weight": 0.5, "fc1.weight": 0.8})
     with pytest.raises(PruneError, match=r"conv2.weight, fc1.weight carry weight transforms"):
         allocate_channels(model, SHAPE, macs=0.5)
+
+
+class _DepthwiseResidual(nn.Module):
+    """stem (3 -> 16) + BN, a depthwise-separable residual block on its 16 channels,
+    conv2 (16 -> 32, stride 2) + BN, pool, fc: the stem's group is 16 channels that cost
+    far more MACs apiece than conv2's 32."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.bn = nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16)
+        self.dw = nn.Conv2d(16, 16, 3, padding=1, groups=16, bias=False)
+        self.pw = nn.Conv2d(16, 16, 1, bias=False)
+        self.conv2 = nn.Conv2d(16, 32, 3, stride=2, padding=1, bias=False)
+        self.bn2, self.fc = nn.BatchNorm2d(32), nn.Linear(32, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.bn(self.stem(x)))  # (N, 16, H, W)
+        x = torch.relu(x + self.pw(torch.relu(self.dw(x))))
+        x = torch.relu(self.bn2(self.conv2(x)))  # (N, 32, H/2, W/2)
+        return self.fc(x.mean((2, 3)))  # (N, 5)
+
+
+@pytest.mark.parametrize("round_to", [4, 8])
+def test_round_to_steps_are_given_back_up_to_the_target(round_to: int) -> None:
+    """At the knob's last step the stem falls 12 -> 8 and conv2 with it (20 or 24 of 32):
+    0.36-0.40 of the MACs for a 0.5 target. conv2's steps are given back while the target
+    holds, to all 32; the stem's one step back (to 12) would miss it."""
+    shape = (3, 16, 16)
+    model = _DepthwiseResidual().eval()
+    chosen = allocate_channels(model, shape, macs=0.5, round_to=round_to)
+    assert {g.name: g.after for g in chosen.groups if g.name in ("stem", "conv2")} == {
+        "stem": 8,
+        "conv2": 32,
+    }
+    assert chosen.macs[1] <= 0.5 * chosen.macs[0]
+    groups = channel_groups(model, shape)
+    wider = plan_channels(model, groups, {"stem": 1 - 12 / 16}, round_to=round_to)
+    assert profile(slim(model, wider), shape).macs > 0.5 * chosen.macs[0]

@@ -17,7 +17,9 @@ counted exactly (cnnzip.profiling on a shapes-only meta copy, no timing):
   more.
 
 Channel counts are integers, so the result is the first plan at or below the
-target: within one channel step of it. A latency target is met by measuring:
+target: within one channel step of it; where groups move in larger steps (measured
+ratios, ``round_to``, grouped convs), steps are given back one at a time while the
+target holds (``_Planner.give_back``). A latency target is met by measuring:
 the MAC fraction is scaled by target / measured and the plan re-measured, at
 most ``LATENCY_TRIES`` times; the first plan that meets it is kept (each round
 prunes further, so it is the least pruned one found), else the fastest one
@@ -51,7 +53,7 @@ from cnnzip.prune.structured import (
     slim,
 )
 from cnnzip.prune.structured.apply import check_slim_runs
-from cnnzip.prune.structured.groups import checked_shape
+from cnnzip.prune.structured.groups import Partition, checked_shape, partition
 from cnnzip.prune.structured.latency import GroupSpeed, latency_table
 from cnnzip.train import evaluate
 from cnnzip.transforms import transforms_of
@@ -67,6 +69,7 @@ __all__ = [
 
 GROUP_RATIOS = (0.0, 0.2, 0.35, 0.5, 0.65, 0.8, 0.9)  # each group alone, no retraining
 BISECT_STEPS = 20  # 2**-20 of the knob: finer than one channel of any zoo layer
+GIVE_BACK_STEPS = 256  # rounding steps given back after the bisection, at most
 LATENCY_TRIES = 4  # measure -> rescale -> re-measure rounds for a latency target
 TARGETS = ("macs", "params", "latency_ms")
 POWER_SPAN = 4.0  # by latency: a group's ratio is s ** k, k within [1/4, 4]
@@ -206,7 +209,7 @@ def allocate_channels(
         latency_table(model, prunable, shape, importance, round_to=round_to) if by_latency else None
     )
     ratios_at = _knob(model, prunable, shape, data, importance, max_images, target, speeds)
-    plans = _Planner(model, prunable, shape, ratios_at, importance, round_to)
+    plans = _Planner(model, prunable, shape, ratios_at, importance, round_to, data is not None)
     if target == "latency_ms":
         return _latency(plans, value, timer or _median_ms(shape), skipped)
     plan = plans.search(target, value)
@@ -319,9 +322,11 @@ class _Planner:
         ratios_at: Callable[[float], dict[str, float]],
         importance: str,
         round_to: int,
+        stepped: bool = False,
     ) -> None:
         self.model, self.groups, self.shape = model, groups, shape
         self.ratios_at, self.importance, self.round_to = ratios_at, importance, round_to
+        self.stepped = stepped or round_to > 1 or not all(map(_single_channel_steps, groups))
         self.meta = meta_copy(model)
         self.base = self.counts({})
 
@@ -357,7 +362,8 @@ class _Planner:
                 "ask for a larger fraction"
             )
         lo, hi, hi_plan = self.bisect(0.0, _TOP, hi_plan, target, value)
-        return self.refine(lo, hi, hi_plan, target, value)
+        ratios, plan = self.refine(lo, hi, hi_plan, target, value)
+        return self.give_back(ratios, plan, target, value) if self.stepped else plan
 
     def bisect(
         self,
@@ -380,12 +386,13 @@ class _Planner:
 
     def refine(
         self, lo: float, hi: float, hi_plan: SlimPlan, target: str, value: float
-    ) -> SlimPlan:
+    ) -> tuple[dict[str, float], SlimPlan]:
         """Where the knob's last step moved a linked group, it moved by a whole step of
         its pieces (ShuffleNet's stage widths: an eighth of their channels at once) and
         the plan lands well past the target: hold the linked groups that moved at their
         ratios and bisect the others again from 0, so that they give back what the jump
-        overshot. Plans without a linked group are left as found."""
+        overshot. Plans without a linked group are left as found. Returns the ratios
+        and their plan."""
         lo_plan = self.plan(lo)
         moved = {
             g.name
@@ -393,9 +400,58 @@ class _Planner:
             if g.parts and _choice(g, lo_plan).after != _choice(g, hi_plan).after
         }
         if not moved:
-            return hi_plan
+            return self.ratios_at(hi), hi_plan
         held = {n: r for n, r in self.ratios_at(hi).items() if n in moved}
-        return self.bisect(0.0, hi, hi_plan, target, value, held)[2]
+        _, knob, plan = self.bisect(0.0, hi, hi_plan, target, value, held)
+        return {**self.ratios_at(knob), **held}, plan
+
+    def give_back(
+        self, ratios: dict[str, float], plan: SlimPlan, target: str, value: float
+    ) -> SlimPlan:
+        """Where the plan moves in steps of more than a channel (``stepped``), the knob's
+        last step can move a group a long way: a sensitivity curve's ratios are the
+        measured ones (0.1, 0.2, ...), and ``round_to`` or a grouped conv's units move
+        a group by whole steps; the plan then lands well past the target (0.5 of the
+        MACs asked, 0.32 kept). So, while the target holds, one group at a time takes
+        one of its steps back, the group cut furthest beyond its ratio's share first."""
+        ratios = dict(ratios)
+        for _ in range(GIVE_BACK_STEPS):
+            kept = {g.name: _choice(g, plan).after for g in self.groups}
+            cut = sorted(
+                (g for g in self.groups if ratios.get(g.name, 0.0) > 0.0),
+                key=lambda g: kept[g.name] / g.size - (1.0 - ratios[g.name]),
+            )
+            for group in cut:
+                back = self._step_back(group, ratios[group.name])
+                if back is None:
+                    continue
+                trial = {**ratios, group.name: back}
+                trial_plan = plan_channels(
+                    self.model, self.groups, trial, self.importance, round_to=self.round_to
+                )
+                if self.fraction(trial_plan, target) <= value:
+                    ratios, plan = trial, trial_plan
+                    break
+            else:
+                return plan
+        return plan
+
+    def _step_back(self, group: ChannelGroup, ratio: float) -> float | None:
+        """The largest ratio below ``ratio`` at which ``group`` keeps more channels than
+        at ``ratio``: one step of its rounding back (None: it keeps all already)."""
+
+        def kept(r: float) -> int:
+            plan = plan_channels(self.model, [group], {group.name: r}, self.importance,
+                                 round_to=self.round_to)  # fmt: skip
+            return _choice(group, plan).after
+
+        now, lo, hi = kept(ratio), 0.0, ratio
+        if kept(0.0) == now:
+            return None
+        for _ in range(BISECT_STEPS):  # kept(lo) > now >= kept(hi)
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if kept(mid) > now else (lo, mid)
+        return lo
 
     def allocation(
         self, plan: SlimPlan, target: str, value: float, skipped: list[tuple[str, str]]
@@ -410,6 +466,13 @@ class _Planner:
             macs=(self.base[0], macs),
             params=(self.base[1], params),
         )
+
+
+def _single_channel_steps(group: ChannelGroup) -> bool:
+    """Whether ``group`` can lose any one channel (no grouped conv, shuffle or link
+    makes it lose several at once)."""
+    part = partition(group)
+    return isinstance(part, Partition) and len(part.buckets) == 1 and len(part.units[0]) == 1
 
 
 _TOP = 1.0 - 1e-9  # the knob's top: every group down to its last channel(s)
