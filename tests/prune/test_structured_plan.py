@@ -168,6 +168,18 @@ def test_bad_slim_in_a_cnnz_header_is_a_format_error(
         codec.load(tmp_path / "bad.cnnz")
 
 
+def test_a_lying_slim_plan_is_a_format_error_with_the_users_model_too(tmp_path: Path) -> None:
+    """Loaded into model= rather than built from the zoo, the same lie is the same error
+    type (a damaged or lying file always ends in CnnzFormatError), naming the module."""
+    _, small = _small()
+    data = codec.encode(small, arch={"name": "mobilenet_v1", "kwargs": KW})
+    (tmp_path / "bad.cnnz").write_bytes(_with_header(data, slim={"fc": {"in": [0, 999]}}))
+    user = get_model("mobilenet_v1", **KW)
+    with pytest.raises(CnnzFormatError, match="does not fit the model given: .*'fc'"):
+        codec.load(tmp_path / "bad.cnnz", model=user)
+    assert user.fc.in_features == get_model("mobilenet_v1", **KW).fc.in_features  # uncut
+
+
 def test_a_plan_naming_an_xnor_layers_input_norm_is_refused_and_changes_nothing() -> None:
     """conv2.norm is cut with conv2's input channels: a plan naming both would cut it
     twice (out of range on the meta device, where nothing checks indices)."""
@@ -248,6 +260,7 @@ def test_a_slim_cnnz_records_its_input_shape_and_load_runs_it(tmp_path: Path) ->
     match = r"header field slim: the slim model does not run on one \[1, 28, 28\] input"
     with pytest.raises(CnnzFormatError, match=match):
         codec.load(tmp_path / "bad.cnnz")
+
     other = get_model("lenet5")
     with pytest.raises(CnnzFormatError, match=match):
         codec.load(tmp_path / "bad.cnnz", model=other)

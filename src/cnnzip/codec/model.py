@@ -526,7 +526,13 @@ def _fit_plan(model: nn.Module, cf: container.CnnzFile, entries: list[dict[str, 
             "this model was slimmed with another channel plan than the .cnnz's: pass the "
             "full-width module (the file's plan is applied to it) or the same slim one"
         )
-    skeleton = apply_slim(meta_copy(model), plan)
+    try:
+        skeleton = apply_slim(meta_copy(model), plan)
+    except ModelError as exc:  # as for the zoo's models: the file's plan is at fault
+        raise CnnzFormatError(
+            f"header field slim does not fit the model given: {exc}; a damaged file, or "
+            "not the module it was saved from"
+        ) from None
     _check_fit(entries, skeleton)
     _check_slim_runs(cf, skeleton)
     apply_slim(model, plan)
