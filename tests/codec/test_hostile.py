@@ -229,8 +229,17 @@ def test_section_table_out_of_layout_is_refused(tools, small) -> None:
     prefix += struct.pack("<I", zlib.crc32(raw))
     prefix += b"\0" * (-len(prefix) % 8)
     body = b"".join(s + b"\0" * (-len(s) % 8) for s in sections)
-    with pytest.raises(CnnzFormatError, match=r"section 1 .* is not where it belongs"):
+    with pytest.raises(CnnzFormatError, match=r"section 1 starts at \d+, not where the one"):
         container.unpack(prefix + body)
+
+
+def test_a_file_cut_short_says_it_is_truncated(small) -> None:
+    """Cut by 1 to 16 bytes (into the last section's padding or its bytes): the error says
+    truncated, never a negative count of trailing bytes."""
+    for cut in range(1, 17):
+        with pytest.raises(CnnzFormatError, match="truncated") as caught:
+            container.unpack(small[:-cut])
+        assert "-" not in str(caught.value).split("bytes")[0], cut
 
 
 def test_repeated_header_key_is_refused(tools, small) -> None:

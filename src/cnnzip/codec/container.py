@@ -129,10 +129,15 @@ def _sections(header: dict[str, Any], data: bytes, start: int) -> list[bytes]:
                 f"section {i}: entry {entry!r:.80} is not [offset, length, crc32]"
             )
         offset, length, crc = entry
-        if offset != expected or offset + length > room:
+        if offset != expected:
             raise CnnzFormatError(
-                f"section {i} at {offset} of {length} bytes is not where it belongs ({expected}) "
-                f"within the file's {room} bytes of sections: truncated or corrupt"
+                f"section {i} starts at {offset}, not where the one before it ends "
+                f"({expected}): the section table is corrupt"
+            )
+        if offset + length > room:
+            raise CnnzFormatError(
+                f"section {i} ({length} bytes at {offset}) runs past the end of the file's "
+                f"{room} bytes of sections: the file is truncated (or its table corrupt)"
             )
         blob = data[start + offset : start + offset + length]
         if zlib.crc32(blob) != crc:
@@ -140,7 +145,12 @@ def _sections(header: dict[str, Any], data: bytes, start: int) -> list[bytes]:
         expected = offset + length + _pad(length)
         _zeros(data, start + offset + length, start + expected, f"after section {i}")
         out.append(blob)
-    if expected != room:
+    if expected > room:
+        raise CnnzFormatError(
+            f"the file ends {expected - room} bytes into the last section's padding: "
+            "it is truncated"
+        )
+    if expected < room:
         raise CnnzFormatError(
             f"{room - expected} bytes after the last section: trailing garbage or a corrupt table"
         )
