@@ -256,7 +256,8 @@ def _check_slim_runs(skeleton: nn.Module, meta: dict[str, Any], where: Path) -> 
     if error is not None:
         raise RunError(
             f"{where}: field slim: the slim model does not run on one {list(shape)} input "
-            f"({error}); the plan cuts a layer's channels without its consumers'"
+            f"({error}); the plan cuts a layer's channels without its consumers' (or the "
+            "recorded input shape is not the model's)"
         )
 
 

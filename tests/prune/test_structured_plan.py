@@ -175,7 +175,7 @@ def test_a_lying_slim_plan_is_a_format_error_with_the_users_model_too(tmp_path: 
     data = codec.encode(small, arch={"name": "mobilenet_v1", "kwargs": KW})
     (tmp_path / "bad.cnnz").write_bytes(_with_header(data, slim={"fc": {"in": [0, 999]}}))
     user = get_model("mobilenet_v1", **KW)
-    with pytest.raises(CnnzFormatError, match="does not fit the model given: .*'fc'"):
+    with pytest.raises(CnnzFormatError, match=r"does not fit the model given: .*'fc'"):
         codec.load(tmp_path / "bad.cnnz", model=user)
     assert user.fc.in_features == get_model("mobilenet_v1", **KW).fc.in_features  # uncut
 

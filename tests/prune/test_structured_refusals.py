@@ -320,3 +320,10 @@ def test_slim_and_allocate_check_their_arguments_before_running() -> None:
     for bad in (0, -5, 2.5, True):
         with pytest.raises(PruneError, match="max_images must be a positive image count"):
             allocate_channels(net, (3, 8, 8), macs=0.5, max_images=bad)
+
+
+def test_slim_on_a_wrong_input_shape_blames_the_shape_not_the_plan() -> None:
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 3))
+    plan = plan_channels(net, channel_groups(net, (3, 8, 8)), {"0": 0.5})
+    with pytest.raises(PruneError, match=r"Sequential does not run on one input of shape \(1, 8"):
+        slim(net, plan, (1, 8, 8))  # a 1-channel shape for a 3-channel model

@@ -101,7 +101,8 @@ def check_runs(model: nn.Module, shape: tuple[int, ...], what: str) -> None:
     if error is not None:
         raise ModelError(
             f"{what}: the slim model does not run on one {list(shape)} input ({error}); "
-            "the plan cuts a layer's channels without its consumers'"
+            "the plan cuts a layer's channels without its consumers' (or the recorded "
+            "input shape is not the model's)"
         )
 
 

@@ -170,6 +170,12 @@ def slim(model: nn.Module, plan: SlimPlan, input_shape: tuple[int, ...] | None =
     if input_shape is None:
         return apply_slim(copy.deepcopy(model), plan)
     input_shape = checked_shape(input_shape)
+    error = run_error(meta_copy(model), input_shape)
+    if error is not None:  # the shape is wrong, not the plan
+        raise PruneError(
+            f"{type(model).__name__} does not run on one input of shape {input_shape} "
+            f"({error}); pass the (C, H, W) of its images"
+        )
     check_slim_runs(apply_slim(meta_copy(model), plan), input_shape)
     return record_input_shape(apply_slim(copy.deepcopy(model), plan), input_shape)
 
