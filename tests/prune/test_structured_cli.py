@@ -146,6 +146,11 @@ def test_slim_deep_compression_reloads_slim(run_dir: str, tmp_path: Path) -> Non
         (["--structured", "--latency-ms", "0"], "--latency-ms"),
         (["--structured", "--macs", "0.5", "--importance", "l3"], "--importance"),
         (["--structured", "--macs", "0.5", "--round-to", "0"], "--round-to"),
+        (["--sparsity", "0.5", "--round-to", "8"], "go with --structured"),
+        (["--sparsity", "0.5", "--by-latency"], "go with --structured"),
+        (["--sparsity", "0.5", "--uniform"], "go with --structured"),
+        (["--sparsity", "0.5", "--importance", "bn"], "go with --structured"),
+        (["--structured", "--macs", "0.5", "--steps", "5"], "--steps is for weight pruning"),
     ],
 )
 def test_bad_structured_options_are_one_error_line(

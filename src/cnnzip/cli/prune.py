@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from cnnzip import prune as P
 from cnnzip.cli.app import check_not_sources, check_run_out, emit, main
@@ -131,7 +132,8 @@ def sensitivity_cmd(
 @click.option(
     "--uniform",
     is_flag=True,
-    help="--structured: one ratio for every channel group (no sensitivity sweep).",
+    help="--structured: no sensitivity sweep: one ratio for every channel group (with "
+    "--by-latency, skewed toward the groups saving more time per MAC).",
 )
 @click.option(
     "--by-latency",
@@ -189,15 +191,9 @@ def prune_cmd(
     ratios follow each group's sensitivity on the validation data (--uniform: one
     ratio); then --epochs of retraining. OUT records the kept channels, so load_run and
     a .cnnz rebuild the slim model."""
-    targets_given = [macs, params_kept, latency_ms].count(None) != 3
-    if structured or targets_given:
-        if not structured:
-            raise P.PruneError("--macs, --params and --latency-ms go with --structured")
-        if [sparsity, max_drop, budget] != [None] * 3 or auto or layers:
-            raise P.PruneError(
-                "--structured takes --macs, --params or --latency-ms, not --sparsity, --auto, "
-                "--max-drop, --budget or --layer (those prune single weights)"
-            )
+    by_weight = [sparsity, max_drop, budget] != [None] * 3 or auto or bool(layers)
+    _check_mode(structured, [macs, params_kept, latency_ms].count(None) != 3, by_weight)
+    if structured:
         target = {"macs": macs, "params": params_kept, "latency_ms": latency_ms}
         options = {"importance": importance, "round_to": round_to, "uniform": uniform,
                    "by_latency": by_latency, "cfg": cfg}  # fmt: skip
@@ -207,6 +203,30 @@ def prune_cmd(
         raise P.PruneError("give exactly one of --sparsity, --max-drop, --budget")
     target = {"sparsity": sparsity, "auto": auto, "max_drop": max_drop, "budget": budget}
     _by_magnitude(source, out, dataset, teaching, layers, target, steps, cfg, as_json)
+
+
+def _check_mode(structured: bool, channel_targets: bool, weight_targets: bool) -> None:
+    """One mode's options with the other's are refused, never silently ignored."""
+    given = _given(["importance", "round_to", "uniform", "by_latency", "steps"])
+    if not structured and (channel_targets or given - {"steps"}):
+        raise P.PruneError(
+            "--macs, --params, --latency-ms, --importance, --round-to, --uniform and "
+            "--by-latency go with --structured; without it single weights are pruned"
+        )
+    if structured and "steps" in given:
+        raise P.PruneError("--steps is for weight pruning; --structured prunes once, then retrains")
+    if structured and weight_targets:
+        raise P.PruneError(
+            "--structured takes --macs, --params or --latency-ms, not --sparsity, --auto, "
+            "--max-drop, --budget or --layer (those prune single weights)"
+        )
+
+
+def _given(names: list[str]) -> set[str]:
+    """Those of the command's ``names`` the user set (not left at their defaults): an
+    option that does not apply to the chosen mode is refused, not silently ignored."""
+    ctx = click.get_current_context()
+    return {n for n in names if ctx.get_parameter_source(n) is not ParameterSource.DEFAULT}
 
 
 def _by_magnitude(
