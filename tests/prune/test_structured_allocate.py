@@ -260,6 +260,15 @@ def test_a_model_with_weight_transforms_is_refused() -> None:
         allocate_channels(model, SHAPE, macs=0.5)
 
 
+def test_torchs_own_parametrizations_are_named_as_such() -> None:
+    """The user's weight_norm is not a cnnzip stage: the error says what it is and how to
+    take it off, not "slim the dense model first"."""
+    model = get_model("lenet5")
+    nn.utils.parametrizations.weight_norm(model.conv2)
+    with pytest.raises(PruneError, match=r"conv2.weight carries torch parametrizations"):
+        allocate_channels(model, SHAPE, macs=0.5)
+
+
 class _DepthwiseResidual(nn.Module):
     """stem (3 -> 16) + BN, a depthwise-separable residual block on its 16 channels,
     conv2 (16 -> 32, stride 2) + BN, pool, fc: the stem's group is 16 channels that cost

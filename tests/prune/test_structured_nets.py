@@ -7,6 +7,7 @@ Tolerance: BatchNorm in eval mode, float32 sums in another order: 1e-5 of the ou
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -218,6 +219,8 @@ def test_plan_ratios_are_checked() -> None:
     for bad in (2.5, 0, True, "8"):
         with pytest.raises(PruneError, match="round_to must be a positive whole channel count"):
             plan_channels(model, groups, {"a": 0.5}, round_to=bad)
+    numpy_ints = plan_channels(model, groups, {"b": np.float32(0.5)}, round_to=np.int64(2))
+    assert numpy_ints == plan_channels(model, groups, {"b": 0.5}, round_to=2)
     assert plan_channels(model, groups, {"a": 0.99})["a"]["out"] != []  # one channel kept
     assert len(plan_channels(model, groups, {"b": 0.5}, round_to=2)["b"]["out"]) == 4  # 3 rounded
     assert plan_channels(model, groups, {"head": 0.5}) == {}  # unprunable: ignored

@@ -219,7 +219,16 @@ def allocate_channels(
 def _check_dense(model: nn.Module) -> None:
     """Structured pruning comes first: a weight transform (a mask, a codebook, a binary
     weight) would have to be cut along with its tensor, and its stored size counted."""
-    transformed = sorted(transforms_of(model))
+    found = transforms_of(model)
+    foreign = sorted(name for name, ours in found.items() if not ours)
+    if foreign:  # torch's own parametrizations (weight_norm, spectral_norm, orthogonal)
+        raise PruneError(
+            f"{', '.join(foreign[:3])} {'carry' if len(foreign) > 1 else 'carries'} torch "
+            "parametrizations (weight_norm, spectral_norm, ...) that a channel cut cannot "
+            "reach; remove them (torch.nn.utils.parametrize.remove_parametrizations) or "
+            "prune channels before adding them"
+        )
+    transformed = sorted(found)
     if transformed:
         raise PruneError(
             f"structured pruning needs plain weights, but {', '.join(transformed[:3])} "

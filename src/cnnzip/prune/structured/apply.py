@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 
 import torch
 import torch.nn as nn
@@ -93,7 +94,7 @@ def _check_ratios(groups: list[ChannelGroup], ratios: dict[str, float]) -> None:
                 f"no channel group {name!r}; the groups are named by their first layer, "
                 f"e.g. {next(iter(sorted(names)), 'conv1')!r}"
             )
-        if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0.0 <= ratio < 1.0:
+        if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not 0 <= ratio < 1:
             raise PruneError(f"group {name!r}: ratio {ratio!r} must be a number in [0, 1)")
 
 
@@ -111,8 +112,9 @@ def plan_channels(
     or a channel shuffle constrains loses as many channels from each of its conv groups
     or shuffle columns, which decides its count."""
     _check_ratios(groups, ratios)
-    if isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1:
+    if isinstance(round_to, bool) or not isinstance(round_to, numbers.Integral) or round_to < 1:
         raise PruneError(f"round_to must be a positive whole channel count, got {round_to!r}")
+    round_to = int(round_to)  # numpy's too
     removed: dict[tuple[str, str], set[int]] = {}
     for group in groups:
         ratio = ratios.get(group.name, 0.0)
