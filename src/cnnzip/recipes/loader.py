@@ -86,6 +86,23 @@ def _type_ok(value: Any, hint: Any) -> bool:
     return isinstance(value, hint)
 
 
+_PLAIN_NAMES = {int: "a whole number", float: "a finite number", bool: "true or false",
+                str: "a string", type(None): "null"}  # fmt: skip
+
+
+def _type_name(hint: Any) -> str:
+    """``hint`` as a recipe writer reads it: "a finite number or null", not
+    ``float | None``."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(h) for h in args)
+    if origin is list:
+        return f"a list of ({_type_name(args[0])})"
+    if origin is dict:
+        return f"a mapping of ({_type_name(args[0])}) to ({_type_name(args[1])})"
+    return _PLAIN_NAMES.get(hint, getattr(hint, "__name__", str(hint)))
+
+
 def _stage(where: str, item: Any) -> tuple[str, Any]:
     if not isinstance(item, dict) or len(item) != 1:
         raise RecipeError(
@@ -104,7 +121,7 @@ def _stage(where: str, item: Any) -> tuple[str, Any]:
             raise unknown_name(f"{where} ({name})", "option", key, list(hints))
         if not _type_ok(value, hints[key]):
             raise RecipeError(
-                f"{where} ({name}): option {key}={value!r:.80} should be {hints[key]} (finite)"
+                f"{where} ({name}): option {key}={value!r:.80} should be {_type_name(hints[key])}"
             )
     return name, cls(**{k: float(v) if hints[k] is float else v for k, v in options.items()})
 

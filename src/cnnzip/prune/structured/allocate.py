@@ -155,7 +155,11 @@ def check_target(
         (n, v) for n, v in zip(TARGETS, (macs, params, latency_ms), strict=True) if v is not None
     ]
     if len(given) != 1:
-        raise PruneError("give exactly one target: macs, params or latency_ms")
+        named = ", ".join(f"{n}={v}" for n, v in given) or "none"
+        raise PruneError(
+            f"give exactly one target: macs, params or latency_ms (given: {named}; in a "
+            "recipe, clear the built-in one with -s channels.macs=null)"
+        )
     name, value = given[0]
     if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
         raise PruneError(f"{name} must be a finite number, got {value!r}")
