@@ -48,6 +48,7 @@ from cnnzip.prune.structured import (
     IMPORTANCES,
     ChannelGroup,
     channel_groups,
+    channel_scores,
     mask_channels,
     plan_channels,
     slim,
@@ -342,12 +343,18 @@ class _Planner:
         self.stepped = stepped or round_to > 1 or not all(map(_single_channel_steps, groups))
         self.meta = meta_copy(model)
         self.base = self.counts({})
+        self.scores = {g.name: channel_scores(model, g, importance).tolist() for g in groups}
 
     def plan(self, s: float, held: dict[str, float] | None = None) -> SlimPlan:
         """The plan at knob ``s``, the groups in ``held`` at their given ratios."""
         ratios = {**self.ratios_at(s), **(held or {})}
         return plan_channels(
-            self.model, self.groups, ratios, self.importance, round_to=self.round_to
+            self.model,
+            self.groups,
+            ratios,
+            self.importance,
+            round_to=self.round_to,
+            scores=self.scores,
         )
 
     def counts(self, plan: SlimPlan) -> tuple[int, int]:
@@ -440,7 +447,12 @@ class _Planner:
                     continue
                 trial = {**ratios, group.name: back}
                 trial_plan = plan_channels(
-                    self.model, self.groups, trial, self.importance, round_to=self.round_to
+                    self.model,
+                    self.groups,
+                    trial,
+                    self.importance,
+                    round_to=self.round_to,
+                    scores=self.scores,
                 )
                 if self.fraction(trial_plan, target) <= value:
                     ratios, plan = trial, trial_plan
@@ -455,7 +467,7 @@ class _Planner:
 
         def kept(r: float) -> int:
             plan = plan_channels(self.model, [group], {group.name: r}, self.importance,
-                                 round_to=self.round_to)  # fmt: skip
+                                 round_to=self.round_to, scores=self.scores)  # fmt: skip
             return _choice(group, plan).after
 
         now, lo, hi = kept(ratio), 0.0, ratio

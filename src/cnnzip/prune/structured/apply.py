@@ -105,9 +105,12 @@ def plan_channels(
     importance: str = "l1",
     *,
     round_to: int = 1,
+    scores: dict[str, list[float]] | None = None,
 ) -> SlimPlan:
     """The plan removing ``ratios[name]`` of each prunable group's channels, the least
     important first (ties: the later channel goes); unprunable groups are skipped.
+    ``scores`` (group name -> ``channel_scores`` as a list) spares a planner that asks
+    for many plans of one model recomputing them (a copy of each weight) every time.
     ``round_to`` rounds the kept count of plain groups only: a group that a grouped conv
     or a channel shuffle constrains loses as many channels from each of its conv groups
     or shuffle columns, which decides its count."""
@@ -120,8 +123,8 @@ def plan_channels(
         ratio = ratios.get(group.name, 0.0)
         if not group.prunable or ratio == 0.0:
             continue
-        scores = channel_scores(model, group, importance).tolist()
-        channels = _removed(group, scores, ratio, round_to)
+        ranked = scores[group.name] if scores else channel_scores(model, group, importance).tolist()
+        channels = _removed(group, ranked, ratio, round_to)
         for member in group.members:
             gone = removed.setdefault((member.module, member.axis), set())
             at = dict(zip(member.channels(), member.positions(), strict=True))
