@@ -325,3 +325,14 @@ def test_a_grouped_conv_cut_to_depthwise_shape_then_slimmed_again_reloads(tmp_pa
     x = torch.randn(2, 3, 4, 4)
     with torch.no_grad():
         assert torch.equal(loaded.eval()(x), twice(x))
+
+
+def test_a_second_cut_of_a_grouped_conv_left_depthwise_shaped_is_refused() -> None:
+    """Cutting a again halves g's groups (4 -> 2), which the recorded plan cannot say:
+    refused by name (it once saved a file that did not reload)."""
+    torch.manual_seed(0)
+    model = _Grouped().eval()
+    once = slim(model, plan_channels(model, channel_groups(model, (3, 4, 4)), {"a": 0.5, "g": 0.7}))
+    plan = plan_channels(once, channel_groups(once, (3, 4, 4)), {"a": 0.5})
+    with pytest.raises(ModelError, match="'g' was a grouped conv cut to one channel per group"):
+        slim(once, plan)

@@ -226,7 +226,8 @@ def _given(names: list[str]) -> set[str]:
     """Those of the command's ``names`` the user set (not left at their defaults): an
     option that does not apply to the chosen mode is refused, not silently ignored."""
     ctx = click.get_current_context()
-    return {n for n in names if ctx.get_parameter_source(n) is not ParameterSource.DEFAULT}
+    typed = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)  # not default_map's
+    return {n for n in names if ctx.get_parameter_source(n) in typed}
 
 
 def _by_magnitude(

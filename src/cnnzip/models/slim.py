@@ -317,6 +317,14 @@ def apply_slim(model: nn.Module, plan: SlimPlan) -> nn.Module:
     model then carries the plan, composed with any earlier one (``slim_plan_of``)."""
     modules = check_plan_fits(model, plan)
     old = slim_plan_of(model) or {}  # indices into the full model, made whole when applied
+    for name in plan:
+        was = old.get(name, {})
+        if is_depthwise(modules[name]) and was.get("in", was.get("out")) != was.get("out"):
+            raise ModelError(  # its groups would change, which no recorded plan rebuilds
+                f"slim plan: {name!r} was a grouped conv cut to one channel per group; a "
+                "second cut of it cannot be recorded: slim the full-width model once, with "
+                "both plans' channels"
+            )
     plan = _depthwise_both(modules, plan)
     for name, axes in plan.items():
         _cut(modules[name], axes)
