@@ -347,15 +347,14 @@ class _Planner:
 
     def plan(self, s: float, held: dict[str, float] | None = None) -> SlimPlan:
         """The plan at knob ``s``, the groups in ``held`` at their given ratios."""
-        ratios = {**self.ratios_at(s), **(held or {})}
-        return plan_channels(
-            self.model,
-            self.groups,
-            ratios,
-            self.importance,
-            round_to=self.round_to,
-            scores=self.scores,
-        )
+        return self.plan_of({**self.ratios_at(s), **(held or {})})
+
+    def plan_of(
+        self, ratios: dict[str, float], groups: list[ChannelGroup] | None = None
+    ) -> SlimPlan:
+        """``plan_channels`` of ``ratios`` over ``groups`` (default all), scores reused."""
+        return plan_channels(self.model, groups or self.groups, ratios, self.importance,
+                             round_to=self.round_to, scores=self.scores)  # fmt: skip
 
     def counts(self, plan: SlimPlan) -> tuple[int, int]:
         """(MACs, params) of the model slimmed by ``plan``, counted on meta tensors."""
@@ -446,14 +445,7 @@ class _Planner:
                 if back is None:
                     continue
                 trial = {**ratios, group.name: back}
-                trial_plan = plan_channels(
-                    self.model,
-                    self.groups,
-                    trial,
-                    self.importance,
-                    round_to=self.round_to,
-                    scores=self.scores,
-                )
+                trial_plan = self.plan_of(trial)
                 if self.fraction(trial_plan, target) <= value:
                     ratios, plan = trial, trial_plan
                     break
@@ -466,9 +458,7 @@ class _Planner:
         at ``ratio``: one step of its rounding back (None: it keeps all already)."""
 
         def kept(r: float) -> int:
-            plan = plan_channels(self.model, [group], {group.name: r}, self.importance,
-                                 round_to=self.round_to, scores=self.scores)  # fmt: skip
-            return _choice(group, plan).after
+            return _choice(group, self.plan_of({group.name: r}, [group])).after
 
         now, lo, hi = kept(ratio), 0.0, ratio
         if kept(0.0) == now:
