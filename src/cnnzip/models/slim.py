@@ -318,8 +318,8 @@ def apply_slim(model: nn.Module, plan: SlimPlan) -> nn.Module:
     modules = check_plan_fits(model, plan)
     old = slim_plan_of(model) or {}  # indices into the full model, made whole when applied
     for name in plan:
-        was = old.get(name, {})
-        if is_depthwise(modules[name]) and was.get("in", was.get("out")) != was.get("out"):
+        was = old.get(name)  # a depthwise conv's recorded lists are one set (both axes)
+        if was and is_depthwise(modules[name]) and was.get("in") != was.get("out"):
             raise ModelError(  # its groups would change, which no recorded plan rebuilds
                 f"slim plan: {name!r} was a grouped conv cut to one channel per group; a "
                 "second cut of it cannot be recorded: slim the full-width model once, with "

@@ -484,10 +484,8 @@ class _Planner:
 
 
 def _single_channel_steps(group: ChannelGroup) -> bool:
-    """Whether ``group`` can lose any one channel (no grouped conv, shuffle or link
-    makes it lose several at once)."""
     part = partition(group)
-    return isinstance(part, Partition) and len(part.buckets) == 1 and len(part.units[0]) == 1
+    return isinstance(part, Partition) and part.single_channels(group.size)
 
 
 _TOP = 1.0 - 1e-9  # the knob's top: every group down to its last channel(s)

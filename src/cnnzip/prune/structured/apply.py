@@ -139,7 +139,7 @@ def _removed(group: ChannelGroup, scores: list[float], ratio: float, round_to: i
     part = partition(group)
     assert not isinstance(part, str)  # prunable groups have a partition
     width = len(part.units[0])
-    if len(part.buckets) == 1 and width == 1 and len(part.buckets[0]) == group.size:
+    if part.single_channels(group.size):
         k, shares = group.size - _keep_count(group.size, ratio, round_to), (1,)
     else:  # a grouped conv's groups, a shuffle or a link: round_to does not apply
         wanted = round(ratio * group.size / (sum(part.shares) * width))

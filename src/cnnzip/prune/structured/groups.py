@@ -637,6 +637,11 @@ class Partition:
     buckets: tuple[tuple[int, ...], ...]
     shares: tuple[int, ...]
 
+    def single_channels(self, size: int) -> bool:
+        """Whether any one of the group's ``size`` channels may go alone (no grouped conv,
+        shuffle or link makes it lose several at once)."""
+        return len(self.buckets) == 1 and len(self.units[0]) == 1 and len(self.buckets[0]) == size
+
 
 def _blocks(member: Member, units: tuple[tuple[int, ...], ...]) -> list[int | None] | None:
     """Per unit, the one conv group of ``member`` it lies in (None: it straddles groups);
