@@ -9,7 +9,10 @@ does not depend on them) and each of ``--plans``, channels are removed by L1 nor
 at most ``--macs`` of the MACs remain (cnnzip.prune.structured.allocate_channels):
 "uniform" removes one share of every group; "latency" keeps the same MAC budget but cuts
 more where a per-group latency table, measured once at one thread in ``--table-layout``,
-saves more time per MAC (cnnzip.prune.structured.latency). ``--round-to 8`` keeps pruned
+saves more time per MAC (cnnzip.prune.structured.latency); ``--branches 6`` gives each
+plan a variant that first removes 6 residual branches whole (``allocate_channels(...,
+branches=6)``: fewer layers, each of which pays a fixed cost at batch 1, and the
+width search on the rest). ``--round-to 8`` keeps pruned
 widths multiples of 8 (whole AVX2 vectors; groups cut in whole shuffle columns or conv
 groups keep their own step). The slim copies (real smaller tensors) and the original
 are timed at batch 1 with 1 and 2 threads, interleaved in this one process (original,
@@ -117,25 +120,45 @@ def interleaved(
     return [min(t) for t in times]
 
 
-def planned(model: nn.Module, shape: tuple[int, ...], plan: str, args: argparse.Namespace) -> Any:
+def planned(
+    model: nn.Module, shape: tuple[int, ...], plan: str, branches: int, args: argparse.Namespace
+) -> Any:
     """The allocation of ``plan``: "uniform" (one share per group, ``--round-to``) or
-    "latency" (the per-group latency table, measured in ``--table-layout``)."""
+    "latency" (the per-group latency table, measured in ``--table-layout``), with
+    ``branches`` residual branches removed whole first."""
     start = time.perf_counter()
     table_model = copy.deepcopy(model).to(memory_format=LAYOUTS[args.table_layout])
     chosen = allocate_channels(table_model, shape, macs=args.macs, importance="l1",
-                               round_to=args.round_to, by_latency=plan == "latency")  # fmt: skip
+                               round_to=args.round_to, by_latency=plan == "latency",
+                               branches=branches)  # fmt: skip
     seconds = time.perf_counter() - start
-    print(f"{plan}:\n{chosen.table()}\nplanned in {seconds:.1f}s", file=sys.stderr)
+    print(f"{plan}, {branches} branches removed:\n{chosen.table()}\nplanned in {seconds:.1f}s",
+          file=sys.stderr)  # fmt: skip
+    return chosen
+
+
+def plans_of(model: nn.Module, shape: tuple[int, ...], args: argparse.Namespace) -> dict[str, Any]:
+    """Every ``--plans`` x ``--branches`` allocation, by label ("uniform", "uniform-6br");
+    a branch count the model does not have is left out, said on stderr."""
+    chosen = {}
+    for plan, branches in itertools.product(args.plans, args.branches):
+        label = plan if branches == 0 else f"{plan}-{branches}br"
+        try:
+            chosen[label] = planned(model, shape, plan, branches, args)
+        except PruneError as exc:
+            if branches == 0:
+                raise
+            print(f"{label}: left out: {exc}", file=sys.stderr)
     return chosen
 
 
 def bench(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """One model: a slim copy per ``args.plans`` at ``args.macs``, each timed against the
-    original, all interleaved in one loop per layout and thread count."""
+    """One model: a slim copy per plan (``plans_of``) at ``args.macs``, each timed against
+    the original, all interleaved in one loop per layout and thread count."""
     kwargs = {**MODELS.get(name, {}), "img_size": args.size}
     model = get_model(name, **kwargs).eval()
     shape = (3, args.size, args.size)
-    chosen = {plan: planned(model, shape, plan, args) for plan in args.plans}
+    chosen = plans_of(model, shape, args)
     smalls = [slim(model, c.plan).eval() for c in chosen.values()]
     before = profile(model, shape)
     afters = [profile(small, shape) for small in smalls]
@@ -165,6 +188,7 @@ def _rows(
             "latency_ratio": latency_ratio, "efficiency": latency_ratio / mac_ratio,
             "meets_goal": latency_ratio >= GOAL * mac_ratio,
             "groups_left_whole": len(c.skipped),
+            "branches_removed": [g.name for g in c.groups if g.after == 0],
             "widths": {g.name: [g.before, g.after] for g in c.groups},
         })  # fmt: skip
     return rows
@@ -208,6 +232,11 @@ def main() -> None:
         "--plans", nargs="+", choices=["uniform", "latency"], default=["uniform", "latency"],
         help="latency: cut more where a per-group latency table (1 thread) saves more "
         "time per MAC, at the same MAC budget",
+    )  # fmt: skip
+    parser.add_argument(
+        "--branches", type=int, nargs="+", default=[0],
+        help="residual branches removed whole before the width search (0: none); each "
+        "count gives every plan a variant, labelled e.g. uniform-6br",
     )  # fmt: skip
     parser.add_argument(
         "--table-layout", choices=list(LAYOUTS), default="channels-last",

@@ -22,6 +22,7 @@ from cnnzip.errors import ModelError, one_line
 from cnnzip.models.running import eval_mode, example_input
 
 __all__ = [
+    "Removed",
     "SlimPlan",
     "apply_slim",
     "axis_sizes",
@@ -131,17 +132,17 @@ def check_slim_plan(plan: object, what: str) -> SlimPlan:
 
 
 def _check_kept(kept: Any, what: str) -> None:
-    """A non-empty, strictly increasing list of ints in 0..2**31-1 (bools refused)."""
+    """A strictly increasing list of ints in 0..2**31-1 (bools refused); empty: every
+    channel of the axis removed (a residual branch, see ``Removed``)."""
     ok = (
         isinstance(kept, list)
-        and len(kept) > 0
         and all(type(i) is int and 0 <= i <= MAX_INDEX for i in kept)
         and all(a < b for a, b in pairwise(kept))
     )
     if not ok:
         raise ModelError(
-            f"{what} must be a non-empty list of distinct channel indices in increasing "
-            f"order, got {kept!r:.80}"
+            f"{what} must be a list of distinct channel indices in increasing order, "
+            f"got {kept!r:.80}"
         )
 
 
@@ -169,7 +170,7 @@ def _check_entry(module: nn.Module, name: str, axes: dict[str, list[int]]) -> No
     for axis, kept in axes.items():  # well formed already (check_slim_plan)
         if axis not in sizes:
             raise ModelError(f"slim plan: module {name!r} has no {axis} channels to cut")
-        if kept[-1] >= sizes[axis]:
+        if kept and kept[-1] >= sizes[axis]:
             raise ModelError(
                 f"slim plan: module {name!r} keeps {axis} channel {kept[-1]} of only "
                 f"{sizes[axis]}: the plan was made for another model"
@@ -186,6 +187,53 @@ def _check_entry(module: nn.Module, name: str, axes: dict[str, list[int]]) -> No
                     f"slim plan: grouped conv {name!r} ({module.groups} groups) must keep as "
                     f"many {axis} channels in every group"
                 )
+
+
+class Removed(nn.Module):
+    """What is left of a layer that a plan takes every output channel of, or every input
+    channel of: a removed residual branch. With no outputs it returns a zero-width tensor
+    of the shape the layer's output had, (N, 0, H', W') or (N, 0), so that the forward's
+    shuffles and shapes still run; with no inputs its outputs no longer depend on the
+    input, only on the layer's bias: ``bias`` (width,) broadcast to (N, width, H', W')
+    (zeros without one) in training, where a BatchNorm after it needs every position;
+    in eval mode (1, width, 1, 1) alone, which the residual sum it flows to (through
+    BatchNorms and activations only: cnnzip.prune.structured's ``removable``) broadcasts,
+    so that nothing reads x and tracing (TorchScript, ONNX) drops the branch's layers as
+    dead code. No compute, no copies. H', W' follow the conv's geometry (a BatchNorm
+    keeps H, W)."""
+
+    def __init__(self, layer: nn.Module, width: int, bias: nn.Parameter | None = None) -> None:
+        super().__init__()
+        self.width = width
+        conv = isinstance(layer, nn.Conv2d)
+        self.kernel = tuple(layer.kernel_size) if conv else (1, 1)
+        self.stride = tuple(layer.stride) if conv else (1, 1)
+        self.dilation = tuple(layer.dilation) if conv else (1, 1)
+        pad = layer.padding if conv else (0, 0)
+        self.same = pad == "same"
+        self.padding = (0, 0) if isinstance(pad, str) else tuple(pad)  # "valid": 0
+        self.bias = bias
+        if bias is None:  # a constant of zeros, not read from x (tracing would keep x's branch)
+            like = next(chain(layer.parameters(), layer.buffers()), torch.zeros(()))
+            zeros = torch.zeros(width, dtype=like.dtype, device=like.device)  # meta copies too
+            self.register_buffer("zeros", zeros, persistent=False)
+
+    def extra_repr(self) -> str:
+        return f"width={self.width}, constant={self.bias is not None}"
+
+    def _side(self, size: int, i: int) -> int:
+        if self.same:
+            return size
+        span = self.dilation[i] * (self.kernel[i] - 1) + 1
+        return (size + 2 * self.padding[i] - span) // self.stride[i] + 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        spread = (1, self.width) + (1,) * (x.dim() - 2)  # (1, width, 1, 1)
+        value = (self.zeros if self.bias is None else self.bias).view(spread)
+        if self.width and not self.training:
+            return value  # the sum it flows to broadcasts it; x's branch is dead code
+        shape = (x.shape[0], self.width, *(self._side(s, i) for i, s in enumerate(x.shape[2:])))
+        return value.expand(shape)  # (N, width, H', W'), a view: nothing is written
 
 
 def is_depthwise(module: nn.Module) -> bool:
@@ -299,6 +347,8 @@ def check_plan_fits(model: nn.Module, plan: SlimPlan) -> dict[str, nn.Module]:
     for name, axes in plan.items():
         if name not in modules:
             raise ModelError(f"slim plan: the model has no module {name!r}; was it made for it?")
+        if name == "" and [] in axes.values():
+            raise ModelError("slim plan: the model itself cannot lose every channel")
         if name in owned:
             raise ModelError(
                 f"slim plan: {name!r} is the input norm of {owned[name]!r} and is cut with "
@@ -327,9 +377,35 @@ def apply_slim(model: nn.Module, plan: SlimPlan) -> nn.Module:
             )
     plan = _depthwise_both(modules, plan)
     for name, axes in plan.items():
-        _cut(modules[name], axes)
+        removed = _removed(modules[name], axes)
+        if removed is not None:
+            _replace(model, name, removed)
+        else:
+            _cut(modules[name], axes)
     setattr(model, ATTR, _compose(old, plan))
     return model
+
+
+def _removed(module: nn.Module, axes: dict[str, list[int]]) -> Removed | None:
+    """The ``Removed`` stand-in of a module left without outputs, or of a conv or Linear
+    left without inputs (its kept outputs then carry their bias alone); None otherwise."""
+    out, inp = axes.get("out"), axes.get("in")
+    if out == []:
+        return Removed(module, 0)
+    if inp != [] or isinstance(module, BATCH_NORMS):
+        return None
+    kept = list(range(axis_sizes(module, "")["out"])) if out is None else out
+    bias = getattr(module, "bias", None)
+    if bias is not None:  # (width,): the kept outputs' biases, trainable as they were
+        index = torch.tensor(kept, dtype=torch.long, device=bias.device)
+        bias = nn.Parameter(bias.detach().index_select(0, index), bias.requires_grad)
+    return Removed(module, len(kept), bias)
+
+
+def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
+    """Put ``new`` in the place of submodule ``name``."""
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent), child, new)
 
 
 def _depthwise_both(modules: dict[str, nn.Module], plan: SlimPlan) -> SlimPlan:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -186,6 +187,7 @@ def allocate_channels(
     timer: Timer | None = None,
     max_images: int | None = MAX_IMAGES,
     by_latency: bool = False,
+    branches: int = 0,
 ) -> Allocation:
     """Choose how many channels each coupled group keeps so that the slim model keeps
     at most ``macs`` (or ``params``) of the original's, or measures at most
@@ -195,7 +197,12 @@ def allocate_channels(
     table once (cnnzip.prune.structured.latency, one thread, in ``model``'s memory format)
     and cuts more where time falls most per MAC: with data each group weighs its layers'
     time instead of their MACs; without, group g's ratio is s ** k_g with k_g the
-    median ms-per-MAC saving over g's, within [1/4, 4]. ``model`` is left as it was."""
+    median ms-per-MAC saving over g's, within [1/4, 4]. ``branches`` residual branches
+    (groups whose consumers' outputs are added to a skip connection) are removed whole
+    first, the least important per MAC they cost (``_branch_order``), and the width
+    search runs on the rest: fewer layers, not only thinner ones, which is what
+    latency at batch 1 needs where every layer pays a fixed cost. ``model`` is left
+    as it was."""
     target, value = check_target(macs, params, latency_ms, importance)
     bad = isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1
     if max_images is not None and bad:
@@ -210,15 +217,80 @@ def allocate_channels(
             "no channel group of the model can be pruned safely: "
             + "; ".join(f"{n}: {r}" for n, r in skipped[:3])
         )
+    _check_branches(branches, prunable)
     speeds = (
         latency_table(model, prunable, shape, importance, round_to=round_to) if by_latency else None
     )
     ratios_at = _knob(model, prunable, shape, data, importance, max_images, target, speeds)
     plans = _Planner(model, prunable, shape, ratios_at, importance, round_to, data is not None)
+    if branches:
+        split = None if data is None else _first(data, max_images)
+        plans.remove(_branch_order(plans, split, branches, speeds))
     if target == "latency_ms":
         return _latency(plans, value, timer or _median_ms(shape), skipped)
     plan = plans.search(target, value)
     return plans.allocation(plan, target, value, skipped)
+
+
+def _check_branches(count: int, groups: list[ChannelGroup]) -> None:
+    """``count`` residual branches can be removed: a whole number up to the model's."""
+    found = [g.name for g in groups if g.removable]
+    ok = isinstance(count, numbers.Integral) and not isinstance(count, bool)
+    if not ok or not 0 <= count <= len(found):
+        listed = f": {', '.join(found[:4])}{', ...' if len(found) > 4 else ''}" if found else ""
+        raise PruneError(
+            f"branches {count!r} must be a whole number from 0 to {len(found)}, the residual "
+            f"branches this model has (groups whose consumers are added to a skip "
+            f"connection{listed})"
+        )
+
+
+def _branch_order(
+    plans: _Planner,
+    split: Split | StreamSplit | None,
+    count: int,
+    speeds: dict[str, GroupSpeed] | None = None,
+) -> list[str]:
+    """The ``count`` residual branches to remove: those losing the least per MAC their
+    removal saves (per millisecond of the latency table, ``speeds``, when given: at
+    batch 1 a small late branch costs more time per MAC than a wide early one). What
+    they lose: with validation data, accuracy (the branch zeroed alone, mask_channels:
+    the slim model's outputs); without, their channels' mean importance per weight (an
+    L1 norm grows with a layer's fan-in, so raw norms would send the narrow early
+    branches first whatever their weights)."""
+    if count == 0:
+        return []
+    base = evaluate(plans.model, split)["accuracy"] if split is not None else 0.0
+
+    def lost_per_saving(group: ChannelGroup) -> float:
+        plan = plans.plan_of({group.name: 1.0}, [group])
+        if speeds is not None:
+            saved = max(speeds[group.name].ms_saved, 1e-6)
+        else:
+            saved = max(1, plans.base[0] - plans.counts(plan)[0])
+        if split is not None:
+            return (base - evaluate(mask_channels(plans.model, plan), split)["accuracy"]) / saved
+        return _per_weight(plans, group) / saved
+
+    removable = [g for g in plans.groups if g.removable]
+    ranked = sorted(removable, key=lambda g: (lost_per_saving(g), g.name))
+    return [g.name for g in ranked[:count]]
+
+
+def _per_weight(plans: _Planner, group: ChannelGroup) -> float:
+    """The group's mean channel score (plans.importance) per weight a score sums over:
+    L1 / n, L2 / sqrt(n), BN |gamma| / BatchNorms; n the producers' weights per channel."""
+    modules = dict(plans.model.named_modules())
+    is_bn = plans.importance == "bn"
+    n = sum(
+        modules[m.module].weight[0].numel()
+        for m in group.members
+        if m.axis == "out"
+        and isinstance(modules[m.module], nn.modules.batchnorm._BatchNorm) == is_bn
+        and getattr(modules[m.module], "weight", None) is not None
+    )
+    mean = statistics.fmean(plans.scores[group.name])
+    return mean / math.sqrt(n) if plans.importance == "l2" else mean / max(n, 1)
 
 
 def _check_dense(model: nn.Module) -> None:
@@ -344,10 +416,17 @@ class _Planner:
         self.meta = meta_copy(model)
         self.base = self.counts({})
         self.scores = {g.name: channel_scores(model, g, importance).tolist() for g in groups}
+        self.removed: dict[str, float] = {}  # residual branches removed whole: ratio 1
+
+    def remove(self, names: list[str]) -> None:
+        """Every plan from now on removes these groups (residual branches) whole."""
+        self.removed = dict.fromkeys(names, 1.0)
+        self.stepped = True  # the knob's plans now jump where a branch goes
 
     def plan(self, s: float, held: dict[str, float] | None = None) -> SlimPlan:
-        """The plan at knob ``s``, the groups in ``held`` at their given ratios."""
-        return self.plan_of({**self.ratios_at(s), **(held or {})})
+        """The plan at knob ``s``, the groups in ``held`` at their given ratios and the
+        removed branches whole."""
+        return self.plan_of({**self.ratios_at(s), **(held or {}), **self.removed})
 
     def plan_of(
         self, ratios: dict[str, float], groups: list[ChannelGroup] | None = None
@@ -369,8 +448,9 @@ class _Planner:
 
     def search(self, target: str, value: float) -> SlimPlan:
         """The plan of the smallest knob whose ``target`` fraction is at most ``value``."""
-        if value >= 1.0:
-            return {}
+        base = self.plan(0.0)  # nothing but the removed branches (if any)
+        if self.fraction(base, target) <= value:
+            return base
         hi_plan = self.plan(_TOP)
         reachable = self.fraction(hi_plan, target)
         if reachable > value:
@@ -433,11 +513,11 @@ class _Planner:
         a group by whole steps; the plan then lands well past the target (0.5 of the
         MACs asked, 0.32 kept). So, while the target holds, one group at a time takes
         one of its steps back, the group cut furthest beyond its ratio's share first."""
-        ratios = dict(ratios)
+        ratios = {**ratios, **self.removed}
         for _ in range(GIVE_BACK_STEPS):
             kept = {g.name: _choice(g, plan).after for g in self.groups}
             cut = sorted(
-                (g for g in self.groups if ratios.get(g.name, 0.0) > 0.0),
+                (g for g in self.groups if 0.0 < ratios.get(g.name, 0.0) < 1.0),
                 key=lambda g: kept[g.name] / g.size - (1.0 - ratios[g.name]),
             )
             for group in cut:

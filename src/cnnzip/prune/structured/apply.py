@@ -87,15 +87,22 @@ def _keep_count(size: int, ratio: float, round_to: int) -> int:
 
 
 def _check_ratios(groups: list[ChannelGroup], ratios: dict[str, float]) -> None:
-    names = {g.name for g in groups}
+    """Every ratio names a group and lies in [0, 1); 1 (all channels) only for a group
+    that is a residual branch's inner channels (``ChannelGroup.removable``)."""
+    by_name = {g.name: g for g in groups}
     for name, ratio in ratios.items():
-        if name not in names:
+        if name not in by_name:
             raise PruneError(
                 f"no channel group {name!r}; the groups are named by their first layer, "
-                f"e.g. {next(iter(sorted(names)), 'conv1')!r}"
+                f"e.g. {next(iter(sorted(by_name)), 'conv1')!r}"
             )
-        if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not 0 <= ratio < 1:
+        if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not 0 <= ratio <= 1:
             raise PruneError(f"group {name!r}: ratio {ratio!r} must be a number in [0, 1)")
+        if ratio == 1 and not by_name[name].removable:
+            raise PruneError(
+                f"group {name!r} cannot lose all its channels: only a residual branch's "
+                "can (its consumers' outputs added to a skip connection); give a ratio below 1"
+            )
 
 
 def plan_channels(
@@ -136,6 +143,8 @@ def plan_channels(
 def _removed(group: ChannelGroup, scores: list[float], ratio: float, round_to: int) -> list[int]:
     """The group's channels to remove: the weakest units, as many from every bucket (see
     ``partition``); an unconstrained group is one bucket of single channels."""
+    if ratio == 1:  # a removed residual branch (checked removable)
+        return list(range(group.size))
     part = partition(group)
     assert not isinstance(part, str)  # prunable groups have a partition
     width = len(part.units[0])

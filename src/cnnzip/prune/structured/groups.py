@@ -95,6 +95,7 @@ class ChannelGroup:
     shuffle: int = 1
     parts: tuple[str, ...] = ()
     passes: tuple[str, ...] = ()  # parameterless modules it flows through (ReLU, pooling)
+    removable: bool = False  # a residual branch's inner channels: may all go (``_added``)
 
 
 Perm = tuple[int, ...] | None  # position p of a segment holds its group's channel perm[p]
@@ -123,6 +124,7 @@ PASS_FUNCTIONS = {
     F.relu, torch.relu, F.relu6, torch.sigmoid, torch.tanh, F.silu, F.gelu, F.dropout,
     F.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d, F.adaptive_max_pool2d,
 }  # fmt: skip
+POOL_FUNCTIONS = {F.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d, F.adaptive_max_pool2d}
 PASS_METHODS = {"relu", "relu_", "sigmoid", "tanh", "contiguous", "clone"}
 ELEMENTWISE = {operator.add, operator.mul, operator.sub, operator.truediv, torch.add, torch.mul}
 REDUCE_METHODS = {"mean", "sum", "amax", "amin"}
@@ -269,6 +271,10 @@ def _literal_width(node: fx.Node, dim: int) -> bool:
     return dim < len(sizes) and isinstance(sizes[dim], int) and sizes[dim] != -1
 
 
+def _pools(module: nn.Module) -> bool:
+    return isinstance(module, nn.MaxPool2d | nn.AvgPool2d | nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d)
+
+
 def _what(node: fx.Node) -> str:
     target = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", "")
     return f"node {node.name!r} ({node.op} {target})"
@@ -285,6 +291,7 @@ class _Walk:
         self.modules = dict(gm.named_modules(remove_duplicate=False))
         self.calls = Counter(n.target for n in gm.graph.nodes if n.op == "call_module")
         self.tied = _tied_parameters(gm, self.modules)
+        self.summed: set[str] = set()  # layers whose output is added to another tensor
 
     def run(self) -> list[ChannelGroup]:
         for node in self.gm.graph.nodes:
@@ -359,6 +366,8 @@ class _Walk:
             self.groups.add(first, name, "in")
             return first
         g = m.groups if grouped else 1
+        if self._added(node):
+            self.summed.add(name)
         self.groups.add(first, name, "in", m.in_channels // g if grouped else 0, g)
         out = self.fresh(node, name, None)
         if out is not None:
@@ -554,7 +563,7 @@ class _Walk:
         out = link([self.group(gid) for gid in roots])
         for i, group in enumerate(out):
             if group.prunable and isinstance(partition(group), str):
-                out[i] = replace(group, prunable=False, reason=partition(group))
+                out[i] = replace(group, prunable=False, reason=partition(group), removable=False)
         return out
 
     def group(self, gid: int) -> ChannelGroup:
@@ -577,10 +586,39 @@ class _Walk:
             reason="; ".join(reasons) or None,
             shuffle=max(shuffles),
             passes=tuple(dict.fromkeys(self.groups.passes[gid])),
+            removable=not reasons and self.removable(members),
         )
 
     def _is_layer(self, name: str) -> bool:
         return isinstance(self.modules[name], nn.Conv2d | nn.Linear)
+
+    def _added(self, node: fx.Node) -> bool:
+        """Whether ``node``'s output, through BatchNorms and activations alone (each its
+        only user; no pooling), is added to another tensor: a residual branch's last
+        layer, whose inputs may all go (the sum then carries the skip connection and the
+        layer's bias, broadcast: cnnzip.models.slim.Removed)."""
+        while len(node.users) == 1:
+            node = next(iter(node.users))
+            if node.target in (operator.add, torch.add):
+                return True
+            if node.op == "call_module":
+                module = self.modules[str(node.target)]
+                passes = isinstance(module, (*BATCH_NORMS, *PASS_MODULES))
+                passes = passes and self.calls[node.target] == 1 and not _pools(module)
+            elif node.op == "call_method":
+                passes = node.target in PASS_METHODS
+            else:
+                passes = node.target in PASS_FUNCTIONS - POOL_FUNCTIONS
+            if not passes:
+                return False
+        return False
+
+    def removable(self, members: tuple[Member, ...]) -> bool:
+        """Every consumer of these channels (a conv or Linear holding them as "in" and
+        not as "out") ends a residual branch (``_added``): they may all go."""
+        outs = {m.module for m in members if m.axis == "out"}
+        consumers = {m.module for m in members if m.axis == "in"} - outs
+        return bool(consumers) and consumers <= self.summed
 
 
 def link(groups: list[ChannelGroup]) -> list[ChannelGroup]:
