@@ -151,6 +151,8 @@ def test_slim_deep_compression_reloads_slim(run_dir: str, tmp_path: Path) -> Non
         (["--sparsity", "0.5", "--uniform"], "go with --structured"),
         (["--sparsity", "0.5", "--importance", "bn"], "go with --structured"),
         (["--structured", "--macs", "0.5", "--steps", "5"], "--steps is for weight pruning"),
+        (["--sparsity", "0.5", "--branches", "1"], "go with --structured"),
+        (["--structured", "--macs", "0.5", "--branches", "1"], "branches 1 must be a whole"),
     ],
 )
 def test_bad_structured_options_are_one_error_line(
@@ -219,6 +221,7 @@ def test_the_builtin_recipe_and_its_channels_stage() -> None:
         ({"macs": 0.5, "sweep_images": 0}, "sweep_images"),
         ({"macs": "half"}, "macs"),
         ({"macs": 0.5, "round_to": 0}, "round_to"),
+        ({"macs": 0.5, "branches": -1}, "branches -1 must be >= 0"),
     ],
 )
 def test_bad_channels_stages_are_refused(options: dict, says: str) -> None:

@@ -211,8 +211,10 @@ def test_plan_ratios_are_checked() -> None:
     groups = channel_groups(model, (3, 6, 6))
     with pytest.raises(PruneError, match="no channel group 'zz'"):
         plan_channels(model, groups, {"zz": 0.5})
-    with pytest.raises(PruneError, match=r"ratio 1.0 must be a number in \[0, 1\)"):
+    with pytest.raises(PruneError, match="'a' cannot lose all its channels: only a residual"):
         plan_channels(model, groups, {"a": 1.0})
+    with pytest.raises(PruneError, match=r"ratio 1.5 must be a number in \[0, 1\)"):
+        plan_channels(model, groups, {"a": 1.5})
     for bad in ("0.5", None, True):
         with pytest.raises(PruneError, match=r"ratio .* must be a number in \[0, 1\)"):
             plan_channels(model, groups, {"a": bad})

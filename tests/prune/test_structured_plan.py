@@ -47,7 +47,6 @@ def _small(ratio: float = 0.5) -> tuple[nn.Module, nn.Module]:
         ([1, 2], "must be an object"),
         ({"a": []}, "must map a module name"),
         ({"a": {"mid": [0]}}, "use out, in"),
-        ({"a": {"out": []}}, "non-empty list"),
         ({"a": {"out": [1, 0]}}, "increasing order"),
         ({"a": {"out": [0, 0]}}, "increasing order"),
         ({"a": {"out": [True]}}, "channel indices"),

@@ -142,6 +142,14 @@ def sensitivity_cmd(
     "thread) saves more time per MAC, at the same target.",
 )
 @click.option(
+    "--branches",
+    type=click.IntRange(0, None),
+    default=0,
+    show_default=True,
+    help="--structured: first remove N residual branches whole (those whose loss costs "
+    "least per MAC saved): fewer layers, for batch-1 latency.",
+)
+@click.option(
     "--steps",
     type=click.IntRange(1, MAX_STEPS),
     default=3,
@@ -170,6 +178,7 @@ def prune_cmd(
     round_to: int,
     uniform: bool,
     by_latency: bool,
+    branches: int,
     steps: int,
     cfg: TrainConfig,
     out: str,
@@ -196,7 +205,7 @@ def prune_cmd(
     if structured:
         target = {"macs": macs, "params": params_kept, "latency_ms": latency_ms}
         options = {"importance": importance, "round_to": round_to, "uniform": uniform,
-                   "by_latency": by_latency, "cfg": cfg}  # fmt: skip
+                   "by_latency": by_latency, "branches": branches, "cfg": cfg}  # fmt: skip
         _structured(source, out, dataset, teaching, target, options, as_json)
         return
     if [sparsity, max_drop, budget].count(None) != 2:
@@ -207,11 +216,12 @@ def prune_cmd(
 
 def _check_mode(structured: bool, channel_targets: bool, weight_targets: bool) -> None:
     """One mode's options with the other's are refused, never silently ignored."""
-    given = _given(["importance", "round_to", "uniform", "by_latency", "steps"])
+    given = _given(["importance", "round_to", "uniform", "by_latency", "branches", "steps"])
     if not structured and (channel_targets or given - {"steps"}):
         raise P.PruneError(
-            "--macs, --params, --latency-ms, --importance, --round-to, --uniform and "
-            "--by-latency go with --structured; without it single weights are pruned"
+            "--macs, --params, --latency-ms, --importance, --round-to, --uniform, "
+            "--by-latency and --branches go with --structured; without it single weights "
+            "are pruned"
         )
     if structured and "steps" in given:
         raise P.PruneError("--steps is for weight pruning; --structured prunes once, then retrains")
@@ -340,6 +350,7 @@ def _structured(
         importance=options["importance"],
         round_to=options["round_to"],
         by_latency=options["by_latency"],
+        branches=options["branches"],
         **target,
     )
     small = slim(run.model, chosen.plan, shape)

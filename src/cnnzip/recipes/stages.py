@@ -10,7 +10,8 @@ channels  structured pruning (issue 15): whole channels removed so the model is 
           uniform; channels ranked by ``importance`` l1, l2 or bn (network slimming),
           widths a multiple of ``round_to`` (1); ``by_latency`` (false): a MAC or
           params target cut where measured batch-1 time falls most per MAC (a latency
-          table timed once); then ``epochs`` (3) of retraining at lr 1e-3. Later
+          table timed once); ``branches`` (0): residual branches removed whole
+          first; then ``epochs`` (3) of retraining at lr 1e-3. Later
           stages see the slim model, and its .cnnz rebuilds it slim
 prune     per-layer ratios reaching ``sparsity`` (0.94) overall, automatic from the
           sensitivity curves (cnnzip.prune: analyze -> allocate) unless ``ratios`` fixes
@@ -155,6 +156,7 @@ class ChannelsStage:
     sweep_images: int | None = prune.MAX_IMAGES
     round_to: int = 1  # kept channel counts a multiple of this (e.g. 8: whole SIMD vectors)
     by_latency: bool = False  # cut where measured time falls most per MAC (a timed table)
+    branches: int = 0  # residual branches removed whole first (fewer layers: batch-1 latency)
 
     def __post_init__(self) -> None:
         try:
@@ -171,6 +173,7 @@ class ChannelsStage:
             1 <= self.round_to <= MAX_ROUND_TO,
             f"channels: round_to {self.round_to} must be in 1..{MAX_ROUND_TO}",
         )
+        _check(self.branches >= 0, f"channels: branches {self.branches} must be >= 0")
 
 
 @dataclass
@@ -321,6 +324,7 @@ def run_channels(model: nn.Module, cfg: ChannelsStage, run: StageRun) -> dict[st
         max_images=cfg.sweep_images,
         round_to=cfg.round_to,
         by_latency=cfg.by_latency,
+        branches=cfg.branches,
     )
     run.log(chosen.table())  # the groups left whole among its rows, with their reasons
     record_input_shape(apply_slim(model, chosen.plan), run.data.input_shape)  # for the .cnnz

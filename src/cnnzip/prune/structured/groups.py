@@ -272,7 +272,9 @@ def _literal_width(node: fx.Node, dim: int) -> bool:
 
 
 def _pools(module: nn.Module) -> bool:
-    return isinstance(module, nn.MaxPool2d | nn.AvgPool2d | nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d)
+    return isinstance(
+        module, nn.MaxPool2d | nn.AvgPool2d | nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d
+    )
 
 
 def _what(node: fx.Node) -> str:

@@ -1,0 +1,214 @@
+"""Residual branches removed whole: a group whose every consumer is added to a skip
+connection may lose all its channels; the slim model then computes the masked one's
+outputs with the branch's layers gone (``Removed``), reloads from its plan, traces to
+a graph without them, and ``allocate_channels(branches=k)`` removes k of them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+from click.testing import CliRunner
+
+from cnnzip import codec
+from cnnzip.cli import main
+from cnnzip.export import export_onnx
+from cnnzip.models import get_model
+from cnnzip.models.slim import Removed, slim_plan_of
+from cnnzip.profiling import profile
+from cnnzip.prune import PruneError
+from cnnzip.prune.structured import channel_groups, mask_channels, plan_channels, slim
+from cnnzip.prune.structured.allocate import allocate_channels
+from cnnzip.runs import load_run, save_run
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SHAPE = (3, 12, 12)
+RESNET = {"in_chans": 1, "num_classes": 10, "img_size": 28, "width_mult": 0.25}
+
+
+class Net(nn.Module):
+    """stem -> a plain residual block (r1 -> r2, + x) -> a shuffled grouped block
+    (g1 -> shuffle -> dw -> g2, + x) -> a block ending in a pool before its sum -> a
+    concatenated block (c1, cat with x) -> a plain conv -> pool -> fc."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.bn0 = nn.Conv2d(3, 12, 3, padding=1), nn.BatchNorm2d(12)
+        self.r1, self.rb1 = nn.Conv2d(12, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)
+        self.r2, self.rb2 = nn.Conv2d(8, 12, 3, padding=1), nn.BatchNorm2d(12)
+        self.g1, self.gb1 = nn.Conv2d(12, 18, 1, groups=3, bias=False), nn.BatchNorm2d(18)
+        self.dw = nn.Conv2d(18, 18, 3, padding=1, groups=18, bias=False)
+        self.g2, self.gb2 = nn.Conv2d(18, 12, 1, groups=3, bias=False), nn.BatchNorm2d(12)
+        self.p1, self.p2 = nn.Conv2d(12, 4, 1), nn.Conv2d(4, 12, 3, padding=1)
+        self.pool = nn.MaxPool2d(3, 1, 1)
+        self.c1 = nn.Conv2d(12, 4, 1)
+        self.last = nn.Conv2d(16, 10, 3, stride=2)
+        self.fc = nn.Linear(10, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.bn0(self.stem(x)))  # (N, 12, 12, 12)
+        x = torch.relu(x + self.rb2(self.r2(torch.relu(self.rb1(self.r1(x))))))
+        y = torch.relu(self.gb1(self.g1(x)))  # (N, 18, H, W)
+        n, c, h, w = y.shape
+        y = y.view(n, 3, c // 3, h, w).transpose(1, 2).reshape(n, c, h, w)
+        x = torch.relu(x + self.gb2(self.g2(self.dw(y))))
+        x = x + self.pool(self.p2(self.p1(x)))  # pooled before the sum: not a branch
+        x = torch.cat([x, self.c1(x)], 1)  # (N, 16, H, W)
+        x = torch.relu(self.last(x))  # (N, 10, 5, 5)
+        return self.fc(x.mean((2, 3)))
+
+
+def _net() -> nn.Module:
+    torch.manual_seed(0)
+    model = Net()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):  # statistics and shifts that show in the outputs
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2.0)
+            m.bias.data.normal_()
+    return model.eval()
+
+
+def _plan(model: nn.Module) -> dict:
+    groups = channel_groups(model, SHAPE)
+    return plan_channels(model, groups, {"r1": 1.0, "g1": 1.0, "stem": 0.25})
+
+
+def test_only_the_groups_inside_residual_branches_are_removable() -> None:
+    groups = {g.name: g for g in channel_groups(_net(), SHAPE)}
+    assert {n for n, g in groups.items() if g.removable} == {"r1", "g1"}
+    assert groups["g1"].shuffle == 3 and groups["p1"].prunable  # p1: a pool before the sum
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_a_removed_branch_computes_the_masked_models_outputs(train: bool) -> None:
+    model = _net()
+    plan = _plan(model)
+    assert plan["r1"]["out"] == [] and plan["dw"] == {"out": [], "in": []}
+    small, masked = slim(model, plan, SHAPE), mask_channels(model, plan)
+    for name in ("r1", "rb1", "r2", "g1", "gb1", "dw", "g2"):
+        assert isinstance(small.get_submodule(name), Removed), name
+    assert small.r2.bias is not None and small.g2.bias is None  # r2's bias is all it adds
+    x = torch.randn(4, *SHAPE)
+    small.train(train)
+    masked.train(train)  # training: the BatchNorms after the branch see its constant
+    torch.testing.assert_close(small(x), masked(x), rtol=1e-5, atol=1e-5)
+
+
+def test_a_removed_branch_counts_by_hand() -> None:
+    """r1's branch removed alone: r1 (8 x 12 x 3 x 3), rb1 (8 gamma, 8 beta) and r2's
+    weights (12 x 8 x 3 x 3) go, r2's 12 biases stay; both convs' MACs go (12 x 12
+    positions each)."""
+    model = _net()
+    plan = plan_channels(model, channel_groups(model, SHAPE), {"r1": 1.0})
+    before, after = profile(model, SHAPE), profile(slim(model, plan, SHAPE), SHAPE)
+    assert before.params - after.params == 8 * 12 * 9 + 8 + 8 + 12 * 8 * 9
+    assert before.macs - after.macs == 2 * (12 * 8 * 9) * 12 * 12
+
+
+def test_a_traced_slim_model_holds_no_removed_layer() -> None:
+    """Tracing (TorchScript here, ONNX alike) in eval mode finds the removed branches'
+    layers dead: 9 convs and a Linear of the original, 5 convs after (stem, p1, p2, c1,
+    last)."""
+    model = _net()
+    small = slim(model, _plan(model), SHAPE)
+    x = torch.randn(1, *SHAPE)
+    with torch.no_grad():
+        graph = torch.jit.freeze(torch.jit.trace(small, x)).graph
+    convs = [n for n in graph.nodes() if "conv" in n.kind()]
+    assert len(convs) == 5
+    torch.testing.assert_close(small(x), mask_channels(model, _plan(model))(x))
+
+
+def test_a_slim_model_without_branches_reloads_exactly(tmp_path: Path) -> None:
+    model = _net()
+    small = slim(model, _plan(model), SHAPE)
+    codec.save(tmp_path / "s.cnnz", small, arch=None)
+    loaded = codec.load(tmp_path / "s.cnnz", model=_net()).eval()
+    assert slim_plan_of(loaded) == slim_plan_of(small)
+    for (name, a), (other, b) in zip(
+        small.state_dict().items(), loaded.state_dict().items(), strict=True
+    ):
+        assert name == other and torch.equal(a, b), name
+    x = torch.randn(2, *SHAPE)  # same tensors; the loaded ones' strides may differ
+    torch.testing.assert_close(small(x), loaded(x), rtol=1e-6, atol=1e-6)
+
+
+def test_a_slim_model_without_branches_exports_to_onnx(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    model = _net()
+    small = slim(model, _plan(model), SHAPE)
+    checked = export_onnx(small, SHAPE, tmp_path / "s.onnx")  # checked against torch
+    assert (tmp_path / "s.onnx").stat().st_size > 0 and checked is not None
+
+
+@pytest.mark.parametrize(
+    ("conv", "shape"),
+    [
+        (nn.Conv2d(4, 6, 3, stride=2, padding=1), (2, 4, 9, 7)),
+        (nn.Conv2d(4, 6, 3, stride=1, padding=0, dilation=2), (1, 4, 9, 9)),
+        (nn.Conv2d(4, 6, (1, 5), stride=(2, 1), padding=(0, 2)), (1, 4, 8, 8)),
+        (nn.Conv2d(4, 6, 3, padding="same"), (1, 4, 5, 6)),
+        (nn.Linear(4, 6), (3, 4)),
+    ],
+)
+def test_removed_keeps_the_layers_output_shape(conv: nn.Module, shape: tuple[int, ...]) -> None:
+    """What a removed layer returns has the shape torch's layer gives, zero channels
+    wide, or its bias broadcast (train mode: every position; eval: one to broadcast)."""
+    x = torch.randn(shape)
+    want = conv(x).shape
+    empty = Removed(conv, 0)(x[:, :0])
+    assert empty.shape == (want[0], 0, *want[2:])
+    constant = Removed(conv, 6, nn.Parameter(conv.bias.detach())).train()(x[:, :0])
+    assert constant.shape == want
+    assert torch.equal(constant.movedim(1, 0).reshape(6, -1)[:, 0], conv.bias)
+    assert Removed(conv, 6).eval()(x[:, :0]).shape == (1, 6) + (1,) * (len(shape) - 2)
+
+
+def test_allocate_removes_the_asked_branches_and_meets_the_target() -> None:
+    model = _net()
+    chosen = allocate_channels(model, SHAPE, macs=0.6, branches=1)
+    removed = [g.name for g in chosen.groups if g.after == 0]
+    assert len(removed) == 1 and removed[0] in {"r1", "g1"}
+    assert chosen.macs[1] <= 0.6 * chosen.macs[0]
+    with_both = allocate_channels(model, SHAPE, macs=1.0, branches=2)
+    assert {g.name for g in with_both.groups if g.after == 0} == {"r1", "g1"}
+    assert set(with_both.plan) == set(_branches_only(model))  # nothing else cut
+
+
+def _branches_only(model: nn.Module) -> dict:
+    return plan_channels(model, channel_groups(model, SHAPE), {"r1": 1.0, "g1": 1.0})
+
+
+def test_allocate_ranks_branches_by_accuracy_with_data(toy_data) -> None:
+    """With validation data the branch whose loss costs least accuracy per MAC goes."""
+    from cnnzip.models import get_model
+
+    model = get_model("resnet18", in_chans=1, num_classes=10, img_size=28, width_mult=0.25)
+    chosen = allocate_channels(model.eval(), (1, 28, 28), toy_data.val, macs=0.9,
+                               branches=2, max_images=64)  # fmt: skip
+    assert sum(g.after == 0 for g in chosen.groups) == 2
+    assert chosen.macs[1] <= 0.9 * chosen.macs[0]
+
+
+@pytest.mark.parametrize("bad", [3, -1, True, 1.5, "1"])
+def test_impossible_branch_counts_are_refused(bad: object) -> None:
+    with pytest.raises(PruneError, match=f"branches {bad!r} must be a whole number from 0 to 2"):
+        allocate_channels(_net(), SHAPE, macs=0.5, branches=bad)
+
+
+def test_prune_structured_branches_through_the_cli(tmp_path: Path) -> None:
+    """``cnnzip prune RUN --structured --branches 2``: the run it writes reloads with two
+    branches removed (load_run rebuilds the Removed layers from the plan)."""
+    torch.manual_seed(0)
+    save_run(tmp_path / "src", get_model("resnet18", **RESNET), arch="resnet18", kwargs=RESNET)
+    args = ["prune", str(tmp_path / "src"), "--structured", "--macs", "0.8", "--branches",
+            "2", "--uniform", "--epochs", "1", "--limit", "128", "--data", "synthetic",
+            "-o", str(tmp_path / "out")]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    loaded = load_run(tmp_path / "out").model
+    assert sum(isinstance(m, Removed) for m in loaded.modules()) == 2 * 3  # conv1, bn1, conv2
