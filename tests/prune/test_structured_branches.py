@@ -109,6 +109,25 @@ def test_a_removed_branch_counts_by_hand() -> None:
     before, after = profile(model, SHAPE), profile(slim(model, plan, SHAPE), SHAPE)
     assert before.params - after.params == 8 * 12 * 9 + 8 + 8 + 12 * 8 * 9
     assert before.macs - after.macs == 2 * (12 * 8 * 9) * 12 * 12
+    assert after.uncounted == [] and {"r1", "rb1", "r2"} <= {r.name for r in after.layers}
+
+
+def test_a_second_slim_leaves_the_groups_at_removed_layers_whole() -> None:
+    """In a slim model the groups a removed branch's constant is added to are refused by
+    name (a second plan would have to cut the constant too); the removed layers' empty
+    outputs are no group; the rest stay prunable and slim again."""
+    model = _net()
+    small = slim(model, _plan(model), SHAPE)
+    groups = {g.name: g for g in channel_groups(small, SHAPE)}
+    assert set(groups) == {"input", "stem", "p1", "c1", "last", "fc"}
+    assert not groups["stem"].prunable
+    assert groups["stem"].reason.count("removed branch's constant") == 2  # r2, g2
+    assert groups["c1"].prunable and groups["p1"].prunable
+    plan = plan_channels(small, list(groups.values()), {"p1": 0.5})
+    again, want = slim(small, plan, SHAPE), mask_channels(small, plan)
+    assert again.p1.out_channels == 2 and slim_plan_of(again)["r1"]["out"] == []
+    x = torch.randn(2, *SHAPE)
+    torch.testing.assert_close(again(x), want(x), rtol=1e-5, atol=1e-5)
 
 
 def test_a_traced_slim_model_holds_no_removed_layer() -> None:

@@ -28,6 +28,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from cnnzip.models.slim import Removed
+
 __all__ = [
     "Cost",
     "conv_kind",
@@ -190,6 +192,11 @@ def _dropout(m: nn.Module, inputs: tuple[Any, ...], out: Any) -> Cost:
 @register_counter(nn.Identity, nn.Flatten, nn.Unflatten, nn.ChannelShuffle)
 def _reshape(m: nn.Module, inputs: tuple[Any, ...], out: Any) -> Cost:
     return Cost("reshape")
+
+
+@register_counter(Removed)
+def _removed(m: nn.Module, inputs: tuple[Any, ...], out: Any) -> Cost:
+    return Cost("removed")  # a removed branch's layer: a constant or nothing, a view
 
 
 # --- tensor operations called in a forward (torch.add, torch.cat, F.relu, x + y) ------

@@ -97,7 +97,10 @@ def _check_ratios(groups: list[ChannelGroup], ratios: dict[str, float]) -> None:
                 f"e.g. {next(iter(sorted(by_name)), 'conv1')!r}"
             )
         if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or not 0 <= ratio <= 1:
-            raise PruneError(f"group {name!r}: ratio {ratio!r} must be a number in [0, 1)")
+            raise PruneError(
+                f"group {name!r}: ratio {ratio!r} must be a number in [0, 1) (1: a residual "
+                "branch removed whole)"
+            )
         if ratio == 1 and not by_name[name].removable:
             raise PruneError(
                 f"group {name!r} cannot lose all its channels: only a residual branch's "
@@ -115,7 +118,9 @@ def plan_channels(
     scores: dict[str, list[float]] | None = None,
 ) -> SlimPlan:
     """The plan removing ``ratios[name]`` of each prunable group's channels, the least
-    important first (ties: the later channel goes); unprunable groups are skipped.
+    important first (ties: the later channel goes); unprunable groups are skipped. A
+    ratio of 1 removes a residual branch's group whole (``ChannelGroup.removable``; its
+    layers become cnnzip.models.slim.Removed).
     ``scores`` (group name -> ``channel_scores`` as a list) spares a planner that asks
     for many plans of one model recomputing them (a copy of each weight) every time.
     ``round_to`` rounds the kept count of plain groups only: a group that a grouped conv

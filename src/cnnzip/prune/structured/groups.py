@@ -39,7 +39,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from cnnzip.errors import one_line
 from cnnzip.models.running import eval_mode, example_input
-from cnnzip.models.slim import valid_input_shape
+from cnnzip.models.slim import Removed, valid_input_shape
 from cnnzip.prune.masks import PruneError
 
 __all__ = ["ChannelGroup", "Member", "channel_groups", "trace"]
@@ -208,11 +208,18 @@ def checked_shape(input_shape: Any) -> tuple[int, ...]:
     return shape
 
 
+class _Tracer(fx.Tracer):
+    """torch.fx's tracer, with a removed branch's layers (``Removed``) as leaves too."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, Removed) or super().is_leaf_module(m, module_qualified_name)
+
+
 def trace(model: nn.Module, input_shape: tuple[int, ...]) -> fx.GraphModule:
     """``model`` traced by torch.fx (torch.nn's layers as leaves), every node's output
     shape recorded from one zero image of ``input_shape`` (C, H, W)."""
     try:
-        gm = fx.symbolic_trace(model)
+        gm = fx.GraphModule(model, _Tracer().trace(model))
     except Exception as exc:  # fx raises anything on control flow it cannot follow
         raise PruneError(
             f"cannot trace {type(model).__name__} for structured pruning "
@@ -338,6 +345,11 @@ class _Walk:
         if m._forward_pre_hooks:  # spectral_norm: the weight is rebuilt from u, v, weight_orig
             why = "has forward pre-hooks (spectral_norm?) that rebuild its inputs or weight"
             return self.unknown(node, why)
+        if isinstance(m, Removed):  # reads only its input's shape: that group may go on
+            if m.width == 0:  # no channels out: a group of none, left out of the result
+                return self.fresh(node, name, None)
+            why = "is a removed branch's constant: slim the full-width model once, with both plans"
+            return self.fresh(node, name, f"{_what(node)} {why}")
         first = self.segs.get(node.args[0]) if node.args else None
         if first is None:
             return self.unknown(node)
@@ -562,6 +574,7 @@ class _Walk:
 
     def result(self) -> list[ChannelGroup]:
         roots = sorted({self.groups.find(g) for g in range(len(self.groups.parent))})
+        roots = [r for r in roots if self.groups.sizes[r] > 0]  # removed layers' outputs
         out = link([self.group(gid) for gid in roots])
         for i, group in enumerate(out):
             if group.prunable and isinstance(partition(group), str):
