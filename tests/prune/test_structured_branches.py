@@ -85,6 +85,24 @@ def test_only_the_groups_inside_residual_branches_are_removable() -> None:
     assert groups["g1"].shuffle == 3 and groups["p1"].prunable  # p1: a pool before the sum
 
 
+class InPlace(Net):
+    """Net with torchvision's ``out += identity``: torch.fx records it as a sum, but run
+    eagerly it writes into ``out``, which a removed branch's (1, C, 1, 1) cannot take."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.bn0(self.stem(x)))
+        out = self.rb2(self.r2(torch.relu(self.rb1(self.r1(x)))))
+        out += x
+        return self.fc(torch.relu(self.last(torch.cat([out, self.c1(out)], 1))).mean((2, 3)))
+
+
+def test_a_forward_summing_in_place_keeps_its_branches() -> None:
+    groups = {g.name: g for g in channel_groups(InPlace().eval(), SHAPE)}
+    assert groups["r1"].prunable and not groups["r1"].removable
+    with pytest.raises(PruneError, match=r"from 0 to 0,.*out \+= x, has none"):
+        allocate_channels(InPlace().eval(), SHAPE, macs=0.5, branches=1)
+
+
 @pytest.mark.parametrize("train", [False, True])
 def test_a_removed_branch_computes_the_masked_models_outputs(train: bool) -> None:
     model = _net()

@@ -5,6 +5,10 @@
     small = slim(model, plan)                             # real smaller tensors
     reference = mask_channels(model, plan)                # same outputs, channels zeroed
 
+A group inside a residual branch (``ChannelGroup.removable``) may take ratio 1: the
+branch is removed whole, its layers replaced by cnnzip.models.slim.Removed
+(``allocate_channels(..., branches=k)`` chooses k of them).
+
 The plan (cnnzip.models.slim.SlimPlan) is plain JSON; save_run and .cnnz files record
 it, so the slim model is rebuilt from its architecture without pickle.
 """

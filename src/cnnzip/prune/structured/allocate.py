@@ -128,7 +128,9 @@ class Allocation:
         """One row per pruned group, then the groups left whole and the totals."""
         rows = [f"{'group':<32}{'before':>8}{'after':>8}{'removed':>9}"]
         rows += [
-            f"{g.name:<32}{g.before:>8}{g.after:>8}{100 * g.ratio:>8.1f}%" for g in self.groups
+            f"{g.name:<32}{g.before:>8}{g.after:>8}{100 * g.ratio:>8.1f}%"
+            + (" (residual branch removed)" if g.after == 0 else "")
+            for g in self.groups
         ]
         rows += [f"{name:<32} left whole: {reason}" for name, reason in self.skipped]
         rows.append(
@@ -241,7 +243,7 @@ def _check_branches(count: int, groups: list[ChannelGroup]) -> None:
         raise PruneError(
             f"branches {count!r} must be a whole number from 0 to {len(found)}, the residual "
             f"branches this model has (groups whose consumers are added to a skip "
-            f"connection{listed})"
+            f"connection by out + x; a forward summing in place, out += x, has none{listed})"
         )
 
 

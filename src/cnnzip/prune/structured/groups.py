@@ -36,6 +36,7 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.fx.passes.shape_prop import ShapeProp
+from torch.overrides import TorchFunctionMode
 
 from cnnzip.errors import one_line
 from cnnzip.models.running import eval_mode, example_input
@@ -301,6 +302,7 @@ class _Walk:
         self.calls = Counter(n.target for n in gm.graph.nodes if n.op == "call_module")
         self.tied = _tied_parameters(gm, self.modules)
         self.summed: set[str] = set()  # layers whose output is added to another tensor
+        self.in_place = False  # the forward sums in place somewhere: no branch is removable
 
     def run(self) -> list[ChannelGroup]:
         for node in self.gm.graph.nodes:
@@ -633,7 +635,7 @@ class _Walk:
         not as "out") ends a residual branch (``_added``): they may all go."""
         outs = {m.module for m in members if m.axis == "out"}
         consumers = {m.module for m in members if m.axis == "in"} - outs
-        return bool(consumers) and consumers <= self.summed
+        return bool(consumers) and consumers <= self.summed and not self.in_place
 
 
 def link(groups: list[ChannelGroup]) -> list[ChannelGroup]:
@@ -772,4 +774,31 @@ def _linked(group: ChannelGroup) -> Partition | str:
 def channel_groups(model: nn.Module, input_shape: tuple[int, int, int]) -> list[ChannelGroup]:
     """Every channel group of ``model`` for inputs of ``input_shape`` (C, H, W), prunable
     or with the reason it is not, in graph order of its first producer."""
-    return _Walk(trace(model, input_shape)).run()
+    walk = _Walk(trace(model, input_shape))
+    walk.in_place = _adds_in_place(model, input_shape)
+    return walk.run()
+
+
+class _InPlace(TorchFunctionMode):
+    """Notes whether a forward adds into a tensor in place (``out += x``)."""
+
+    found = False
+
+    def __torch_function__(
+        self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None
+    ) -> Any:
+        name = getattr(func, "__name__", "")
+        self.found = self.found or name in ("__iadd__", "add_")
+        return func(*args, **(kwargs or {}))
+
+
+def _adds_in_place(model: nn.Module, input_shape: tuple[int, ...]) -> bool:
+    """Whether ``model``'s forward sums in place anywhere. torch.fx records ``out += x``
+    as ``out + x``, but run eagerly it writes into ``out``, which must then be of full
+    shape: a removed branch's constant, (1, C, 1, 1) in eval mode, is not. Such a model
+    keeps its branches (removable False), conservatively, wherever the sum is."""
+    x = example_input(model, (1, *checked_shape(input_shape)))
+    mode = _InPlace()
+    with eval_mode(model), torch.no_grad(), mode:
+        model(x)
+    return mode.found
