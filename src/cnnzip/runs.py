@@ -29,6 +29,7 @@ from cnnzip.models import get_model
 from cnnzip.models.registry import untrusted
 from cnnzip.models.slim import (
     apply_slim,
+    check_removed,
     check_slim_plan,
     record_input_shape,
     run_error,
@@ -280,6 +281,10 @@ def load_run(path: str | Path) -> Run:
     except (SafetensorError, FileNotFoundError, RuntimeError, OSError) as exc:
         raise RunError(f"cannot load the weights of {path}: {exc}") from None
     shape = valid_input_shape(meta.get("input_shape"))  # None: unusable, as in a .cnnz
+    try:  # a plan removing layers whole must compute the masked model's outputs
+        check_removed(model, shape, f"{path / META}: field slim")
+    except ModelError as exc:
+        raise RunError(str(exc)) from None
     if meta.get("slim") is not None and shape is not None:
         record_input_shape(model, shape)  # so that a .cnnz of it records the shape too
     return Run(path=path, model=model, meta=meta)

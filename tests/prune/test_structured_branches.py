@@ -14,10 +14,12 @@ from click.testing import CliRunner
 
 from cnnzip import codec
 from cnnzip.cli import main
+from cnnzip.codec.errors import CnnzFormatError
 from cnnzip.data import Split
+from cnnzip.errors import ModelError, RunError
 from cnnzip.export import export_onnx
 from cnnzip.models import get_model
-from cnnzip.models.slim import Removed, slim_plan_of
+from cnnzip.models.slim import Removed, apply_slim, record_input_shape, slim_plan_of
 from cnnzip.profiling import profile
 from cnnzip.prune import PruneError
 from cnnzip.prune.structured import channel_groups, mask_channels, plan_channels, slim
@@ -259,3 +261,84 @@ def test_prune_structured_branches_through_the_cli(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     loaded = load_run(tmp_path / "out").model
     assert sum(isinstance(m, Removed) for m in loaded.modules()) == 2 * 3  # conv1, bn1, conv2
+
+
+class Sums(nn.Module):
+    """Three sums that are not a branch beside a skip: two conv paths added to each
+    other, a path plus a scalar, and a path through an in-place ReLU added to x."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.a1, self.a2 = nn.Conv2d(8, 4, 1), nn.Conv2d(4, 8, 3, padding=1)
+        self.b1, self.b2 = nn.Conv2d(8, 4, 1), nn.Conv2d(4, 8, 3, padding=1)
+        self.s1, self.s2 = nn.Conv2d(8, 4, 1), nn.Conv2d(4, 8, 3, padding=1)
+        self.i1, self.i2 = nn.Conv2d(8, 4, 1), nn.Conv2d(4, 8, 3, padding=1)
+        self.act = nn.ReLU(inplace=True)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        x = self.a2(torch.relu(self.a1(x))) + self.b2(torch.relu(self.b1(x)))
+        x = self.s2(torch.relu(self.s1(x))) + 0.5
+        x = x + self.act(self.i2(torch.relu(self.i1(x))))
+        return self.fc(x.mean((2, 3)))
+
+
+def test_sums_without_a_full_skip_or_through_in_place_ops_are_not_branches() -> None:
+    """Removed, each would leave a (1, C, 1, 1) constant where the sum needs a full
+    tensor, or an in-place ReLU writing into the removed layer's bias."""
+    groups = {g.name: g for g in channel_groups(Sums().eval(), SHAPE)}
+    assert all(groups[n].prunable for n in ("a1", "b1", "s1", "i1"))
+    assert not any(g.removable for g in groups.values())
+
+
+def test_a_bottleneck_branch_takes_its_unread_reduction_with_it() -> None:
+    """ResNet-50: removing a block's 3x3 channels leaves its 1x1 reduction read by no
+    one: it goes too (conv1, its norm), instead of running and being stored."""
+    torch.manual_seed(0)
+    model = get_model("resnet50", **RESNET).eval()
+    groups = channel_groups(model, (1, 28, 28))
+    plan = plan_channels(model, groups, {"layer2.1.conv2.conv": 1.0})
+    small = slim(model, plan, (1, 28, 28))
+    for name in ("conv1.conv", "conv1.norm", "conv2.conv", "conv2.norm", "conv3.conv"):
+        assert isinstance(small.get_submodule(f"layer2.1.{name}"), Removed), name
+    block = model.layer2[1]
+    saved = sum(p.numel() for m in (block.conv1, block.conv2) for p in m.parameters())
+    saved += block.conv3.conv.weight.numel()
+    assert profile(model, (1, 28, 28)).params - profile(small, (1, 28, 28)).params == saved
+    x = torch.randn(2, 1, 28, 28)
+    torch.testing.assert_close(small(x), mask_channels(model, plan)(x), rtol=1e-5, atol=1e-5)
+
+
+def test_removed_layers_take_the_models_mode() -> None:
+    model = _net()
+    assert not any(m.training for m in slim(model.eval(), _plan(model)).modules())
+    assert all(m.training for m in slim(model.train(), _plan(model)).modules())
+
+
+LENET = (1, 28, 28)
+BAD = {"fc1": {"in": []}}  # LeNet-5's fc1 made a constant: no skip to broadcast it
+
+
+def test_a_plan_emptying_a_layer_outside_a_branch_is_refused(tmp_path: Path) -> None:
+    """A plan from a file (or a hand-made one) may empty any layer: the slim model must
+    compute the masked one's outputs, checked with the weights, or one clear error."""
+    match = "empties layers outside a residual branch"
+    with pytest.raises(ModelError, match=match):
+        slim(get_model("lenet5"), BAD, LENET)
+    bad = record_input_shape(apply_slim(get_model("lenet5"), BAD), LENET)
+    codec.save(tmp_path / "bad.cnnz", bad, arch={"name": "lenet5", "kwargs": {}})
+    with pytest.raises(CnnzFormatError, match=match):
+        codec.load(tmp_path / "bad.cnnz")
+    mine = get_model("lenet5")
+    with pytest.raises(CnnzFormatError, match=match):
+        codec.load(tmp_path / "bad.cnnz", model=mine)
+    assert isinstance(mine.fc1, nn.Linear) and slim_plan_of(mine) is None  # left uncut
+    save_run(tmp_path / "run", bad, arch="lenet5", kwargs={})
+    with pytest.raises(RunError, match=match):
+        load_run(tmp_path / "run")
+    unchecked = apply_slim(get_model("lenet5"), BAD)  # no input shape recorded
+    codec.save(tmp_path / "shapeless.cnnz", unchecked, arch={"name": "lenet5", "kwargs": {}})
+    with pytest.raises(CnnzFormatError, match="needs the input shape"):
+        codec.load(tmp_path / "shapeless.cnnz")

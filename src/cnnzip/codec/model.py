@@ -33,6 +33,7 @@ load each allocate about the model's float32 bytes at most beyond the model
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from functools import partial
@@ -56,8 +57,10 @@ from cnnzip.errors import CnnzipError, ModelError
 from cnnzip.fileio import atomic_write_bytes
 from cnnzip.models.registry import UntrustedFactoryError, untrusted
 from cnnzip.models.slim import (
+    Removed,
     SlimPlan,
     apply_slim,
+    check_removed,
     check_runs,
     check_slim_plan,
     meta_copy,
@@ -512,11 +515,14 @@ def _slimmed(model: nn.Module, plan: SlimPlan | None) -> nn.Module:
         raise CnnzFormatError(f"header field slim does not fit its arch: {exc}") from None
 
 
-def _fit_plan(model: nn.Module, cf: container.CnnzFile, entries: list[dict[str, Any]]) -> None:
+def _fit_plan(
+    model: nn.Module, cf: container.CnnzFile, entries: list[dict[str, Any]], state: dict
+) -> None:
     """The user's ``model=`` cut to the file's plan, unless it already is (a slim model
     carrying the same plan); a full-width model is cut in place, only once a meta copy
-    cut to the plan is known to fit the file's tensors and run (a bad file changes
-    nothing)."""
+    cut to the plan is known to fit the file's tensors and run, and a plan removing
+    layers whole a copy holding the file's ``state`` to compute what the masked model
+    does (a bad file changes nothing)."""
     plan = _header_plan(cf)
     if plan is None or slim_plan_of(model) == plan:
         _check_fit(entries, model)
@@ -535,6 +541,10 @@ def _fit_plan(model: nn.Module, cf: container.CnnzFile, entries: list[dict[str, 
         ) from None
     _check_fit(entries, skeleton)
     _check_slim_runs(cf, skeleton)
+    if any(isinstance(m, Removed) for m in skeleton.modules()):
+        trial = apply_slim(copy.deepcopy(model), plan)
+        trial.load_state_dict(state, strict=True)
+        _check_removed(cf, trial)
     apply_slim(model, plan)
 
 
@@ -567,7 +577,6 @@ def load_file(
 ) -> nn.Module:
     """``load`` for a container already read (e.g. to also show its metadata)."""
     entries = check_tensors(cf.header.get("tensors"), max_params)
-    assign = False
     if model is None:
         if build is None:
             raise CnnzipError(
@@ -575,10 +584,23 @@ def load_file(
                 "architectures, or pass model=MyNet()"
             )
         model, assign = _zoo_model(cf, entries, build, max_params)
-    else:
-        if transforms_of(model):
-            raise CnnzipError("load into a plain module: this one has weight transforms")
-        _fit_plan(model, cf, entries)
+        model.load_state_dict(decode_state(cf, max_params=max_params), strict=True, assign=assign)
+        _check_removed(cf, model)  # a model of its own: no user's module to spare
+        return model.eval()
+    if transforms_of(model):
+        raise CnnzipError("load into a plain module: this one has weight transforms")
     state = decode_state(cf, max_params=max_params)
-    model.load_state_dict(state, strict=True, assign=assign)
+    _fit_plan(model, cf, entries, state)  # checks a plan removing layers on a copy
+    model.load_state_dict(state, strict=True)
     return model.eval()
+
+
+def _check_removed(cf: container.CnnzFile, model: nn.Module) -> None:
+    """A plan that removes layers whole computes what the masked model does, on the
+    file's weights (cnnzip.models.slim.check_removed), or the file is refused."""
+    meta = cf.header.get("meta")
+    shape = valid_input_shape(meta.get("input_shape") if isinstance(meta, dict) else None)
+    try:
+        check_removed(model, shape, "header field slim")
+    except ModelError as exc:
+        raise CnnzFormatError(str(exc)) from None

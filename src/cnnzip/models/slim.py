@@ -27,6 +27,7 @@ __all__ = [
     "apply_slim",
     "axis_sizes",
     "check_plan_fits",
+    "check_removed",
     "check_runs",
     "check_slim_plan",
     "is_depthwise",
@@ -105,6 +106,56 @@ def check_runs(model: nn.Module, shape: tuple[int, ...], what: str) -> None:
             "the plan cuts a layer's channels without its consumers' (or the recorded "
             "input shape is not the model's)"
         )
+
+
+def check_removed(model: nn.Module, shape: tuple[int, ...] | None, what: str) -> None:
+    """A model with ``Removed`` layers computes, in eval mode, what it computes with them
+    returning every position (the masked model's outputs): the (1, C, 1, 1) shortcut is
+    exact only where a residual sum broadcasts it, and a plan read from a file may empty
+    any layer. Checked on two random (2, *shape) inputs, with the loaded weights; one
+    ModelError naming ``what`` otherwise, or when no input shape was recorded."""
+    removed = [m for m in model.modules() if isinstance(m, Removed)]
+    if not removed:
+        return
+    if shape is None:
+        raise ModelError(
+            f"{what}: the plan removes layers whole, which needs the input shape to be "
+            "checked: slim with slim(model, plan, input_shape) (a .cnnz then records it)"
+        )
+    x = example_input(model, (2, *shape))  # (2, C, H, W)
+    try:
+        with eval_mode(model), torch.no_grad():
+            fast = _flat(model(x))
+            for m in removed:
+                m.broadcast = False
+            full = _flat(model(x))
+    except Exception as exc:  # a constant where a full tensor was needed: torch raises anything
+        fast, full = None, f"{type(exc).__name__}: {one_line(str(exc))}"
+    finally:
+        for m in removed:
+            m.broadcast = True
+    same = (
+        isinstance(full, list)
+        and len(fast) == len(full)
+        and all(
+            a.shape == b.shape and b.numel() > 0 and torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+            for a, b in zip(fast, full, strict=True)
+        )
+    )
+    if not same:
+        cause = f" ({full})" if isinstance(full, str) else ""
+        raise ModelError(
+            f"{what}: the plan empties layers outside a residual branch: the outputs differ, "
+            f"or are empty, once those layers return every position{cause}; a damaged "
+            "file, or not a plan cnnzip made"
+        )
+
+
+def _flat(out: Any) -> list[torch.Tensor]:
+    """A forward's tensors: one, or those of a tuple or list (an auxiliary head)."""
+    return (
+        [out] if isinstance(out, torch.Tensor) else [t for t in out if isinstance(t, torch.Tensor)]
+    )
 
 
 def check_slim_plan(plan: object, what: str) -> SlimPlan:
@@ -213,6 +264,7 @@ class Removed(nn.Module):
         self.same = pad == "same"
         self.padding = (0, 0) if isinstance(pad, str) else tuple(pad)  # "valid": 0
         self.bias = bias
+        self.broadcast = True  # eval mode: (1, width, 1, 1), for the sum to broadcast
         if bias is None:  # a constant of zeros, not read from x (tracing would keep x's branch)
             like = next(chain(layer.parameters(), layer.buffers()), torch.zeros(()))
             zeros = torch.zeros(width, dtype=like.dtype, device=like.device)  # meta copies too
@@ -230,7 +282,7 @@ class Removed(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         spread = (1, self.width) + (1,) * (x.dim() - 2)  # (1, width, 1, 1)
         value = (self.zeros if self.bias is None else self.bias).view(spread)
-        if self.width and not self.training:
+        if self.width and self.broadcast and not self.training:
             return value  # the sum it flows to broadcasts it; x's branch is dead code
         shape = (x.shape[0], self.width, *(self._side(s, i) for i, s in enumerate(x.shape[2:])))
         return value.expand(shape)  # (N, width, H', W'), a view: nothing is written
@@ -379,7 +431,7 @@ def apply_slim(model: nn.Module, plan: SlimPlan) -> nn.Module:
     for name, axes in plan.items():
         removed = _removed(modules[name], axes)
         if removed is not None:
-            _replace(model, name, removed)
+            _replace(model, name, removed.train(modules[name].training))
         else:
             _cut(modules[name], axes)
     setattr(model, ATTR, _compose(old, plan))

@@ -20,6 +20,7 @@ from cnnzip.models.slim import (
     apply_slim,
     axis_sizes,
     check_plan_fits,
+    check_removed,
     is_depthwise,
     is_grouped,
     meta_copy,
@@ -27,7 +28,13 @@ from cnnzip.models.slim import (
     run_error,
 )
 from cnnzip.prune.masks import PruneError
-from cnnzip.prune.structured.groups import ChannelGroup, Member, checked_shape, partition
+from cnnzip.prune.structured.groups import (
+    ChannelGroup,
+    Member,
+    checked_shape,
+    consumers,
+    partition,
+)
 
 __all__ = [
     "IMPORTANCES",
@@ -136,13 +143,45 @@ def plan_channels(
         if not group.prunable or ratio == 0.0:
             continue
         ranked = scores[group.name] if scores else channel_scores(model, group, importance).tolist()
-        channels = _removed(group, ranked, ratio, round_to)
-        for member in group.members:
-            gone = removed.setdefault((member.module, member.axis), set())
-            at = dict(zip(member.channels(), member.positions(), strict=True))
-            for p in (at[c] for c in channels if c in at):  # a channel: ``repeat`` features
-                gone.update(range(p, p + member.repeat))
+        _remove(removed, group, _removed(group, ranked, ratio, round_to))
+    _remove_dead(model, groups, removed)
     return _plan(model, removed)
+
+
+def _remove(
+    removed: dict[tuple[str, str], set[int]], group: ChannelGroup, channels: list[int]
+) -> None:
+    """Note ``channels`` of ``group`` as removed from every member, at their positions."""
+    for member in group.members:
+        gone = removed.setdefault((member.module, member.axis), set())
+        at = dict(zip(member.channels(), member.positions(), strict=True))
+        for p in (at[c] for c in channels if c in at):  # a channel: ``repeat`` features
+            gone.update(range(p, p + member.repeat))
+
+
+def _remove_dead(
+    model: nn.Module, groups: list[ChannelGroup], removed: dict[tuple[str, str], set[int]]
+) -> None:
+    """Remove whole the prunable groups whose every consumer lost all its outputs (a
+    removed branch's first layers: ResNet-50's 1x1 reduction before its removed 3x3),
+    until none is left: nothing would read them, yet they would run and be stored."""
+    modules = dict(model.named_modules())
+
+    def unread(group: ChannelGroup) -> bool:
+        users = consumers(group.members)
+        return bool(users) and all(
+            len(removed.get((name, "out"), ())) == axis_sizes(modules[name], name)["out"]
+            for name in users
+        )
+
+    dead: list[str] = []
+    while True:
+        found = [g for g in groups if g.prunable and g.name not in dead and unread(g)]
+        if not found:
+            return
+        for group in found:
+            _remove(removed, group, list(range(group.size)))
+            dead.append(group.name)
 
 
 def _removed(group: ChannelGroup, scores: list[float], ratio: float, round_to: int) -> list[int]:
@@ -196,7 +235,9 @@ def slim(model: nn.Module, plan: SlimPlan, input_shape: tuple[int, ...] | None =
             f"({error}); pass the (C, H, W) of its images"
         )
     check_slim_runs(apply_slim(meta_copy(model), plan), input_shape)
-    return record_input_shape(apply_slim(copy.deepcopy(model), plan), input_shape)
+    small = apply_slim(copy.deepcopy(model), plan)
+    check_removed(small, input_shape, "slim plan")  # removed layers: the masked outputs
+    return record_input_shape(small, input_shape)
 
 
 def check_slim_runs(small: nn.Module, input_shape: tuple[int, ...]) -> None:

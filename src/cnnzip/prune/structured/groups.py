@@ -96,7 +96,7 @@ class ChannelGroup:
     shuffle: int = 1
     parts: tuple[str, ...] = ()
     passes: tuple[str, ...] = ()  # parameterless modules it flows through (ReLU, pooling)
-    removable: bool = False  # a residual branch's inner channels: may all go (``_added``)
+    removable: bool = False  # a residual branch's inner channels: may all go (``_sum_of``)
 
 
 Perm = tuple[int, ...] | None  # position p of a segment holds its group's channel perm[p]
@@ -301,7 +301,7 @@ class _Walk:
         self.modules = dict(gm.named_modules(remove_duplicate=False))
         self.calls = Counter(n.target for n in gm.graph.nodes if n.op == "call_module")
         self.tied = _tied_parameters(gm, self.modules)
-        self.summed: set[str] = set()  # layers whose output is added to another tensor
+        self.summed: dict[str, tuple[fx.Node, fx.Node]] = {}  # layer -> (its sum, operand)
         self.in_place = False  # the forward sums in place somewhere: no branch is removable
 
     def run(self) -> list[ChannelGroup]:
@@ -382,8 +382,9 @@ class _Walk:
             self.groups.add(first, name, "in")
             return first
         g = m.groups if grouped else 1
-        if self._added(node):
-            self.summed.add(name)
+        found = self._sum_of(node)
+        if found is not None:
+            self.summed[name] = found
         self.groups.add(first, name, "in", m.in_channels // g if grouped else 0, g)
         out = self.fresh(node, name, None)
         if out is not None:
@@ -581,6 +582,12 @@ class _Walk:
         for i, group in enumerate(out):
             if group.prunable and isinstance(partition(group), str):
                 out[i] = replace(group, prunable=False, reason=partition(group), removable=False)
+        ends = {c for g in out if g.removable for c in consumers(g.members)}
+        for i, group in enumerate(out):
+            if group.removable and not all(
+                self._skipped(c, ends) for c in consumers(group.members)
+            ):
+                out[i] = replace(group, removable=False)
         return out
 
     def group(self, gid: int) -> ChannelGroup:
@@ -609,33 +616,70 @@ class _Walk:
     def _is_layer(self, name: str) -> bool:
         return isinstance(self.modules[name], nn.Conv2d | nn.Linear)
 
-    def _added(self, node: fx.Node) -> bool:
-        """Whether ``node``'s output, through BatchNorms and activations alone (each its
-        only user; no pooling), is added to another tensor: a residual branch's last
-        layer, whose inputs may all go (the sum then carries the skip connection and the
-        layer's bias, broadcast: cnnzip.models.slim.Removed)."""
+    def _sum_of(self, node: fx.Node) -> tuple[fx.Node, fx.Node] | None:
+        """The sum that ``node``'s output reaches through BatchNorms and out-of-place
+        activations alone (each its only user; no pooling), with the operand it arrives
+        as; None if it reaches none. Such a layer may end a residual branch, whose inputs
+        may all go (the sum then carries the skip and the layer's bias, broadcast:
+        cnnzip.models.slim.Removed); ``removable`` checks the skip."""
         while len(node.users) == 1:
-            node = next(iter(node.users))
-            if node.target in (operator.add, torch.add):
-                return True
-            if node.op == "call_module":
-                module = self.modules[str(node.target)]
-                passes = isinstance(module, (*BATCH_NORMS, *PASS_MODULES))
-                passes = passes and self.calls[node.target] == 1 and not _pools(module)
-            elif node.op == "call_method":
-                passes = node.target in PASS_METHODS
-            else:
-                passes = node.target in PASS_FUNCTIONS - POOL_FUNCTIONS
-            if not passes:
-                return False
-        return False
+            user = next(iter(node.users))
+            if user.target in (operator.add, torch.add):
+                return user, node
+            if not self._passes(user):
+                return None
+            node = user
+        return None
+
+    def _passes(self, node: fx.Node) -> bool:
+        """A BatchNorm or an activation that writes a new tensor (an in-place one would
+        write into a removed branch's constant, its bias)."""
+        if node.op == "call_module":
+            module = self.modules[str(node.target)]
+            return (
+                isinstance(module, (*BATCH_NORMS, *PASS_MODULES))
+                and self.calls[node.target] == 1
+                and not _pools(module)
+                and not getattr(module, "inplace", False)
+            )
+        if node.op == "call_method":
+            return node.target in PASS_METHODS and not str(node.target).endswith("_")
+        inplace = node.kwargs.get("inplace") is True or any(a is True for a in node.args[1:])
+        return node.target in PASS_FUNCTIONS - POOL_FUNCTIONS and not inplace
+
+    def _layer_behind(self, node: Any) -> str | None:
+        """The conv or Linear whose output ``node`` is, through ``_passes`` nodes."""
+        while isinstance(node, fx.Node) and node.op != "placeholder":
+            if node.op == "call_module" and self._is_layer(str(node.target)):
+                return str(node.target)
+            if not self._passes(node) or not node.args:
+                return None
+            node = node.args[0]
+        return None
 
     def removable(self, members: tuple[Member, ...]) -> bool:
         """Every consumer of these channels (a conv or Linear holding them as "in" and
-        not as "out") ends a residual branch (``_added``): they may all go."""
-        outs = {m.module for m in members if m.axis == "out"}
-        consumers = {m.module for m in members if m.axis == "in"} - outs
-        return bool(consumers) and consumers <= self.summed and not self.in_place
+        not as "out") ends a residual branch (``_sum_of``): they may all go."""
+        users = consumers(members)
+        return bool(users) and users <= set(self.summed) and not self.in_place
+
+    def _skipped(self, consumer: str, ends: set[str]) -> bool:
+        """Whether the sum ``consumer`` ends in has another operand of the sum's full
+        shape that no branch in ``ends`` produces: the skip that carries the block once
+        the branch goes (a sum of two removed branches, or with a scalar, would leave
+        only their (1, C, 1, 1) constants)."""
+        total, mine = self.summed[consumer]
+        operands = [a for a in (*total.args, *total.kwargs.values()) if isinstance(a, fx.Node)]
+        return any(
+            a is not mine and _shape(a) == _shape(total) and self._layer_behind(a) not in ends
+            for a in operands
+        )
+
+
+def consumers(members: tuple[Member, ...]) -> set[str]:
+    """The layers holding a group as input only (a depthwise conv holds it both ways)."""
+    outs = {m.module for m in members if m.axis == "out"}
+    return {m.module for m in members if m.axis == "in"} - outs
 
 
 def link(groups: list[ChannelGroup]) -> list[ChannelGroup]:
