@@ -159,7 +159,7 @@ def bench(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     model = get_model(name, **kwargs).eval()
     shape = (3, args.size, args.size)
     chosen = plans_of(model, shape, args)
-    smalls = [slim(model, c.plan).eval() for c in chosen.values()]
+    smalls = [slim(model, c.plan, shape).eval() for c in chosen.values()]
     before = profile(model, shape)
     afters = [profile(small, shape) for small in smalls]
     rows = []

@@ -112,8 +112,9 @@ def check_removed(model: nn.Module, shape: tuple[int, ...] | None, what: str) ->
     """A model with ``Removed`` layers computes, in eval mode, what it computes with them
     returning every position (the masked model's outputs): the (1, C, 1, 1) shortcut is
     exact only where a residual sum broadcasts it, and a plan read from a file may empty
-    any layer. Checked on two random (2, *shape) inputs, with the loaded weights; one
-    ModelError naming ``what`` otherwise, or when no input shape was recorded."""
+    any layer. Checked on one random (2, *shape) batch run both ways (the same random
+    stream each time), to the model's precision; one ModelError naming ``what``
+    otherwise, or when no input shape was recorded."""
     removed = [m for m in model.modules() if isinstance(m, Removed)]
     if not removed:
         return
@@ -124,38 +125,54 @@ def check_removed(model: nn.Module, shape: tuple[int, ...] | None, what: str) ->
         )
     x = example_input(model, (2, *shape))  # (2, C, H, W)
     try:
-        with eval_mode(model), torch.no_grad():
-            fast = _flat(model(x))
-            for m in removed:
-                m.broadcast = False
-            full = _flat(model(x))
+        fast = _outputs(model, x)
+        for m in removed:
+            m.broadcast = False
+        full: list[torch.Tensor] | str = _outputs(model, x)
     except Exception as exc:  # a constant where a full tensor was needed: torch raises anything
-        fast, full = None, f"{type(exc).__name__}: {one_line(str(exc))}"
+        fast, full = [], f"{type(exc).__name__}: {one_line(str(exc))}"
     finally:
         for m in removed:
             m.broadcast = True
-    same = (
-        isinstance(full, list)
-        and len(fast) == len(full)
-        and all(
-            a.shape == b.shape and b.numel() > 0 and torch.allclose(a, b, rtol=1e-4, atol=1e-5)
-            for a, b in zip(fast, full, strict=True)
-        )
-    )
-    if not same:
+    if isinstance(full, str) or not full or not _same(fast, full):
         cause = f" ({full})" if isinstance(full, str) else ""
         raise ModelError(
             f"{what}: the plan empties layers outside a residual branch: the outputs differ, "
-            f"or are empty, once those layers return every position{cause}; a damaged "
-            "file, or not a plan cnnzip made"
+            f"or are empty, once those layers return every position{cause}; not a plan "
+            "cnnzip makes (a damaged file?)"
         )
 
 
-def _flat(out: Any) -> list[torch.Tensor]:
-    """A forward's tensors: one, or those of a tuple or list (an auxiliary head)."""
-    return (
-        [out] if isinstance(out, torch.Tensor) else [t for t in out if isinstance(t, torch.Tensor)]
-    )
+def _outputs(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """Every tensor of one eval-mode forward (nested in tuples, lists or dicts), the
+    random stream reset first: a forward that draws noise draws the same both times."""
+    with eval_mode(model), torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        stack = [model(x)]
+    found: list[torch.Tensor] = []
+    while stack:
+        item = stack.pop()
+        if isinstance(item, torch.Tensor):
+            found.append(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return found
+
+
+def _same(fast: list[torch.Tensor], full: list[torch.Tensor]) -> bool:
+    """Same shapes, none empty, equal to a few units of the dtype's precision."""
+    if len(fast) != len(full):
+        return False
+    for a, b in zip(fast, full, strict=True):
+        if a.shape != b.shape or b.numel() == 0:
+            return False
+        eps = torch.finfo(b.dtype).eps if b.is_floating_point() else 0.0
+        tol = max(1e-5, 64 * eps)  # float32: 1e-5; float16, bfloat16: their last digits
+        if not torch.allclose(a.float(), b.float(), rtol=tol, atol=tol):
+            return False
+    return True
 
 
 def check_slim_plan(plan: object, what: str) -> SlimPlan:

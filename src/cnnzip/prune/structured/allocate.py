@@ -129,7 +129,7 @@ class Allocation:
         rows = [f"{'group':<32}{'before':>8}{'after':>8}{'removed':>9}"]
         rows += [
             f"{g.name:<32}{g.before:>8}{g.after:>8}{100 * g.ratio:>8.1f}%"
-            + (" (residual branch removed)" if g.after == 0 else "")
+            + (" (removed whole)" if g.after == 0 else "")
             for g in self.groups
         ]
         rows += [f"{name:<32} left whole: {reason}" for name, reason in self.skipped]
@@ -242,8 +242,8 @@ def _check_branches(count: int, groups: list[ChannelGroup]) -> None:
         listed = f": {', '.join(found[:4])}{', ...' if len(found) > 4 else ''}" if found else ""
         raise PruneError(
             f"branches {count!r} must be a whole number from 0 to {len(found)}, the residual "
-            f"branches this model has (groups whose consumers are added to a skip "
-            f"connection by out + x; a forward summing in place, out += x, has none{listed})"
+            f"branches this model has{listed} (groups whose consumers are added to a skip "
+            "connection by out + x; a forward summing in place, out += x, has none)"
         )
 
 
@@ -260,8 +260,6 @@ def _branch_order(
     the slim model's outputs); without, their channels' mean importance per weight (an
     L1 norm grows with a layer's fan-in, so raw norms would send the narrow early
     branches first whatever their weights)."""
-    if count == 0:
-        return []
     base = evaluate(plans.model, split)["accuracy"] if split is not None else 0.0
 
     def lost_per_saving(group: ChannelGroup) -> float:
@@ -605,7 +603,7 @@ def _latency(
             break
         fraction = min(1.0, fraction * target_ms / measured)
         plan = plans.search("macs", _clamp(plans, fraction))
-        measured = timer(slim(plans.model, plan))
+        measured = timer(slim(plans.model, plan, plans.shape))
         tries.append({"macs": fraction, "latency_ms": measured})
         if best is None or measured < best[0]:
             best = (measured, plan)

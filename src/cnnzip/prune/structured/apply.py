@@ -225,6 +225,12 @@ def slim(model: nn.Module, plan: SlimPlan, input_shape: tuple[int, ...] | None =
     With ``input_shape`` (C, H, W) a shapes-only copy runs once first (``check_slim_runs``)
     and the copy records it (``record_input_shape``: its .cnnz lets load run the check)."""
     check_plan_fits(model, plan)
+    if input_shape is None and any([] in axes.values() for axes in plan.values()):
+        raise PruneError(
+            "this plan removes layers whole (residual branches): pass the input shape, "
+            "slim(model, plan, input_shape), so that the slim model is checked and its "
+            ".cnnz can be loaded"
+        )
     if input_shape is None:
         return apply_slim(copy.deepcopy(model), plan)
     input_shape = checked_shape(input_shape)

@@ -102,7 +102,10 @@ class ChannelGroup:
 Perm = tuple[int, ...] | None  # position p of a segment holds its group's channel perm[p]
 Segment = tuple[int, int, int, Perm]  # (group id, channels, features per channel, order)
 
+POOL_MODULES = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+POOL_FUNCTIONS = {F.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d, F.adaptive_max_pool2d}
 PASS_MODULES = (
+    *POOL_MODULES,
     nn.ReLU,
     nn.ReLU6,
     nn.LeakyReLU,
@@ -116,16 +119,11 @@ PASS_MODULES = (
     nn.Dropout,
     nn.Dropout2d,
     nn.Identity,
-    nn.MaxPool2d,
-    nn.AvgPool2d,
-    nn.AdaptiveAvgPool2d,
-    nn.AdaptiveMaxPool2d,
 )  # fmt: skip  (each output channel is a function of the same input channel alone)
 PASS_FUNCTIONS = {
     F.relu, torch.relu, F.relu6, torch.sigmoid, torch.tanh, F.silu, F.gelu, F.dropout,
-    F.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d, F.adaptive_max_pool2d,
+    *POOL_FUNCTIONS,
 }  # fmt: skip
-POOL_FUNCTIONS = {F.max_pool2d, F.avg_pool2d, F.adaptive_avg_pool2d, F.adaptive_max_pool2d}
 PASS_METHODS = {"relu", "relu_", "sigmoid", "tanh", "contiguous", "clone"}
 ELEMENTWISE = {operator.add, operator.mul, operator.sub, operator.truediv, torch.add, torch.mul}
 REDUCE_METHODS = {"mean", "sum", "amax", "amin"}
@@ -277,12 +275,6 @@ def _literal_width(node: fx.Node, dim: int) -> bool:
         sizes = sizes[0]
     sizes = sizes or node.kwargs.get("size", node.kwargs.get("shape", ()))
     return dim < len(sizes) and isinstance(sizes[dim], int) and sizes[dim] != -1
-
-
-def _pools(module: nn.Module) -> bool:
-    return isinstance(
-        module, nn.MaxPool2d | nn.AvgPool2d | nn.AdaptiveAvgPool2d | nn.AdaptiveMaxPool2d
-    )
 
 
 def _what(node: fx.Node) -> str:
@@ -632,15 +624,17 @@ class _Walk:
         return None
 
     def _passes(self, node: fx.Node) -> bool:
-        """A BatchNorm or an activation that writes a new tensor (an in-place one would
-        write into a removed branch's constant, its bias)."""
+        """A BatchNorm with running statistics or an activation that writes a new
+        tensor: both take a removed branch's (1, C, 1, 1) constant as they take the full
+        tensor (batch statistics would not; an in-place op would write into its bias)."""
         if node.op == "call_module":
             module = self.modules[str(node.target)]
             return (
                 isinstance(module, (*BATCH_NORMS, *PASS_MODULES))
                 and self.calls[node.target] == 1
-                and not _pools(module)
+                and not isinstance(module, POOL_MODULES)
                 and not getattr(module, "inplace", False)
+                and getattr(module, "track_running_stats", True)  # batch statistics: no
             )
         if node.op == "call_method":
             return node.target in PASS_METHODS and not str(node.target).endswith("_")
