@@ -11,11 +11,12 @@ import pytest
 import torch
 import torch.nn as nn
 from click.testing import CliRunner
+from torch.utils.data import DataLoader, TensorDataset
 
 from cnnzip import codec
 from cnnzip.cli import main
 from cnnzip.codec.errors import CnnzFormatError
-from cnnzip.data import Split
+from cnnzip.data import Split, StreamSplit
 from cnnzip.errors import ModelError, RunError
 from cnnzip.export import export_onnx
 from cnnzip.models import get_model
@@ -419,3 +420,16 @@ def test_a_branch_beside_a_smaller_operand_or_batch_statistics_is_not_removable(
     model.rb2 = nn.BatchNorm2d(12, track_running_stats=False)
     groups = {g.name: g for g in channel_groups(model.eval(), SHAPE)}
     assert not groups["r1"].removable and groups["g1"].removable
+
+
+def test_branches_ranked_on_the_users_own_dataloader(toy_data) -> None:
+    """A validation DataLoader of the user's own (a stream, never held in memory) ranks
+    the branches as the same images in memory do."""
+    torch.manual_seed(0)
+    model = get_model("resnet18", **RESNET).eval()
+    x, y = toy_data.val.x[:64], toy_data.val.y[:64]
+    loader = DataLoader(TensorDataset(x, y), batch_size=16)
+    streamed = allocate_channels(model, (1, 28, 28), StreamSplit(loader), macs=0.9, branches=2)
+    in_memory = allocate_channels(model, (1, 28, 28), Split(x, y), macs=0.9, branches=2)
+    assert streamed.plan == in_memory.plan
+    assert sum(g.after == 0 for g in streamed.groups) == 2

@@ -96,7 +96,7 @@ class ChannelGroup:
     shuffle: int = 1
     parts: tuple[str, ...] = ()
     passes: tuple[str, ...] = ()  # parameterless modules it flows through (ReLU, pooling)
-    removable: bool = False  # a residual branch's inner channels: may all go (``_sum_of``)
+    removable: bool = False  # a residual branch's inner channels: may all go (``result``)
 
 
 Perm = tuple[int, ...] | None  # position p of a segment holds its group's channel perm[p]
@@ -285,7 +285,7 @@ def _what(node: fx.Node) -> str:
 class _Walk:
     """One pass over the graph, giving every tensor node its channel segments."""
 
-    def __init__(self, gm: fx.GraphModule) -> None:
+    def __init__(self, gm: fx.GraphModule, in_place: bool = False) -> None:
         self.gm = gm
         self.groups = _Groups()
         self.segs: dict[fx.Node, list[Segment]] = {}
@@ -294,7 +294,7 @@ class _Walk:
         self.calls = Counter(n.target for n in gm.graph.nodes if n.op == "call_module")
         self.tied = _tied_parameters(gm, self.modules)
         self.summed: dict[str, tuple[fx.Node, fx.Node]] = {}  # layer -> (its sum, operand)
-        self.in_place = False  # the forward sums in place somewhere: no branch is removable
+        self.in_place = in_place  # the forward sums in place somewhere: no branch goes
 
     def run(self) -> list[ChannelGroup]:
         for node in self.gm.graph.nodes:
@@ -573,13 +573,12 @@ class _Walk:
         out = link([self.group(gid) for gid in roots])
         for i, group in enumerate(out):
             if group.prunable and isinstance(partition(group), str):
-                out[i] = replace(group, prunable=False, reason=partition(group), removable=False)
-        ends = {c for g in out if g.removable for c in consumers(g.members)}
-        for i, group in enumerate(out):
-            if group.removable and not all(
-                self._skipped(c, ends) for c in consumers(group.members)
-            ):
-                out[i] = replace(group, removable=False)
+                out[i] = replace(group, prunable=False, reason=partition(group))
+        ends_all = [i for i, g in enumerate(out) if g.prunable and self._ends_branches(g)]
+        ends = {c for i in ends_all for c in consumers(out[i].members)}
+        for i in ends_all:
+            if all(self._skipped(c, ends) for c in consumers(out[i].members)):
+                out[i] = replace(out[i], removable=True)
         return out
 
     def group(self, gid: int) -> ChannelGroup:
@@ -602,7 +601,6 @@ class _Walk:
             reason="; ".join(reasons) or None,
             shuffle=max(shuffles),
             passes=tuple(dict.fromkeys(self.groups.passes[gid])),
-            removable=not reasons and self.removable(members),
         )
 
     def _is_layer(self, name: str) -> bool:
@@ -651,10 +649,11 @@ class _Walk:
             node = node.args[0]
         return None
 
-    def removable(self, members: tuple[Member, ...]) -> bool:
-        """Every consumer of these channels (a conv or Linear holding them as "in" and
-        not as "out") ends a residual branch (``_sum_of``): they may all go."""
-        users = consumers(members)
+    def _ends_branches(self, group: ChannelGroup) -> bool:
+        """Every consumer of the group (a conv or Linear holding it as "in" and not as
+        "out") ends in a sum (``_sum_of``), and no sum is in place: the group may all go
+        if each sum also has a skip (``_skipped``)."""
+        users = consumers(group.members)
         return bool(users) and users <= set(self.summed) and not self.in_place
 
     def _skipped(self, consumer: str, ends: set[str]) -> bool:
@@ -812,9 +811,7 @@ def _linked(group: ChannelGroup) -> Partition | str:
 def channel_groups(model: nn.Module, input_shape: tuple[int, int, int]) -> list[ChannelGroup]:
     """Every channel group of ``model`` for inputs of ``input_shape`` (C, H, W), prunable
     or with the reason it is not, in graph order of its first producer."""
-    walk = _Walk(trace(model, input_shape))
-    walk.in_place = _adds_in_place(model, input_shape)
-    return walk.run()
+    return _Walk(trace(model, input_shape), _adds_in_place(model, input_shape)).run()
 
 
 class _InPlace(TorchFunctionMode):
